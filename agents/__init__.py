@@ -1,0 +1,1 @@
+"""Agents that act in latentrl environments (installed as ``latentrl.agents``)."""

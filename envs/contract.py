@@ -1,0 +1,131 @@
+"""The plug-in contract: what latentrl needs from an environment beyond ``gymnasium.Env``.
+
+An environment is usable by every latentrl command (collect, train, evaluate, check-env) when
+its unwrapped instance satisfies :class:`ControlEnv`:
+
+* observations are uint8 images of shape ``(k, H, W)``; with ``k >= 2`` stacked frames where
+  velocity must be visible;
+* an observation is a pure function of the true state (``observe``), so a dataset can be made
+  from sampled states and a goal image from the goal state;
+* the true low-dimensional state is in ``info["state"]`` after ``reset`` and ``step``;
+* ``reset(options={"state": s})`` starts from a given valid state;
+* the task is described by the env itself: start-state distribution, goal state, a distance to
+  the goal with a goal radius, a true-state cost and a horizon.
+
+All batched methods take and return NumPy arrays with the batch in the leading dimension.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from gymnasium import spaces
+
+
+class InvalidStateError(ValueError):
+    """A state handed to an environment lies outside its valid set."""
+
+
+@runtime_checkable
+class ControlEnv(Protocol):
+    """Methods and attributes every latentrl environment provides (on ``env.unwrapped``)."""
+
+    state_space: spaces.Box
+    """Box of valid true states, shape ``(d,)``; ``sample_states`` draws uniformly from it."""
+    horizon: int
+    """Control steps in one evaluation episode of the task."""
+    goal_radius: float
+    """A state is in the goal region when ``goal_distance(state) <= goal_radius``."""
+
+    def is_valid(self, states: np.ndarray) -> np.ndarray:
+        """Boolean ``(n,)``: which states ``(n, d)`` are valid (inside ``state_space`` and,
+        where the env has them, outside obstacles)."""
+        ...
+
+    def sample_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` valid states drawn uniformly, ``(n, d)`` float64 (E2C-style datasets)."""
+        ...
+
+    def sample_start_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` start states of the task, ``(n, d)`` float64."""
+        ...
+
+    def observe(self, states: np.ndarray) -> np.ndarray:
+        """Observations of ``states`` ``(n, d)``: uint8 ``(n, k, H, W)``, a pure function."""
+        ...
+
+    def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """True dynamics: one control step from ``states`` ``(n, d)`` under ``actions`` ``(n, m)``."""
+        ...
+
+    def goal_state(self) -> np.ndarray:
+        """The task's goal state, ``(d,)``."""
+        ...
+
+    def goal_distance(self, states: np.ndarray) -> np.ndarray:
+        """Distance of each state ``(n, d)`` to the goal, ``(n,)``, in the env's own units."""
+        ...
+
+    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """True-state cost of one step, ``(n,)``; the trajectory cost is its sum."""
+        ...
+
+
+def require_control_env(env: Any) -> ControlEnv:
+    """Return ``env.unwrapped`` if it implements :class:`ControlEnv`, else raise TypeError."""
+    inner = getattr(env, "unwrapped", env)
+    if not isinstance(inner, ControlEnv):
+        missing = [
+            name
+            for name in ControlEnv.__protocol_attrs__  # type: ignore[attr-defined]
+            if not hasattr(inner, name)
+        ]
+        raise TypeError(
+            f"{type(inner).__name__} does not implement the latentrl environment contract; "
+            f"missing: {', '.join(sorted(missing))}. See docs/new_environment.md."
+        )
+    return inner
+
+
+def in_goal(env: ControlEnv, states: np.ndarray, radius: float | None = None) -> np.ndarray:
+    """Boolean ``(n,)``: which states lie within ``radius`` (default: the env's) of the goal."""
+    limit = env.goal_radius if radius is None else radius
+    return env.goal_distance(np.atleast_2d(states)) <= limit
+
+
+def goal_observation(env: ControlEnv) -> np.ndarray:
+    """The goal image, uint8 ``(k, H, W)``."""
+    return env.observe(env.goal_state()[None])[0]
+
+
+def check_states(env: ControlEnv, states: np.ndarray) -> np.ndarray:
+    """Return ``states`` as float64 ``(n, d)``, or raise InvalidStateError naming the bad one."""
+    space = env.state_space
+    arr = np.asarray(states, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != space.shape[0]:
+        raise InvalidStateError(
+            f"expected states of shape (n, {space.shape[0]}), got {np.shape(states)}"
+        )
+    valid = np.all(np.isfinite(arr), axis=1)
+    valid[valid] = env.is_valid(arr[valid])
+    if not np.all(valid):
+        bad = arr[int(np.argmin(valid))]
+        raise InvalidStateError(
+            f"state {bad.tolist()} is outside the valid set of {type(env).__name__} "
+            f"(state box low {space.low.tolist()}, high {space.high.tolist()})"
+        )
+    return arr
+
+
+def in_box(space: spaces.Box, states: np.ndarray) -> np.ndarray:
+    """Boolean ``(n,)``: which states ``(n, d)`` lie inside ``space`` (the usual ``is_valid``)."""
+    arr = np.asarray(states)
+    return np.all((arr >= space.low) & (arr <= space.high), axis=1)
+
+
+def wrap_angle(theta: np.ndarray) -> np.ndarray:
+    """Angles mapped into [-pi, pi)."""
+    return (np.asarray(theta) + np.pi) % (2 * np.pi) - np.pi
