@@ -56,7 +56,7 @@ class ControlEnv(Protocol):
         ...
 
     def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """True dynamics: one control step from ``states`` ``(n, d)`` under ``actions`` ``(n, m)``."""
+        """True dynamics: one control step from ``states`` (n, d) under ``actions`` (n, m)."""
         ...
 
     def goal_state(self) -> np.ndarray:

@@ -4,6 +4,6 @@ Importing the package registers its environments with Gymnasium under the ``late
 namespace (cheap: entry points are strings, nothing heavy is imported).
 """
 
-from latentrl import envs as envs  # noqa: F401  (registers the environments)
+from latentrl import envs as envs  # registers the environments
 
 __version__ = "0.1.0"
