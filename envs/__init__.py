@@ -7,6 +7,7 @@ and the renderers are imported only when an environment is made.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import gymnasium as gym
 
@@ -25,6 +26,7 @@ from latentrl.envs.contract import (
     require_control_env,
     wrap_angle,
 )
+from latentrl.errors import UserError
 
 __all__ = [
     "ENV_IDS",
@@ -34,6 +36,7 @@ __all__ = [
     "goal_observation",
     "in_box",
     "in_goal",
+    "make_env",
     "require_control_env",
     "wrap_angle",
 ]
@@ -55,3 +58,29 @@ def _register_all() -> None:
 
 
 _register_all()
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make(env_id, **kwargs)`` for an env that implements the latentrl contract.
+
+    ``env_id`` may name a plug-in as ``"my_package.my_module:MyEnv-v0"``: Gymnasium imports the
+    module (which registers the env) first. Raises UserError for an unknown id or an env that
+    does not implement :class:`ControlEnv`.
+    """
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.UnregisteredEnv as exc:
+        known = ", ".join(ENV_IDS)
+        raise UserError(
+            f"unknown environment {env_id!r} ({exc}). latentrl's own: {known}; a plug-in is "
+            "named 'my_module:MyEnv-v0' so that its module is imported and registers it "
+            "(see docs/new_environment.md)."
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise UserError(f"cannot import the module of environment {env_id!r}: {exc}") from None
+    try:
+        require_control_env(env)
+    except TypeError as exc:
+        env.close()
+        raise UserError(str(exc)) from None
+    return env

@@ -22,8 +22,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from gymnasium import spaces
 
+from latentrl.errors import UserError
 
-class InvalidStateError(ValueError):
+
+class InvalidStateError(UserError, ValueError):
     """A state handed to an environment lies outside its valid set."""
 
 
@@ -72,15 +74,26 @@ class ControlEnv(Protocol):
         ...
 
 
+CONTRACT_MEMBERS = (
+    "state_space",
+    "horizon",
+    "goal_radius",
+    "is_valid",
+    "sample_states",
+    "sample_start_states",
+    "observe",
+    "next_states",
+    "goal_state",
+    "goal_distance",
+    "cost",
+)
+
+
 def require_control_env(env: Any) -> ControlEnv:
     """Return ``env.unwrapped`` if it implements :class:`ControlEnv`, else raise TypeError."""
     inner = getattr(env, "unwrapped", env)
     if not isinstance(inner, ControlEnv):
-        missing = [
-            name
-            for name in ControlEnv.__protocol_attrs__  # type: ignore[attr-defined]
-            if not hasattr(inner, name)
-        ]
+        missing = [name for name in CONTRACT_MEMBERS if not hasattr(inner, name)]
         raise TypeError(
             f"{type(inner).__name__} does not implement the latentrl environment contract; "
             f"missing: {', '.join(sorted(missing))}. See docs/new_environment.md."

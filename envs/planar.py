@@ -1,0 +1,237 @@
+"""E2C's planar system: a point agent among six circular obstacles, seen as a 40x40 image.
+
+Conventions:
+
+* state ``s = (x, y)`` float64 in pixels, continuous: x is the image column (to the right), y the
+  image row (downwards); the field is ``[0, 40]^2`` and pixel (row i, column j) covers
+  ``[j, j + 1] x [i, i + 1]``;
+* the agent is a disc of radius 1.5 px; a state is valid when the disc lies inside the walls and
+  overlaps no obstacle (touching is allowed), so the state box is ``[1.5, 38.5]^2``;
+* control ``u = (dx, dy)`` in pixels per step, clipped to ``[-2, 2]^2``: the agent moves along the
+  segment ``s -> s + u`` and stops at the last collision-free point on it (no sliding);
+* observation: uint8 ``(1, 40, 40)``, obstacles mid grey (128), the agent a bright (255)
+  anti-aliased disc, background black;
+* task: start uniform over valid states, goal ``(36, 36)`` (free, near the bottom-right corner),
+  goal radius 2 px, horizon 40; cost ``|s - goal|² + 0.01 |u|²`` (u clipped) at the state the
+  action is applied in, reward ``-cost``; episodes never terminate early.
+
+The six obstacles (radius 3 px) stand in two rows of three across the middle of the field, in the
+spirit of E2C's figure: 4 px passages between neighbours in a row (the agent is 3 px wide), 8 px
+between the rows and 6 px or more to the walls.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from latentrl.envs.contract import check_states, in_box
+
+FIELD_SIZE = 40
+AGENT_RADIUS = 1.5
+OBSTACLE_RADIUS = 3.0
+OBSTACLE_CENTERS = np.array(
+    [[9.0, 13.0], [20.0, 13.0], [31.0, 13.0], [9.0, 27.0], [20.0, 27.0], [31.0, 27.0]]
+)  # (x, y) pixels
+GOAL = np.array([36.0, 36.0])
+MAX_CONTROL = 2.0
+OBSTACLE_VALUE = 128
+AGENT_VALUE = 255
+# The collision scan checks 16 points along a move of at most 2.83 px (0.18 px apart), far less
+# than the 9 px wide obstacles, then bisects between the last free and first blocked point.
+_SCAN_POINTS = 16
+_BISECTIONS = 20
+_BLOCK = 1024  # states per rendering block: bounds scratch memory to ~7 MB
+
+
+def planar_is_free(states: np.ndarray) -> np.ndarray:
+    """Boolean ``(n,)``: agent disc at ``states (n, 2)`` inside the walls, off every obstacle."""
+    states = np.asarray(states, dtype=np.float64)
+    inside = np.all((states >= AGENT_RADIUS) & (states <= FIELD_SIZE - AGENT_RADIUS), axis=1)
+    offsets = states[:, None, :] - OBSTACLE_CENTERS[None]
+    clearance = np.einsum("nki,nki->nk", offsets, offsets) >= (OBSTACLE_RADIUS + AGENT_RADIUS) ** 2
+    return inside & np.all(clearance, axis=1)
+
+
+def planar_step(states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Move free ``states (n, 2)`` by ``actions (n, 2)`` (clipped): ``(n, 2)`` float64.
+
+    An unobstructed move lands exactly on ``s + u``. A blocked one stops at the last free point
+    of the segment before the first collision, found by a scan of 16 points and 20 bisections
+    (within 3e-7 px of contact); the result is always free.
+    """
+    s = np.asarray(states, dtype=np.float64)
+    u = np.clip(np.asarray(actions, dtype=np.float64), -MAX_CONTROL, MAX_CONTROL)
+    n = s.shape[0]
+    fractions = np.arange(1, _SCAN_POINTS + 1) / _SCAN_POINTS
+    points = s[:, None, :] + fractions[None, :, None] * u[:, None, :]
+    blocked = ~planar_is_free(points.reshape(-1, 2)).reshape(n, _SCAN_POINTS)
+    hit = blocked.any(axis=1)
+    result = s + u
+    if not hit.any():
+        return result
+    first = blocked[hit].argmax(axis=1)
+    s_hit, u_hit = s[hit], u[hit]
+    free = first / _SCAN_POINTS  # fraction of the last free scan point (0 is the start)
+    stuck = (first + 1) / _SCAN_POINTS
+    for _ in range(_BISECTIONS):
+        middle = 0.5 * (free + stuck)
+        ok = planar_is_free(s_hit + middle[:, None] * u_hit)
+        free = np.where(ok, middle, free)
+        stuck = np.where(ok, stuck, middle)
+    result[hit] = s_hit + free[:, None] * u_hit
+    return result
+
+
+def _disc_coverage(distance: np.ndarray, radius: float) -> np.ndarray:
+    """Approximate pixel coverage of a disc at ``distance`` from its centre, in [0, 1]."""
+    return np.clip(radius + 0.5 - distance, 0.0, 1.0)
+
+
+_CENTRES = np.arange(FIELD_SIZE, dtype=np.float32) + 0.5  # pixel centres along x and along y
+
+
+def _obstacle_background() -> np.ndarray:
+    """The static image: obstacles at OBSTACLE_VALUE, anti-aliased, ``(40, 40)`` float32."""
+    dx = _CENTRES[None, None, :] - OBSTACLE_CENTERS[:, 0, None, None]
+    dy = _CENTRES[None, :, None] - OBSTACLE_CENTERS[:, 1, None, None]
+    coverage = _disc_coverage(np.sqrt(dx**2 + dy**2), OBSTACLE_RADIUS).max(axis=0)
+    return np.rint(OBSTACLE_VALUE * coverage).astype(np.float32)
+
+
+_BACKGROUND = _obstacle_background()
+
+
+def render_planar(states: np.ndarray) -> np.ndarray:
+    """Frames of the agent at ``states (n, 2)`` over the obstacles: uint8 ``(n, 40, 40)``."""
+    states = np.asarray(states, dtype=np.float64).reshape(-1, 2)
+    n = states.shape[0]
+    out = np.empty((n, FIELD_SIZE, FIELD_SIZE), dtype=np.uint8)
+    for start in range(0, n, _BLOCK):
+        block = states[start : start + _BLOCK].astype(np.float32)
+        # squared distances split by axis: (b, 40) each, summed over the (b, 40, 40) grid
+        dx2 = (_CENTRES[None, :] - block[:, 0:1]) ** 2
+        dy2 = (_CENTRES[None, :] - block[:, 1:2]) ** 2
+        dist = np.sqrt(dy2[:, :, None] + dx2[:, None, :])
+        agent = AGENT_VALUE * _disc_coverage(dist, AGENT_RADIUS) + 0.5  # +0.5 rounds on the cast
+        np.maximum(agent, _BACKGROUND, out=agent)
+        np.copyto(out[start : start + _BLOCK], agent, casting="unsafe")
+    return out
+
+
+class PlanarEnv(gym.Env[np.ndarray, np.ndarray]):
+    """``latentrl/Planar-v0``: reach the bottom-right goal around six obstacles, from pixels.
+
+    ``reset()`` draws a uniform valid start with ``self.np_random``;
+    ``reset(options={"state": (x, y)})`` starts from a given valid state.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode {render_mode!r} is not supported; use one of "
+                f"{self.metadata['render_modes']} or None"
+            )
+        self.render_mode = render_mode
+        self.observation_space = spaces.Box(0, 255, (1, FIELD_SIZE, FIELD_SIZE), dtype=np.uint8)
+        self.action_space = spaces.Box(-MAX_CONTROL, MAX_CONTROL, (2,), dtype=np.float32)
+        low, high = AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS
+        self.state_space = spaces.Box(np.full(2, low), np.full(2, high), dtype=np.float64)
+        self.horizon = 40
+        self.goal_radius = 2.0
+        self._state: np.ndarray | None = None
+        self._obs: np.ndarray | None = None
+
+    # ---- Gymnasium API ----------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - {"state"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; only 'state' is accepted")
+        if "state" in options:
+            states = check_states(self, options["state"])
+            if states.shape[0] != 1:
+                raise ValueError(f"reset takes one state of shape (2,), got {states.shape}")
+            self._state = states[0].copy()
+        else:
+            self._state = self.sample_start_states(1, self.np_random)[0]
+        return self._observation()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        u = np.asarray(action, dtype=np.float64)
+        if u.shape != (2,):
+            raise ValueError(f"expected an action of shape (2,), got {u.shape}")
+        reward = -float(self.cost(self._state[None], u[None])[0])
+        self._state = planar_step(self._state[None], u[None])[0]
+        obs, info = self._observation()
+        return obs, reward, False, False, info
+
+    def render(self) -> np.ndarray | None:
+        """RGB uint8 ``(160, 160, 3)``: the latest frame, 4x nearest upscaled."""
+        if self.render_mode is None:
+            gym.logger.warn(
+                "render() called without a render_mode; make the env with render_mode='rgb_array'"
+            )
+            return None
+        if self._obs is None:
+            raise RuntimeError("call reset() before render()")
+        big = np.repeat(np.repeat(self._obs[0], 4, axis=0), 4, axis=1)
+        return np.repeat(big[:, :, None], 3, axis=2)
+
+    def _observation(self) -> tuple[np.ndarray, dict[str, Any]]:
+        self._obs = self.observe(self._state[None])[0]
+        return self._obs.copy(), {"state": self._state.copy()}
+
+    # ---- latentrl contract ------------------------------------------------------------------
+
+    def is_valid(self, states: np.ndarray) -> np.ndarray:
+        """Boolean ``(n,)``: inside the walls and clear of every obstacle."""
+        return in_box(self.state_space, states) & planar_is_free(states)
+
+    def sample_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n, 2)`` uniform over valid states (rejection sampling; ~75% of the box is free)."""
+        found: list[np.ndarray] = []
+        missing = n
+        while missing > 0:
+            draws = rng.uniform(self.state_space.low, self.state_space.high, (2 * missing + 8, 2))
+            keep = draws[self.is_valid(draws)][:missing]
+            found.append(keep)
+            missing -= keep.shape[0]
+        return np.concatenate(found, axis=0) if found else np.empty((0, 2))
+
+    def sample_start_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n, 2)``: the task starts anywhere, uniform over valid states."""
+        return self.sample_states(n, rng)
+
+    def observe(self, states: np.ndarray) -> np.ndarray:
+        """uint8 ``(n, 1, 40, 40)`` for ``states (n, 2)``; see :func:`render_planar`."""
+        return render_planar(states)[:, None]
+
+    def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """:func:`planar_step` on valid ``states (n, 2)``; raises InvalidStateError otherwise."""
+        return planar_step(check_states(self, states), actions)
+
+    def goal_state(self) -> np.ndarray:
+        """``(36, 36)``: a free point near the bottom-right corner."""
+        return GOAL.copy()
+
+    def goal_distance(self, states: np.ndarray) -> np.ndarray:
+        """Euclidean distance to the goal in pixels, ``(n,)``."""
+        return np.linalg.norm(np.asarray(states, dtype=np.float64) - GOAL, axis=1)
+
+    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``|s - goal|² + 0.01 |u|²`` with u clipped to [-2, 2]², ``(n,)``."""
+        offset = np.asarray(states, dtype=np.float64) - GOAL
+        u = np.clip(np.asarray(actions, dtype=np.float64), -MAX_CONTROL, MAX_CONTROL)
+        return np.sum(offset**2, axis=1) + 0.01 * np.sum(u**2, axis=1)

@@ -1,0 +1,223 @@
+"""Collect image-transition datasets (x_t, u_t, x_{t+1}, s_t, s_{t+1}) from an environment.
+
+Two modes:
+
+* ``uniform`` (E2C): states drawn uniformly from the env's valid set, controls uniformly from
+  the action box, the next state from the env's true dynamics, and both observations rendered
+  from the states (``observe``). Bytes do not depend on the number of workers: states and
+  controls are drawn in this process, workers only render and simulate.
+* ``rollout``: random-policy episodes on a Gymnasium vector env of ``workers`` copies.
+  Gymnasium 1.x resets a finished sub-env on the *next* ``step``; that step's transition
+  would cross an episode boundary and is dropped.
+
+Chunk ``i`` is a pure function of ``(spec, i)`` (its generator is seeded with ``[seed, i]``
+and rollout episodes restart at every chunk), which is what makes ``--resume`` give the same
+bytes as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from tqdm import tqdm
+
+from latentrl.data import CollectionSpec, DatasetWriter
+from latentrl.envs import ControlEnv, make_env, require_control_env
+from latentrl.errors import UserError
+
+MODES = ("uniform", "rollout")
+Arrays = dict[str, np.ndarray]
+
+
+def collect(
+    env_id: str,
+    transitions: int,
+    out_dir: Path | str,
+    *,
+    mode: str = "uniform",
+    seed: int = 0,
+    workers: int = 1,
+    chunk_size: int = 10_000,
+    env_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Collect ``transitions`` transitions into ``out_dir``; returns the dataset directory.
+
+    An interrupted call leaves a dataset marked partial; calling again with ``resume=True``
+    finishes it.
+    """
+    if transitions <= 0:
+        raise UserError(f"the number of transitions must be positive, got {transitions}")
+    if mode not in MODES:
+        raise UserError(f"unknown collection mode {mode!r}; choose one of {', '.join(MODES)}")
+    if workers < 1 or chunk_size < 1:
+        raise UserError(f"workers and chunk size must be >= 1, got {workers} and {chunk_size}")
+    if overwrite and resume:
+        raise UserError("--overwrite and --resume exclude each other")
+    env_kwargs = dict(env_kwargs or {})
+    env = make_env(env_id, **env_kwargs)
+    try:
+        inner = require_control_env(env)
+        spec = CollectionSpec(
+            env_id=env_id,
+            mode=mode,
+            seed=seed,
+            transitions=transitions,
+            chunk_size=chunk_size,
+            env_kwargs=env_kwargs,
+            num_envs=workers if mode == "rollout" else 1,
+        )
+        writer = DatasetWriter(
+            Path(out_dir), spec, _shapes(env), overwrite=overwrite, resume=resume
+        )
+        bar = tqdm(
+            total=transitions,
+            initial=writer.transitions_done,
+            desc=f"collect {env_id} ({mode})",
+            unit="tr",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        with bar, _chunk_source(env, inner, spec, workers) as make_chunk:
+            for index in range(writer.chunks_done, spec.num_chunks()):
+                writer.write_chunk(make_chunk(index))
+                bar.update(spec.chunk_count(index))
+        return writer.finish()
+    finally:
+        env.close()
+
+
+def _shapes(env: gym.Env) -> dict[str, tuple[int, ...]]:
+    obs_space, action_space = env.observation_space, env.action_space
+    state_space = require_control_env(env).state_space
+    if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
+        raise UserError(f"latentrl needs a 1-D Box action space, got {action_space}")
+    if obs_space.dtype != np.uint8 or len(obs_space.shape) != 3:
+        raise UserError(f"latentrl needs uint8 (k, H, W) observations, got {obs_space}")
+    return {"obs": obs_space.shape, "action": action_space.shape, "state": state_space.shape}
+
+
+@contextmanager
+def _chunk_source(
+    env: gym.Env, inner: ControlEnv, spec: CollectionSpec, workers: int
+) -> Iterator[Callable[[int], Arrays]]:
+    """A function chunk index -> arrays, with whatever worker processes it needs."""
+    low, high = env.action_space.low, env.action_space.high
+    if spec.mode == "uniform" and workers == 1:
+        yield lambda index: transition_arrays(inner, *uniform_inputs(inner, spec, index, low, high))
+    elif spec.mode == "uniform":
+        context = multiprocessing.get_context("spawn")  # MuJoCo renderers hang after fork
+        init = functools.partial(_init_worker, spec.env_id, dict(spec.env_kwargs))
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=init) as pool:
+            yield lambda index: _pooled_transition_arrays(
+                pool, workers, *uniform_inputs(inner, spec, index, low, high)
+            )
+    else:
+        vector_env = _make_vector_env(spec, workers)
+        try:
+            yield lambda index: rollout_chunk(vector_env, spec, index, low, high)
+        finally:
+            vector_env.close()
+
+
+def uniform_inputs(
+    env: ControlEnv, spec: CollectionSpec, index: int, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """States (n, d) and controls (n, m) of chunk ``index``, drawn from ``[seed, index]``."""
+    rng = np.random.default_rng([spec.seed, index])
+    count = spec.chunk_count(index)
+    states = env.sample_states(count, rng)
+    actions = rng.uniform(low, high, size=(count, low.shape[0])).astype(np.float32)
+    return states, actions
+
+
+def transition_arrays(env: ControlEnv, states: np.ndarray, actions: np.ndarray) -> Arrays:
+    """Next states and both observations for given states (n, d) and controls (n, m)."""
+    next_states = env.next_states(states, actions)
+    return {
+        "obs": env.observe(states),
+        "action": actions,
+        "next_obs": env.observe(next_states),
+        "state": states,
+        "next_state": next_states,
+    }
+
+
+_worker_env: gym.Env | None = None
+
+
+def _init_worker(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    global _worker_env
+    _worker_env = make_env(env_id, **env_kwargs)
+
+
+def _worker_transitions(states: np.ndarray, actions: np.ndarray) -> Arrays:
+    assert _worker_env is not None, "worker used before its initializer ran"
+    return transition_arrays(require_control_env(_worker_env), states, actions)
+
+
+def _pooled_transition_arrays(
+    pool: Executor, workers: int, states: np.ndarray, actions: np.ndarray
+) -> Arrays:
+    """``transition_arrays`` with the states split across worker processes."""
+    parts = np.array_split(np.arange(len(states)), workers)
+    futures = [pool.submit(_worker_transitions, states[p], actions[p]) for p in parts]
+    results = [future.result() for future in futures]
+    return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+
+def _make_vector_env(spec: CollectionSpec, workers: int) -> gym.vector.VectorEnv:
+    make_one = functools.partial(make_env, spec.env_id, **spec.env_kwargs)
+    if workers == 1:
+        return gym.vector.SyncVectorEnv([make_one], autoreset_mode=AutoresetMode.NEXT_STEP)
+    return gym.vector.AsyncVectorEnv(
+        [make_one] * workers, context="spawn", autoreset_mode=AutoresetMode.NEXT_STEP
+    )
+
+
+def rollout_chunk(
+    vector_env: gym.vector.VectorEnv,
+    spec: CollectionSpec,
+    index: int,
+    low: np.ndarray,
+    high: np.ndarray,
+) -> Arrays:
+    """Chunk ``index`` of a rollout collection: new random-policy episodes, seeded by index."""
+    rng = np.random.default_rng([spec.seed, index])
+    count, num_envs = spec.chunk_count(index), vector_env.num_envs
+    obs, info = vector_env.reset(seed=[int(s) for s in rng.integers(2**31, size=num_envs)])
+    states = info["state"]
+    after_episode_end = np.zeros(num_envs, dtype=bool)
+    parts: list[Arrays] = []
+    kept = 0
+    while kept < count:
+        actions = rng.uniform(low, high, size=(num_envs, low.shape[0])).astype(np.float32)
+        next_obs, _, terminated, truncated, info = vector_env.step(actions)
+        next_states = info["state"]
+        # A sub-env whose episode ended on the previous step was reset by this one: its
+        # "transition" jumps from the final state to a new start state and is dropped.
+        keep = ~after_episode_end
+        parts.append(
+            {
+                "obs": obs[keep],
+                "action": actions[keep],
+                "next_obs": next_obs[keep],
+                "state": states[keep],
+                "next_state": next_states[keep],
+            }
+        )
+        kept += int(keep.sum())
+        after_episode_end = terminated | truncated
+        obs, states = next_obs, next_states
+    return {name: np.concatenate([p[name] for p in parts])[:count] for name in parts[0]}

@@ -1,0 +1,179 @@
+"""The E2C training objective and the closed-form pieces it is built from.
+
+Per transition (x_t, u_t, x_{t+1}), averaged over the batch, in nats per image:
+
+    L = w_rec * -log p(x_t | z_t)                      z_t ~ q(z_t | x_t)
+      + w_pred * -log p(x_{t+1} | z^_{t+1})            z^_{t+1} ~ Q^(. | z_t, u_t)
+      + w_prior * KL(q(z_t | x_t) || N(0, I))
+      + w_trans * KL(Q^ || q(z_{t+1} | x_{t+1}))       (E2C's lambda, 0.25 by default)
+
+Q^ = N(A mu_t + B u_t + o, A diag(sigma_t^2) A^T [+ s^2 I]) with (A, B, o) from the
+transition network at the sampled z_t. z^_{t+1} = A z_t + B u_t + o [+ s eps] pushes that
+same sample through the same linearisation, which makes it an exact draw from Q^ (as in E2C).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from latentrl.models import E2C, apply_local_linear, to_unit_interval, transition_covariance
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Weights of the four terms; the names match the metric keys ``loss/<name>``."""
+
+    reconstruction: float = 1.0
+    """-log p(x_t | z_t)."""
+    prediction: float = 1.0
+    """-log p(x_{t+1} | z^_{t+1})."""
+    kl_prior: float = 1.0
+    """KL(q(z_t | x_t) || N(0, I))."""
+    kl_transition: float = 0.25
+    """KL(Q^ || q(z_{t+1} | x_{t+1})): E2C's lambda."""
+
+
+def bernoulli_nll(logits: Tensor, target: Tensor) -> Tensor:
+    """-log Bernoulli(target; sigmoid(logits)) summed over pixels: ``(B, ...)`` -> ``(B,)``.
+
+    ``target`` holds intensities in [0, 1] (the usual continuous relaxation for grey pixels).
+    """
+    nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return nll.flatten(1).sum(-1)
+
+
+def gaussian_nll(mean: Tensor, log_std: Tensor, target: Tensor) -> Tensor:
+    """-log N(target; mean, exp(log_std)^2) summed over pixels: ``(B, ...)`` -> ``(B,)``.
+
+    ``log_std`` broadcasts against ``mean`` (a scalar for the model's shared std).
+    """
+    z = (target - mean) * torch.exp(-log_std)
+    nll = 0.5 * z.square() + log_std + 0.5 * math.log(2 * math.pi)
+    return nll.flatten(1).sum(-1)
+
+
+def kl_diag_gaussian_std_normal(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, diag exp(logvar)) || N(0, I)): ``(..., n)`` -> ``(...)``."""
+    return 0.5 * (torch.exp(logvar) + mean.square() - 1.0 - logvar).sum(-1)
+
+
+def log_abs_det_rank_one(v: Tensor, r: Tensor) -> Tensor:
+    """log |det(I + v r^T)| = log |1 + r^T v|: ``(..., n)`` -> ``(...)``.
+
+    Uses log1p where 1 + r^T v > 0 (accurate for small r^T v) and log(-(1 + r^T v)) where it
+    is negative (A is still invertible there); the unused branch gets a harmless input so
+    no NaN leaks into gradients. -inf where A is singular.
+    """
+    x = (v * r).sum(-1)
+    positive = x > -1
+    from_positive = torch.log1p(torch.where(positive, x, torch.zeros_like(x)))
+    from_negative = torch.log(-1.0 - torch.where(positive, torch.full_like(x, -2.0), x))
+    return torch.where(positive, from_positive, from_negative)
+
+
+def kl_transition(
+    mean1: Tensor,
+    logvar1: Tensor,
+    v: Tensor,
+    r: Tensor,
+    mean2: Tensor,
+    logvar2: Tensor,
+    noise_std: float = 0.0,
+) -> Tensor:
+    """KL(N(mean1, S1) || N(mean2, diag exp(logvar2))), S1 = A diag(exp(logvar1)) A^T + s^2 I.
+
+    A = I + v r^T and s = ``noise_std``; every argument is ``(..., n)``, the result ``(...)``.
+    With s = 0, log det S1 = sum(logvar1) + 2 log|1 + r^T v| (det A itself, not squared,
+    appears in det S1 twice); with s > 0 it comes from a Cholesky factor of the n x n S1.
+    tr(S2^-1 S1) = sum_ij A_ij^2 var1_j / var2_i + s^2 sum_i 1 / var2_i needs no inverse, and
+    is a sum of non-negative terms, so it stays accurate when A is nearly singular.
+    """
+    n = mean1.shape[-1]
+    eye = torch.eye(n, dtype=v.dtype, device=v.device)
+    A = eye + v.unsqueeze(-1) * r.unsqueeze(-2)
+    ratio = torch.exp(logvar1.unsqueeze(-2) - logvar2.unsqueeze(-1))  # var1_j / var2_i
+    trace = (A.square() * ratio).sum((-1, -2))
+    if noise_std > 0:
+        trace = trace + noise_std**2 * torch.exp(-logvar2).sum(-1)
+        chol = torch.linalg.cholesky(transition_covariance(A, torch.exp(logvar1), noise_std))
+        logdet1 = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    else:
+        logdet1 = logvar1.sum(-1) + 2.0 * log_abs_det_rank_one(v, r)
+    mahalanobis = ((mean2 - mean1).square() * torch.exp(-logvar2)).sum(-1)
+    return 0.5 * (trace + mahalanobis - n + logvar2.sum(-1) - logdet1)
+
+
+def observation_nll(model: E2C, decoded: Tensor, target: Tensor) -> Tensor:
+    """-log p(target | z) under the model's likelihood, nats per image: ``(B,)``.
+
+    decoded: ``model.decode(z)`` ``(B, k, H, W)``; target: floats in [0, 1], same shape.
+    """
+    if model.config.likelihood == "bernoulli":
+        return bernoulli_nll(decoded, target)
+    return gaussian_nll(decoded, model.decoder.log_std(), target)
+
+
+def e2c_loss(
+    model: E2C,
+    x_t: Tensor,
+    u_t: Tensor,
+    x_next: Tensor,
+    weights: LossWeights | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The E2C objective (module docstring) and detached scalar metrics.
+
+    x_t, x_next: images ``(B, k, H, W)``, uint8 or float in [0, 1]; u_t: ``(B, m)``.
+    Metric keys: ``loss/total`` and ``loss/<term>`` (unweighted batch means of each term),
+    ``diag/det_A_{mean,min,max}``, ``diag/abs_vr_mean``, ``diag/latent_std_mean``,
+    ``diag/prediction_error`` (mean |mean of Q^ - mean of q(z_{t+1}|x_{t+1})|_2) and, for
+    the Gaussian likelihood, ``diag/gaussian_std``.
+    """
+    w = LossWeights() if weights is None else weights
+    if x_t.shape != x_next.shape:
+        raise ValueError(f"x_t {tuple(x_t.shape)} and x_next {tuple(x_next.shape)} differ")
+    batch = x_t.shape[0]
+    dtype = model.encoder.head[-1].weight.dtype
+    target_t, target_next = to_unit_interval(x_t, dtype), to_unit_interval(x_next, dtype)
+
+    # One encoder and one decoder pass over both halves of the batch (no batch-coupled layers).
+    q = model.encode(torch.cat([target_t, target_next]))
+    q_t = type(q)(q.mean[:batch], q.logvar[:batch])
+    q_next = type(q)(q.mean[batch:], q.logvar[batch:])
+    z_t = q_t.sample()
+    mean_pred, lin = model.predict(q_t, z_t, u_t)
+    noise = model.config.transition_noise
+    z_hat = apply_local_linear(lin, z_t, u_t)
+    if noise > 0:
+        z_hat = z_hat + noise * torch.randn_like(z_hat)
+    decoded = model.decode(torch.cat([z_t, z_hat]))
+
+    terms = {
+        "reconstruction": observation_nll(model, decoded[:batch], target_t),
+        "prediction": observation_nll(model, decoded[batch:], target_next),
+        "kl_prior": kl_diag_gaussian_std_normal(q_t.mean, q_t.logvar),
+        "kl_transition": kl_transition(
+            mean_pred, q_t.logvar, lin.v, lin.r, q_next.mean, q_next.logvar, noise
+        ),
+    }
+    total = sum(getattr(w, name) * term for name, term in terms.items()).mean()
+
+    with torch.no_grad():
+        vr = (lin.v * lin.r).sum(-1)
+        metrics = {"loss/total": total.detach()}
+        metrics |= {f"loss/{name}": term.mean() for name, term in terms.items()}
+        metrics |= {
+            "diag/det_A_mean": (1 + vr).mean(),
+            "diag/det_A_min": (1 + vr).min(),
+            "diag/det_A_max": (1 + vr).max(),
+            "diag/abs_vr_mean": vr.abs().mean(),
+            "diag/latent_std_mean": q.std.mean(),
+            "diag/prediction_error": (mean_pred - q_next.mean).norm(dim=-1).mean(),
+        }
+        if model.config.likelihood == "gaussian":
+            metrics["diag/gaussian_std"] = model.decoder.log_std().exp()
+    return total, {k: v.detach() for k, v in metrics.items()}

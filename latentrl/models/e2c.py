@@ -1,0 +1,206 @@
+"""Embed to Control (Watter et al., 2015): encoder, locally linear transition, decoder.
+
+The model offers the vocabulary the rest of latentrl speaks, batched over the leading dim:
+``encode``, ``decode``, ``transition``, ``predict`` for training, and the planners' dynamics
+protocol ``step`` / ``linearize`` on latent states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from latentrl.errors import UserError
+from latentrl.models.decoder import MIN_GAUSSIAN_STD, Decoder
+from latentrl.models.encoder import Encoder, Gaussian
+from latentrl.models.transition import LocalLinear, Transition, apply_local_linear
+
+JacobianKind = Literal["exact", "e2c"]
+
+
+class ModelConfigError(UserError, ValueError):
+    """A model configuration that cannot be built."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of an E2C model. Sequences given as lists (e.g. from JSON) become tuples."""
+
+    obs_shape: tuple[int, int, int]
+    """Observation shape (k, H, W): k stacked grey frames of H x W pixels."""
+    action_dim: int
+    """Dimension m of the control u."""
+    latent_dim: int = 3
+    """Dimension n of the latent state z."""
+    encoder: Literal["mlp", "conv"] = "mlp"
+    """Fully connected encoder (small images) or a stride-2 conv stack in front of it."""
+    decoder: Literal["mlp", "deconv"] = "mlp"
+    """Fully connected decoder or one ending in stride-2 transposed convolutions."""
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    """p(x | z): Bernoulli on pixel intensities in [0, 1] (E2C) or Gaussian with scalar std."""
+    gaussian_std: float = 0.1
+    """Std of the Gaussian likelihood in pixel units in [0, 1]; the initial value if learned."""
+    learn_gaussian_std: bool = False
+    """Learn the Gaussian likelihood's std (one scalar, kept above 1/255)."""
+    hidden_sizes: tuple[int, ...] = (800, 800)
+    """Fully connected widths of encoder and decoder (E2C pendulum: 2x800 ReLU)."""
+    conv_channels: tuple[int, ...] = (32, 64, 128, 256)
+    """Channels of the conv encoder / deconv decoder; each layer halves / doubles H and W."""
+    transition_hidden_sizes: tuple[int, ...] = (100, 100)
+    """Widths of the transition network z -> (v, r, B, o)."""
+    transition_noise: float = 0.0
+    """Std of additive Gaussian noise on the predicted next latent (0: none, as E2C)."""
+    logvar_range: tuple[float, float] = (-12.0, 6.0)
+    """Soft bounds of the encoder's log-variances."""
+    max_abs_vr: float = 0.95
+    """Bound on |v^T r|, so det A = 1 + v^T r stays in (1 - bound, 1 + bound)."""
+    condition_on_action: bool = False
+    """Feed u to the transition network too (E2C: no, A, B, o depend on z only)."""
+
+    def __post_init__(self) -> None:
+        for name in ("obs_shape", "hidden_sizes", "conv_channels", "transition_hidden_sizes"):
+            object.__setattr__(self, name, tuple(int(s) for s in getattr(self, name)))
+        object.__setattr__(self, "logvar_range", tuple(float(s) for s in self.logvar_range))
+        self._validate()
+
+    def _validate(self) -> None:
+        def fail(message: str) -> None:
+            raise ModelConfigError(f"invalid model config: {message}")
+
+        if len(self.obs_shape) != 3 or min(self.obs_shape) < 1:
+            fail(f"obs_shape must be three positive ints (k, H, W), got {self.obs_shape}")
+        if self.action_dim < 1:
+            fail(f"action_dim must be >= 1, got {self.action_dim}")
+        if self.latent_dim < 1:
+            fail(f"latent_dim must be >= 1, got {self.latent_dim}")
+        for name, allowed in (
+            ("encoder", ("mlp", "conv")),
+            ("decoder", ("mlp", "deconv")),
+            ("likelihood", ("bernoulli", "gaussian")),
+        ):
+            if getattr(self, name) not in allowed:
+                fail(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("hidden_sizes", "conv_channels", "transition_hidden_sizes"):
+            if any(s < 1 for s in getattr(self, name)):
+                fail(f"{name} must hold positive widths, got {getattr(self, name)}")
+        if self.encoder == "conv" or self.decoder == "deconv":
+            stride = 2 ** len(self.conv_channels)
+            _, H, W = self.obs_shape
+            if not self.conv_channels:
+                fail("conv_channels must not be empty for a conv encoder or deconv decoder")
+            if H % stride or W % stride:
+                fail(
+                    f"image size {H}x{W} is not divisible by {stride} = 2**len(conv_channels);"
+                    " use fewer conv_channels, resize the images, or the mlp encoder/decoder"
+                )
+        floor = MIN_GAUSSIAN_STD if self.learn_gaussian_std else 0.0
+        if not self.gaussian_std > floor:
+            fail(f"gaussian_std must be > {floor:.4g}, got {self.gaussian_std}")
+        if not self.transition_noise >= 0:
+            fail(f"transition_noise must be >= 0, got {self.transition_noise}")
+        if len(self.logvar_range) != 2 or not self.logvar_range[0] < self.logvar_range[1]:
+            fail(f"logvar_range must be (low, high) with low < high, got {self.logvar_range}")
+        if not 0 < self.max_abs_vr < 1:
+            fail(f"max_abs_vr must lie in (0, 1) to keep A invertible, got {self.max_abs_vr}")
+
+
+class E2C(nn.Module):
+    """E2C model: q(z|x), locally linear transition, p(x|z); float32, on any device.
+
+    ``jacobian`` is the default for :meth:`linearize`: ``"exact"`` (Jacobian of the mean
+    dynamics) or ``"e2c"`` (the network's own A, B).
+    """
+
+    def __init__(self, config: ModelConfig, jacobian: JacobianKind = "exact") -> None:
+        super().__init__()
+        _check_jacobian(jacobian)
+        self.config = config
+        self.jacobian = jacobian
+        c = config
+        self.encoder = Encoder(
+            c.obs_shape, c.latent_dim, c.encoder, c.hidden_sizes, c.conv_channels, c.logvar_range
+        )
+        self.decoder = Decoder(
+            c.obs_shape,
+            c.latent_dim,
+            c.decoder,
+            c.hidden_sizes,
+            c.conv_channels,
+            c.likelihood,
+            c.gaussian_std,
+            c.learn_gaussian_std,
+        )
+        self.transition_net = Transition(
+            c.latent_dim,
+            c.action_dim,
+            c.transition_hidden_sizes,
+            c.max_abs_vr,
+            c.condition_on_action,
+        )
+
+    def forward(self, x: Tensor) -> Gaussian:
+        """Same as :meth:`encode`."""
+        return self.encode(x)
+
+    def encode(self, x: Tensor) -> Gaussian:
+        """q(z | x): images uint8 or float in [0, 1], ``(B, k, H, W)`` -> ``(B, n)`` fields."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """p(x | z): z ``(B, n)`` -> Bernoulli logits or Gaussian means ``(B, k, H, W)``."""
+        return self.decoder(z)
+
+    def transition(self, z: Tensor, u: Tensor) -> LocalLinear:
+        """Local linearisation at z ``(B, n)`` (and u ``(B, m)`` if the net reads it)."""
+        return self.transition_net(z, u)
+
+    def predict(self, q_z: Gaussian, z_sample: Tensor, u: Tensor) -> tuple[Tensor, LocalLinear]:
+        """Mean ``(B, n)`` of the predicted next latent Q^ and the linearisation behind it.
+
+        The transition is evaluated at ``z_sample`` (a draw from ``q_z``, as in E2C), so
+        Q^ = N(A mu + B u + o, A diag(sigma^2) A^T [+ transition_noise^2 I]);
+        :func:`latentrl.models.transition_covariance` builds that covariance.
+        """
+        lin = self.transition(z_sample, u)
+        return apply_local_linear(lin, q_z.mean, u), lin
+
+    def step(self, z: Tensor, u: Tensor) -> Tensor:
+        """Mean dynamics f(z, u) = A(z) z + B(z) u + o(z): ``(B, n)``, ``(B, m)`` -> ``(B, n)``."""
+        return apply_local_linear(self.transition(z, u), z, u)
+
+    def linearize(
+        self, z: Tensor, u: Tensor, jacobian: JacobianKind | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(A ``(B, n, n)``, B ``(B, n, m)``, c ``(B, n)``) with f(z', u') ~ A z' + B u' + c.
+
+        ``"exact"``: A = df/dz and B = df/du at (z, u), c = f(z, u) - A z - B u; this keeps
+        the d(A(z) z)/dz part that E2C's shortcut drops. ``"e2c"``: the network's own A_t,
+        B_t and c = o_t (f is exactly A_t z + B_t u + o_t at the point itself, but its slope
+        is not). Defaults to the model's ``jacobian``.
+        """
+        kind = self.jacobian if jacobian is None else jacobian
+        _check_jacobian(kind)
+        if kind == "e2c":
+            lin = self.transition(z, u)
+            return lin.A, lin.B, lin.o
+
+        def f_single(z1: Tensor, u1: Tensor) -> tuple[Tensor, Tensor]:
+            out = self.step(z1.unsqueeze(0), u1.unsqueeze(0)).squeeze(0)
+            return out, out
+
+        jac = torch.func.jacrev(f_single, argnums=(0, 1), has_aux=True)
+        (A, B), f = torch.func.vmap(jac)(z, u)
+        c = f - torch.einsum("bij,bj->bi", A, z) - torch.einsum("bij,bj->bi", B, u)
+        return A, B, c
+
+    def num_parameters(self) -> int:
+        """Number of trainable scalars."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _check_jacobian(kind: str) -> None:
+    if kind not in ("exact", "e2c"):
+        raise ValueError(f"jacobian must be 'exact' or 'e2c', got {kind!r}")

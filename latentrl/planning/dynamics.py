@@ -1,0 +1,145 @@
+"""Dynamics as planners see them: one step and its local linearisation, batched.
+
+Conventions shared by every implementation of :class:`Dynamics`:
+
+* rows are independent problems: row ``r`` of the output depends on row ``r`` of the input only;
+* planners call with batches that stack copies of their problem batch in the leading dimension
+  (all time steps of a trajectory at once, all line-search step sizes at once). Row ``r`` of
+  such a batch belongs to problem ``r mod P``, ``P`` the number of problems (``Tensor.repeat``
+  order), so dynamics with per-problem parameters (:class:`LinearDynamics` with batched
+  matrices) tile them that way. Dynamics without per-problem parameters need not care.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from latentrl.errors import UserError
+
+# Pendulum-v1's constants (gymnasium/envs/classic_control/pendulum.py); the same values as
+# latentrl.envs.pendulum, repeated here so that planning does not import the environments.
+PENDULUM_GRAVITY = 10.0
+PENDULUM_MASS = 1.0
+PENDULUM_LENGTH = 1.0
+PENDULUM_DT = 0.05
+PENDULUM_MAX_SPEED = 8.0
+PENDULUM_MAX_TORQUE = 2.0
+
+
+@runtime_checkable
+class Dynamics(Protocol):
+    """Discrete-time dynamics ``z' = f(z, u)`` with local linearisations."""
+
+    def step(self, z: Tensor, u: Tensor) -> Tensor:
+        """Next states: ``z (B, n)``, ``u (B, m)`` -> ``(B, n)``."""
+        ...
+
+    def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(A (B, n, n), B (B, n, m), c (B, n))`` with ``f(z', u') ≈ A z' + B u' + c``
+        near ``(z, u)``; so ``c = f(z, u) - A z - B u``."""
+        ...
+
+
+def _bmv(M: Tensor, v: Tensor) -> Tensor:
+    """Batched matrix-vector product: ``(B, p, q) @ (B, q) -> (B, p)``."""
+    return (M @ v.unsqueeze(-1)).squeeze(-1)
+
+
+class FunctionDynamics:
+    """Any batched torch function ``f(z (B, n), u (B, m)) -> (B, n)`` as :class:`Dynamics`.
+
+    Jacobians are exact, from ``torch.func`` (``vmap`` over rows of ``jacfwd``/``jacrev``), so
+    ``fn`` must be composable with ``torch.func``: no in-place updates of inputs, no ``.item()``,
+    no data-dependent Python control flow. ``jacobian="forward"`` costs ``n + m`` forward-mode
+    passes, ``"reverse"`` costs ``n`` backward passes; forward suits small latent spaces.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Tensor, Tensor], Tensor],
+        jacobian: Literal["forward", "reverse"] = "forward",
+    ) -> None:
+        if jacobian not in ("forward", "reverse"):
+            raise UserError(f"jacobian must be 'forward' or 'reverse', got {jacobian!r}")
+        self.fn = fn
+        jac = torch.func.jacfwd if jacobian == "forward" else torch.func.jacrev
+
+        def single(z1: Tensor, u1: Tensor) -> tuple[Tensor, Tensor]:
+            out = fn(z1.unsqueeze(0), u1.unsqueeze(0)).squeeze(0)
+            return out, out  # the value rides along as aux: one evaluation gives f and J
+
+        self._jacobians = torch.func.vmap(jac(single, argnums=(0, 1), has_aux=True))
+
+    def step(self, z: Tensor, u: Tensor) -> Tensor:
+        """Next states: ``z (B, n)``, ``u (B, m)`` -> ``(B, n)``."""
+        return self.fn(z, u)
+
+    def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(A (B, n, n), B (B, n, m), c (B, n))``, exact Jacobians at ``(z, u)``."""
+        (A, B), f = self._jacobians(z, u)
+        return A, B, f - _bmv(A, z) - _bmv(B, u)
+
+
+class LinearDynamics:
+    """Time-invariant affine dynamics ``z' = A z + B u + c``.
+
+    ``A (n, n)``, ``B (n, m)``, ``c (n,)`` shared by all rows, or ``(P, n, n)``, ``(P, n, m)``,
+    ``(P, n)`` per problem (row ``r`` of a call uses problem ``r mod P``). ``c`` defaults to 0.
+    Parameters are moved to the dtype and device of the states on each call.
+    """
+
+    def __init__(self, A: Tensor, B: Tensor, c: Tensor | None = None) -> None:
+        if A.ndim not in (2, 3) or A.shape[-1] != A.shape[-2]:
+            raise UserError(f"A must be (n, n) or (P, n, n), got {tuple(A.shape)}")
+        n = A.shape[-1]
+        if B.ndim != A.ndim or B.shape[-2] != n:
+            raise UserError(f"B must be (n, m) or (P, n, m) like A, got {tuple(B.shape)}")
+        if c is None:
+            c = torch.zeros(A.shape[:-1], dtype=A.dtype, device=A.device)
+        if c.shape != A.shape[:-1]:
+            raise UserError(f"c must have shape {tuple(A.shape[:-1])}, got {tuple(c.shape)}")
+        if A.ndim == 3 and not (A.shape[0] == B.shape[0] == c.shape[0]):
+            raise UserError("batched A, B and c must have the same leading dimension P")
+        self.A, self.B, self.c = A, B, c
+
+    def _params(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Parameters as ``(rows, ...)`` tensors in the dtype/device of ``like (rows, n)``."""
+        rows = like.shape[0]
+        A, B, c = (p.to(like) for p in (self.A, self.B, self.c))
+        if A.ndim == 2:
+            return A.expand(rows, -1, -1), B.expand(rows, -1, -1), c.expand(rows, -1)
+        P = A.shape[0]
+        if rows % P != 0:
+            raise UserError(f"LinearDynamics holds {P} problems; a batch of {rows} rows is not a "
+                            "multiple of it")
+        reps = rows // P
+        return A.repeat(reps, 1, 1), B.repeat(reps, 1, 1), c.repeat(reps, 1)
+
+    def step(self, z: Tensor, u: Tensor) -> Tensor:
+        """Next states: ``z (B, n)``, ``u (B, m)`` -> ``(B, n)``."""
+        A, B, c = self._params(z)
+        return _bmv(A, z) + _bmv(B, u) + c
+
+    def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(A (B, n, n), B (B, n, m), c (B, n))``: the model itself."""
+        return self._params(z)
+
+
+def pendulum_dynamics(z: Tensor, u: Tensor) -> Tensor:
+    """Gymnasium Pendulum-v1 physics in torch: ``z (B, 2)``, ``u (B, 1)`` -> ``(B, 2)``.
+
+    State ``(θ, θ̇)`` in rad and rad/s, θ = 0 upright, θ not wrapped (plan with
+    ``QuadraticCost(angle_dims=(0,))`` to wrap the angle in the cost). Torque clipped to ±2 and
+    θ̇ to ±8 as the env does, semi-implicit Euler with dt = 0.05 s. Works with ``torch.func``.
+    """
+    th, thdot = z[..., 0], z[..., 1]
+    torque = u[..., 0].clamp(-PENDULUM_MAX_TORQUE, PENDULUM_MAX_TORQUE)
+    accel = 3 * PENDULUM_GRAVITY / (2 * PENDULUM_LENGTH) * torch.sin(th) + 3.0 / (
+        PENDULUM_MASS * PENDULUM_LENGTH**2
+    ) * torque
+    new_thdot = (thdot + accel * PENDULUM_DT).clamp(-PENDULUM_MAX_SPEED, PENDULUM_MAX_SPEED)
+    return torch.stack([th + new_thdot * PENDULUM_DT, new_thdot], dim=-1)

@@ -1,0 +1,139 @@
+"""Collection: modes, parallel workers, interruption and resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import POINT_MASS_ID
+
+from latentrl import cli
+from latentrl.collect import collect
+from latentrl.data import METADATA_FILE, DatasetWriter, chunk_file_name, load_transitions
+from latentrl.errors import UserError
+
+
+def _bytes(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_rollouts_never_cross_an_episode_boundary(tmp_path: Path) -> None:
+    from point_mass import PointMassEnv, point_mass_step
+
+    # 2 envs x 50-step episodes: 600 transitions span several automatic resets.
+    out = collect(POINT_MASS_ID, 600, tmp_path / "r", mode="rollout", workers=1, progress=False)
+    data = load_transitions(out)
+    states, actions = data.state.numpy(), data.action.numpy()
+    np.testing.assert_array_equal(data.next_state.numpy(), point_mass_step(states, actions))
+    np.testing.assert_array_equal(data.obs.numpy(), PointMassEnv().observe(states))
+    # episodes start near the left wall at rest: several starts are in the data
+    starts = (states[:, 0] < -0.7) & (states[:, 1] == 0.0)
+    assert starts.sum() >= 600 // 50
+    assert json.loads((out / METADATA_FILE).read_text())["mode"] == "rollout"
+
+
+def test_uniform_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
+    one = collect(POINT_MASS_ID, 1_200, tmp_path / "one", chunk_size=500, progress=False)
+    two = collect(POINT_MASS_ID, 1_200, tmp_path / "two", chunk_size=500, workers=2, progress=False)
+    assert _bytes(one) == _bytes(two)
+
+
+def test_interrupted_collection_is_marked_partial_and_resumes_to_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = collect(POINT_MASS_ID, 1_000, tmp_path / "whole", chunk_size=300, progress=False)
+
+    original = DatasetWriter.write_chunk
+
+    def write_then_stop(self: DatasetWriter, arrays: dict) -> None:
+        if self.chunks_done == 2:
+            raise KeyboardInterrupt
+        original(self, arrays)
+
+    monkeypatch.setattr(DatasetWriter, "write_chunk", write_then_stop)
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        collect(POINT_MASS_ID, 1_000, part, chunk_size=300, progress=False)
+    meta = json.loads((part / METADATA_FILE).read_text())
+    assert meta["complete"] is False and len(meta["chunks"]) == 2
+    with pytest.raises(UserError, match="partial dataset .*--resume"):
+        load_transitions(part)
+    with pytest.raises(UserError, match="partial dataset .*pass --resume"):
+        collect(POINT_MASS_ID, 1_000, part, chunk_size=300, progress=False)
+    with pytest.raises(UserError, match="cannot resume"):
+        collect(POINT_MASS_ID, 1_000, part, chunk_size=300, seed=1, resume=True, progress=False)
+
+    monkeypatch.setattr(DatasetWriter, "write_chunk", original)
+    collect(POINT_MASS_ID, 1_000, part, chunk_size=300, resume=True, progress=False)
+    assert _bytes(part) == _bytes(whole)
+
+
+def test_existing_data_is_kept_unless_overwrite(tmp_path: Path) -> None:
+    out = collect(POINT_MASS_ID, 100, tmp_path / "d", progress=False)
+    before = _bytes(out)
+    with pytest.raises(UserError, match="already holds a complete dataset .*--overwrite"):
+        collect(POINT_MASS_ID, 100, out, seed=5, progress=False)
+    assert _bytes(out) == before
+    collect(POINT_MASS_ID, 100, out, seed=5, overwrite=True, progress=False)
+    assert _bytes(out)[chunk_file_name(0)] != before[chunk_file_name(0)]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not part of a latentrl dataset"):
+        collect(POINT_MASS_ID, 100, foreign, overwrite=True, progress=False)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"transitions": 0}, "must be positive, got 0"),
+        ({"transitions": -5}, "must be positive, got -5"),
+        ({"mode": "random"}, "unknown collection mode 'random'"),
+        ({"workers": 0}, "must be >= 1"),
+        ({"env_id": "latentrl/Nope-v0"}, "unknown environment 'latentrl/Nope-v0'"),
+        ({"env_id": "no_such_module:Env-v0"}, "cannot import the module"),
+        ({"env_id": "CartPole-v1"}, "does not implement the latentrl environment contract"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path: Path, kwargs: dict, message: str) -> None:
+    args = {"env_id": POINT_MASS_ID, "transitions": 10, "out_dir": tmp_path / "x"} | kwargs
+    with pytest.raises(UserError, match=message):
+        collect(**args, progress=False)
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = cli.main(["collect", "latentrl/Nope-v0", "--transitions", "5", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("latentrl collect: error: unknown environment")
+
+
+def test_cli_collect_and_check_env(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli"
+    assert cli.main(["collect", POINT_MASS_ID, "--transitions", "40", "--out", str(out)]) == 0
+    assert len(load_transitions(out)) == 40
+    assert cli.main(["check-env", POINT_MASS_ID]) == 0
+    printed = capsys.readouterr().out
+    assert "8 passed, 0 failed" in printed and "FAIL" not in printed
+
+
+def test_check_env_reports_a_broken_contract(capsys: pytest.CaptureFixture) -> None:
+    import gymnasium as gym
+    from point_mass import PointMassEnv
+
+    class LyingObserve(PointMassEnv):
+        def observe(self, states: np.ndarray) -> np.ndarray:
+            return np.zeros((len(states), 2, 32, 32), dtype=np.uint8)
+
+    gym.register(id="LyingPointMass-v0", entry_point=LyingObserve, max_episode_steps=50)
+    try:
+        assert cli.main(["check-env", "LyingPointMass-v0"]) == 1
+    finally:
+        gym.registry.pop("LyingPointMass-v0")
+    printed = capsys.readouterr().out
+    assert (
+        "FAIL  observe is a pure function of the state: AssertionError: different states" in printed
+    )
