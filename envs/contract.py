@@ -35,6 +35,10 @@ class ControlEnv(Protocol):
 
     state_space: spaces.Box
     """Box of valid true states, shape ``(d,)``; ``sample_states`` draws uniformly from it."""
+    state_names: tuple[str, ...]
+    """A name for each state coordinate, e.g. ``("theta", "theta_dot")``."""
+    angle_dims: tuple[int, ...]
+    """Indices of the coordinates that are angles in radians (wrapped to [-pi, pi))."""
     horizon: int
     """Control steps in one evaluation episode of the task."""
     goal_radius: float
@@ -76,6 +80,8 @@ class ControlEnv(Protocol):
 
 CONTRACT_MEMBERS = (
     "state_space",
+    "state_names",
+    "angle_dims",
     "horizon",
     "goal_radius",
     "is_valid",

@@ -67,6 +67,73 @@ def _check_env(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from latentrl.checkpoint import CONFIG_FILE
+    from latentrl.config import apply_overrides, load_config
+    from latentrl.pipeline import ensure_dataset, experiment_config
+    from latentrl.train import dataset_of_run, new_run_dir, train
+
+    if args.resume:
+        if args.run_dir is None:
+            raise UserError("--resume needs --run-dir: the run to continue")
+        config = apply_overrides(load_config(args.run_dir / CONFIG_FILE), args.set)
+        data = args.data or dataset_of_run(args.run_dir)
+        run_dir = args.run_dir
+    else:
+        if args.experiment is None:
+            raise UserError("name an --experiment (e.g. pendulum), or --resume a --run-dir")
+        config = experiment_config(args.experiment, args.preset, args.seed, args.set)
+        data = args.data or ensure_dataset(config.data, args.data_root)
+        run_dir = args.run_dir or new_run_dir(args.runs_root, config)
+    try:
+        result = train(config, run_dir, data, resume=args.resume, wandb_mode=args.wandb)
+    except KeyboardInterrupt:
+        return 130
+    print(f"trained {result.epochs} epochs ({result.steps} steps): {result.run_dir}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from latentrl.pipeline import run_experiment
+
+    try:
+        results = run_experiment(
+            args.experiment,
+            args.preset,
+            args.seeds,
+            args.set,
+            runs_root=args.runs_root,
+            data_root=args.data_root,
+            wandb_mode=args.wandb,
+        )
+    except KeyboardInterrupt:
+        return 130
+    for result in results:
+        print(f"run: {result.run_dir}")
+    return 0
+
+
+def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
+    from latentrl.config import PRESETS
+
+    parser.add_argument("--preset", choices=PRESETS, default="full", help="default: full")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="change one config field, e.g. --set train.epochs=20 (repeatable)",
+    )
+    parser.add_argument("--runs-root", type=Path, default=Path("runs"), help="default: runs/")
+    parser.add_argument("--data-root", type=Path, default=Path("data"), help="default: data/")
+    parser.add_argument(
+        "--wandb",
+        choices=("online", "offline", "disabled"),
+        default=None,
+        help="W&B mode (default: online when logged in, else offline)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latentrl",
@@ -107,6 +174,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("env_id")
     check.add_argument("--env-kwargs", type=_json_object, default={}, help="JSON object")
     check.set_defaults(handler=_check_env)
+
+    from latentrl.config import EXPERIMENTS
+
+    train = commands.add_parser(
+        "train",
+        help="train an E2C model on a dataset",
+        description="Train an experiment's model (collecting its dataset if needed), or "
+        "continue an interrupted run with --run-dir DIR --resume.",
+    )
+    train.add_argument("--experiment", choices=EXPERIMENTS, help="e.g. pendulum")
+    train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    train.add_argument("--data", type=Path, help="dataset directory (default: collect/reuse)")
+    train.add_argument("--run-dir", type=Path, help="run directory (default: runs/NAME)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    _add_experiment_options(train)
+    train.set_defaults(handler=_train)
+
+    run = commands.add_parser(
+        "run",
+        help="run an experiment end to end for several seeds",
+        description="Collect the experiment's dataset (once), then train one run per seed.",
+    )
+    run.add_argument("experiment", choices=EXPERIMENTS)
+    run.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    _add_experiment_options(run)
+    run.set_defaults(handler=_run)
     return parser
 
 

@@ -79,7 +79,13 @@ def collect(
             num_envs=workers if mode == "rollout" else 1,
         )
         writer = DatasetWriter(
-            Path(out_dir), spec, _shapes(env), overwrite=overwrite, resume=resume
+            Path(out_dir),
+            spec,
+            _shapes(env),
+            tuple(inner.state_names),
+            tuple(inner.angle_dims),
+            overwrite=overwrite,
+            resume=resume,
         )
         bar = tqdm(
             total=transitions,

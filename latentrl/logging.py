@@ -189,6 +189,8 @@ class Logger:
             )
         if self._wandb_run is None:
             self.wandb_mode = "disabled"
+        elif self.wandb_mode == "online":
+            self.echo(f"W&B run: {self._wandb_run.url}")
 
     # -- W&B ---------------------------------------------------------------------------------
 

@@ -21,7 +21,13 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from latentrl.models import E2C, apply_local_linear, to_unit_interval, transition_covariance
+from latentrl.models import (
+    E2C,
+    Gaussian,
+    apply_local_linear,
+    to_unit_interval,
+    transition_covariance,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,13 +143,14 @@ def e2c_loss(
     if x_t.shape != x_next.shape:
         raise ValueError(f"x_t {tuple(x_t.shape)} and x_next {tuple(x_next.shape)} differ")
     batch = x_t.shape[0]
-    dtype = model.encoder.head[-1].weight.dtype
+    dtype = next(model.parameters()).dtype
     target_t, target_next = to_unit_interval(x_t, dtype), to_unit_interval(x_next, dtype)
+    u_t = u_t.to(dtype)
 
     # One encoder and one decoder pass over both halves of the batch (no batch-coupled layers).
     q = model.encode(torch.cat([target_t, target_next]))
-    q_t = type(q)(q.mean[:batch], q.logvar[:batch])
-    q_next = type(q)(q.mean[batch:], q.logvar[batch:])
+    q_t = Gaussian(q.mean[:batch], q.logvar[:batch])
+    q_next = Gaussian(q.mean[batch:], q.logvar[batch:])
     z_t = q_t.sample()
     mean_pred, lin = model.predict(q_t, z_t, u_t)
     noise = model.config.transition_noise
@@ -160,7 +167,7 @@ def e2c_loss(
             mean_pred, q_t.logvar, lin.v, lin.r, q_next.mean, q_next.logvar, noise
         ),
     }
-    total = sum(getattr(w, name) * term for name, term in terms.items()).mean()
+    total = torch.stack([getattr(w, name) * term for name, term in terms.items()]).sum(0).mean()
 
     with torch.no_grad():
         vr = (lin.v * lin.r).sum(-1)

@@ -51,6 +51,8 @@ class PointMassEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     horizon = 50
     goal_radius = 0.05
+    state_names = ("x", "v")
+    angle_dims = ()
 
     def __init__(self, render_mode: str | None = None) -> None:
         self.render_mode = render_mode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -24,7 +25,7 @@ def deconv_stack(channels: Sequence[int], out_channels: int) -> nn.Sequential:
     """
     layers: list[nn.Module] = []
     sizes = [*channels, out_channels]
-    for i, (c_in, c_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (c_in, c_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())

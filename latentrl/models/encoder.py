@@ -6,6 +6,7 @@ batches travel to the device in that form); the encoder maps them to floats in [
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -59,7 +60,7 @@ def soft_clamp(x: Tensor, low: float, high: float) -> Tensor:
 def build_mlp(sizes: Sequence[int]) -> nn.Sequential:
     """Linear layers of the given widths with ReLU between them and none after the last."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())

@@ -47,9 +47,7 @@ def bound_norm(x: Tensor, max_norm: float) -> Tensor:
 
 def apply_local_linear(lin: LocalLinear, z: Tensor, u: Tensor) -> Tensor:
     """``A z + B u + o``: z ``(B, n)``, u ``(B, m)`` -> ``(B, n)``."""
-    return (
-        torch.einsum("bij,bj->bi", lin.A, z) + torch.einsum("bij,bj->bi", lin.B, u) + lin.o
-    )
+    return torch.einsum("bij,bj->bi", lin.A, z) + torch.einsum("bij,bj->bi", lin.B, u) + lin.o
 
 
 def transition_covariance(A: Tensor, var: Tensor, noise_std: float = 0.0) -> Tensor:

@@ -114,8 +114,9 @@ class LinearDynamics:
             return A.expand(rows, -1, -1), B.expand(rows, -1, -1), c.expand(rows, -1)
         P = A.shape[0]
         if rows % P != 0:
-            raise UserError(f"LinearDynamics holds {P} problems; a batch of {rows} rows is not a "
-                            "multiple of it")
+            raise UserError(
+                f"LinearDynamics holds {P} problems; a batch of {rows} rows is not a multiple of it"
+            )
         reps = rows // P
         return A.repeat(reps, 1, 1), B.repeat(reps, 1, 1), c.repeat(reps, 1)
 
@@ -138,8 +139,9 @@ def pendulum_dynamics(z: Tensor, u: Tensor) -> Tensor:
     """
     th, thdot = z[..., 0], z[..., 1]
     torque = u[..., 0].clamp(-PENDULUM_MAX_TORQUE, PENDULUM_MAX_TORQUE)
-    accel = 3 * PENDULUM_GRAVITY / (2 * PENDULUM_LENGTH) * torch.sin(th) + 3.0 / (
-        PENDULUM_MASS * PENDULUM_LENGTH**2
-    ) * torque
+    accel = (
+        3 * PENDULUM_GRAVITY / (2 * PENDULUM_LENGTH) * torch.sin(th)
+        + 3.0 / (PENDULUM_MASS * PENDULUM_LENGTH**2) * torque
+    )
     new_thdot = (thdot + accel * PENDULUM_DT).clamp(-PENDULUM_MAX_SPEED, PENDULUM_MAX_SPEED)
     return torch.stack([th + new_thdot * PENDULUM_DT, new_thdot], dim=-1)

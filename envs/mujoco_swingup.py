@@ -1,0 +1,354 @@
+"""MuJoCo swing-up tasks seen in pixels: a torque-driven pendulum and a cart-pole.
+
+Both implement the latentrl contract (:mod:`latentrl.envs.contract`) on top of Gymnasium's
+``MujocoEnv``; the models are ``envs/assets/pendulum.xml`` and ``envs/assets/cartpole.xml``.
+
+Conventions shared by both tasks:
+
+* **State** ``s = (qpos, qvel)`` of the model, float64, with the hinge angle wrapped to
+  [-pi, pi): pendulum ``(theta, theta_dot)``, cart-pole ``(x, theta, x_dot, theta_dot)``.
+  ``theta = 0`` is upright, ``pi`` hangs down, ``theta > 0`` tips the pole towards +x (right in
+  the image); x is the cart's position on its rail (m), positive to the right.
+* **Control step** ``dt = 0.05 s``: MuJoCo timestep 0.01 s (RK4, set in the MJCF) times
+  ``FRAME_SKIP = 5``. After each control step the velocities are clipped to the state box (as
+  Pendulum-v1 clips its speed at 8) and the cart's position into the rail (the soft joint limit
+  lets it overshoot by millimetres), so every reachable state is valid.
+* **Observation** uint8 ``(2, H, W)``: frame 1 is rendered at ``qpos``, frame 0 at
+  ``qpos - qvel * dt`` (a first-order reconstruction of the previous configuration). The
+  observation is therefore a pure function of the state: a reset into ``s`` and a step that lands
+  in ``s`` look the same, and ``observe`` can make datasets from sampled states.
+* **Task**: start hanging (``theta = pi +- 0.2``, at rest, cart at 0); goal upright at rest (cart
+  at 0); ``goal_distance = |wrap(theta)|`` (the cart's position does not count), goal radius
+  pi/6; horizon 200 steps (10 s); ``cost(s, u) = wrap(theta)^2 + 0.1 theta_dot^2 + 0.001 u^2``,
+  plus ``0.1 x^2`` for the cart-pole to keep the cart near the rail's centre; the reward of a
+  step is minus the cost of the state the action is applied in and that action (as Pendulum-v1).
+  No termination: episodes end by the time limit set at registration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import mujoco
+import numpy as np
+from gymnasium import logger, spaces
+from gymnasium.envs.mujoco import MujocoEnv
+
+from latentrl.envs.contract import check_states, in_box, wrap_angle
+
+ASSETS = Path(__file__).parent / "assets"
+FRAME_SKIP = 5
+"""MuJoCo steps (0.01 s each, set in the MJCF) per control step of 0.05 s."""
+VIEW_SIZE = 256
+"""Side of the RGB view returned by ``render()``; the models' offscreen buffers are this big."""
+CAMERA = "fixed"
+"""Name of the camera that every model defines."""
+
+# Shadows alone make software (Mesa) rendering several times slower; the models have no lights
+# that cast them, and these flags keep it so even if a light is added.
+_FLAGS_OFF = (
+    mujoco.mjtRndFlag.mjRND_SHADOW,
+    mujoco.mjtRndFlag.mjRND_REFLECTION,
+    mujoco.mjtRndFlag.mjRND_SKYBOX,
+    mujoco.mjtRndFlag.mjRND_FOG,
+    mujoco.mjtRndFlag.mjRND_HAZE,
+)
+# ITU-R BT.601 luma weights in 1/256 (they sum to 256, so gray materials keep their value).
+_LUMA = np.array([77, 150, 29], dtype=np.uint16)
+
+
+@dataclass(frozen=True)
+class SwingupTask:
+    """What distinguishes one swing-up task from another; the rest is read from the MJCF."""
+
+    xml: str
+    """Model file in ``envs/assets``; it must define the camera ``CAMERA``."""
+    image_size: int
+    """Side ``H = W`` of the observation frames."""
+    max_velocity: tuple[float, ...]
+    """Bound on ``|qvel|`` per degree of freedom (state box, and the clip after each step)."""
+    state_weights: tuple[float, ...]
+    """Diagonal of the quadratic state cost, applied to the state with its angle wrapped."""
+    action_weight: float = 1e-3
+    """Weight of ``u^2`` in the cost."""
+
+
+PENDULUM = SwingupTask(
+    "pendulum.xml", image_size=48, max_velocity=(8.0,), state_weights=(1.0, 0.1)
+)
+# A free fall from upright reaches about 7.7 rad/s; a rail end hit at speed adds a few more.
+CARTPOLE = SwingupTask(
+    "cartpole.xml",
+    image_size=64,
+    max_velocity=(5.0, 10.0),
+    state_weights=(0.1, 1.0, 0.0, 0.1),
+)
+
+
+def hinge_indices(model: mujoco.MjModel) -> np.ndarray:
+    """Indices in ``qpos`` (and in the state) of the model's hinge angles, int ``(k,)``."""
+    hinges = np.flatnonzero(model.jnt_type == mujoco.mjtJoint.mjJNT_HINGE)
+    return model.jnt_qposadr[hinges].astype(np.intp)
+
+
+def state_box(model: mujoco.MjModel, max_velocity: tuple[float, ...]) -> spaces.Box:
+    """Valid states ``(qpos, qvel)``: hinge angles in [-pi, pi], slides within their joint
+    range, ``|qvel| <= max_velocity``. Only hinge and limited slide joints are supported."""
+    if model.nq != model.nv or len(max_velocity) != model.nv:
+        raise ValueError(
+            f"expected one velocity bound per joint of a hinge/slide model, got "
+            f"{len(max_velocity)} bounds for nq={model.nq}, nv={model.nv}"
+        )
+    low = np.empty(model.nq + model.nv)
+    high = np.empty(model.nq + model.nv)
+    for joint in range(model.njnt):
+        adr = model.jnt_qposadr[joint]
+        if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_HINGE:
+            low[adr], high[adr] = -np.pi, np.pi
+        elif model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_SLIDE and model.jnt_limited[joint]:
+            low[adr], high[adr] = model.jnt_range[joint]
+        else:
+            raise ValueError(f"joint {joint} must be a hinge or a limited slide")
+    low[model.nq :] = -np.asarray(max_velocity)
+    high[model.nq :] = max_velocity
+    return spaces.Box(low, high, dtype=np.float64)
+
+
+def advance(
+    model: mujoco.MjModel,
+    data: mujoco.MjData,
+    state: np.ndarray,
+    action: np.ndarray,
+    box: spaces.Box,
+    hinges: np.ndarray,
+) -> np.ndarray:
+    """One control step (``FRAME_SKIP`` MuJoCo steps) from ``state`` (d,) under ``action`` (m,).
+
+    Returns the next state (d,), angles wrapped and clipped into ``box``, and leaves it in
+    ``data``'s qpos/qvel. The models disable warm starts, so the result depends on nothing else
+    in ``data``: any MjData of ``model`` gives the same next state.
+    """
+    data.qpos[:] = state[: model.nq]
+    data.qvel[:] = state[model.nq :]
+    data.ctrl[:] = action
+    mujoco.mj_step(model, data, nstep=FRAME_SKIP)
+    nxt = np.concatenate([data.qpos, data.qvel])
+    nxt[hinges] = wrap_angle(nxt[hinges])
+    np.clip(nxt, box.low, box.high, out=nxt)
+    data.qpos[:] = nxt[: model.nq]
+    data.qvel[:] = nxt[model.nq :]
+    return nxt
+
+
+class FrameRenderer:
+    """Renders a model's fixed camera at given configurations, using its own MjData, so the
+    simulation it is asked about is never touched. Headless through ``MUJOCO_GL=egl``."""
+
+    def __init__(self, model: mujoco.MjModel, size: int) -> None:
+        self._model = model
+        self._data = mujoco.MjData(model)
+        self._renderer = mujoco.Renderer(model, size, size, max_geom=100)
+        for flag in _FLAGS_OFF:
+            self._renderer.scene.flags[flag] = False
+        self._camera = mujoco.MjvCamera()
+        self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+        self._camera.fixedcamid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
+        if self._camera.fixedcamid < 0:
+            raise ValueError(f"the model defines no camera named {CAMERA!r}")
+        self._option = mujoco.MjvOption()
+
+    def rgb(self, qpos: np.ndarray) -> np.ndarray:
+        """uint8 ``(size, size, 3)`` image of the configuration ``qpos`` (nq,)."""
+        self._data.qpos[:] = qpos
+        # Poses of bodies and cameras are all a frame needs; no dynamics.
+        mujoco.mj_kinematics(self._model, self._data)
+        mujoco.mj_camlight(self._model, self._data)
+        self._renderer.update_scene(self._data, self._camera, self._option)
+        return self._renderer.render()
+
+    def gray(self, qpos: np.ndarray) -> np.ndarray:
+        """uint8 ``(size, size)`` luminance image of the configuration ``qpos`` (nq,)."""
+        return ((self.rgb(qpos) @ _LUMA + 128) >> 8).astype(np.uint8)
+
+    def close(self) -> None:
+        """Free the GL context; safe to call twice."""
+        self._renderer.close()
+
+
+class _SwingupEnv(MujocoEnv):
+    """The shared implementation; the public classes only choose a :class:`SwingupTask`."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
+    task: ClassVar[SwingupTask]
+    horizon: int = 200
+    goal_radius: float = float(np.pi / 6)
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                f"got {render_mode!r}"
+            )
+        size = self.task.image_size
+        super().__init__(
+            str(ASSETS / self.task.xml),
+            FRAME_SKIP,
+            observation_space=spaces.Box(0, 255, (2, size, size), dtype=np.uint8),
+            render_mode=render_mode,
+            width=VIEW_SIZE,
+            height=VIEW_SIZE,
+            camera_name=CAMERA,
+        )
+        self._hinges = hinge_indices(self.model)
+        self._angle = int(self._hinges[0])  # the pole's angle: the task's one hinge
+        self.state_space = state_box(self.model, self.task.max_velocity)
+        self._dynamics_data = mujoco.MjData(self.model)  # next_states never touches self.data
+        self._frames = FrameRenderer(self.model, size)
+        self._view: FrameRenderer | None = None  # made on the first render()
+
+    # ---- Gymnasium API ----
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start from ``options["state"]`` (d,) if given, else from a hanging start state."""
+        # Env.reset seeds np_random; MujocoEnv.reset would drop options.
+        super(MujocoEnv, self).reset(seed=seed)
+        if options is not None and "state" in options:
+            state = check_states(self, options["state"])[0]
+            state[self._hinges] = wrap_angle(state[self._hinges])
+        else:
+            state = self.sample_start_states(1, self.np_random)[0]
+        mujoco.mj_resetData(self.model, self.data)
+        self.set_state(state[: self.model.nq], state[self.model.nq :])
+        return self.observe(state[None])[0], {"state": state}
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Apply ``action`` (m,), clipped to the actuator range, for one control step."""
+        if np.shape(action) != self.action_space.shape:
+            raise ValueError(
+                f"expected an action of shape {self.action_space.shape}, got {np.shape(action)}"
+            )
+        u = self._clipped_actions(np.asarray(action)[None])
+        state = self._state()
+        reward = -float(self.cost(state[None], u)[0])
+        nxt = advance(self.model, self.data, state, u[0], self.state_space, self._hinges)
+        # Keep derived quantities (body poses, ...) in step with the clipped state.
+        mujoco.mj_forward(self.model, self.data)
+        return self.observe(nxt[None])[0], reward, False, False, {"state": nxt}
+
+    def render(self) -> np.ndarray | None:
+        """RGB view uint8 ``(VIEW_SIZE, VIEW_SIZE, 3)`` of the current configuration."""
+        if self.render_mode is None:
+            logger.warn("render() called without a render_mode; make the env with 'rgb_array'.")
+            return None
+        if self._view is None:
+            self._view = FrameRenderer(self.model, VIEW_SIZE)
+        return self._view.rgb(self.data.qpos)
+
+    def close(self) -> None:
+        """Free the renderers' GL contexts; safe to call twice."""
+        self._frames.close()
+        if self._view is not None:
+            self._view.close()
+        super().close()
+
+    # ---- latentrl contract ----
+
+    def is_valid(self, states: np.ndarray) -> np.ndarray:
+        """Boolean ``(n,)``: which states ``(n, d)`` lie in ``state_space``."""
+        return in_box(self.state_space, states)
+
+    def sample_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` states drawn uniformly from ``state_space``, ``(n, d)``."""
+        return rng.uniform(self.state_space.low, self.state_space.high, size=(n, self._dim))
+
+    def sample_start_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` hanging states at rest, ``theta = pi +- 0.2`` (wrapped), cart at 0, ``(n, d)``."""
+        states = np.zeros((n, self._dim))
+        states[:, self._angle] = wrap_angle(np.pi + rng.uniform(-0.2, 0.2, size=n))
+        return states
+
+    def observe(self, states: np.ndarray) -> np.ndarray:
+        """uint8 ``(n, 2, H, W)`` observations of valid ``states`` (n, d); frame 0 at
+        ``qpos - qvel * dt``, frame 1 at ``qpos``. Leaves the simulation untouched."""
+        arr = check_states(self, states)
+        size = self.task.image_size
+        obs = np.empty((len(arr), 2, size, size), dtype=np.uint8)
+        nq = self.model.nq
+        for i, state in enumerate(arr):
+            qpos, qvel = state[:nq], state[nq:]
+            obs[i, 0] = self._frames.gray(qpos - qvel * self.dt)
+            obs[i, 1] = self._frames.gray(qpos)
+        return obs
+
+    def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """True dynamics: ``(n, d)`` states one control step after ``states`` (n, d) under
+        ``actions`` (n, m), exactly as ``step`` would produce them."""
+        arr = check_states(self, states)
+        u = self._clipped_actions(actions)
+        if len(u) != len(arr):
+            raise ValueError(f"got {len(arr)} states but {len(u)} actions")
+        return np.stack(
+            [
+                advance(self.model, self._dynamics_data, s, a, self.state_space, self._hinges)
+                for s, a in zip(arr, u)
+            ]
+        )
+
+    def goal_state(self) -> np.ndarray:
+        """Upright at rest (cart at 0): zeros ``(d,)``."""
+        return np.zeros(self._dim)
+
+    def goal_distance(self, states: np.ndarray) -> np.ndarray:
+        """``|wrap(theta)|`` (rad) of each state ``(n, d)``, ``(n,)``; x does not count."""
+        return np.abs(wrap_angle(np.atleast_2d(states)[:, self._angle]))
+
+    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``sum_i w_i e_i^2 + 0.001 |u|^2`` per row, ``(n,)``, with ``e`` the state ``(n, d)``
+        with its angle wrapped and ``u`` the action ``(n, m)`` clipped to the actuator range."""
+        err = np.array(np.atleast_2d(states), dtype=np.float64)
+        err[:, self._hinges] = wrap_angle(err[:, self._hinges])
+        u = np.clip(np.atleast_2d(actions), self.action_space.low, self.action_space.high)
+        return err**2 @ np.asarray(self.task.state_weights) + self.task.action_weight * np.sum(
+            u**2, axis=1
+        )
+
+    # ---- internals ----
+
+    @property
+    def _dim(self) -> int:
+        return self.model.nq + self.model.nv
+
+    def _state(self) -> np.ndarray:
+        # self.data only ever holds wrapped, clipped states (reset and advance write them).
+        return np.concatenate([self.data.qpos, self.data.qvel])
+
+    def _clipped_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Actions ``(n, m)`` as float64, clipped to the actuator range; raise on bad input."""
+        u = np.asarray(actions, dtype=np.float64)
+        m = self.action_space.shape[0]
+        if u.ndim != 2 or u.shape[1] != m:
+            raise ValueError(f"expected actions of shape (n, {m}), got {np.shape(actions)}")
+        if not np.all(np.isfinite(u)):
+            raise ValueError(f"actions must be finite, got {u.tolist()}")
+        return np.clip(u, self.action_space.low, self.action_space.high)
+
+
+class PendulumSwingupEnv(_SwingupEnv):
+    """Pendulum swing-up: state ``(theta, theta_dot)``, torque ``(1,)`` in [-2, 2] N m,
+    observation uint8 ``(2, 48, 48)``. Model: ``envs/assets/pendulum.xml``."""
+
+    task = PENDULUM
+
+
+class CartpoleSwingupEnv(_SwingupEnv):
+    """Cart-pole swing-up: state ``(x, theta, x_dot, theta_dot)``, x in [-1.5, 1.5] m, force
+    ``(1,)`` in [-5, 5] N on the cart, observation uint8 ``(2, 64, 64)``. Model:
+    ``envs/assets/cartpole.xml``."""
+
+    task = CARTPOLE

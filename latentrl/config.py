@@ -1,0 +1,221 @@
+"""Typed, frozen experiment configs, their presets, and JSON round trips.
+
+An :class:`ExperimentConfig` says everything a run does: which data to collect, which model
+to build, how to weigh the loss, how to train. Presets are plain functions of the experiment
+name; a command line changes single fields with ``--set section.field=value``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from latentrl.errors import UserError
+from latentrl.losses import LossWeights
+from latentrl.models import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The dataset a run trains on (collected on first use, then reused)."""
+
+    env_id: str = "latentrl/Pendulum-v0"
+    transitions: int = 20_000
+    mode: Literal["uniform", "rollout"] = "uniform"
+    seed: int = 0
+    """Collection seed; kept apart from the training seed so seeds of one experiment share data."""
+    validation_fraction: float = 0.1
+    workers: int = 1
+    """Collection worker processes (MuJoCo envs render faster with 2)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. Minibatches have a fixed shape (the last partial batch is dropped)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    final_learning_rate: float = 1e-4
+    """Cosine decay from ``learning_rate`` to this over the whole run."""
+    weight_decay: float = 1e-5
+    grad_clip_norm: float = 1_000.0
+    """The Bernoulli loss sums over thousands of pixels: raw gradient norms reach ~1e3."""
+    seed: int = 0
+    device: str = "auto"
+    """"auto" (CUDA when present), "cpu", "cuda", "cuda:1", ..."""
+    compile: bool = False
+    """torch.compile the training step (worth it on a GPU, slow to start on a CPU)."""
+    image_every: int = 10
+    """Epochs between image grids and latent maps (always at the end as well)."""
+    probe_steps: int = 1_500
+    """Adam steps of the latent-to-state probe fitted at the end of training."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    preset: str
+    data: DataConfig
+    model: ModelConfig
+    loss: LossWeights = field(default_factory=LossWeights)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+_OBSERVATIONS = {  # env id -> (obs_shape, action_dim): known without making the env
+    "latentrl/Pendulum-v0": ((2, 48, 48), 1),
+    "latentrl/Planar-v0": ((1, 40, 40), 2),
+    "latentrl/PendulumSwingup-v0": ((2, 48, 48), 1),
+    "latentrl/CartpoleSwingup-v0": ((2, 64, 64), 1),
+}
+EXPERIMENTS = {
+    "pendulum": "latentrl/Pendulum-v0",
+    "planar": "latentrl/Planar-v0",
+    "mujoco_pendulum": "latentrl/PendulumSwingup-v0",
+    "cartpole": "latentrl/CartpoleSwingup-v0",
+}
+PRESETS = ("debug", "full")
+
+
+def preset(experiment: str, name: str = "full") -> ExperimentConfig:
+    """The ``debug`` (tiny, CPU, about a minute) or ``full`` (paper scale) config."""
+    if experiment not in EXPERIMENTS:
+        raise UserError(
+            f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}"
+        )
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    env_id = EXPERIMENTS[experiment]
+    obs_shape, action_dim = _OBSERVATIONS[env_id]
+    latent_dim = {"planar": 2, "cartpole": 8}.get(experiment, 3)
+    large = obs_shape[-1] > 48
+    workers = 2 if "Swingup" in env_id else 1
+    if name == "debug":
+        return ExperimentConfig(
+            name=experiment,
+            preset=name,
+            data=DataConfig(env_id=env_id, transitions=2_000, workers=workers),
+            model=ModelConfig(
+                obs_shape=obs_shape,
+                action_dim=action_dim,
+                latent_dim=latent_dim,
+                hidden_sizes=(128, 128),
+                transition_hidden_sizes=(32, 32),
+                encoder="conv" if large else "mlp",
+                decoder="deconv" if large else "mlp",
+                conv_channels=(8, 16, 32),
+            ),
+            train=TrainConfig(epochs=3, batch_size=64, image_every=1, probe_steps=200),
+        )
+    return ExperimentConfig(
+        name=experiment,
+        preset=name,
+        data=DataConfig(env_id=env_id, transitions=20_000, workers=workers),
+        model=ModelConfig(
+            obs_shape=obs_shape,
+            action_dim=action_dim,
+            latent_dim=latent_dim,
+            encoder="conv" if large else "mlp",
+            decoder="deconv" if large else "mlp",
+        ),
+        train=TrainConfig(epochs=100, batch_size=128),
+    )
+
+
+# --- JSON and command-line overrides ----------------------------------------------------------
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Build dataclass ``cls`` from a dict made by :func:`to_dict`, checking every key."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise UserError(
+            f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}"
+        )
+    values = {
+        key: _convert(hints[key], value, f"{cls.__name__}.{key}") for key, value in data.items()
+    }
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise UserError(f"incomplete {cls.__name__}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise UserError(f"{where} must be an object, got {value!r}")
+        return from_dict(hint, value)
+    if origin is tuple:
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise UserError(f"{where} must be a list, got {value!r}")
+        args = typing.get_args(hint)
+        item = args[0] if args else Any
+        return tuple(_convert(item, v, where) for v in value)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise UserError(f"{where} must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and type(value) is not hint:
+        raise UserError(f"{where} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(config: ExperimentConfig, assignments: Sequence[str]) -> ExperimentConfig:
+    """Apply ``section.field=value`` assignments (value parsed as JSON, else a string)."""
+    data = to_dict(config)
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        path = key.strip().split(".")
+        if not sep or not all(path):
+            raise UserError(f"--set expects section.field=value, got {assignment!r}")
+        target = data
+        for part in path[:-1]:
+            if not isinstance(target.get(part), dict):
+                raise UserError(f"--set {key}: no config section {part!r}")
+            target = target[part]
+        if path[-1] not in target:
+            raise UserError(f"--set {key}: no field {path[-1]!r}; known: {sorted(target)}")
+        try:
+            target[path[-1]] = json.loads(text)
+        except json.JSONDecodeError:
+            target[path[-1]] = text
+    return from_dict(ExperimentConfig, data)
+
+
+def save_config(config: ExperimentConfig, path: Any) -> None:
+    from pathlib import Path
+
+    Path(path).write_text(json.dumps(to_dict(config), indent=2) + "\n")
+
+
+def load_config(path: Any) -> ExperimentConfig:
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"no config at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})") from None
+    return from_dict(ExperimentConfig, data)

@@ -1,0 +1,69 @@
+"""An experiment end to end: collect its dataset (once, shared by seeds), then train each seed.
+
+``latentrl run EXPERIMENT --preset P --seeds 0 1 2`` and the scripts in experiments/ call
+:func:`run_experiment`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from latentrl.collect import collect
+from latentrl.config import DataConfig, ExperimentConfig, apply_overrides, preset
+from latentrl.data import read_metadata
+from latentrl.train import TrainResult, new_run_dir, train
+
+DATA_ROOT = Path("data")
+RUNS_ROOT = Path("runs")
+
+
+def dataset_dir(data: DataConfig, root: Path = DATA_ROOT) -> Path:
+    """Where the dataset of ``data`` lives: one directory per distinct collection."""
+    env_name = data.env_id.replace("/", "_").replace(":", "_")
+    return root / f"{env_name}__{data.mode}__{data.transitions}__seed{data.seed}"
+
+
+def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
+    """The dataset of ``data``: reused when complete, finished when partial, else collected."""
+    path = dataset_dir(data, root)
+    meta = read_metadata(path) if path.exists() else None
+    if meta is not None and meta.get("complete"):
+        return path
+    return collect(
+        data.env_id,
+        data.transitions,
+        path,
+        mode=data.mode,
+        seed=data.seed,
+        workers=data.workers,
+        resume=meta is not None,
+    )
+
+
+def experiment_config(
+    experiment: str, preset_name: str, seed: int, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    config = apply_overrides(preset(experiment, preset_name), overrides)
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
+
+
+def run_experiment(
+    experiment: str,
+    preset_name: str = "full",
+    seeds: Sequence[int] = (0,),
+    overrides: Sequence[str] = (),
+    *,
+    runs_root: Path = RUNS_ROOT,
+    data_root: Path = DATA_ROOT,
+    wandb_mode: str | None = None,
+) -> list[TrainResult]:
+    """Collect (or reuse) the experiment's dataset, then train one run per seed."""
+    results = []
+    for seed in seeds:
+        config = experiment_config(experiment, preset_name, seed, overrides)
+        data = ensure_dataset(config.data, data_root)
+        run_dir = new_run_dir(runs_root, config)
+        results.append(train(config, run_dir, data, wandb_mode=wandb_mode))
+    return results

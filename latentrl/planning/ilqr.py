@@ -1,0 +1,464 @@
+"""Batched, box-constrained iLQR (control-limited DDP, Tassa, Mansard & Todorov 2014).
+
+Solves ``B`` problems at once, on any device and float dtype:
+
+    min_u  Σ_{t<T} (z_t - g)ᵀ Q (z_t - g) + u_tᵀ R u_t  +  (z_T - g)ᵀ Q_f (z_T - g)
+    s.t.   z_{t+1} = f(z_t, u_t),  z_0 given,  u_low <= u_t <= u_high.
+
+Each iteration linearises the dynamics along the current trajectory (all time steps in one
+batched ``linearize`` call), runs a backward Riccati pass whose per-step control problem is a
+box QP (:mod:`latentrl.planning.boxqp`), then a backtracking line search over closed-loop
+rollouts ``u = clamp(ū + α k + K (z - z̄))``. Levenberg-Marquardt regularisation ``Q_uu + μI``,
+the step acceptance and the convergence test are per problem: a problem that has converged
+(or given up) stops changing while the others go on.
+
+Angles: a state dimension listed in ``QuadraticCost.angle_dims`` enters the cost through
+``wrap(z_i - g_i)`` in [-π, π), so the dynamics may keep the angle unwrapped and the goal is
+always the nearest copy of ``g_i`` (the pendulum oracle plans this way on ``(θ, θ̇)``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from latentrl.errors import UserError
+from latentrl.planning.boxqp import BoxQPOptions, BoxQPStatus, box_qp, solve_free
+from latentrl.planning.dynamics import Dynamics
+
+
+@dataclass(frozen=True)
+class QuadraticCost:
+    """Quadratic cost towards a goal; matrices shared ``(n, n)``/``(m, m)`` or per problem
+    ``(B, n, n)``/``(B, m, m)``, goal ``(n,)`` or ``(B, n)``. Q, Q_f PSD; R PD."""
+
+    Q: Tensor
+    R: Tensor
+    Q_f: Tensor
+    goal: Tensor
+    angle_dims: tuple[int, ...] = ()
+    """State dimensions that are angles (radians): their deviation is wrapped to [-π, π)."""
+
+
+def _default_alphas() -> tuple[float, ...]:
+    return tuple(10.0 ** (-3.0 * i / 10) for i in range(11))  # 1 ... 1e-3, as Tassa's iLQG
+
+
+@dataclass(frozen=True)
+class ILQRConfig:
+    """Iteration, regularisation and line-search settings; the horizon is ``u_init.shape[1]``."""
+
+    max_iterations: int = 50
+    tolerance: float = 1e-6
+    """Converged when an accepted step lowers the cost by less than ``tolerance · |J|``, or
+    the predicted decrease of a full step is that small (with μ back at zero)."""
+    mu_init: float = 0.0
+    mu_min: float = 1e-6
+    """Smallest non-zero μ: an increase starts here, a decrease below it gives μ = 0."""
+    mu_max: float = 1e10
+    """A problem whose μ grows past this gives up (``converged`` False)."""
+    mu_factor: float = 1.6
+    alphas: tuple[float, ...] = field(default_factory=_default_alphas)
+    """Line-search step sizes, largest first; the first with sufficient decrease is taken."""
+    parallel_line_search: bool = False
+    """Roll out all step sizes in one batch of ``len(alphas) · B`` rows (fewer, larger calls:
+    good on a GPU) instead of one after another until every problem has accepted one."""
+    min_decrease_ratio: float = 1e-4
+    """Accept when actual / predicted decrease exceeds this (Armijo-like)."""
+    box_qp: BoxQPOptions = field(default_factory=BoxQPOptions)
+
+    def __post_init__(self) -> None:
+        if self.max_iterations < 1 or self.tolerance < 0:
+            raise UserError("ILQRConfig: max_iterations must be >= 1 and tolerance >= 0")
+        if not self.alphas or any(not 0 < a <= 1 for a in self.alphas):
+            raise UserError(f"ILQRConfig: alphas must be in (0, 1], got {self.alphas}")
+        if not (0 <= self.mu_init <= self.mu_max and self.mu_min > 0 and self.mu_factor > 1):
+            raise UserError("ILQRConfig: need 0 <= mu_init <= mu_max, mu_min > 0, mu_factor > 1")
+
+
+class ILQRResult(NamedTuple):
+    """Solutions of a batch of problems."""
+
+    u: Tensor
+    """Controls ``(B, T, m)``."""
+    z: Tensor
+    """Predicted states ``(B, T + 1, n)`` under ``u`` (``z[:, 0] = z0``)."""
+    K: Tensor
+    """Feedback gains ``(B, T, m, n)`` of the last backward pass (zero rows where clamped)."""
+    k: Tensor
+    """Feed-forward steps ``(B, T, m)`` of the last backward pass."""
+    cost: Tensor
+    """Total cost of ``(z, u)``, ``(B,)``."""
+    iterations: Tensor
+    """Iterations each problem ran, int64 ``(B,)``."""
+    converged: Tensor
+    """Bool ``(B,)``: False when a problem hit ``max_iterations`` or gave up (μ > mu_max)."""
+
+
+class RiccatiStep(NamedTuple):
+    """One backward step: gains, value expansion at ``t`` and predicted decrease terms."""
+
+    k: Tensor  # (B, m)
+    K: Tensor  # (B, m, n)
+    V_z: Tensor  # (B, n)
+    V_zz: Tensor  # (B, n, n)
+    dv: Tensor  # (B, 2): (kᵀQ_u, ½ kᵀQ_uu k); a step α predicts ΔJ = α dv₀ + α² dv₁
+    ok: Tensor  # (B,) bool: False where Q_uu + μI was not positive definite
+
+
+def riccati_step(
+    A: Tensor,
+    B: Tensor,
+    l_z: Tensor,
+    l_u: Tensor,
+    l_zz: Tensor,
+    l_uu: Tensor,
+    V_z: Tensor,
+    V_zz: Tensor,
+    mu: Tensor,
+    du_low: Tensor,
+    du_high: Tensor,
+    k_warm: Tensor | None = None,
+    qp_options: BoxQPOptions | None = None,
+) -> RiccatiStep:
+    """Control-limited Riccati step from ``t + 1`` to ``t`` (no state-control cost term).
+
+    ``A (B, n, n)``, ``B (B, n, m)``; cost derivatives ``l_z (B, n)``, ``l_u (B, m)``,
+    ``l_zz (B, n, n)``, ``l_uu (B, m, m)``; next value ``V_z (B, n)``, ``V_zz (B, n, n)``;
+    ``mu (B,)``; bounds on the control change ``du_low, du_high (B, m)``. The step
+    ``k = argmin ½ kᵀ(Q_uu + μI)k + Q_uᵀk`` within the bounds comes from the box QP,
+    ``K = -(Q_uu + μI)_ff⁻¹ Q_uz`` on free rows and 0 on clamped ones.
+    """
+    At, Bt = A.transpose(-1, -2), B.transpose(-1, -2)
+    Q_z = l_z + _bmv(At, V_z)
+    Q_u = l_u + _bmv(Bt, V_z)
+    BtV = Bt @ V_zz
+    Q_zz = l_zz + At @ V_zz @ A
+    Q_uu = l_uu + BtV @ B
+    Q_uz = BtV @ A
+    eye = torch.eye(Q_uu.shape[-1], dtype=Q_uu.dtype, device=Q_uu.device)
+    qp = box_qp(Q_uu + mu[:, None, None] * eye, Q_u, du_low, du_high, k_warm, qp_options)
+    k = qp.x
+    K = -solve_free(qp.chol, qp.free, Q_uz)
+    Kt, Q_zu = K.transpose(-1, -2), Q_uz.transpose(-1, -2)
+    KtQuu = Kt @ Q_uu
+    V_z = Q_z + _bmv(KtQuu, k) + _bmv(Kt, Q_u) + _bmv(Q_zu, k)
+    V_zz = Q_zz + KtQuu @ K + Kt @ Q_uz + Q_zu @ K
+    V_zz = 0.5 * (V_zz + V_zz.transpose(-1, -2))
+    dV = torch.stack([(k * Q_u).sum(-1), 0.5 * (k * _bmv(Q_uu, k)).sum(-1)], dim=-1)
+    return RiccatiStep(k, K, V_z, V_zz, dV, qp.status != BoxQPStatus.NOT_POSITIVE_DEFINITE)
+
+
+def _bmv(M: Tensor, v: Tensor) -> Tensor:
+    return (M @ v.unsqueeze(-1)).squeeze(-1)
+
+
+class _Cost(NamedTuple):
+    """A QuadraticCost checked and broadcast to the batch: ``(B, ...)`` in the solve's dtype."""
+
+    Q: Tensor
+    R: Tensor
+    Q_f: Tensor
+    goal: Tensor
+    angles: Tensor | None  # bool (n,)
+
+
+def _prepare_cost(cost: QuadraticCost, batch: int, n: int, m: int, like: Tensor) -> _Cost:
+    def matrix(name: str, M: Tensor, d: int) -> Tensor:
+        if M.shape not in ((d, d), (batch, d, d)):
+            raise UserError(
+                f"cost.{name} must be ({d}, {d}) or ({batch}, {d}, {d}), got {tuple(M.shape)}"
+            )
+        M = M.to(like)
+        return (0.5 * (M + M.transpose(-1, -2))).expand(batch, d, d)
+
+    goal = cost.goal
+    if goal.shape not in ((n,), (batch, n)):
+        raise UserError(f"cost.goal must be ({n},) or ({batch}, {n}), got {tuple(goal.shape)}")
+    angles = None
+    if cost.angle_dims:
+        if any(not 0 <= i < n for i in cost.angle_dims):
+            raise UserError(f"cost.angle_dims {cost.angle_dims} out of range for n = {n}")
+        angles = torch.zeros(n, dtype=torch.bool, device=like.device)
+        angles[list(cost.angle_dims)] = True
+    return _Cost(
+        matrix("Q", cost.Q, n),
+        matrix("R", cost.R, m),
+        matrix("Q_f", cost.Q_f, n),
+        goal.to(like).expand(batch, n),
+        angles,
+    )
+
+
+def _residual(c: _Cost, z: Tensor) -> Tensor:
+    """``z - goal`` with angles wrapped, for ``z (..., B, T, n)``."""
+    r = z - c.goal.unsqueeze(-2)
+    if c.angles is not None:
+        r = torch.where(c.angles, torch.remainder(r + math.pi, 2 * math.pi) - math.pi, r)
+    return r
+
+
+def _total_cost(c: _Cost, z: Tensor, u: Tensor) -> Tensor:
+    """Cost of trajectories ``z (..., B, T + 1, n)``, ``u (..., B, T, m)`` -> ``(..., B)``."""
+    r = _residual(c, z)
+    run = torch.einsum("...btn,bnk,...btk->...b", r[..., :-1, :], c.Q, r[..., :-1, :])
+    ctrl = torch.einsum("...btm,bmk,...btk->...b", u, c.R, u)
+    final = torch.einsum("...bn,bnk,...bk->...b", r[..., -1, :], c.Q_f, r[..., -1, :])
+    return run + ctrl + final
+
+
+def trajectory_cost(cost: QuadraticCost, z: Tensor, u: Tensor) -> Tensor:
+    """Total cost of ``z (B, T + 1, n)`` and ``u (B, T, m)`` under ``cost``, ``(B,)``."""
+    c = _prepare_cost(cost, z.shape[0], z.shape[-1], u.shape[-1], z)
+    return _total_cost(c, z, u.to(z))
+
+
+def rollout(dynamics: Dynamics, z0: Tensor, u: Tensor) -> Tensor:
+    """Open-loop states ``(B, T + 1, n)`` from ``z0 (B, n)`` under ``u (B, T, m)``."""
+    zs = [z0]
+    for t in range(u.shape[1]):
+        zs.append(dynamics.step(zs[-1], u[:, t]))
+    return torch.stack(zs, dim=1)
+
+
+def _closed_loop_rollout(
+    dynamics: Dynamics,
+    z0: Tensor,
+    z_bar: Tensor,
+    u_ff: Tensor,
+    K: Tensor,
+    low: Tensor,
+    high: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """States and controls of ``u_t = clamp(u_ff_t + K_t (z_t - z̄_t))``, rows as ``z0``."""
+    offset = u_ff - _bmv(K, z_bar[:, :-1])  # the K z̄ part for all t at once
+    zs, us = [z0], []
+    for t in range(u_ff.shape[1]):
+        u_t = torch.clamp(offset[:, t] + _bmv(K[:, t], zs[-1]), low, high)
+        us.append(u_t)
+        zs.append(dynamics.step(zs[-1], u_t))
+    return torch.stack(zs, dim=1), torch.stack(us, dim=1)
+
+
+def _bounds(
+    u_low: Tensor | float | None, u_high: Tensor | float | None, batch: int, m: int, like: Tensor
+) -> tuple[Tensor, Tensor]:
+    def one(b: Tensor | float | None, default: float, name: str) -> Tensor:
+        t = torch.as_tensor(default if b is None else b, dtype=like.dtype, device=like.device)
+        if t.shape not in ((), (m,), (batch, m)):
+            raise UserError(
+                f"{name} must be a float, ({m},) or ({batch}, {m}), got {tuple(t.shape)}"
+            )
+        return t.expand(batch, m)
+
+    low, high = one(u_low, -math.inf, "u_low"), one(u_high, math.inf, "u_high")
+    if bool((low > high).any()):
+        raise UserError("u_low must be <= u_high in every dimension")
+    return low, high
+
+
+def _check_shapes(z0: Tensor, u_init: Tensor) -> None:
+    if z0.ndim != 2 or u_init.ndim != 3 or u_init.shape[0] != z0.shape[0]:
+        raise UserError(
+            f"expected z0 (B, n) and u_init (B, T, m) with the same B, got "
+            f"{tuple(z0.shape)} and {tuple(u_init.shape)}"
+        )
+    if u_init.shape[1] < 1:
+        raise UserError("the horizon T = u_init.shape[1] must be at least 1")
+    if not z0.is_floating_point():
+        raise UserError(f"z0 must be a floating-point tensor, got {z0.dtype}")
+
+
+class _Schedule:
+    """Per-problem Levenberg-Marquardt μ with Tassa's accelerating factor."""
+
+    def __init__(self, config: ILQRConfig, like: Tensor) -> None:
+        self.cfg = config
+        self.mu = torch.full(like.shape[:1], config.mu_init, dtype=like.dtype, device=like.device)
+        self.dmu = torch.ones_like(self.mu)
+
+    def increase(self, mask: Tensor) -> None:
+        f = self.cfg.mu_factor
+        dmu = torch.clamp(self.dmu * f, min=f)
+        mu = torch.clamp(self.mu * dmu, min=self.cfg.mu_min)
+        self.dmu, self.mu = torch.where(mask, dmu, self.dmu), torch.where(mask, mu, self.mu)
+
+    def decrease(self, mask: Tensor) -> None:
+        f = self.cfg.mu_factor
+        dmu = torch.clamp(self.dmu / f, max=1 / f)
+        mu = self.mu * dmu
+        mu = torch.where(mu < self.cfg.mu_min, 0.0, mu)
+        self.dmu, self.mu = torch.where(mask, dmu, self.dmu), torch.where(mask, mu, self.mu)
+
+
+def _backward_pass(
+    c: _Cost,
+    A: Tensor,
+    B: Tensor,
+    z: Tensor,
+    u: Tensor,
+    mu: Tensor,
+    low: Tensor,
+    high: Tensor,
+    k_warm: Tensor,
+    qp_options: BoxQPOptions,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gains ``k (B, T, m)``, ``K (B, T, m, n)``, predicted-decrease terms ``dV (B, 2)`` and
+    ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``."""
+    T = u.shape[1]
+    r = _residual(c, z)
+    l_z = 2 * torch.einsum("bnk,btk->btn", c.Q, r)
+    l_u = 2 * torch.einsum("bmk,btk->btm", c.R, u)
+    l_zz, l_uu = 2 * c.Q, 2 * c.R
+    V_zz = 2 * c.Q_f
+    V_z = _bmv(V_zz, r[:, -1])
+    du_low, du_high = low.unsqueeze(1) - u, high.unsqueeze(1) - u
+    ok = torch.ones_like(mu, dtype=torch.bool)
+    dV = torch.zeros(mu.shape[0], 2, dtype=u.dtype, device=u.device)
+    ks, Ks = [], []
+    for t in reversed(range(T)):
+        s = riccati_step(A[t], B[t], l_z[:, t], l_u[:, t], l_zz, l_uu, V_z, V_zz, mu,
+                         du_low[:, t], du_high[:, t], k_warm[:, t], qp_options)  # fmt: skip
+        ok = ok & s.ok
+        # Zero out failed problems so that NaNs of an indefinite step do not reach the QP.
+        V_z = torch.where(ok.unsqueeze(-1), s.V_z, 0.0)
+        V_zz = torch.where(ok[:, None, None], s.V_zz, 0.0)
+        dV = dV + torch.where(ok.unsqueeze(-1), s.dv, 0.0)
+        ks.append(s.k)
+        Ks.append(s.K)
+    return torch.stack(ks[::-1], dim=1), torch.stack(Ks[::-1], dim=1), dV, ok
+
+
+def _line_search(
+    dynamics: Dynamics,
+    c: _Cost,
+    z_bar: Tensor,
+    u_bar: Tensor,
+    J: Tensor,
+    k: Tensor,
+    K: Tensor,
+    dV: Tensor,
+    low: Tensor,
+    high: Tensor,
+    config: ILQRConfig,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per problem, the first step size with sufficient decrease: new ``z, u, J`` (the old
+    ones where none) and the acceptance mask ``(B,)``."""
+    batch = z_bar.shape[0]
+    alphas = torch.tensor(config.alphas, dtype=J.dtype, device=J.device)
+    z_new, u_new, J_new = z_bar, u_bar, J
+    accepted = torch.zeros_like(J, dtype=torch.bool)
+    groups = [alphas] if config.parallel_line_search else [a.reshape(1) for a in alphas]
+    for a in groups:
+        reps = a.shape[0]
+        # Rows stack the problem batch once per step size: row j·B + b is problem b.
+        alpha_rows = a.repeat_interleave(batch)[:, None, None]
+        u_ff = (u_bar + alpha_rows.view(reps, batch, 1, 1) * k).reshape(reps * batch, *k.shape[1:])
+        z_try, u_try = _closed_loop_rollout(
+            dynamics, z_bar[:, 0].repeat(reps, 1), z_bar.repeat(reps, 1, 1), u_ff,
+            K.repeat(reps, 1, 1, 1), low.repeat(reps, 1), high.repeat(reps, 1),
+        )  # fmt: skip
+        z_try = z_try.view(reps, batch, *z_try.shape[1:])
+        u_try = u_try.view(reps, batch, *u_try.shape[1:])
+        J_try = _total_cost(c, z_try, u_try)  # (reps, B)
+        a_col = a.unsqueeze(-1)
+        expected = -a_col * (dV[:, 0] + a_col * dV[:, 1])
+        decrease = J - J_try
+        ratio = torch.where(expected > 0, decrease / expected, torch.sign(decrease))
+        good = (ratio > config.min_decrease_ratio) & torch.isfinite(J_try)
+        first = torch.argmax(good.to(torch.int8), dim=0)  # largest acceptable step
+        take = good.any(0) & ~accepted
+        pick = torch.arange(batch, device=J.device)
+        z_new = torch.where(take[:, None, None], z_try[first, pick], z_new)
+        u_new = torch.where(take[:, None, None], u_try[first, pick], u_new)
+        J_new = torch.where(take, J_try[first, pick], J_new)
+        accepted = accepted | take
+        if bool(accepted.all()):
+            break
+    return z_new, u_new, J_new, accepted
+
+
+def solve_ilqr(
+    dynamics: Dynamics,
+    z0: Tensor,
+    u_init: Tensor,
+    cost: QuadraticCost,
+    u_low: Tensor | float | None = None,
+    u_high: Tensor | float | None = None,
+    config: ILQRConfig | None = None,
+) -> ILQRResult:
+    """Solve ``B`` box-constrained quadratic-cost problems from ``z0 (B, n)``.
+
+    ``u_init (B, T, m)`` is the warm start (clamped into the box) and fixes the horizon ``T``.
+    Bounds: float, ``(m,)`` or ``(B, m)``; ``None`` is unbounded. Runs in the dtype and on the
+    device of ``z0``.
+    """
+    cfg = config or ILQRConfig()
+    _check_shapes(z0, u_init)
+    batch, T, m = u_init.shape
+    n = z0.shape[1]
+    c = _prepare_cost(cost, batch, n, m, z0)
+    low, high = _bounds(u_low, u_high, batch, m, z0)
+    u = torch.clamp(u_init.to(z0), low.unsqueeze(1), high.unsqueeze(1))
+    z = rollout(dynamics, z0, u)
+    J = _total_cost(c, z, u)
+    if z.shape != (batch, T + 1, n) or not bool(torch.isfinite(J).all()):
+        raise UserError(
+            f"dynamics.step must map (B, {n}), (B, {m}) to finite (B, {n}) states; "
+            f"the initial rollout gave shape {tuple(z.shape)} and cost {J.tolist()}"
+        )
+
+    sched = _Schedule(cfg, z0)
+    active = torch.ones(batch, dtype=torch.bool, device=z0.device)
+    converged = torch.zeros_like(active)
+    iterations = torch.zeros(batch, dtype=torch.long, device=z0.device)
+    k = torch.zeros_like(u)
+    K = torch.zeros(batch, T, m, n, dtype=u.dtype, device=u.device)
+    for _ in range(cfg.max_iterations):
+        if not bool(active.any()):
+            break
+        iterations += active
+        # Time-major rows (t·B + b) so that per-problem dynamics see problem b in row r mod B.
+        zt = z[:, :-1].transpose(0, 1).reshape(T * batch, n)
+        ut = u.transpose(0, 1).reshape(T * batch, m)
+        A, Bm, _ = dynamics.linearize(zt, ut)
+        A, Bm = A.view(T, batch, n, n), Bm.view(T, batch, n, m)
+
+        while True:  # raise μ where Q_uu + μI is indefinite, as often as needed
+            k_new, K_new, dV, ok = _backward_pass(
+                c, A, Bm, z, u, sched.mu, low, high, k, cfg.box_qp
+            )
+            failed = active & ~ok
+            if not bool(failed.any()):
+                break
+            sched.increase(failed)
+            active = active & ~(failed & (sched.mu > cfg.mu_max))
+        k = torch.where(active[:, None, None], k_new, k)
+        K = torch.where(active[:, None, None, None], K_new, K)
+
+        # A full step would gain this little: done (unless μ still damps the step).
+        small = -(dV[:, 0] + dV[:, 1]) < cfg.tolerance * J.abs()
+        done = active & small & (sched.mu <= cfg.mu_min)
+        converged, active = converged | done, active & ~done
+        if not bool(active.any()):
+            break
+
+        z_new, u_new, J_new, accepted = _line_search(dynamics, c, z, u, J, k, K, dV, low, high, cfg)
+        accepted = accepted & active
+        rel_change = J - J_new < cfg.tolerance * J.abs()
+        z = torch.where(accepted[:, None, None], z_new, z)
+        u = torch.where(accepted[:, None, None], u_new, u)
+        J = torch.where(accepted, J_new, J)
+        sched.decrease(accepted)
+        rejected = active & ~accepted
+        sched.increase(rejected)
+        # Rejected although the predicted gain is below tolerance: rounding, so converged.
+        done = (accepted & rel_change) | (rejected & small)
+        gave_up = rejected & ~small & (sched.mu > cfg.mu_max)
+        converged, active = converged | done, active & ~done & ~gave_up
+
+    return ILQRResult(u, z, K, k, J, iterations, converged)

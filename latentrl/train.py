@@ -1,0 +1,375 @@
+"""Joint training of the E2C encoder, transition and decoder (``latentrl train``).
+
+The whole dataset is moved to the device once; minibatches are fixed-shape index slices of a
+seeded permutation (the last partial batch is dropped), which keeps shapes static for
+``torch.compile``. Metrics are summed on the device and read once per epoch, so the GPU is
+never waited on inside an epoch. Every epoch ends with validation on the held-out split and a
+checkpoint; ``resume=True`` continues a killed run from its last checkpoint with the same
+weights, optimizer state, step counter, generators and W&B run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentrl.checkpoint import (
+    CONFIG_FILE,
+    TrainerState,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from latentrl.config import ExperimentConfig, load_config, save_config, to_dict
+from latentrl.data import TransitionDataset, load_transitions
+from latentrl.errors import UserError
+from latentrl.logging import Logger, resolve_wandb_mode, run_name, summary_line
+from latentrl.losses import e2c_loss
+from latentrl.models import E2C
+from latentrl.plots import image_grid, latent_map
+from latentrl.probe import fit_probe, state_features
+
+VALIDATION_BATCH = 1_024
+VALIDATION_SEED = 1_234  # fixed noise: validation losses of different epochs are comparable
+GRID_SAMPLES = 8
+RUN_FILE = "run.json"  # where the run's dataset lives, for --resume
+
+
+class TrainingDivergedError(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    epochs: int
+    steps: int
+    final_metrics: Mapping[str, float]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+def dataset_of_run(run_dir: Path) -> Path:
+    """The dataset directory a run was trained on (recorded at its start)."""
+    try:
+        return Path(json.loads((Path(run_dir) / RUN_FILE).read_text())["dataset"])
+    except (OSError, json.JSONDecodeError, KeyError):
+        raise UserError(
+            f"{run_dir} does not record its dataset ({RUN_FILE}); pass --data"
+        ) from None
+
+
+def new_run_dir(root: Path, config: ExperimentConfig) -> Path:
+    """``root/{env}__{experiment}__{seed}__{time}``."""
+    name = run_name(config.data.env_id, config.name, config.train.seed, datetime.now())
+    return root / name
+
+
+def train(
+    config: ExperimentConfig,
+    run_dir: Path,
+    dataset_dir: Path,
+    *,
+    resume: bool = False,
+    wandb_mode: str | None = None,
+) -> TrainResult:
+    """Train ``config`` on the dataset in ``dataset_dir``, writing everything to ``run_dir``."""
+    run_dir = Path(run_dir)
+    if resume:
+        if not has_checkpoint(run_dir):
+            raise UserError(f"nothing to resume in {run_dir}: it has no checkpoint")
+        saved = load_config(run_dir / CONFIG_FILE)
+        if to_dict(saved.model) != to_dict(config.model) or saved.data != config.data:
+            raise UserError(
+                f"--resume: the model or data config differs from the one {run_dir} was "
+                "started with; resume without changing them (only train.* may change)"
+            )
+    elif has_checkpoint(run_dir):
+        raise UserError(
+            f"{run_dir} already holds a trained run; pass --resume to continue it or choose "
+            "another run directory"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / CONFIG_FILE)
+    (run_dir / RUN_FILE).write_text(
+        json.dumps({"dataset": str(Path(dataset_dir).resolve())}) + "\n"
+    )
+
+    device = resolve_device(config.train.device)
+    model_config = config.model
+    data = load_transitions(
+        dataset_dir,
+        expect={
+            "env_id": config.data.env_id,
+            "obs_shape": model_config.obs_shape,
+            "action_dim": model_config.action_dim,
+        },
+    )
+    train_set, val_set = data.split(config.data.validation_fraction, seed=config.data.seed)
+    if len(train_set) < config.train.batch_size:
+        raise UserError(
+            f"{len(train_set)} training transitions are fewer than one batch of "
+            f"{config.train.batch_size}; collect more data or lower train.batch_size"
+        )
+    train_set, val_set = train_set.to(device), val_set.to(device)
+
+    torch.manual_seed(config.train.seed)
+    model = E2C(model_config).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.train.learning_rate,
+        weight_decay=config.train.weight_decay,
+        fused=device.type == "cuda",
+    )
+    data_order = torch.Generator().manual_seed(config.train.seed)
+    state = TrainerState(epoch=0, step=0)
+    if resume:
+        state = load_checkpoint(run_dir, model, optimizer, data_order)
+
+    mode = resolve_wandb_mode(wandb_mode, os.environ)
+    logger = Logger(
+        run_dir,
+        name=run_dir.name,
+        config=to_dict(config),
+        wandb_mode=mode,
+        group=config.name,
+        job_type="train",
+        resume=resume,
+        resume_step=state.step if resume else None,
+    )
+    with logger:
+        logger.echo(
+            f"training {config.name}/{config.preset} on {device}: {len(train_set)} train / "
+            f"{len(val_set)} validation transitions, {model.num_parameters():,} parameters"
+        )
+        loop = _Loop(config, model, optimizer, data_order, train_set, val_set, logger, run_dir)
+        state = loop.run(state)
+        final = loop.finish(state)
+    return TrainResult(run_dir, state.epoch, state.step, final)
+
+
+class _Loop:
+    """The epoch loop of one run; state lives in the model, optimizer and generators."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        model: E2C,
+        optimizer: torch.optim.Optimizer,
+        data_order: torch.Generator,
+        train_set: TransitionDataset,
+        val_set: TransitionDataset,
+        logger: Logger,
+        run_dir: Path,
+    ) -> None:
+        self.config, self.model, self.optimizer = config, model, optimizer
+        self.data_order, self.logger, self.run_dir = data_order, logger, run_dir
+        self.train_set, self.val_set = train_set, val_set
+        self.steps_per_epoch = len(train_set) // config.train.batch_size
+        self.total_steps = self.steps_per_epoch * config.train.epochs
+        loss_fn = e2c_loss
+        if config.train.compile:
+            loss_fn = torch.compile(e2c_loss)
+        self.loss_fn = loss_fn
+
+    def learning_rate(self, step: int) -> float:
+        """Cosine decay from train.learning_rate to train.final_learning_rate."""
+        cfg = self.config.train
+        progress = min(step / max(self.total_steps, 1), 1.0)
+        return cfg.final_learning_rate + 0.5 * (cfg.learning_rate - cfg.final_learning_rate) * (
+            1.0 + math.cos(math.pi * progress)
+        )
+
+    def run(self, state: TrainerState) -> TrainerState:
+        cfg = self.config.train
+        with self.logger.progress(total=cfg.epochs, initial=state.epoch, desc="epochs"):
+            while state.epoch < cfg.epochs:
+                try:
+                    state = self.epoch(state)
+                except KeyboardInterrupt:
+                    self.logger.echo(
+                        f"interrupted in epoch {state.epoch + 1}; the checkpoint after epoch "
+                        f"{state.epoch} is kept. Continue with: latentrl train --run-dir "
+                        f"{self.run_dir} --resume"
+                    )
+                    raise
+        return state
+
+    def epoch(self, state: TrainerState) -> TrainerState:
+        cfg, model = self.config.train, self.model
+        device = self.train_set.obs.device
+        model.train()
+        order = torch.randperm(len(self.train_set), generator=self.data_order).to(device)
+        sums: dict[str, torch.Tensor] = {}
+        grad_norm_sum = torch.zeros((), device=device)
+        start = time.perf_counter()
+        step = state.step
+        for index in order[: self.steps_per_epoch * cfg.batch_size].view(self.steps_per_epoch, -1):
+            batch = self.train_set.batch(index)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate(step)
+            loss, metrics = self.loss_fn(
+                model, batch.obs, batch.action, batch.next_obs, self.config.loss
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm_sum += torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+            self.optimizer.step()
+            for key, value in metrics.items():
+                sums[key] = sums[key] + value if key in sums else value.clone()
+            step += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+        train_metrics = {f"train/{k}": float(v) / self.steps_per_epoch for k, v in sums.items()}
+        epoch = state.epoch + 1
+        if not all(math.isfinite(v) for v in train_metrics.values()):
+            raise TrainingDivergedError(
+                f"training diverged in epoch {epoch} (train loss "
+                f"{train_metrics['train/loss/total']}); the checkpoint after epoch "
+                f"{state.epoch} is kept in {self.run_dir}. Lower train.learning_rate or "
+                f"train.grad_clip_norm (--set train.learning_rate=...) and resume with --resume"
+            )
+        metrics = train_metrics | self.validate()
+        metrics |= {
+            "train/grad_norm": float(grad_norm_sum) / self.steps_per_epoch,
+            "train/learning_rate": self.learning_rate(step),
+            "train/samples_per_second": self.steps_per_epoch * cfg.batch_size / seconds,
+            "epoch": epoch,
+        }
+        self.logger.log(metrics, step=step)
+        if epoch % cfg.image_every == 0 or epoch == cfg.epochs:
+            self.log_images(step)
+        new_state = TrainerState(epoch=epoch, step=step)
+        save_checkpoint(self.run_dir, model, self.optimizer, self.data_order, new_state)
+        self.logger.update_progress(
+            1, {"loss": metrics["train/loss/total"], "val": metrics["val/loss/total"]}
+        )
+        shown = {
+            "loss": metrics["train/loss/total"],
+            "val": metrics["val/loss/total"],
+            "val_state": metrics["val/state_loss"],
+            "val_next": metrics["val/next_state_loss"],
+        }
+        self.logger.echo(
+            summary_line(f"epoch {epoch}/{cfg.epochs}", shown, metrics["train/samples_per_second"])
+        )
+        return new_state
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean E2C terms on the validation split, with fixed reparameterisation noise."""
+        self.model.eval()
+        data, sums, count = self.val_set, {}, 0
+        devices = [data.obs.device] if data.obs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(VALIDATION_SEED)
+            for start in range(0, len(data), VALIDATION_BATCH):
+                index = torch.arange(
+                    start, min(start + VALIDATION_BATCH, len(data)), device=data.obs.device
+                )
+                batch = data.batch(index)
+                _, metrics = e2c_loss(
+                    self.model, batch.obs, batch.action, batch.next_obs, self.config.loss
+                )
+                for key, value in metrics.items():
+                    sums[key] = sums.get(key, 0.0) + value * len(index)
+                count += len(index)
+        self.model.train()
+        means = {f"val/{k}": float(v) / count for k, v in sums.items()}
+        # E2C's Table 1 columns: -log p(x_t | x^_t) and -log p(x_t+1 | x^_t+1)
+        means["val/state_loss"] = means["val/loss/reconstruction"]
+        means["val/next_state_loss"] = means["val/loss/prediction"]
+        return means
+
+    @torch.no_grad()
+    def log_images(self, step: int) -> None:
+        model, data = self.model.eval(), self.val_set
+        index = torch.arange(min(GRID_SAMPLES, len(data)), device=data.obs.device)
+        batch = data.batch(index)
+        q = model.encode(batch.obs)
+        predicted = model.step(q.mean, batch.action)
+        images = [model.decode(torch.cat([q.mean, predicted]))]
+        if self.config.model.likelihood == "bernoulli":
+            images = [torch.sigmoid(images[0])]
+        decoded = images[0].clamp(0, 1).cpu().numpy()
+        n = len(index)
+        grid = image_grid(
+            [batch.obs.cpu().numpy(), decoded[:n], batch.next_obs.cpu().numpy(), decoded[n:]],
+            labels=["x_t", "decoded", "x_t+1", "predicted"],
+            scale=2,
+        )
+        self.logger.log_images({"reconstruction": grid, "latent_map": self.latent_map()}, step)
+        model.train()
+
+    def latent_means(self, data: TransitionDataset) -> torch.Tensor:
+        chunks = [
+            self.model.encode(data.obs[start : start + VALIDATION_BATCH]).mean
+            for start in range(0, len(data), VALIDATION_BATCH)
+        ]
+        return torch.cat(chunks).float().cpu()
+
+    def latent_map(self) -> np.ndarray:
+        means = self.latent_means(self.val_set).numpy()
+        names = self._state_names()
+        states = self.val_set.state.cpu().numpy()
+        colours = {name: states[:, i] for i, name in enumerate(names)}
+        return latent_map(
+            means,
+            colours,
+            title=f"{self.config.name}: validation latent means",
+            angles=self._angle_names(),
+        )
+
+    def _state_names(self) -> list[str]:
+        meta = self.val_set.metadata
+        return list(meta.get("state_names") or [f"s{i}" for i in range(meta["state_dim"])])
+
+    def _angle_names(self) -> list[str]:
+        names = self._state_names()
+        return [names[i] for i in self.val_set.metadata.get("angle_dims", [])]
+
+    @torch.no_grad()
+    def finish(self, state: TrainerState) -> dict[str, float]:
+        """Probe R^2 of the true state from the latent means; summary metrics of the run."""
+        self.model.eval()
+        names = self._state_names()
+        angle_dims = self.val_set.metadata.get("angle_dims", [])
+        y_train, labels = state_features(self.train_set.state.cpu(), names, angle_dims)
+        y_val, _ = state_features(self.val_set.state.cpu(), names, angle_dims)
+        z_train, z_val = self.latent_means(self.train_set), self.latent_means(self.val_set)
+        with torch.enable_grad():
+            r2 = fit_probe(
+                z_train,
+                y_train,
+                z_val,
+                y_val,
+                steps=self.config.train.probe_steps,
+                seed=self.config.train.seed,
+            )
+        summary = {f"probe/r2_{label}": float(v) for label, v in zip(labels, r2, strict=True)}
+        summary["probe/r2_mean"] = float(r2.mean())
+        final = self.validate() | summary
+        self.logger.log(summary, step=state.step)
+        self.logger.log_summary(final | {"epochs": state.epoch, "steps": state.step})
+        self.logger.echo(
+            "probe R^2 (validation): "
+            + ", ".join(f"{k.split('r2_')[1]} {v:.3f}" for k, v in summary.items())
+        )
+        return final

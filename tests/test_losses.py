@@ -1,0 +1,311 @@
+"""E2C loss: closed-form KLs against torch.distributions, likelihoods, the composed bound."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch.distributions import (
+    Independent,
+    MultivariateNormal,
+    Normal,
+    kl_divergence,
+)
+
+from latentrl.losses import (
+    LossWeights,
+    bernoulli_nll,
+    e2c_loss,
+    gaussian_nll,
+    kl_diag_gaussian_std_normal,
+    kl_transition,
+    log_abs_det_rank_one,
+)
+from latentrl.models import E2C, ModelConfig, transition_covariance
+
+F64 = torch.float64
+
+
+def with_dot(v0: torch.Tensor, r: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """v0 moved along r so that v^T r == target (per batch element)."""
+    shift = (target - (v0 * r).sum(-1)) / r.square().sum(-1)
+    return v0 + shift.unsqueeze(-1) * r
+
+
+def random_transition_inputs(
+    shape: tuple[int, ...], n: int, vr: float | None = None, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*size: int) -> torch.Tensor:
+        return torch.randn(*size, generator=g, dtype=F64)
+
+    r = randn(*shape, n)
+    v = 0.5 * randn(*shape, n)
+    if vr is not None:
+        v = with_dot(v, r, torch.full(shape, vr, dtype=F64))
+    return {
+        "mean1": randn(*shape, n),
+        "logvar1": randn(*shape, n),
+        "v": v,
+        "r": r,
+        "mean2": randn(*shape, n),
+        "logvar2": randn(*shape, n),
+    }
+
+
+def reference_kl_transition(
+    inputs: dict[str, torch.Tensor], noise_std: float = 0.0
+) -> torch.Tensor:
+    """KL from full float64 covariance matrices via torch.distributions."""
+    x = {k: t.to(F64) for k, t in inputs.items()}
+    n = x["v"].shape[-1]
+    A = torch.eye(n, dtype=F64) + x["v"].unsqueeze(-1) * x["r"].unsqueeze(-2)
+    S1 = transition_covariance(A, x["logvar1"].exp(), noise_std)
+    S1 = 0.5 * (S1 + S1.transpose(-1, -2))
+    S2 = torch.diag_embed(x["logvar2"].exp())
+    return kl_divergence(MultivariateNormal(x["mean1"], S1), MultivariateNormal(x["mean2"], S2))
+
+
+# --- closed-form KLs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(7,), (3, 4)])
+def test_kl_to_standard_normal_matches_torch(dtype: torch.dtype, shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(1)
+    mean = torch.randn(*shape, 5, generator=g, dtype=F64)
+    logvar = 2 * torch.randn(*shape, 5, generator=g, dtype=F64)
+    q = Independent(Normal(mean, (0.5 * logvar).exp()), 1)
+    prior = Independent(Normal(torch.zeros_like(mean), torch.ones_like(mean)), 1)
+    ours = kl_diag_gaussian_std_normal(mean.to(dtype), logvar.to(dtype))
+    assert ours.shape == shape and ours.dtype == dtype
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == F64 else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(ours.to(F64), kl_divergence(q, prior), **tol)
+
+
+@pytest.mark.parametrize("shape", [(64,), (4, 5)])
+@pytest.mark.parametrize("n", [1, 3, 6])
+def test_kl_transition_matches_multivariate_normal_in_float64(
+    shape: tuple[int, ...], n: int
+) -> None:
+    inputs = random_transition_inputs(shape, n)
+    ours = kl_transition(**inputs)
+    assert ours.shape == shape
+    torch.testing.assert_close(ours, reference_kl_transition(inputs), rtol=1e-10, atol=1e-10)
+
+
+# v^T r inside the model's range (|v^T r| < 0.95), at its edge, and beyond it: nearly singular
+# A (1 + v^T r -> 0+) and det A < 0, where the closed form must use |det A|.
+VR_VALUES = [0.5, 2.0, -0.5, -0.95, -0.99, -0.999, -0.9999, -1.01, -1.5, -3.0]
+
+
+def rounding_bound(inputs: dict[str, torch.Tensor], eps: float) -> torch.Tensor:
+    """How far any eps-precision evaluation of the KL may drift: rounding sum(v * r) moves
+    1 + v^T r by about eps * sum|v_i r_i|, and the KL by that divided by |1 + v^T r|."""
+    vr_abs = (inputs["v"] * inputs["r"]).abs().sum(-1).double()
+    one_plus = (1 + (inputs["v"] * inputs["r"]).sum(-1)).abs().double()
+    return 4 * eps * vr_abs / one_plus
+
+
+@pytest.mark.parametrize("vr", VR_VALUES)
+def test_kl_transition_stays_right_for_nearly_singular_and_flipped_a(vr: float) -> None:
+    inputs = random_transition_inputs((32,), 3, vr=vr, seed=2)
+    reference = reference_kl_transition(inputs)
+    # The float64 reference factorises S1, whose condition number grows like 1/(1 + v^T r)^2:
+    # at 1 + v^T r = 1e-4 it is itself only good to ~1e-8.
+    torch.testing.assert_close(kl_transition(**inputs), reference, rtol=1e-7, atol=1e-10)
+    # float32: within float32 rounding of the same inputs (the reference is float64 on the
+    # rounded inputs), widening with 1 / |1 + v^T r| as any float32 evaluation must.
+    inputs32 = {k: t.float() for k, t in inputs.items()}
+    ours32 = kl_transition(**inputs32)
+    assert ours32.dtype == torch.float32
+    reference32 = reference_kl_transition(inputs32)
+    error = (ours32.double() - reference32).abs()
+    bound = 1e-6 * reference32.abs() + rounding_bound(inputs32, 2.0**-23)
+    assert (error <= bound).all(), (error / bound).max()
+
+
+@pytest.mark.parametrize("vr", [0.3, -0.9, -0.999, -2.0])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_kl_transition_with_additive_noise(vr: float, dtype: torch.dtype) -> None:
+    inputs = {k: t.to(dtype) for k, t in random_transition_inputs((16,), 3, vr=vr).items()}
+    ours = kl_transition(**inputs, noise_std=0.3)
+    tol = {"rtol": 1e-10, "atol": 1e-10} if dtype == F64 else {"rtol": 2e-6, "atol": 2e-5}
+    torch.testing.assert_close(ours.double(), reference_kl_transition(inputs, 0.3), **tol)
+
+
+def test_log_abs_det_rank_one_matches_slogdet_with_finite_gradients() -> None:
+    g = torch.Generator().manual_seed(3)
+    r = torch.randn(len(VR_VALUES), 4, generator=g, dtype=F64)
+    v0 = torch.randn(len(VR_VALUES), 4, generator=g, dtype=F64)
+    v = with_dot(v0, r, torch.tensor(VR_VALUES, dtype=F64)).requires_grad_()
+    ours = log_abs_det_rank_one(v, r)
+    A = torch.eye(4, dtype=F64) + v.unsqueeze(-1) * r.unsqueeze(-2)
+    reference = torch.linalg.slogdet(A).logabsdet
+    torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-12)
+    (grad,) = torch.autograd.grad(ours.sum(), v)
+    (ref_grad,) = torch.autograd.grad(reference.sum(), v)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-8, atol=1e-10)
+    tiny = torch.full((1, 2), 1e-5)
+    assert log_abs_det_rank_one(tiny, tiny).item() == pytest.approx(2e-10, rel=1e-5)
+
+
+# --- likelihoods ----------------------------------------------------------------------------
+
+
+def test_bernoulli_nll_matches_the_formula_and_is_stable_for_huge_logits() -> None:
+    g = torch.Generator().manual_seed(4)
+    logits = 3 * torch.randn(5, 2, 4, 4, generator=g, dtype=F64)
+    target = torch.rand(5, 2, 4, 4, generator=g, dtype=F64)
+    p = torch.sigmoid(logits)
+    reference = -(target * p.log() + (1 - target) * (1 - p).log()).flatten(1).sum(-1)
+    torch.testing.assert_close(bernoulli_nll(logits, target), reference)
+    huge = torch.tensor([[100.0, -100.0]])
+    torch.testing.assert_close(
+        bernoulli_nll(huge, torch.tensor([[0.0, 1.0]])), torch.tensor([200.0])
+    )
+
+
+def test_gaussian_nll_matches_normal_log_prob() -> None:
+    g = torch.Generator().manual_seed(5)
+    mean = torch.randn(3, 2, 4, 4, generator=g, dtype=F64)
+    target = torch.rand(3, 2, 4, 4, generator=g, dtype=F64)
+    log_std = torch.tensor(math.log(0.3), dtype=F64)
+    reference = -Normal(mean, log_std.exp()).log_prob(target).flatten(1).sum(-1)
+    torch.testing.assert_close(gaussian_nll(mean, log_std, target), reference)
+
+
+# --- the composed loss ----------------------------------------------------------------------
+
+
+def tiny_model(seed: int = 0, **overrides: object) -> E2C:
+    torch.manual_seed(seed)
+    kwargs: dict[str, object] = {
+        "obs_shape": (2, 8, 8),
+        "action_dim": 1,
+        "latent_dim": 2,
+        "hidden_sizes": (32,),
+        "transition_hidden_sizes": (16,),
+        "conv_channels": (4, 8),
+        **overrides,
+    }
+    return E2C(ModelConfig(**kwargs))  # type: ignore[arg-type]
+
+
+def blob_images(position: torch.Tensor) -> torch.Tensor:
+    """Two 8x8 frames of a bright blob at ``position (B, 2)`` in [0, 1]^2, uint8."""
+    grid = (torch.arange(8) + 0.5) / 8
+    d2 = (grid.view(1, 8, 1) - position[:, 0].view(-1, 1, 1)).square() + (
+        grid.view(1, 1, 8) - position[:, 1].view(-1, 1, 1)
+    ).square()
+    frame = (255 * torch.exp(-d2 / 0.02)).to(torch.uint8)
+    return torch.stack([frame, frame], dim=1)
+
+
+def blob_transitions(batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    s = torch.rand(batch, 2, generator=g)
+    u = torch.rand(batch, 1, generator=g) * 2 - 1
+    s_next = (s + 0.1 * torch.cat([u, -u], dim=1)).clamp(0, 1)
+    return blob_images(s), u, blob_images(s_next)
+
+
+def test_metric_names_are_stable_and_total_is_the_weighted_sum() -> None:
+    model = tiny_model()
+    x, u, x_next = blob_transitions(8)
+    weights = LossWeights(reconstruction=0.5, prediction=2.0, kl_prior=3.0, kl_transition=0.7)
+    loss, metrics = e2c_loss(model, x, u, x_next, weights)
+    terms = {f.name for f in dataclasses.fields(LossWeights)}
+    assert {k for k in metrics if k.startswith("loss/")} == {"loss/total"} | {
+        f"loss/{t}" for t in terms
+    }
+    assert {"diag/det_A_mean", "diag/abs_vr_mean", "diag/latent_std_mean"} <= set(metrics)
+    assert all(not m.requires_grad and m.dim() == 0 for m in metrics.values())
+    expected = sum(getattr(weights, t) * metrics[f"loss/{t}"] for t in terms)
+    torch.testing.assert_close(loss.detach(), expected)
+    assert torch.equal(metrics["loss/total"], loss.detach())
+    assert 0.05 < metrics["diag/det_A_min"] <= metrics["diag/det_A_max"] < 1.95
+    assert LossWeights().kl_transition == 0.25
+
+
+def test_uint8_and_float_batches_give_the_same_loss() -> None:
+    model = tiny_model()
+    x, u, x_next = blob_transitions(8)
+    torch.manual_seed(1)
+    a, _ = e2c_loss(model, x, u, x_next)
+    torch.manual_seed(1)
+    b, _ = e2c_loss(model, x.float() / 255, u, x_next.float() / 255)
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"condition_on_action": True, "transition_noise": 0.1},
+        {
+            "encoder": "conv",
+            "decoder": "deconv",
+            "likelihood": "gaussian",
+            "learn_gaussian_std": True,
+        },
+    ],
+)
+def test_loss_backpropagates_to_every_parameter(overrides: dict[str, object]) -> None:
+    model = tiny_model(**overrides)
+    x, u, x_next = blob_transitions(8)
+    loss, metrics = e2c_loss(model, x, u, x_next)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    if model.config.likelihood == "gaussian":
+        assert metrics["diag/gaussian_std"].item() == pytest.approx(0.1)
+
+
+def test_kl_transition_term_uses_the_closed_form_of_the_model_outputs() -> None:
+    model = tiny_model()
+    x, u, x_next = blob_transitions(16)
+    weights = LossWeights(0.0, 0.0, 0.0, 1.0)
+    torch.manual_seed(7)
+    loss, _ = e2c_loss(model, x, u, x_next, weights)
+    torch.manual_seed(7)
+    q_t, q_next = model.encode(x), model.encode(x_next)
+    z_t = q_t.sample()
+    mean, lin = model.predict(q_t, z_t, u)
+    S1 = transition_covariance(lin.A.double(), q_t.var.double())
+    reference = kl_divergence(
+        MultivariateNormal(mean.double(), 0.5 * (S1 + S1.transpose(-1, -2))),
+        MultivariateNormal(q_next.mean.double(), torch.diag_embed(q_next.var.double())),
+    )
+    torch.testing.assert_close(loss.double(), reference.mean(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tensors this small gain nothing from intra-op threads, and on a busy machine waiting
+    for them made the training test ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_few_hundred_adam_steps_lower_the_loss() -> None:
+    model = tiny_model()
+    x, u, x_next = blob_transitions(64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    history = []
+    for _ in range(300):
+        loss, _ = e2c_loss(model, x, u, x_next)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    first, last = sum(history[:20]) / 20, sum(history[-20:]) / 20
+    assert last < 0.4 * first, (first, last)  # measured: 153 -> 44 nats
