@@ -27,6 +27,7 @@ Conventions shared by both tasks:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,6 +66,8 @@ class SwingupTask:
 
     xml: str
     """Model file in ``envs/assets``; it must define the camera ``CAMERA``."""
+    state_names: tuple[str, ...]
+    """A name for each state coordinate, ``qpos`` then ``qvel``."""
     image_size: int
     """Side ``H = W`` of the observation frames."""
     max_velocity: tuple[float, ...]
@@ -76,11 +79,16 @@ class SwingupTask:
 
 
 PENDULUM = SwingupTask(
-    "pendulum.xml", image_size=48, max_velocity=(8.0,), state_weights=(1.0, 0.1)
+    "pendulum.xml",
+    state_names=("theta", "theta_dot"),
+    image_size=48,
+    max_velocity=(8.0,),
+    state_weights=(1.0, 0.1),
 )
 # A free fall from upright reaches about 7.7 rad/s; a rail end hit at speed adds a few more.
 CARTPOLE = SwingupTask(
     "cartpole.xml",
+    state_names=("x", "theta", "x_dot", "theta_dot"),
     image_size=64,
     max_velocity=(5.0, 10.0),
     state_weights=(0.1, 1.0, 0.0, 0.1),
@@ -142,39 +150,86 @@ def advance(
     return nxt
 
 
+def gl_context(size: int) -> Any:
+    """A GL context for offscreen frames up to ``size`` pixels, of the backend that ``MUJOCO_GL``
+    names now. mujoco picks its default backend once, when first imported; ``latentrl.envs``
+    sets ``MUJOCO_GL=egl`` on machines without a display, which misses a program that imported
+    mujoco first, so the backend is chosen here instead."""
+    backend = os.environ.get("MUJOCO_GL", "").lower()
+    if backend == "egl":
+        from mujoco.egl import GLContext
+    elif backend == "osmesa":
+        from mujoco.osmesa import GLContext
+    else:
+        from mujoco.gl_context import GLContext  # mujoco's own choice: GLFW on Linux
+    return GLContext(size, size)
+
+
 class FrameRenderer:
-    """Renders a model's fixed camera at given configurations, using its own MjData, so the
-    simulation it is asked about is never touched. Headless through ``MUJOCO_GL=egl``."""
+    """Renders a model's fixed camera at given configurations into square RGB images.
+
+    It poses its own MjData, so the simulation it is asked about is never touched, and owns one
+    GL context, made current on every frame, so several renderers can share a process.
+    """
 
     def __init__(self, model: mujoco.MjModel, size: int) -> None:
         self._model = model
         self._data = mujoco.MjData(model)
-        self._renderer = mujoco.Renderer(model, size, size, max_geom=100)
-        for flag in _FLAGS_OFF:
-            self._renderer.scene.flags[flag] = False
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
         self._camera.fixedcamid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
         if self._camera.fixedcamid < 0:
             raise ValueError(f"the model defines no camera named {CAMERA!r}")
+        if size > min(model.vis.global_.offwidth, model.vis.global_.offheight):
+            raise ValueError(f"frames of {size} pixels exceed the model's offscreen buffer")
         self._option = mujoco.MjvOption()
+        self._scene = mujoco.MjvScene(model, maxgeom=100)
+        for flag in _FLAGS_OFF:
+            self._scene.flags[flag] = False
+        self._rect = mujoco.MjrRect(0, 0, size, size)
+        self._pixels = np.empty((size, size, 3), dtype=np.uint8)
+        self._gl: Any = gl_context(size)
+        self._gl.make_current()
+        self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
 
     def rgb(self, qpos: np.ndarray) -> np.ndarray:
         """uint8 ``(size, size, 3)`` image of the configuration ``qpos`` (nq,)."""
+        if self._gl is None:
+            raise RuntimeError("the renderer is closed")
         self._data.qpos[:] = qpos
         # Poses of bodies and cameras are all a frame needs; no dynamics.
         mujoco.mj_kinematics(self._model, self._data)
         mujoco.mj_camlight(self._model, self._data)
-        self._renderer.update_scene(self._data, self._camera, self._option)
-        return self._renderer.render()
+        mujoco.mjv_updateScene(
+            self._model,
+            self._data,
+            self._option,
+            None,
+            self._camera,
+            mujoco.mjtCatBit.mjCAT_ALL,
+            self._scene,
+        )
+        self._gl.make_current()
+        mujoco.mjr_render(self._rect, self._scene, self._context)
+        mujoco.mjr_readPixels(self._pixels, None, self._rect, self._context)
+        return self._pixels[::-1].copy()  # GL's rows run bottom-up
 
     def gray(self, qpos: np.ndarray) -> np.ndarray:
         """uint8 ``(size, size)`` luminance image of the configuration ``qpos`` (nq,)."""
         return ((self.rgb(qpos) @ _LUMA + 128) >> 8).astype(np.uint8)
 
     def close(self) -> None:
-        """Free the GL context; safe to call twice."""
-        self._renderer.close()
+        """Free the GL resources; safe to call twice."""
+        if self._gl is None:
+            return
+        with self._gl.as_current():
+            self._context.free()
+        self._gl.free()
+        self._gl = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class _SwingupEnv(MujocoEnv):
@@ -204,6 +259,8 @@ class _SwingupEnv(MujocoEnv):
         self._hinges = hinge_indices(self.model)
         self._angle = int(self._hinges[0])  # the pole's angle: the task's one hinge
         self.state_space = state_box(self.model, self.task.max_velocity)
+        self.state_names = self.task.state_names
+        self.angle_dims = tuple(int(i) for i in self._hinges)
         self._dynamics_data = mujoco.MjData(self.model)  # next_states never touches self.data
         self._frames = FrameRenderer(self.model, size)
         self._view: FrameRenderer | None = None  # made on the first render()
@@ -216,8 +273,14 @@ class _SwingupEnv(MujocoEnv):
         """Start from ``options["state"]`` (d,) if given, else from a hanging start state."""
         # Env.reset seeds np_random; MujocoEnv.reset would drop options.
         super(MujocoEnv, self).reset(seed=seed)
+        unknown = set(options or {}) - {"state"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; only 'state' is accepted")
         if options is not None and "state" in options:
-            state = check_states(self, options["state"])[0]
+            states = check_states(self, options["state"])
+            if len(states) != 1:
+                raise ValueError(f"reset takes one state of shape {self.state_space.shape}")
+            state = states[0]
             state[self._hinges] = wrap_angle(state[self._hinges])
         else:
             state = self.sample_start_states(1, self.np_random)[0]
@@ -225,9 +288,7 @@ class _SwingupEnv(MujocoEnv):
         self.set_state(state[: self.model.nq], state[self.model.nq :])
         return self.observe(state[None])[0], {"state": state}
 
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply ``action`` (m,), clipped to the actuator range, for one control step."""
         if np.shape(action) != self.action_space.shape:
             raise ValueError(
@@ -296,7 +357,7 @@ class _SwingupEnv(MujocoEnv):
         return np.stack(
             [
                 advance(self.model, self._dynamics_data, s, a, self.state_space, self._hinges)
-                for s, a in zip(arr, u)
+                for s, a in zip(arr, u, strict=True)
             ]
         )
 

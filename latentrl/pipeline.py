@@ -21,7 +21,7 @@ RUNS_ROOT = Path("runs")
 
 def dataset_dir(data: DataConfig, root: Path = DATA_ROOT) -> Path:
     """Where the dataset of ``data`` lives: one directory per distinct collection."""
-    env_name = data.env_id.replace("/", "_").replace(":", "_")
+    env_name = data.env_id.replace(":", "_").split("/")[-1]
     return root / f"{env_name}__{data.mode}__{data.transitions}__seed{data.seed}"
 
 

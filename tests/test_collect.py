@@ -58,9 +58,9 @@ def test_interrupted_collection_is_marked_partial_and_resumes_to_the_same_bytes(
         collect(POINT_MASS_ID, 1_000, part, chunk_size=300, progress=False)
     meta = json.loads((part / METADATA_FILE).read_text())
     assert meta["complete"] is False and len(meta["chunks"]) == 2
-    with pytest.raises(UserError, match="partial dataset .*--resume"):
+    with pytest.raises(UserError, match=r"partial dataset .*--resume"):
         load_transitions(part)
-    with pytest.raises(UserError, match="partial dataset .*pass --resume"):
+    with pytest.raises(UserError, match=r"partial dataset .*pass --resume"):
         collect(POINT_MASS_ID, 1_000, part, chunk_size=300, progress=False)
     with pytest.raises(UserError, match="cannot resume"):
         collect(POINT_MASS_ID, 1_000, part, chunk_size=300, seed=1, resume=True, progress=False)
@@ -73,7 +73,7 @@ def test_interrupted_collection_is_marked_partial_and_resumes_to_the_same_bytes(
 def test_existing_data_is_kept_unless_overwrite(tmp_path: Path) -> None:
     out = collect(POINT_MASS_ID, 100, tmp_path / "d", progress=False)
     before = _bytes(out)
-    with pytest.raises(UserError, match="already holds a complete dataset .*--overwrite"):
+    with pytest.raises(UserError, match=r"already holds a complete dataset .*--overwrite"):
         collect(POINT_MASS_ID, 100, out, seed=5, progress=False)
     assert _bytes(out) == before
     collect(POINT_MASS_ID, 100, out, seed=5, overwrite=True, progress=False)

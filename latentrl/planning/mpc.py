@@ -1,0 +1,169 @@
+"""Receding-horizon control with the batched iLQR of :mod:`latentrl.planning.ilqr`.
+
+Every ``replan_every`` steps the planner solves a fresh horizon-``T`` problem from the current
+state, warm-started with the previous plan shifted by the steps executed since (the tail filled
+by repeating the last control, or with zeros). In between it executes the stored plan with its
+feedback gains, ``u = clamp(ū_i + K_i (z - z̄_i))``. Optional restarts add random control
+sequences to each solve and keep the cheapest solution per problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from latentrl.errors import UserError
+from latentrl.planning.dynamics import Dynamics
+from latentrl.planning.ilqr import ILQRConfig, ILQRResult, QuadraticCost, solve_ilqr
+
+WarmStart = Literal["repeat", "zero", "none"]
+
+
+class MPCPlanner:
+    """Batched receding-horizon iLQR.
+
+    ``cost`` fixes ``n`` and ``m`` (its goal may be replaced by :meth:`reset`); bounds are
+    floats, ``(m,)`` or ``(B, m)``. ``warm_start``: ``"repeat"`` / ``"zero"`` shift the last
+    plan and fill its tail by repeating the last control / with zeros (clamped into the box);
+    ``"none"`` starts every solve from zeros (or the ``u_init`` given to :meth:`reset`).
+    ``restarts`` extra uniformly random control sequences in the box (which must then be finite)
+    are solved alongside the warm start; the cheapest solution is kept.
+    """
+
+    def __init__(
+        self,
+        dynamics: Dynamics,
+        cost: QuadraticCost,
+        horizon: int,
+        u_low: Tensor | float | None = None,
+        u_high: Tensor | float | None = None,
+        config: ILQRConfig | None = None,
+        replan_every: int = 1,
+        warm_start: WarmStart = "repeat",
+        restarts: int = 0,
+        seed: int = 0,
+    ) -> None:
+        if horizon < 1 or not 1 <= replan_every <= horizon:
+            raise UserError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got "
+                            f"horizon={horizon}, replan_every={replan_every}")  # fmt: skip
+        if warm_start not in ("repeat", "zero", "none"):
+            raise UserError(f"warm_start must be 'repeat', 'zero' or 'none', got {warm_start!r}")
+        if restarts < 0:
+            raise UserError(f"restarts must be >= 0, got {restarts}")
+        self.dynamics = dynamics
+        self.cost = cost
+        self.horizon = horizon
+        self.u_low, self.u_high = u_low, u_high
+        self.config = config or ILQRConfig()
+        self.replan_every = replan_every
+        self.warm_start = warm_start
+        self.restarts = restarts
+        self.m = cost.R.shape[-1]
+        self._generator = torch.Generator().manual_seed(seed)
+        self._batch: int | None = None
+        self._u_init: Tensor | None = None
+        self._plan: ILQRResult | None = None
+        self._index = 0  # steps of the stored plan executed so far
+
+    def reset(
+        self,
+        batch_size: int | None = None,
+        goal: Tensor | None = None,
+        u_init: Tensor | None = None,
+    ) -> None:
+        """Forget the plan; optionally set the batch size, a new goal ``(n,)``/``(B, n)`` and
+        the first warm start ``u_init (B, T, m)`` (default zeros, clamped into the box)."""
+        if goal is not None:
+            self.cost = dataclasses.replace(self.cost, goal=goal)
+        self._batch = batch_size
+        if u_init is not None and u_init.shape[1:] != (self.horizon, self.m):
+            raise UserError(f"u_init must be (B, {self.horizon}, {self.m}), got "
+                            f"{tuple(u_init.shape)}")  # fmt: skip
+        self._u_init = u_init
+        self._plan = None
+        self._index = 0
+
+    @property
+    def last_plan(self) -> ILQRResult | None:
+        """The latest solution (``u (B, T, m)``, predicted ``z (B, T + 1, n)``, gains, cost)."""
+        return self._plan
+
+    @property
+    def predicted_states(self) -> Tensor | None:
+        """States ``(B, T + 1, n)`` the latest plan predicts from the state it was made at."""
+        return None if self._plan is None else self._plan.z
+
+    def plan(self, z: Tensor) -> Tensor:
+        """Control ``(B, m)`` for the current states ``z (B, n)``."""
+        if z.ndim != 2:
+            raise UserError(f"plan expects states of shape (B, n), got {tuple(z.shape)}")
+        if self._batch is not None and z.shape[0] != self._batch:
+            raise UserError(f"reset with batch_size={self._batch} but got {z.shape[0]} states")
+        low, high = self._bounds(z)
+        if self._plan is not None and z.shape[0] != self._plan.u.shape[0]:
+            raise UserError("the batch size changed between plan calls; call reset() first")
+        if self._plan is None or self._index >= self.replan_every:
+            self._plan = self._solve(z, self._first_guess(z, low, high), low, high)
+            self._index = 0
+        i = self._index
+        p = self._plan
+        u = p.u[:, i] + (p.K[:, i] @ (z - p.z[:, i]).unsqueeze(-1)).squeeze(-1)
+        self._index += 1
+        return torch.clamp(u, low, high)
+
+    def _bounds(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        def one(b: Tensor | float | None, default: float) -> Tensor:
+            t = torch.as_tensor(default if b is None else b, dtype=like.dtype, device=like.device)
+            return t.expand(like.shape[0], self.m)
+
+        return one(self.u_low, -float("inf")), one(self.u_high, float("inf"))
+
+    def _first_guess(self, z: Tensor, low: Tensor, high: Tensor) -> Tensor:
+        """Warm start ``(B, T, m)``: the shifted previous plan, or ``u_init`` / zeros."""
+        batch, T = z.shape[0], self.horizon
+        if self._plan is None or self.warm_start == "none":
+            u = self._u_init if self._u_init is not None else z.new_zeros(batch, T, self.m)
+        else:
+            s = self._index
+            kept = self._plan.u[:, s:]
+            if self.warm_start == "repeat":
+                tail = kept[:, -1:].expand(batch, s, self.m)
+            else:
+                tail = z.new_zeros(batch, s, self.m)
+            u = torch.cat([kept, tail], dim=1)
+        return torch.clamp(u.to(z), low.unsqueeze(1), high.unsqueeze(1))
+
+    def _solve(self, z: Tensor, u_init: Tensor, low: Tensor, high: Tensor) -> ILQRResult:
+        if self.restarts == 0:
+            return solve_ilqr(self.dynamics, z, u_init, self.cost, low, high, self.config)
+        if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
+            raise UserError("restarts draw controls uniformly in the box: give finite bounds")
+        batch, reps = z.shape[0], self.restarts + 1
+        noise = torch.rand(self.restarts, batch, self.horizon, self.m, generator=self._generator)
+        random = low.unsqueeze(1) + noise.to(z) * (high - low).unsqueeze(1)
+        # Row j·B + b is restart j of problem b (the tiling Dynamics expect).
+        guesses = torch.cat([u_init, random.reshape(-1, self.horizon, self.m)])
+        res = solve_ilqr(
+            self.dynamics, z.repeat(reps, 1), guesses, _tile_cost(self.cost, reps, batch),
+            low.repeat(reps, 1), high.repeat(reps, 1), self.config,
+        )  # fmt: skip
+        best = res.cost.view(reps, batch).argmin(0)
+        rows = best * batch + torch.arange(batch, device=z.device)
+        return ILQRResult(*(field[rows] for field in res))
+
+
+def _tile_cost(cost: QuadraticCost, reps: int, batch: int) -> QuadraticCost:
+    """The cost for ``reps`` stacked copies of a batch: per-problem fields repeated."""
+
+    def tile(x: Tensor, shared_ndim: int) -> Tensor:
+        if x.ndim == shared_ndim:
+            return x
+        return x.repeat(reps, *([1] * shared_ndim))
+
+    goal = cost.goal if cost.goal.ndim == 1 else cost.goal.repeat(reps, 1)
+    return dataclasses.replace(
+        cost, Q=tile(cost.Q, 2), R=tile(cost.R, 2), Q_f=tile(cost.Q_f, 2), goal=goal
+    )

@@ -1,0 +1,144 @@
+"""Training: losses fall, resume reproduces an uninterrupted run, NaN stops cleanly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import POINT_MASS_ID
+
+from latentrl.checkpoint import load_model
+from latentrl.collect import collect
+from latentrl.config import DataConfig, ExperimentConfig, TrainConfig
+from latentrl.errors import UserError
+from latentrl.logging import read_metrics
+from latentrl.models import ModelConfig
+from latentrl.train import TrainingDivergedError, _Loop, resolve_device, train
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "pm"
+    return collect(POINT_MASS_ID, 1_200, out, seed=0, progress=False)
+
+
+def tiny_config(epochs: int = 4) -> ExperimentConfig:
+    return ExperimentConfig(
+        name="point_mass",
+        preset="test",
+        data=DataConfig(env_id=POINT_MASS_ID, transitions=1_200),
+        model=ModelConfig(
+            obs_shape=(2, 32, 32),
+            action_dim=1,
+            latent_dim=2,
+            hidden_sizes=(64,),
+            transition_hidden_sizes=(16,),
+        ),
+        train=TrainConfig(
+            epochs=epochs, batch_size=50, learning_rate=3e-3, image_every=2, probe_steps=100
+        ),
+    )
+
+
+def test_training_lowers_the_loss_terms_and_writes_its_artifacts(
+    dataset: Path, tmp_path: Path
+) -> None:
+    result = train(tiny_config(), tmp_path / "run", dataset, wandb_mode="disabled")
+    rows = [r for r in read_metrics(result.run_dir) if "val/loss/total" in r]
+    first, last = rows[0], rows[-1]
+    assert [r["epoch"] for r in rows] == [1.0, 2.0, 3.0, 4.0]
+    for term in ("total", "reconstruction", "prediction"):
+        assert last[f"val/loss/{term}"] < 0.9 * first[f"val/loss/{term}"], term
+        assert last[f"train/loss/{term}"] < 0.9 * first[f"train/loss/{term}"], term
+    # the transition KL falls as the predicted and encoded next latents come together
+    assert last["val/loss/kl_transition"] < first["val/loss/kl_transition"]
+    assert result.steps == 4 * (1_080 // 50)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["probe/r2_x"] > 0.5  # the position is clearly visible in the latent
+    images = sorted(p.name for p in (result.run_dir / "images").iterdir())
+    assert images == [
+        f"{kind}_{s:07d}.png" for kind in ("latent_map", "reconstruction") for s in (42, 84)
+    ]
+    model, config = load_model(result.run_dir)
+    assert config == tiny_config() and model.config.latent_dim == 2
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_model(run_dir)
+    return model.state_dict()
+
+
+def test_resume_after_an_interruption_gives_the_same_weights(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = train(tiny_config(3), tmp_path / "whole", dataset, wandb_mode="disabled").run_dir
+
+    original = _Loop.epoch
+    calls = {"n": 0}
+
+    def epoch_then_kill(self: _Loop, state):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, state)
+
+    monkeypatch.setattr(_Loop, "epoch", epoch_then_kill)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(3), tmp_path / "cut", dataset, wandb_mode="disabled")
+    monkeypatch.setattr(_Loop, "epoch", original)
+    with pytest.raises(UserError, match="already holds a trained run; pass --resume"):
+        train(tiny_config(3), tmp_path / "cut", dataset, wandb_mode="disabled")
+    resumed = train(tiny_config(3), tmp_path / "cut", dataset, resume=True, wandb_mode="disabled")
+    assert resumed.epochs == 3
+    a, b = _weights(whole), _weights(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    steps = [r["step"] for r in read_metrics(tmp_path / "cut") if "epoch" in r]
+    assert steps == [21, 42, 63]  # nothing logged twice, nothing lost
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import latentrl.train as train_module
+
+    real_loss = train_module.e2c_loss
+    calls = {"n": 0}
+
+    def loss_that_breaks(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        loss, metrics = real_loss(*args, **kwargs)
+        if calls["n"] > 30:  # during epoch 2 (21 steps an epoch, validation counted too)
+            loss = loss * float("nan")
+            metrics = {k: v * float("nan") for k, v in metrics.items()}
+        return loss, metrics
+
+    monkeypatch.setattr(train_module, "e2c_loss", loss_that_breaks)
+    with pytest.raises(
+        TrainingDivergedError, match=r"diverged in epoch 2 .* after epoch 1 is kept"
+    ):
+        train(tiny_config(3), tmp_path / "nan", dataset, wandb_mode="disabled")
+    trainer = json.loads((tmp_path / "nan" / "checkpoint" / "trainer.json").read_text())
+    assert trainer["epoch"] == 1
+    model, _ = load_model(tmp_path / "nan")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_wrong_dataset_and_device_are_refused(dataset: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    other = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, env_id="latentrl/Pendulum-v0")
+    )
+    with pytest.raises(
+        UserError, match="env_id='point_mass:PointMass-v0' but 'latentrl/Pendulum-v0'"
+    ):
+        train(other, tmp_path / "x", dataset, wandb_mode="disabled")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(UserError, match="no checkpoint yet"):
+        load_model(tmp_path / "x")
