@@ -169,55 +169,76 @@ class FrameRenderer:
     """Renders a model's fixed camera at given configurations into square RGB images.
 
     It poses its own MjData, so the simulation it is asked about is never touched, and owns one
-    GL context, made current on every frame, so several renderers can share a process.
+    GL context, made current for every batch, so several renderers can share a process.
+
+    Reading pixels back dominates the cost of a small frame on a software renderer (it waits for
+    the rasteriser and resolves the multisampled buffer), so a batch is drawn as tiles side by
+    side in the offscreen buffer and read back with one call per sheet of tiles.
     """
 
     def __init__(self, model: mujoco.MjModel, size: int) -> None:
         self._model = model
         self._data = mujoco.MjData(model)
+        self._size = size
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
         self._camera.fixedcamid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
         if self._camera.fixedcamid < 0:
             raise ValueError(f"the model defines no camera named {CAMERA!r}")
-        if size > min(model.vis.global_.offwidth, model.vis.global_.offheight):
+        self._per_row = model.vis.global_.offwidth // size
+        self._rows = model.vis.global_.offheight // size
+        if self._per_row < 1 or self._rows < 1:
             raise ValueError(f"frames of {size} pixels exceed the model's offscreen buffer")
         self._option = mujoco.MjvOption()
         self._scene = mujoco.MjvScene(model, maxgeom=100)
         for flag in _FLAGS_OFF:
             self._scene.flags[flag] = False
-        self._rect = mujoco.MjrRect(0, 0, size, size)
-        self._pixels = np.empty((size, size, 3), dtype=np.uint8)
         self._gl: Any = gl_context(size)
         self._gl.make_current()
         self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
 
-    def rgb(self, qpos: np.ndarray) -> np.ndarray:
-        """uint8 ``(size, size, 3)`` image of the configuration ``qpos`` (nq,)."""
+    def render(self, qpos: np.ndarray) -> np.ndarray:
+        """uint8 ``(n, size, size, 3)`` images of the configurations ``qpos`` (n, nq)."""
         if self._gl is None:
             raise RuntimeError("the renderer is closed")
-        self._data.qpos[:] = qpos
-        # Poses of bodies and cameras are all a frame needs; no dynamics.
-        mujoco.mj_kinematics(self._model, self._data)
-        mujoco.mj_camlight(self._model, self._data)
-        mujoco.mjv_updateScene(
-            self._model,
-            self._data,
-            self._option,
-            None,
-            self._camera,
-            mujoco.mjtCatBit.mjCAT_ALL,
-            self._scene,
-        )
+        sheet = self._per_row * self._rows
+        images = np.empty((len(qpos), self._size, self._size, 3), dtype=np.uint8)
         self._gl.make_current()
-        mujoco.mjr_render(self._rect, self._scene, self._context)
-        mujoco.mjr_readPixels(self._pixels, None, self._rect, self._context)
-        return self._pixels[::-1].copy()  # GL's rows run bottom-up
+        for start in range(0, len(qpos), sheet):
+            chunk = qpos[start : start + sheet]
+            images[start : start + len(chunk)] = self._render_sheet(chunk)
+        return images
 
-    def gray(self, qpos: np.ndarray) -> np.ndarray:
-        """uint8 ``(size, size)`` luminance image of the configuration ``qpos`` (nq,)."""
-        return ((self.rgb(qpos) @ _LUMA + 128) >> 8).astype(np.uint8)
+    def _render_sheet(self, qpos: np.ndarray) -> np.ndarray:
+        """Images ``(k, size, size, 3)`` of at most one sheet of configurations (k, nq)."""
+        size, per_row = self._size, self._per_row
+        for k, q in enumerate(qpos):
+            self._data.qpos[:] = q
+            # Poses of bodies and cameras are all a frame needs; no dynamics.
+            mujoco.mj_kinematics(self._model, self._data)
+            mujoco.mj_camlight(self._model, self._data)
+            mujoco.mjv_updateScene(
+                self._model,
+                self._data,
+                self._option,
+                None,
+                self._camera,
+                mujoco.mjtCatBit.mjCAT_ALL,
+                self._scene,
+            )
+            row, col = divmod(k, per_row)
+            tile = mujoco.MjrRect(col * size, row * size, size, size)
+            mujoco.mjr_render(tile, self._scene, self._context)
+        rows = -(-len(qpos) // per_row)
+        cols = per_row if rows > 1 else len(qpos)
+        pixels = np.empty((rows * size, cols * size, 3), dtype=np.uint8)
+        mujoco.mjr_readPixels(
+            pixels, None, mujoco.MjrRect(0, 0, cols * size, rows * size), self._context
+        )
+        tiles = pixels.reshape(rows, size, cols, size, 3).swapaxes(1, 2)
+        # GL's rows run bottom-up, within the sheet and within each tile.
+        return tiles.reshape(rows * cols, size, size, 3)[: len(qpos), ::-1]
 
     def close(self) -> None:
         """Free the GL resources; safe to call twice."""
@@ -230,6 +251,11 @@ class FrameRenderer:
 
     def __del__(self) -> None:
         self.close()
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """uint8 ``(..., H, W)`` gray images of uint8 RGB images ``(..., H, W, 3)``."""
+    return ((rgb @ _LUMA + 128) >> 8).astype(np.uint8)
 
 
 class _SwingupEnv(MujocoEnv):
@@ -309,7 +335,7 @@ class _SwingupEnv(MujocoEnv):
             return None
         if self._view is None:
             self._view = FrameRenderer(self.model, VIEW_SIZE)
-        return self._view.rgb(self.data.qpos)
+        return self._view.render(self.data.qpos[None])[0]
 
     def close(self) -> None:
         """Free the renderers' GL contexts; safe to call twice."""
@@ -338,14 +364,10 @@ class _SwingupEnv(MujocoEnv):
         """uint8 ``(n, 2, H, W)`` observations of valid ``states`` (n, d); frame 0 at
         ``qpos - qvel * dt``, frame 1 at ``qpos``. Leaves the simulation untouched."""
         arr = check_states(self, states)
-        size = self.task.image_size
-        obs = np.empty((len(arr), 2, size, size), dtype=np.uint8)
-        nq = self.model.nq
-        for i, state in enumerate(arr):
-            qpos, qvel = state[:nq], state[nq:]
-            obs[i, 0] = self._frames.gray(qpos - qvel * self.dt)
-            obs[i, 1] = self._frames.gray(qpos)
-        return obs
+        qpos, qvel = arr[:, : self.model.nq], arr[:, self.model.nq :]
+        frames = np.stack([qpos - qvel * self.dt, qpos], axis=1)  # (n, 2, nq)
+        images = luminance(self._frames.render(frames.reshape(-1, self.model.nq)))
+        return images.reshape(len(arr), 2, *images.shape[1:])
 
     def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """True dynamics: ``(n, d)`` states one control step after ``states`` (n, d) under

@@ -80,21 +80,61 @@ def free_set(grad: Tensor, x: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     return ~clamped
 
 
+# Up to this size, Cholesky factorisations and solves are unrolled into elementwise ops: torch's
+# batched LAPACK calls fan tiny matrices out over OpenMP threads, whose wake-up costs
+# milliseconds on a busy CPU (measured: p90 7 ms for a (4, 1, 1) cholesky_ex vs 6 µs unrolled).
+_UNROLL_MAX = 4
+
+
+def cholesky(H: Tensor) -> tuple[Tensor, Tensor]:
+    """Lower Cholesky factor of SPD ``H (B, m, m)`` and ok flags ``(B,)`` (False: not PD)."""
+    m = H.shape[-1]
+    if m > _UNROLL_MAX:
+        L, info = torch.linalg.cholesky_ex(H)
+        return L, info == 0
+    L = torch.zeros_like(H)
+    ok = torch.ones(H.shape[:-2], dtype=torch.bool, device=H.device)
+    for j in range(m):
+        col = H[..., j:, j] - (L[..., j:, :j] * L[..., j : j + 1, :j]).sum(-1)
+        ok = ok & (col[..., 0] > 0)
+        # Keep failed problems finite (pivot 1); their ok flag carries the failure.
+        pivot = torch.where(col[..., 0] > 0, col[..., 0], 1.0).sqrt()
+        L[..., j:, j] = col / pivot.unsqueeze(-1)
+    return L, ok
+
+
+def cholesky_solve(L: Tensor, rhs: Tensor) -> Tensor:
+    """``(L Lᵀ)⁻¹ rhs`` for ``L (B, m, m)`` lower triangular, ``rhs (B, m, k)``."""
+    m = L.shape[-1]
+    if m > _UNROLL_MAX:
+        return torch.cholesky_solve(rhs, L)
+    y: list[Tensor] = []
+    for i in range(m):  # forward substitution L y = rhs
+        acc = rhs[..., i, :]
+        for j in range(i):
+            acc = acc - L[..., i, j, None] * y[j]
+        y.append(acc / L[..., i, i, None])
+    x: list[Tensor] = [y[0]] * m
+    for i in reversed(range(m)):  # back substitution Lᵀ x = y
+        acc = y[i]
+        for j in range(i + 1, m):
+            acc = acc - L[..., j, i, None] * x[j]
+        x[i] = acc / L[..., i, i, None]
+    return torch.stack(x, dim=-2)
+
+
 def free_cholesky(H: Tensor, free: Tensor) -> tuple[Tensor, Tensor]:
     """Cholesky factor of ``H ∘ (f fᵀ) + diag(1 - f)`` ``(B, m, m)`` and ok flags ``(B,)``."""
     both = free.unsqueeze(-1) & free.unsqueeze(-2)
     eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-    H_free = torch.where(both, H, eye)
-    chol, info = torch.linalg.cholesky_ex(H_free)
-    return chol, info == 0
+    return cholesky(torch.where(both, H, eye))
 
 
 def solve_free(chol: Tensor, free: Tensor, rhs: Tensor) -> Tensor:
     """``H_ff⁻¹ rhs`` on free rows, 0 on clamped rows: ``rhs (B, m)`` or ``(B, m, k)``."""
     vector = rhs.ndim == free.ndim
     R = rhs.unsqueeze(-1) if vector else rhs
-    R = R * free.unsqueeze(-1).to(R.dtype)
-    out = torch.cholesky_solve(R, chol)
+    out = cholesky_solve(chol, R * free.unsqueeze(-1).to(R.dtype))
     return out.squeeze(-1) if vector else out
 
 
@@ -122,31 +162,36 @@ def box_qp(
     batch, m = g.shape
     lower = lower.to(g).expand(batch, m)
     upper = upper.to(g).expand(batch, m)
-    long = dict(dtype=torch.long, device=g.device)
-    iterations = torch.zeros(batch, **long)
-
     if m == 1:
-        h = H[:, :, 0]
-        x = torch.clamp(-g / h, lower, upper)
-        status = torch.full((batch,), int(BoxQPStatus.UNCONSTRAINED), **long)
-    else:
-        chol, ok = torch.linalg.cholesky_ex(H)
-        x_newton = -torch.cholesky_solve(g.unsqueeze(-1), chol).squeeze(-1)
-        inside = (ok == 0) & ((x_newton >= lower) & (x_newton <= upper)).all(-1)
-        status = torch.where(inside, int(BoxQPStatus.UNCONSTRAINED), _RUNNING).to(torch.long)
-        if x0 is None:
-            x0 = torch.zeros_like(g)
-        x = torch.where(inside.unsqueeze(-1), x_newton, torch.clamp(x0.to(g), lower, upper))
-        if not bool(inside.all()):
-            x, status, iterations = _projected_newton(H, g, lower, upper, x, status, opts)
-
+        return _box_qp_scalar(H, g, lower, upper)
+    chol, ok = cholesky(H)
+    x_newton = -cholesky_solve(chol, g.unsqueeze(-1)).squeeze(-1)
+    inside = ok & ((x_newton >= lower) & (x_newton <= upper)).all(-1)
+    status = torch.where(inside, int(BoxQPStatus.UNCONSTRAINED), _RUNNING).to(torch.long)
+    iterations = torch.zeros_like(status)
+    x0 = torch.zeros_like(g) if x0 is None else x0.to(g)
+    x = torch.where(inside.unsqueeze(-1), x_newton, torch.clamp(x0, lower, upper))
+    if not bool(inside.all()):
+        x, status, iterations = _projected_newton(H, g, lower, upper, x, status, opts)
     free = free_set(g + (H @ x.unsqueeze(-1)).squeeze(-1), x, lower, upper)
     chol, ok = free_cholesky(H, free)
-    if m == 1:
-        status = torch.where(free[:, 0], status, int(BoxQPStatus.ALL_CLAMPED))
-        ok = ok & (H[:, 0, 0] > 0)
     status = torch.where(ok, status, int(BoxQPStatus.NOT_POSITIVE_DEFINITE))
     return BoxQPResult(x, free, chol, status, iterations)
+
+
+def _box_qp_scalar(H: Tensor, g: Tensor, lower: Tensor, upper: Tensor) -> BoxQPResult:
+    """``m = 1``: the clamped Newton step is exact (kept short: iLQR calls it T times)."""
+    h = H[:, :, 0]
+    x = torch.clamp(-g / h, lower, upper)
+    free = free_set(g + h * x, x, lower, upper)
+    pd = h > 0
+    chol = torch.where(free & pd, h.sqrt(), 1.0).unsqueeze(-1)
+    status = torch.where(
+        pd[:, 0],
+        torch.where(free[:, 0], int(BoxQPStatus.UNCONSTRAINED), int(BoxQPStatus.ALL_CLAMPED)),
+        int(BoxQPStatus.NOT_POSITIVE_DEFINITE),
+    )
+    return BoxQPResult(x, free, chol, status, torch.zeros_like(status))
 
 
 def _projected_newton(

@@ -141,7 +141,9 @@ def test_frames_differ_exactly_when_the_state_moves(env) -> None:
 def test_next_states_equal_stepping_the_env(env) -> None:
     rng = np.random.default_rng(3)
     states = env.sample_states(6, rng)
-    actions = rng.uniform(-1.2, 1.2, (6, 1)) * env.action_space.high  # some beyond the bound
+    states[0] = 0.98 * env.state_space.high  # the cart-pole runs into its rail's end
+    bound = env.action_space.high
+    actions = rng.uniform(-1.2, 1.2, (6, 1)).astype(np.float32) * bound  # some beyond it
     predicted = env.next_states(states, actions)
     for state, action, expected in zip(states, actions, predicted, strict=True):
         env.reset(options={"state": state})
@@ -149,7 +151,7 @@ def test_next_states_equal_stepping_the_env(env) -> None:
         env.next_states(state[None], action[None])  # must not move the env's own simulation
         np.testing.assert_array_equal(env.data.qpos, qpos)
         np.testing.assert_array_equal(env.data.qvel, qvel)
-        _, reward, _, _, info = env.step(action.astype(np.float32))
+        _, reward, _, _, info = env.step(action)
         np.testing.assert_array_equal(info["state"], expected)
         assert reward == pytest.approx(-env.cost(state[None], action[None])[0], rel=1e-6)
 

@@ -1,0 +1,164 @@
+"""Benchmark: E2C training throughput (samples/s) of the pendulum ``full`` model.
+
+Times, in one run on the same batches:
+
+* latentrl's training step: float32, one encoder pass over [x_t; x_t+1] and one decoder pass
+  over [z_t; z^_t+1], closed-form rank-one KL, fused AdamW on CUDA (optionally compiled);
+* a straightforward float64, unfused step in the shape of public reimplementations: separate
+  passes per image, sigmoid + binary cross-entropy on probabilities, and the transition KL
+  through full covariance matrices with ``inverse`` and ``logdet``.
+
+Usage::
+
+    python experiments/bench_train.py [--steps 30] [--batch-size 128] [--device auto] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from latentrl.config import preset
+from latentrl.envs.pendulum import PixelPendulumEnv
+from latentrl.losses import e2c_loss
+from latentrl.models import E2C
+from latentrl.train import resolve_device
+
+
+def naive_float64_loss(model: E2C, x_t: Tensor, u_t: Tensor, x_next: Tensor) -> Tensor:
+    """The same E2C bound, computed the way public reimplementations do (float64, unfused)."""
+    target_t, target_next = x_t.double() / 255.0, x_next.double() / 255.0
+    q_t, q_next = model.encode(target_t), model.encode(target_next)
+    z_t = q_t.mean + torch.exp(0.5 * q_t.logvar) * torch.randn_like(q_t.mean)
+    lin = model.transition(z_t, u_t.double())
+    z_hat = (lin.A @ z_t[..., None]).squeeze(-1) + (lin.B @ u_t.double()[..., None]).squeeze(-1)
+    z_hat = z_hat + lin.o
+    reconstruction = torch.sigmoid(model.decode(z_t))
+    prediction = torch.sigmoid(model.decode(z_hat))
+    nll_t = F.binary_cross_entropy(reconstruction, target_t, reduction="none").sum((1, 2, 3))
+    nll_next = F.binary_cross_entropy(prediction, target_next, reduction="none").sum((1, 2, 3))
+    kl_prior = 0.5 * (q_t.mean.square() + q_t.logvar.exp() - 1.0 - q_t.logvar).sum(-1)
+    mean1 = (lin.A @ q_t.mean[..., None]).squeeze(-1) + (lin.B @ u_t.double()[..., None]).squeeze(
+        -1
+    )
+    mean1 = mean1 + lin.o
+    cov1 = lin.A @ torch.diag_embed(q_t.logvar.exp()) @ lin.A.transpose(-1, -2)
+    cov2 = torch.diag_embed(q_next.logvar.exp())
+    cov2_inv = torch.linalg.inv(cov2)
+    diff = (q_next.mean - mean1)[..., None]
+    kl_transition = 0.5 * (
+        torch.diagonal(cov2_inv @ cov1, dim1=-2, dim2=-1).sum(-1)
+        + (diff.transpose(-1, -2) @ cov2_inv @ diff).squeeze((-1, -2))
+        - q_t.mean.shape[-1]
+        + torch.logdet(cov2)
+        - torch.logdet(cov1)
+    )
+    return (nll_t + nll_next + kl_prior + 0.25 * kl_transition).mean()
+
+
+def pendulum_batches(count: int, batch_size: int, seed: int = 0) -> list[tuple[Tensor, ...]]:
+    env, rng = PixelPendulumEnv(), np.random.default_rng(seed)
+    batches = []
+    for _ in range(count):
+        states = env.sample_states(batch_size, rng)
+        actions = rng.uniform(-2, 2, size=(batch_size, 1)).astype(np.float32)
+        next_states = env.next_states(states, actions)
+        batches.append(
+            (
+                torch.from_numpy(env.observe(states)),
+                torch.from_numpy(actions),
+                torch.from_numpy(env.observe(next_states)),
+            )
+        )
+    return batches
+
+
+def time_steps(
+    step: Callable[..., None], batches: list[tuple[Tensor, ...]], device: torch.device
+) -> float:
+    """Seconds per step after two warm-up steps."""
+    for batch in batches[:2]:
+        step(*batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for batch in batches[2:]:
+        step(*batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / (len(batches) - 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="torch.compile latentrl's loss")
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    config = preset("pendulum", "full").model
+    batches = [
+        tuple(t.to(device) for t in batch)
+        for batch in pendulum_batches(args.steps + 2, args.batch_size)
+    ]
+    torch.manual_seed(0)
+    model = E2C(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    loss_fn = torch.compile(e2c_loss) if args.compile else e2c_loss
+
+    def latentrl_step(x_t: Tensor, u_t: Tensor, x_next: Tensor) -> None:
+        loss, _ = loss_fn(model, x_t, u_t, x_next)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1_000.0)
+        optimizer.step()
+
+    ours = time_steps(latentrl_step, batches, device)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
+    print(
+        f"torch {torch.__version__}; model {model.num_parameters():,} parameters; batch {args.batch_size}"
+    )
+    print(f"latentrl float32 step: {ours * 1e3:8.2f} ms  {args.batch_size / ours:10,.0f} samples/s")
+    if args.skip_naive:
+        return
+    naive_model = E2C(config).to(device).double()
+    naive_optimizer = torch.optim.Adam(naive_model.parameters(), lr=1e-4)
+
+    def naive_step(x_t: Tensor, u_t: Tensor, x_next: Tensor) -> None:
+        loss = naive_float64_loss(naive_model, x_t, u_t, x_next)
+        naive_optimizer.zero_grad()
+        loss.backward()
+        naive_optimizer.step()
+
+    naive = time_steps(naive_step, batches, device)
+    print(
+        f"naive float64 step:    {naive * 1e3:8.2f} ms  {args.batch_size / naive:10,.0f} samples/s"
+    )
+    print(f"speed-up: {naive / ours:.2f}x")
+    # a sanity check that both compute the same objective (same weights, same noise)
+    with torch.no_grad():
+        naive_model.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
+        x_t, u_t, x_next = batches[0]
+        torch.manual_seed(1)
+        a = float(e2c_loss(model, x_t, u_t, x_next)[0])
+        torch.manual_seed(1)
+        b = float(naive_float64_loss(naive_model, x_t, u_t, x_next))
+    print(f"same objective: latentrl {a:.3f} vs naive {b:.3f} nats")
+
+
+if __name__ == "__main__":
+    main()
