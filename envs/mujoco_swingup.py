@@ -307,7 +307,11 @@ class _SwingupEnv(MujocoEnv):
             if len(states) != 1:
                 raise ValueError(f"reset takes one state of shape {self.state_space.shape}")
             state = states[0]
-            state[self._hinges] = wrap_angle(state[self._hinges])
+            # The box admits theta = pi, reported as -pi; wrapping other angles would move them by
+            # a rounding error, and a reset must report exactly the state it was given.
+            state[self._hinges] = np.where(
+                state[self._hinges] >= np.pi, -np.pi, state[self._hinges]
+            )
         else:
             state = self.sample_start_states(1, self.np_random)[0]
         mujoco.mj_resetData(self.model, self.data)

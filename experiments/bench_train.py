@@ -125,12 +125,11 @@ def main() -> None:
 
     ours = time_steps(latentrl_step, batches, device)
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"device {device}"
+        f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
     print(
-        f"torch {torch.__version__}; model {model.num_parameters():,} parameters; batch {args.batch_size}"
+        f"torch {torch.__version__}; {model.num_parameters():,} parameters; batch {args.batch_size}"
     )
     print(f"latentrl float32 step: {ours * 1e3:8.2f} ms  {args.batch_size / ours:10,.0f} samples/s")
     if args.skip_naive:
