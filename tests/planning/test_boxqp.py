@@ -1,0 +1,140 @@
+"""Box QP against scipy, free sets, the embedded Cholesky factor and the unrolled Cholesky."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from latentrl.planning.boxqp import (
+    BoxQPStatus,
+    box_qp,
+    cholesky,
+    cholesky_solve,
+    solve_free,
+)
+
+F64 = torch.float64
+
+
+def random_problems(
+    batch: int, m: int, seed: int, dtype: torch.dtype = F64
+) -> tuple[torch.Tensor, ...]:
+    """SPD H (condition ~1e2), a gradient large enough that bounds bind, boxes around 0."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(batch, m, m, generator=gen, dtype=F64)
+    H = X @ X.mT + 0.1 * torch.eye(m, dtype=F64)
+    g = 3 * torch.randn(batch, m, generator=gen, dtype=F64)
+    lower = -0.2 - torch.rand(batch, m, generator=gen, dtype=F64)
+    upper = 0.2 + torch.rand(batch, m, generator=gen, dtype=F64)
+    return tuple(t.to(dtype) for t in (H, g, lower, upper))
+
+
+def scipy_box_qp(H: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    res = minimize(
+        lambda x: (0.5 * x @ H @ x + g @ x, H @ x + g),
+        np.zeros_like(g),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=list(zip(lower, upper, strict=True)),
+        options={"ftol": 1e-16, "gtol": 1e-13, "maxiter": 10_000},
+    )
+    return res.x
+
+
+def reference_free_set(H, g, x, lower, upper, tol=1e-7):
+    grad = H @ x + g
+    at_low = np.abs(x - lower) < tol
+    at_high = np.abs(x - upper) < tol
+    return ~((at_low & (grad > 0)) | (at_high & (grad < 0)))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_matches_scipy_with_active_bounds(m: int) -> None:
+    H, g, lower, upper = random_problems(64, m, seed=m)
+    res = box_qp(H, g, lower, upper)
+    assert bool((res.status >= 0).all())
+    clamped_total, free_total = 0, 0
+    for b in range(64):
+        args = [t[b].numpy() for t in (H, g, lower, upper)]
+        x_ref = scipy_box_qp(*args)
+        np.testing.assert_allclose(res.x[b].numpy(), x_ref, atol=1e-6)
+        free_ref = reference_free_set(*args[:2], x_ref, *args[2:])
+        np.testing.assert_array_equal(res.free[b].numpy(), free_ref)
+        clamped_total += int((~free_ref).sum())
+        free_total += int(free_ref.sum())
+    # The random problems really exercise both sets.
+    assert clamped_total > 0.2 * 64 * m
+    assert free_total > 0.2 * 64 * m
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_free_cholesky_and_solve(m: int) -> None:
+    H, g, lower, upper = random_problems(32, m, seed=10 + m)
+    res = box_qp(H, g, lower, upper)
+    rhs = torch.randn(32, m, 5, dtype=F64)
+    out = solve_free(res.chol, res.free, rhs)
+    for b in range(32):
+        f = res.free[b]
+        L = res.chol[b]
+        # L Lᵀ is H on the free block, identity elsewhere.
+        np.testing.assert_allclose((L @ L.T)[f][:, f].numpy(), H[b][f][:, f].numpy(), atol=1e-12)
+        expected = np.zeros((m, 5))
+        if f.any():
+            expected[f.numpy()] = np.linalg.solve(H[b][f][:, f].numpy(), rhs[b][f].numpy())
+        np.testing.assert_allclose(out[b].numpy(), expected, atol=1e-10)
+
+
+def test_unbounded_is_newton_step_and_status() -> None:
+    H, g, _, _ = random_problems(16, 3, seed=3)
+    inf = torch.full((3,), float("inf"), dtype=F64)
+    res = box_qp(H, g, -inf, inf)
+    np.testing.assert_allclose(res.x.numpy(), -torch.linalg.solve(H, g).numpy(), atol=1e-12)
+    assert bool((res.status == BoxQPStatus.UNCONSTRAINED).all())
+    assert bool(res.free.all())
+
+
+def test_warm_start_at_solution_takes_one_iteration() -> None:
+    H, g, lower, upper = random_problems(32, 4, seed=7)
+    cold = box_qp(H, g, lower, upper)
+    warm = box_qp(H, g, lower, upper, x0=cold.x)
+    constrained = cold.status != BoxQPStatus.UNCONSTRAINED
+    assert bool(constrained.any())
+    assert int(warm.iterations[constrained].max()) <= 1
+    assert int(cold.iterations[constrained].max()) >= 2
+    np.testing.assert_allclose(warm.x.numpy(), cold.x.numpy(), atol=1e-12)
+
+
+def test_float32_close_to_float64() -> None:
+    H, g, lower, upper = random_problems(64, 3, seed=5)
+    ref = box_qp(H, g, lower, upper)
+    res = box_qp(*(t.float() for t in (H, g, lower, upper)))
+    assert res.x.dtype == torch.float32
+    np.testing.assert_allclose(res.x.double().numpy(), ref.x.numpy(), atol=2e-4)
+    assert float((res.free == ref.free).float().mean()) > 0.98
+
+
+def test_indefinite_hessian_is_reported() -> None:
+    H = torch.stack([torch.eye(2, dtype=F64), -torch.eye(2, dtype=F64)])
+    g = torch.tensor([[0.1, 0.1], [0.1, 0.1]], dtype=F64)
+    inf = torch.full((2,), float("inf"), dtype=F64)
+    res = box_qp(H, g, -inf, inf)
+    assert res.status.tolist() == [BoxQPStatus.UNCONSTRAINED, BoxQPStatus.NOT_POSITIVE_DEFINITE]
+    scalar = box_qp(-H[:, :1, :1], g[:, :1], -inf[:1], inf[:1])
+    assert scalar.status.tolist() == [BoxQPStatus.NOT_POSITIVE_DEFINITE, BoxQPStatus.UNCONSTRAINED]
+
+
+@pytest.mark.parametrize("m", [1, 2, 4, 6])
+def test_cholesky_matches_torch(m: int) -> None:
+    X = torch.randn(8, m, m, dtype=F64)
+    H = X @ X.mT + 0.1 * torch.eye(m, dtype=F64)
+    L, ok = cholesky(H)
+    assert bool(ok.all())
+    np.testing.assert_allclose(L.numpy(), torch.linalg.cholesky(H).numpy(), atol=1e-12)
+    rhs = torch.randn(8, m, 2, dtype=F64)
+    np.testing.assert_allclose(
+        cholesky_solve(L, rhs).numpy(), torch.linalg.solve(H, rhs).numpy(), atol=1e-10
+    )
+    _, ok_bad = cholesky(-H)
+    assert not bool(ok_bad.any())
