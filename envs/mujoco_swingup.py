@@ -56,8 +56,6 @@ _FLAGS_OFF = (
     mujoco.mjtRndFlag.mjRND_FOG,
     mujoco.mjtRndFlag.mjRND_HAZE,
 )
-# ITU-R BT.601 luma weights in 1/256 (they sum to 256, so gray materials keep their value).
-_LUMA = np.array([77, 150, 29], dtype=np.uint16)
 
 
 @dataclass(frozen=True)
@@ -95,20 +93,11 @@ CARTPOLE = SwingupTask(
 )
 
 
-def hinge_indices(model: mujoco.MjModel) -> np.ndarray:
-    """Indices in ``qpos`` (and in the state) of the model's hinge angles, int ``(k,)``."""
-    hinges = np.flatnonzero(model.jnt_type == mujoco.mjtJoint.mjJNT_HINGE)
-    return model.jnt_qposadr[hinges].astype(np.intp)
-
-
 def state_box(model: mujoco.MjModel, max_velocity: tuple[float, ...]) -> spaces.Box:
     """Valid states ``(qpos, qvel)``: hinge angles in [-pi, pi], slides within their joint
     range, ``|qvel| <= max_velocity``. Only hinge and limited slide joints are supported."""
-    if model.nq != model.nv or len(max_velocity) != model.nv:
-        raise ValueError(
-            f"expected one velocity bound per joint of a hinge/slide model, got "
-            f"{len(max_velocity)} bounds for nq={model.nq}, nv={model.nv}"
-        )
+    if len(max_velocity) != model.nv:
+        raise ValueError(f"expected {model.nv} velocity bounds, got {len(max_velocity)}")
     low = np.empty(model.nq + model.nv)
     high = np.empty(model.nq + model.nv)
     for joint in range(model.njnt):
@@ -172,11 +161,14 @@ class FrameRenderer:
     GL context, made current for every batch, so several renderers can share a process.
 
     Reading pixels back dominates the cost of a small frame on a software renderer (it waits for
-    the rasteriser and resolves the multisampled buffer), so a batch is drawn as tiles side by
-    side in the offscreen buffer and read back with one call per sheet of tiles.
+    the rasteriser and resolves the multisampled buffer), so the frames of one observation are
+    drawn side by side and read back together. Every observation uses the same tiles: pixels
+    depend slightly on a tile's position (rounding in the rasteriser), and an observation must
+    not depend on the batch it was rendered in.
     """
 
     def __init__(self, model: mujoco.MjModel, size: int) -> None:
+        self._gl: Any = None  # close() must work whatever __init__ got to
         self._model = model
         self._data = mujoco.MjData(model)
         self._size = size
@@ -185,60 +177,53 @@ class FrameRenderer:
         self._camera.fixedcamid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
         if self._camera.fixedcamid < 0:
             raise ValueError(f"the model defines no camera named {CAMERA!r}")
-        self._per_row = model.vis.global_.offwidth // size
-        self._rows = model.vis.global_.offheight // size
-        if self._per_row < 1 or self._rows < 1:
+        fits = model.vis.global_.offheight >= size
+        self._per_read = model.vis.global_.offwidth // size if fits else 0
+        if self._per_read < 1:
             raise ValueError(f"frames of {size} pixels exceed the model's offscreen buffer")
         self._option = mujoco.MjvOption()
         self._scene = mujoco.MjvScene(model, maxgeom=100)
         for flag in _FLAGS_OFF:
             self._scene.flags[flag] = False
-        self._gl: Any = gl_context(size)
+        self._gl = gl_context(size)
         self._gl.make_current()
         self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
 
     def render(self, qpos: np.ndarray) -> np.ndarray:
-        """uint8 ``(n, size, size, 3)`` images of the configurations ``qpos`` (n, nq)."""
+        """uint8 ``(n, k, size, size, 3)`` images of ``n`` groups of ``k`` configurations
+        ``qpos`` (n, k, nq); each group is drawn side by side and read back at once."""
         if self._gl is None:
             raise RuntimeError("the renderer is closed")
-        sheet = self._per_row * self._rows
-        images = np.empty((len(qpos), self._size, self._size, 3), dtype=np.uint8)
+        n, k = qpos.shape[:2]
+        if k > self._per_read:
+            raise ValueError(f"at most {self._per_read} frames fit side by side, got {k}")
+        size = self._size
+        pixels = np.empty((size, k * size, 3), dtype=np.uint8)
+        images = np.empty((n, k, size, size, 3), dtype=np.uint8)
+        everything = mujoco.mjtCatBit.mjCAT_ALL
         self._gl.make_current()
-        for start in range(0, len(qpos), sheet):
-            chunk = qpos[start : start + sheet]
-            images[start : start + len(chunk)] = self._render_sheet(chunk)
+        for i in range(n):
+            for j in range(k):
+                self._data.qpos[:] = qpos[i, j]
+                # Poses of bodies and cameras are all a frame needs; no dynamics.
+                mujoco.mj_kinematics(self._model, self._data)
+                mujoco.mj_camlight(self._model, self._data)
+                mujoco.mjv_updateScene(
+                    self._model,
+                    self._data,
+                    self._option,
+                    None,
+                    self._camera,
+                    everything,
+                    self._scene,
+                )
+                tile = mujoco.MjrRect(j * size, 0, size, size)
+                mujoco.mjr_render(tile, self._scene, self._context)
+            mujoco.mjr_readPixels(pixels, None, mujoco.MjrRect(0, 0, k * size, size), self._context)
+            # GL's rows run bottom-up.
+            images[i] = pixels[::-1].reshape(size, k, size, 3).swapaxes(0, 1)
         return images
-
-    def _render_sheet(self, qpos: np.ndarray) -> np.ndarray:
-        """Images ``(k, size, size, 3)`` of at most one sheet of configurations (k, nq)."""
-        size, per_row = self._size, self._per_row
-        for k, q in enumerate(qpos):
-            self._data.qpos[:] = q
-            # Poses of bodies and cameras are all a frame needs; no dynamics.
-            mujoco.mj_kinematics(self._model, self._data)
-            mujoco.mj_camlight(self._model, self._data)
-            mujoco.mjv_updateScene(
-                self._model,
-                self._data,
-                self._option,
-                None,
-                self._camera,
-                mujoco.mjtCatBit.mjCAT_ALL,
-                self._scene,
-            )
-            row, col = divmod(k, per_row)
-            tile = mujoco.MjrRect(col * size, row * size, size, size)
-            mujoco.mjr_render(tile, self._scene, self._context)
-        rows = -(-len(qpos) // per_row)
-        cols = per_row if rows > 1 else len(qpos)
-        pixels = np.empty((rows * size, cols * size, 3), dtype=np.uint8)
-        mujoco.mjr_readPixels(
-            pixels, None, mujoco.MjrRect(0, 0, cols * size, rows * size), self._context
-        )
-        tiles = pixels.reshape(rows, size, cols, size, 3).swapaxes(1, 2)
-        # GL's rows run bottom-up, within the sheet and within each tile.
-        return tiles.reshape(rows * cols, size, size, 3)[: len(qpos), ::-1]
 
     def close(self) -> None:
         """Free the GL resources; safe to call twice."""
@@ -254,8 +239,11 @@ class FrameRenderer:
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """uint8 ``(..., H, W)`` gray images of uint8 RGB images ``(..., H, W, 3)``."""
-    return ((rgb @ _LUMA + 128) >> 8).astype(np.uint8)
+    """uint8 ``(..., H, W)`` gray images of uint8 RGB images ``(..., H, W, 3)``: BT.601 luma in
+    1/256 steps (the weights sum to 256, so gray materials keep their value)."""
+    # Channel by channel in uint16: an integer matmul has no BLAS and is twice as slow.
+    red, green, blue = (rgb[..., c].astype(np.uint16) for c in range(3))
+    return ((77 * red + 150 * green + 29 * blue + 128) >> 8).astype(np.uint8)
 
 
 class _SwingupEnv(MujocoEnv):
@@ -282,7 +270,8 @@ class _SwingupEnv(MujocoEnv):
             height=VIEW_SIZE,
             camera_name=CAMERA,
         )
-        self._hinges = hinge_indices(self.model)
+        hinges = np.flatnonzero(self.model.jnt_type == mujoco.mjtJoint.mjJNT_HINGE)
+        self._hinges = self.model.jnt_qposadr[hinges].astype(np.intp)  # angles in qpos and state
         self._angle = int(self._hinges[0])  # the pole's angle: the task's one hinge
         self.state_space = state_box(self.model, self.task.max_velocity)
         self.state_names = self.task.state_names
@@ -339,7 +328,7 @@ class _SwingupEnv(MujocoEnv):
             return None
         if self._view is None:
             self._view = FrameRenderer(self.model, VIEW_SIZE)
-        return self._view.render(self.data.qpos[None])[0]
+        return self._view.render(self.data.qpos[None, None])[0, 0]
 
     def close(self) -> None:
         """Free the renderers' GL contexts; safe to call twice."""
@@ -356,11 +345,13 @@ class _SwingupEnv(MujocoEnv):
 
     def sample_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` states drawn uniformly from ``state_space``, ``(n, d)``."""
-        return rng.uniform(self.state_space.low, self.state_space.high, size=(n, self._dim))
+        return rng.uniform(
+            self.state_space.low, self.state_space.high, size=(n, len(self.state_names))
+        )
 
     def sample_start_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` hanging states at rest, ``theta = pi +- 0.2`` (wrapped), cart at 0, ``(n, d)``."""
-        states = np.zeros((n, self._dim))
+        states = np.zeros((n, len(self.state_names)))
         states[:, self._angle] = wrap_angle(np.pi + rng.uniform(-0.2, 0.2, size=n))
         return states
 
@@ -369,9 +360,7 @@ class _SwingupEnv(MujocoEnv):
         ``qpos - qvel * dt``, frame 1 at ``qpos``. Leaves the simulation untouched."""
         arr = check_states(self, states)
         qpos, qvel = arr[:, : self.model.nq], arr[:, self.model.nq :]
-        frames = np.stack([qpos - qvel * self.dt, qpos], axis=1)  # (n, 2, nq)
-        images = luminance(self._frames.render(frames.reshape(-1, self.model.nq)))
-        return images.reshape(len(arr), 2, *images.shape[1:])
+        return luminance(self._frames.render(np.stack([qpos - qvel * self.dt, qpos], axis=1)))
 
     def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """True dynamics: ``(n, d)`` states one control step after ``states`` (n, d) under
@@ -389,7 +378,7 @@ class _SwingupEnv(MujocoEnv):
 
     def goal_state(self) -> np.ndarray:
         """Upright at rest (cart at 0): zeros ``(d,)``."""
-        return np.zeros(self._dim)
+        return np.zeros(len(self.state_names))
 
     def goal_distance(self, states: np.ndarray) -> np.ndarray:
         """``|wrap(theta)|`` (rad) of each state ``(n, d)``, ``(n,)``; x does not count."""
@@ -401,15 +390,10 @@ class _SwingupEnv(MujocoEnv):
         err = np.array(np.atleast_2d(states), dtype=np.float64)
         err[:, self._hinges] = wrap_angle(err[:, self._hinges])
         u = np.clip(np.atleast_2d(actions), self.action_space.low, self.action_space.high)
-        return err**2 @ np.asarray(self.task.state_weights) + self.task.action_weight * np.sum(
-            u**2, axis=1
-        )
+        effort = self.task.action_weight * np.sum(u**2, axis=1)
+        return err**2 @ np.asarray(self.task.state_weights) + effort
 
     # ---- internals ----
-
-    @property
-    def _dim(self) -> int:
-        return self.model.nq + self.model.nv
 
     def _state(self) -> np.ndarray:
         # self.data only ever holds wrapped, clipped states (reset and advance write them).

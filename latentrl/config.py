@@ -1,8 +1,10 @@
 """Typed, frozen experiment configs, their presets, and JSON round trips.
 
 An :class:`ExperimentConfig` says everything a run does: which data to collect, which model
-to build, how to weigh the loss, how to train. Presets are plain functions of the experiment
-name; a command line changes single fields with ``--set section.field=value``.
+to build, how to weigh the loss, how to train, how to plan in the latent space and how to
+evaluate. Presets are plain functions of the experiment name; a command line changes single
+fields with ``--set section.field=value``. Sections added later (``plan``, ``eval``) have
+defaults, so the ``config.json`` of an older run still loads.
 """
 
 from __future__ import annotations
@@ -57,6 +59,92 @@ class TrainConfig:
     """Adam steps of the latent-to-state probe fitted at the end of training."""
 
 
+AGENTS = ("latent", "oracle", "random")
+"""Agents ``latentrl evaluate`` knows: latent MPC (the trained model), oracle MPC (true state
+and dynamics), uniformly random actions."""
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """Latent iLQR MPC of the trained model (:class:`latentrl.agents.LatentMPCAgent`).
+
+    Cost ``Σ q |z_t - z_goal|² + r |u_t|²  +  q_f |z_T - z_goal|²``. On Pendulum-v0 a terminal
+    weight of 30-100 q was essential (with q_f = q the planner never left the bottom), and
+    exact Jacobians beat E2C's own A, B clearly (docs: FINDINGS of the calibration).
+    """
+
+    horizon: int = 20
+    """Planning horizon T in control steps."""
+    q: float = 1.0
+    """Running state weight: Q = q I."""
+    r: float = 0.01
+    """Control weight: R = r I."""
+    q_f: float = 100.0
+    """Terminal state weight: Q_f = q_f I."""
+    replan_every: int = 1
+    """Control steps between iLQR solves (in between: the plan with its feedback gains)."""
+    restarts: int = 0
+    """Extra random control sequences solved alongside the warm start at each replan."""
+    max_iterations: int = 20
+    """iLQR iterations per solve (warm-started solves need a few)."""
+    jacobian: Literal["exact", "e2c"] = "exact"
+    """Linearise with the exact Jacobian of the mean transition, or E2C's own A_t, B_t."""
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1 or not 1 <= self.replan_every <= self.horizon:
+            raise UserError(
+                f"plan: need horizon >= 1 and 1 <= replan_every <= horizon, got "
+                f"horizon={self.horizon}, replan_every={self.replan_every}"
+            )
+        if self.q < 0 or self.q_f < 0 or self.r <= 0:
+            raise UserError(
+                f"plan: need q >= 0, q_f >= 0, r > 0, got {self.q}, {self.q_f}, {self.r}"
+            )
+        if self.restarts < 0 or self.max_iterations < 1:
+            raise UserError("plan: need restarts >= 0 and max_iterations >= 1")
+        if self.jacobian not in ("exact", "e2c"):
+            raise UserError(f"plan.jacobian must be 'exact' or 'e2c', got {self.jacobian!r}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation protocol of ``latentrl evaluate`` (:mod:`latentrl.evaluate`).
+
+    Every agent starts from the same ``episodes`` start states, drawn by the env's
+    ``sample_start_states`` with ``seed``, and runs ``horizon`` steps (default: the env's).
+    """
+
+    episodes: int = 20
+    seed: int = 0
+    """Seed of the start states (not of training): the same starts for every run."""
+    agents: tuple[str, ...] = AGENTS
+    """Which of ``latent``, ``oracle``, ``random`` to evaluate, in this order."""
+    gifs: int = 3
+    """Episodes of the latent agent saved as GIFs (observation, decoded latent, plan)."""
+    horizon: int | None = None
+    """Steps per episode; None: the env's task horizon."""
+    oracle_horizon: int = 40
+    """Planning horizon of the oracle (true-state iLQR MPC); 40-60 reached the ceiling."""
+    device: str = "auto"
+    """Device of the latent agent: "auto" (CUDA when present), "cpu", "cuda", ..."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "agents", tuple(self.agents))
+        if self.episodes < 1 or self.gifs < 0 or self.oracle_horizon < 1:
+            raise UserError(
+                f"eval: need episodes >= 1, gifs >= 0, oracle_horizon >= 1, got "
+                f"{self.episodes}, {self.gifs}, {self.oracle_horizon}"
+            )
+        if self.horizon is not None and (isinstance(self.horizon, bool) or self.horizon < 1):
+            raise UserError(f"eval.horizon must be a positive int or null, got {self.horizon!r}")
+        unknown = [a for a in self.agents if a not in AGENTS]
+        if unknown or not self.agents or len(set(self.agents)) != len(self.agents):
+            raise UserError(
+                f"eval.agents must name each of {', '.join(AGENTS)} at most once, got "
+                f"{list(self.agents)}"
+            )
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str
@@ -65,6 +153,8 @@ class ExperimentConfig:
     model: ModelConfig
     loss: LossWeights = field(default_factory=LossWeights)
     train: TrainConfig = field(default_factory=TrainConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 # --- presets ----------------------------------------------------------------------------------
@@ -113,6 +203,7 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
                 conv_channels=(8, 16, 32),
             ),
             train=TrainConfig(epochs=3, batch_size=64, image_every=1, probe_steps=200),
+            eval=EvalConfig(episodes=4, gifs=1),
         )
     return ExperimentConfig(
         name=experiment,
@@ -126,6 +217,8 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
             decoder="deconv" if large else "mlp",
         ),
         train=TrainConfig(epochs=100, batch_size=128),
+        plan=PlanConfig(),
+        eval=EvalConfig(episodes=20, gifs=3),
     )
 
 

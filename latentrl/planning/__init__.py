@@ -6,15 +6,17 @@ from latentrl.planning.dynamics import (
     FunctionDynamics,
     LinearDynamics,
     pendulum_dynamics,
+    rollout,
 )
 from latentrl.planning.ilqr import (
     ILQRConfig,
     ILQRResult,
     QuadraticCost,
+    control_bounds,
     riccati_step,
-    rollout,
     solve_ilqr,
     trajectory_cost,
+    wrap_angles,
 )
 from latentrl.planning.mpc import MPCPlanner
 
@@ -30,10 +32,12 @@ __all__ = [
     "MPCPlanner",
     "QuadraticCost",
     "box_qp",
+    "control_bounds",
     "pendulum_dynamics",
     "riccati_step",
     "rollout",
     "solve_free",
     "solve_ilqr",
     "trajectory_cost",
+    "wrap_angles",
 ]

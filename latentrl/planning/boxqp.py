@@ -80,9 +80,9 @@ def free_set(grad: Tensor, x: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
     return ~clamped
 
 
-# Up to this size, Cholesky factorisations and solves are unrolled into elementwise ops: torch's
-# batched LAPACK calls fan tiny matrices out over OpenMP threads, whose wake-up costs
-# milliseconds on a busy CPU (measured: p90 7 ms for a (4, 1, 1) cholesky_ex vs 6 µs unrolled).
+# Up to this size the Cholesky factorisation is unrolled into elementwise ops: on a busy CPU
+# (other processes on all cores) torch.linalg.cholesky_ex of even a (1, 2, 2) batch took 7 ms
+# median, waiting for MKL's threads, against 7 µs idle; cholesky_solve was unaffected.
 _UNROLL_MAX = 4
 
 
@@ -93,34 +93,21 @@ def cholesky(H: Tensor) -> tuple[Tensor, Tensor]:
         L, info = torch.linalg.cholesky_ex(H)
         return L, info == 0
     L = torch.zeros_like(H)
-    ok = torch.ones(H.shape[:-2], dtype=torch.bool, device=H.device)
+    pivots = []
     for j in range(m):
-        col = H[..., j:, j] - (L[..., j:, :j] * L[..., j : j + 1, :j]).sum(-1)
-        ok = ok & (col[..., 0] > 0)
-        # Keep failed problems finite (pivot 1); their ok flag carries the failure.
-        pivot = torch.where(col[..., 0] > 0, col[..., 0], 1.0).sqrt()
-        L[..., j:, j] = col / pivot.unsqueeze(-1)
-    return L, ok
+        col = H[..., j:, j]
+        if j > 0:
+            col = col - (L[..., j:, :j] * L[..., j : j + 1, :j]).sum(-1)
+        pivot = col[..., :1]
+        pivots.append(pivot)
+        # A failed problem gets pivot 1 to stay finite; its ok flag carries the failure.
+        L[..., j:, j] = col / torch.where(pivot > 0, pivot, 1.0).sqrt()
+    return L, (torch.cat(pivots, dim=-1) > 0).all(-1)
 
 
 def cholesky_solve(L: Tensor, rhs: Tensor) -> Tensor:
     """``(L Lᵀ)⁻¹ rhs`` for ``L (B, m, m)`` lower triangular, ``rhs (B, m, k)``."""
-    m = L.shape[-1]
-    if m > _UNROLL_MAX:
-        return torch.cholesky_solve(rhs, L)
-    y: list[Tensor] = []
-    for i in range(m):  # forward substitution L y = rhs
-        acc = rhs[..., i, :]
-        for j in range(i):
-            acc = acc - L[..., i, j, None] * y[j]
-        y.append(acc / L[..., i, i, None])
-    x: list[Tensor] = [y[0]] * m
-    for i in reversed(range(m)):  # back substitution Lᵀ x = y
-        acc = y[i]
-        for j in range(i + 1, m):
-            acc = acc - L[..., j, i, None] * x[j]
-        x[i] = acc / L[..., i, i, None]
-    return torch.stack(x, dim=-2)
+    return torch.cholesky_solve(rhs, L)
 
 
 def free_cholesky(H: Tensor, free: Tensor) -> tuple[Tensor, Tensor]:
@@ -170,9 +157,10 @@ def box_qp(
     status = torch.where(inside, int(BoxQPStatus.UNCONSTRAINED), _RUNNING).to(torch.long)
     iterations = torch.zeros_like(status)
     x0 = torch.zeros_like(g) if x0 is None else x0.to(g)
+    if bool(inside.all()):  # nothing binds: the Newton step, all dimensions free
+        return BoxQPResult(x_newton, torch.ones_like(g, dtype=torch.bool), chol, status, iterations)
     x = torch.where(inside.unsqueeze(-1), x_newton, torch.clamp(x0, lower, upper))
-    if not bool(inside.all()):
-        x, status, iterations = _projected_newton(H, g, lower, upper, x, status, opts)
+    x, status, iterations = _projected_newton(H, g, lower, upper, x, status, opts)
     free = free_set(g + (H @ x.unsqueeze(-1)).squeeze(-1), x, lower, upper)
     chol, ok = free_cholesky(H, free)
     status = torch.where(ok, status, int(BoxQPStatus.NOT_POSITIVE_DEFINITE))

@@ -130,6 +130,14 @@ class LinearDynamics:
         return self._params(z)
 
 
+def rollout(dynamics: Dynamics, z0: Tensor, u: Tensor) -> Tensor:
+    """Open-loop states ``(B, T + 1, n)`` from ``z0 (B, n)`` under ``u (B, T, m)``."""
+    zs = [z0]
+    for t in range(u.shape[1]):
+        zs.append(dynamics.step(zs[-1], u[:, t]))
+    return torch.stack(zs, dim=1)
+
+
 def pendulum_dynamics(z: Tensor, u: Tensor) -> Tensor:
     """Gymnasium Pendulum-v1 physics in torch: ``z (B, 2)``, ``u (B, 1)`` -> ``(B, 2)``.
 

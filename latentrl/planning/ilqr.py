@@ -28,7 +28,7 @@ from torch import Tensor
 
 from latentrl.errors import UserError
 from latentrl.planning.boxqp import BoxQPOptions, BoxQPStatus, box_qp, solve_free
-from latentrl.planning.dynamics import Dynamics
+from latentrl.planning.dynamics import Dynamics, rollout
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class ILQRConfig:
     good on a GPU) instead of one after another until every problem has accepted one."""
     min_decrease_ratio: float = 1e-4
     """Accept when actual / predicted decrease exceeds this (Armijo-like)."""
-    box_qp: BoxQPOptions = field(default_factory=BoxQPOptions)
+    box_qp_options: BoxQPOptions = field(default_factory=BoxQPOptions)
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1 or self.tolerance < 0:
@@ -81,32 +81,26 @@ class ILQRConfig:
 
 
 class ILQRResult(NamedTuple):
-    """Solutions of a batch of problems."""
+    """Solutions of a batch of problems. ``K`` and ``k`` come from the last backward pass (its
+    trajectory is the returned one unless the last iteration moved it)."""
 
-    u: Tensor
-    """Controls ``(B, T, m)``."""
-    z: Tensor
-    """Predicted states ``(B, T + 1, n)`` under ``u`` (``z[:, 0] = z0``)."""
-    K: Tensor
-    """Feedback gains ``(B, T, m, n)`` of the last backward pass (zero rows where clamped)."""
-    k: Tensor
-    """Feed-forward steps ``(B, T, m)`` of the last backward pass."""
-    cost: Tensor
-    """Total cost of ``(z, u)``, ``(B,)``."""
-    iterations: Tensor
-    """Iterations each problem ran, int64 ``(B,)``."""
-    converged: Tensor
-    """Bool ``(B,)``: False when a problem hit ``max_iterations`` or gave up (μ > mu_max)."""
+    u: Tensor  # controls (B, T, m)
+    z: Tensor  # predicted states (B, T + 1, n) under u, z[:, 0] = z0
+    K: Tensor  # feedback gains (B, T, m, n), zero rows where a control is clamped
+    k: Tensor  # feed-forward steps (B, T, m)
+    cost: Tensor  # total cost of (z, u), (B,)
+    iterations: Tensor  # iterations each problem ran, int64 (B,)
+    converged: Tensor  # bool (B,): False after max_iterations or giving up (μ > mu_max)
 
 
 class RiccatiStep(NamedTuple):
-    """One backward step: gains, value expansion at ``t`` and predicted decrease terms."""
+    """One backward step: gains, value expansion at ``t`` and predicted-decrease terms."""
 
-    k: Tensor  # (B, m)
+    k: Tensor  # (B, m, 1)
     K: Tensor  # (B, m, n)
-    V_z: Tensor  # (B, n)
+    V_z: Tensor  # (B, n, 1)
     V_zz: Tensor  # (B, n, n)
-    dv: Tensor  # (B, 2): (kᵀQ_u, ½ kᵀQ_uu k); a step α predicts ΔJ = α dv₀ + α² dv₁
+    dv: Tensor  # (B, 1, 2): (kᵀQ_u, ½ kᵀQ_uu k); a step α predicts ΔJ = α dv₀ + α² dv₁
     ok: Tensor  # (B,) bool: False where Q_uu + μI was not positive definite
 
 
@@ -119,7 +113,7 @@ def riccati_step(
     l_uu: Tensor,
     V_z: Tensor,
     V_zz: Tensor,
-    mu: Tensor,
+    reg: Tensor,
     du_low: Tensor,
     du_high: Tensor,
     k_warm: Tensor | None = None,
@@ -127,30 +121,32 @@ def riccati_step(
 ) -> RiccatiStep:
     """Control-limited Riccati step from ``t + 1`` to ``t`` (no state-control cost term).
 
-    ``A (B, n, n)``, ``B (B, n, m)``; cost derivatives ``l_z (B, n)``, ``l_u (B, m)``,
-    ``l_zz (B, n, n)``, ``l_uu (B, m, m)``; next value ``V_z (B, n)``, ``V_zz (B, n, n)``;
-    ``mu (B,)``; bounds on the control change ``du_low, du_high (B, m)``. The step
+    Vectors are columns, so that each product is one batched matmul: ``l_z, V_z (B, n, 1)``,
+    ``l_u (B, m, 1)``; ``A (B, n, n)``, ``B (B, n, m)``, ``l_zz, V_zz (B, n, n)``,
+    ``l_uu (B, m, m)``, Levenberg-Marquardt term ``reg = μI (B, m, m)``; bounds on the control
+    change ``du_low, du_high`` and the QP warm start ``k_warm`` are ``(B, m)``. The step
     ``k = argmin ½ kᵀ(Q_uu + μI)k + Q_uᵀk`` within the bounds comes from the box QP,
-    ``K = -(Q_uu + μI)_ff⁻¹ Q_uz`` on free rows and 0 on clamped ones.
+    ``K = -(Q_uu + μI)_ff⁻¹ Q_uz`` on free rows and 0 on clamped ones; the value update uses
+    the unregularised ``Q_uu`` (Tassa et al. 2014, eq. 11).
     """
-    At, Bt = A.transpose(-1, -2), B.transpose(-1, -2)
-    Q_z = l_z + _bmv(At, V_z)
-    Q_u = l_u + _bmv(Bt, V_z)
+    At, Bt = A.mT, B.mT
     BtV = Bt @ V_zz
+    Q_z = l_z + At @ V_z
+    Q_u = l_u + Bt @ V_z
     Q_zz = l_zz + At @ V_zz @ A
     Q_uu = l_uu + BtV @ B
     Q_uz = BtV @ A
-    eye = torch.eye(Q_uu.shape[-1], dtype=Q_uu.dtype, device=Q_uu.device)
-    qp = box_qp(Q_uu + mu[:, None, None] * eye, Q_u, du_low, du_high, k_warm, qp_options)
-    k = qp.x
+    qp = box_qp(Q_uu + reg, Q_u.squeeze(-1), du_low, du_high, k_warm, qp_options)
+    k = qp.x.unsqueeze(-1)
     K = -solve_free(qp.chol, qp.free, Q_uz)
-    Kt, Q_zu = K.transpose(-1, -2), Q_uz.transpose(-1, -2)
-    KtQuu = Kt @ Q_uu
-    V_z = Q_z + _bmv(KtQuu, k) + _bmv(Kt, Q_u) + _bmv(Q_zu, k)
-    V_zz = Q_zz + KtQuu @ K + Kt @ Q_uz + Q_zu @ K
-    V_zz = 0.5 * (V_zz + V_zz.transpose(-1, -2))
-    dV = torch.stack([(k * Q_u).sum(-1), 0.5 * (k * _bmv(Q_uu, k)).sum(-1)], dim=-1)
-    return RiccatiStep(k, K, V_z, V_zz, dV, qp.status != BoxQPStatus.NOT_POSITIVE_DEFINITE)
+    Kt = K.mT
+    Q_uu_k = Q_uu @ k
+    V_z = Q_z + Kt @ (Q_uu_k + Q_u) + Q_uz.mT @ k
+    W = Kt @ Q_uz
+    V_zz = Q_zz + Kt @ Q_uu @ K + W + W.mT
+    V_zz = 0.5 * (V_zz + V_zz.mT)
+    dv = k.mT @ torch.cat([Q_u, 0.5 * Q_uu_k], dim=-1)
+    return RiccatiStep(k, K, V_z, V_zz, dv, qp.status != BoxQPStatus.NOT_POSITIVE_DEFINITE)
 
 
 def _bmv(M: Tensor, v: Tensor) -> Tensor:
@@ -194,20 +190,32 @@ def _prepare_cost(cost: QuadraticCost, batch: int, n: int, m: int, like: Tensor)
     )
 
 
+def wrap_angles(dz: Tensor, angle_dims: tuple[int, ...] | Tensor) -> Tensor:
+    """State differences ``dz (..., n)`` with the angle entries (indices, or a bool mask
+    ``(n,)``) wrapped into [-π, π)."""
+    if not isinstance(angle_dims, Tensor):
+        if not angle_dims:
+            return dz
+        mask = torch.zeros(dz.shape[-1], dtype=torch.bool, device=dz.device)
+        mask[list(angle_dims)] = True
+        angle_dims = mask
+    return torch.where(angle_dims, torch.remainder(dz + math.pi, 2 * math.pi) - math.pi, dz)
+
+
 def _residual(c: _Cost, z: Tensor) -> Tensor:
     """``z - goal`` with angles wrapped, for ``z (..., B, T, n)``."""
     r = z - c.goal.unsqueeze(-2)
-    if c.angles is not None:
-        r = torch.where(c.angles, torch.remainder(r + math.pi, 2 * math.pi) - math.pi, r)
-    return r
+    return r if c.angles is None else wrap_angles(r, c.angles)
 
 
 def _total_cost(c: _Cost, z: Tensor, u: Tensor) -> Tensor:
     """Cost of trajectories ``z (..., B, T + 1, n)``, ``u (..., B, T, m)`` -> ``(..., B)``."""
     r = _residual(c, z)
-    run = torch.einsum("...btn,bnk,...btk->...b", r[..., :-1, :], c.Q, r[..., :-1, :])
-    ctrl = torch.einsum("...btm,bmk,...btk->...b", u, c.R, u)
-    final = torch.einsum("...bn,bnk,...bk->...b", r[..., -1, :], c.Q_f, r[..., -1, :])
+    r_run, r_final = r[..., :-1, :], r[..., -1:, :]
+    # (T, n) @ (n, n) per problem; leading dims broadcast against the batch of matrices.
+    run = ((r_run @ c.Q) * r_run).sum((-1, -2))
+    ctrl = ((u @ c.R) * u).sum((-1, -2))
+    final = ((r_final @ c.Q_f) * r_final).sum((-1, -2))
     return run + ctrl + final
 
 
@@ -217,36 +225,25 @@ def trajectory_cost(cost: QuadraticCost, z: Tensor, u: Tensor) -> Tensor:
     return _total_cost(c, z, u.to(z))
 
 
-def rollout(dynamics: Dynamics, z0: Tensor, u: Tensor) -> Tensor:
-    """Open-loop states ``(B, T + 1, n)`` from ``z0 (B, n)`` under ``u (B, T, m)``."""
-    zs = [z0]
-    for t in range(u.shape[1]):
-        zs.append(dynamics.step(zs[-1], u[:, t]))
-    return torch.stack(zs, dim=1)
-
-
 def _closed_loop_rollout(
-    dynamics: Dynamics,
-    z0: Tensor,
-    z_bar: Tensor,
-    u_ff: Tensor,
-    K: Tensor,
-    low: Tensor,
-    high: Tensor,
+    dynamics: Dynamics, z0: Tensor, offset: Tensor, K: Tensor, low: Tensor, high: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """States and controls of ``u_t = clamp(u_ff_t + K_t (z_t - z̄_t))``, rows as ``z0``."""
-    offset = u_ff - _bmv(K, z_bar[:, :-1])  # the K z̄ part for all t at once
+    """States and controls of ``u_t = clamp(offset_t + K_t z_t)`` from ``z0 (R, n)``, where
+    ``offset = ū + α k - K z̄`` ``(R, T, m)``; rows as in ``z0``."""
     zs, us = [z0], []
-    for t in range(u_ff.shape[1]):
-        u_t = torch.clamp(offset[:, t] + _bmv(K[:, t], zs[-1]), low, high)
+    for off, K_t in zip(offset.unbind(1), K.unbind(1), strict=True):
+        u_t = torch.clamp(off + _bmv(K_t, zs[-1]), low, high)
         us.append(u_t)
         zs.append(dynamics.step(zs[-1], u_t))
     return torch.stack(zs, dim=1), torch.stack(us, dim=1)
 
 
-def _bounds(
+def control_bounds(
     u_low: Tensor | float | None, u_high: Tensor | float | None, batch: int, m: int, like: Tensor
 ) -> tuple[Tensor, Tensor]:
+    """Bounds as ``(B, m)`` tensors like ``like``: from a float, ``(m,)`` or ``(B, m)``;
+    ``None`` is unbounded (``±inf``). Raises UserError on bad shapes or ``low > high``."""
+
     def one(b: Tensor | float | None, default: float, name: str) -> Tensor:
         t = torch.as_tensor(default if b is None else b, dtype=like.dtype, device=like.device)
         if t.shape not in ((), (m,), (batch, m)):
@@ -259,18 +256,6 @@ def _bounds(
     if bool((low > high).any()):
         raise UserError("u_low must be <= u_high in every dimension")
     return low, high
-
-
-def _check_shapes(z0: Tensor, u_init: Tensor) -> None:
-    if z0.ndim != 2 or u_init.ndim != 3 or u_init.shape[0] != z0.shape[0]:
-        raise UserError(
-            f"expected z0 (B, n) and u_init (B, T, m) with the same B, got "
-            f"{tuple(z0.shape)} and {tuple(u_init.shape)}"
-        )
-    if u_init.shape[1] < 1:
-        raise UserError("the horizon T = u_init.shape[1] must be at least 1")
-    if not z0.is_floating_point():
-        raise UserError(f"z0 must be a floating-point tensor, got {z0.dtype}")
 
 
 class _Schedule:
@@ -309,28 +294,31 @@ def _backward_pass(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gains ``k (B, T, m)``, ``K (B, T, m, n)``, predicted-decrease terms ``dV (B, 2)`` and
     ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``."""
-    T = u.shape[1]
     r = _residual(c, z)
-    l_z = 2 * torch.einsum("bnk,btk->btn", c.Q, r)
-    l_u = 2 * torch.einsum("bmk,btk->btm", c.R, u)
+    # Per-step inputs as lists of views (Q, R symmetric, so r Q = (Q r)ᵀ for all t at once).
+    l_z = (2 * r[:, :-1] @ c.Q).unsqueeze(-1).unbind(1)
+    l_u = (2 * u @ c.R).unsqueeze(-1).unbind(1)
+    du_low, du_high = (low.unsqueeze(1) - u).unbind(1), (high.unsqueeze(1) - u).unbind(1)
+    k_warm = k_warm.unbind(1)
+    A_t, B_t = A.unbind(0), B.unbind(0)
     l_zz, l_uu = 2 * c.Q, 2 * c.R
+    reg = mu[:, None, None] * torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
     V_zz = 2 * c.Q_f
-    V_z = _bmv(V_zz, r[:, -1])
-    du_low, du_high = low.unsqueeze(1) - u, high.unsqueeze(1) - u
+    V_z = V_zz @ r[:, -1].unsqueeze(-1)
     ok = torch.ones_like(mu, dtype=torch.bool)
-    dV = torch.zeros(mu.shape[0], 2, dtype=u.dtype, device=u.device)
-    ks, Ks = [], []
-    for t in reversed(range(T)):
-        s = riccati_step(A[t], B[t], l_z[:, t], l_u[:, t], l_zz, l_uu, V_z, V_zz, mu,
-                         du_low[:, t], du_high[:, t], k_warm[:, t], qp_options)  # fmt: skip
+    ks, Ks, dvs = [], [], []
+    # A failed step leaves NaNs in its own rows only (every op is row-wise), flagged by ok.
+    for t in reversed(range(u.shape[1])):
+        s = riccati_step(A_t[t], B_t[t], l_z[t], l_u[t], l_zz, l_uu, V_z, V_zz, reg,
+                         du_low[t], du_high[t], k_warm[t], qp_options)  # fmt: skip
+        V_z, V_zz = s.V_z, s.V_zz
         ok = ok & s.ok
-        # Zero out failed problems so that NaNs of an indefinite step do not reach the QP.
-        V_z = torch.where(ok.unsqueeze(-1), s.V_z, 0.0)
-        V_zz = torch.where(ok[:, None, None], s.V_zz, 0.0)
-        dV = dV + torch.where(ok.unsqueeze(-1), s.dv, 0.0)
         ks.append(s.k)
         Ks.append(s.K)
-    return torch.stack(ks[::-1], dim=1), torch.stack(Ks[::-1], dim=1), dV, ok
+        dvs.append(s.dv)
+    k = torch.stack(ks[::-1], dim=1).squeeze(-1)
+    dv = torch.stack(dvs).sum(0).squeeze(-2)
+    return k, torch.stack(Ks[::-1], dim=1), dv, ok
 
 
 def _line_search(
@@ -348,22 +336,25 @@ def _line_search(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per problem, the first step size with sufficient decrease: new ``z, u, J`` (the old
     ones where none) and the acceptance mask ``(B,)``."""
-    batch = z_bar.shape[0]
+    batch, T, m = u_bar.shape
     alphas = torch.tensor(config.alphas, dtype=J.dtype, device=J.device)
     z_new, u_new, J_new = z_bar, u_bar, J
     accepted = torch.zeros_like(J, dtype=torch.bool)
+    base = u_bar - _bmv(K, z_bar[:, :-1])  # ū - K z̄: the feedback's constant part
     groups = [alphas] if config.parallel_line_search else [a.reshape(1) for a in alphas]
     for a in groups:
         reps = a.shape[0]
-        # Rows stack the problem batch once per step size: row j·B + b is problem b.
-        alpha_rows = a.repeat_interleave(batch)[:, None, None]
-        u_ff = (u_bar + alpha_rows.view(reps, batch, 1, 1) * k).reshape(reps * batch, *k.shape[1:])
+
+        def tile(x: Tensor, reps: int = reps) -> Tensor:
+            """Rows stacked once per step size: row j·B + b is problem b."""
+            return x if reps == 1 else x.repeat(reps, *([1] * (x.ndim - 1)))
+
+        offset = (base + a.view(reps, 1, 1, 1) * k).reshape(reps * batch, T, m)
         z_try, u_try = _closed_loop_rollout(
-            dynamics, z_bar[:, 0].repeat(reps, 1), z_bar.repeat(reps, 1, 1), u_ff,
-            K.repeat(reps, 1, 1, 1), low.repeat(reps, 1), high.repeat(reps, 1),
-        )  # fmt: skip
+            dynamics, tile(z_bar[:, 0]), offset, tile(K), tile(low), tile(high)
+        )
         z_try = z_try.view(reps, batch, *z_try.shape[1:])
-        u_try = u_try.view(reps, batch, *u_try.shape[1:])
+        u_try = u_try.view(reps, batch, T, m)
         J_try = _total_cost(c, z_try, u_try)  # (reps, B)
         a_col = a.unsqueeze(-1)
         expected = -a_col * (dV[:, 0] + a_col * dV[:, 1])
@@ -398,11 +389,17 @@ def solve_ilqr(
     device of ``z0``.
     """
     cfg = config or ILQRConfig()
-    _check_shapes(z0, u_init)
+    if z0.ndim != 2 or u_init.ndim != 3 or u_init.shape[0] != z0.shape[0] or not u_init.shape[1]:
+        raise UserError(
+            "expected z0 (B, n) and u_init (B, T, m) with the same B and T >= 1, got "
+            f"{tuple(z0.shape)} and {tuple(u_init.shape)}"
+        )
+    if not z0.is_floating_point():
+        raise UserError(f"z0 must be a floating-point tensor, got {z0.dtype}")
     batch, T, m = u_init.shape
     n = z0.shape[1]
     c = _prepare_cost(cost, batch, n, m, z0)
-    low, high = _bounds(u_low, u_high, batch, m, z0)
+    low, high = control_bounds(u_low, u_high, batch, m, z0)
     u = torch.clamp(u_init.to(z0), low.unsqueeze(1), high.unsqueeze(1))
     z = rollout(dynamics, z0, u)
     J = _total_cost(c, z, u)
@@ -430,7 +427,7 @@ def solve_ilqr(
 
         while True:  # raise μ where Q_uu + μI is indefinite, as often as needed
             k_new, K_new, dV, ok = _backward_pass(
-                c, A, Bm, z, u, sched.mu, low, high, k, cfg.box_qp
+                c, A, Bm, z, u, sched.mu, low, high, k, cfg.box_qp_options
             )
             failed = active & ~ok
             if not bool(failed.any()):

@@ -17,7 +17,14 @@ from torch import Tensor
 
 from latentrl.errors import UserError
 from latentrl.planning.dynamics import Dynamics
-from latentrl.planning.ilqr import ILQRConfig, ILQRResult, QuadraticCost, solve_ilqr
+from latentrl.planning.ilqr import (
+    ILQRConfig,
+    ILQRResult,
+    QuadraticCost,
+    control_bounds,
+    solve_ilqr,
+    wrap_angles,
+)
 
 WarmStart = Literal["repeat", "zero", "none"]
 
@@ -102,7 +109,7 @@ class MPCPlanner:
             raise UserError(f"plan expects states of shape (B, n), got {tuple(z.shape)}")
         if self._batch is not None and z.shape[0] != self._batch:
             raise UserError(f"reset with batch_size={self._batch} but got {z.shape[0]} states")
-        low, high = self._bounds(z)
+        low, high = control_bounds(self.u_low, self.u_high, z.shape[0], self.m, z)
         if self._plan is not None and z.shape[0] != self._plan.u.shape[0]:
             raise UserError("the batch size changed between plan calls; call reset() first")
         if self._plan is None or self._index >= self.replan_every:
@@ -110,16 +117,11 @@ class MPCPlanner:
             self._index = 0
         i = self._index
         p = self._plan
-        u = p.u[:, i] + (p.K[:, i] @ (z - p.z[:, i]).unsqueeze(-1)).squeeze(-1)
+        # Wrapped: an env may report θ in [-π, π] while the plan predicts it unwrapped.
+        dz = wrap_angles(z - p.z[:, i], self.cost.angle_dims)
+        u = p.u[:, i] + (p.K[:, i] @ dz.unsqueeze(-1)).squeeze(-1)
         self._index += 1
         return torch.clamp(u, low, high)
-
-    def _bounds(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        def one(b: Tensor | float | None, default: float) -> Tensor:
-            t = torch.as_tensor(default if b is None else b, dtype=like.dtype, device=like.device)
-            return t.expand(like.shape[0], self.m)
-
-        return one(self.u_low, -float("inf")), one(self.u_high, float("inf"))
 
     def _first_guess(self, z: Tensor, low: Tensor, high: Tensor) -> Tensor:
         """Warm start ``(B, T, m)``: the shifted previous plan, or ``u_init`` / zeros."""

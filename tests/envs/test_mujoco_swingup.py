@@ -18,7 +18,7 @@ from latentrl.envs import (
     require_control_env,
     wrap_angle,
 )
-from latentrl.envs.mujoco_swingup import CartpoleSwingupEnv, PendulumSwingupEnv
+from latentrl.envs.mujoco_swingup import CartpoleSwingupEnv, PendulumSwingupEnv, luminance
 
 PENDULUM_ID = "latentrl/PendulumSwingup-v0"
 CARTPOLE_ID = "latentrl/CartpoleSwingup-v0"
@@ -79,6 +79,7 @@ def rollout(env, state: np.ndarray, action: float, steps: int) -> np.ndarray:
 # ---- Gymnasium API and contract ----
 
 
+@pytest.mark.filterwarnings("ignore:.*symmetric and normalized space")
 def test_gymnasium_check_env_passes(env_id: str) -> None:
     made = gym.make(env_id, render_mode="rgb_array")
     check_env(made.unwrapped)
@@ -99,12 +100,16 @@ def test_spaces_follow_the_model(env, env_id: str) -> None:
     assert env.state_space.low[theta] == -np.pi and env.state_space.high[theta] == np.pi
 
 
-def test_reset_to_state_reports_it_and_observes_it(env) -> None:
+def test_reset_to_state_reports_it_and_observes_it(env, env_id: str) -> None:
     for state in env.sample_states(5, np.random.default_rng(0)):
         obs, info = env.reset(options={"state": state})
         assert info["state"].dtype == np.float64
         np.testing.assert_array_equal(info["state"], state)
         np.testing.assert_array_equal(obs, env.observe(state[None])[0])
+    edge = env.goal_state()
+    edge[ANGLE[env_id]] = np.pi  # inside the closed box, reported wrapped
+    _, info = env.reset(options={"state": edge})
+    assert info["state"][ANGLE[env_id]] == -np.pi
 
 
 def test_step_observation_is_the_observation_of_its_state(env) -> None:
@@ -126,6 +131,19 @@ def test_observe_is_deterministic_and_leaves_the_simulation_alone(env) -> None:
     np.testing.assert_array_equal(env.data.qpos, qpos)
     np.testing.assert_array_equal(env.data.qvel, qvel)
     assert first.shape == (4, *env.observation_space.shape)
+
+
+def test_luminance_keeps_grays_and_weighs_green_most() -> None:
+    rgb = np.array([[[0, 0, 0], [153, 153, 153], [255, 255, 255], [255, 0, 0], [0, 255, 0]]])
+    np.testing.assert_array_equal(luminance(rgb.astype(np.uint8)), [[0, 153, 255, 77, 149]])
+
+
+def test_a_batch_looks_like_its_states_one_by_one(env) -> None:
+    # 40 states are 80 frames: several sheets of tiles in the offscreen buffer.
+    states = env.sample_states(40, np.random.default_rng(8))
+    batch = env.observe(states)
+    for state, obs in zip(states, batch, strict=True):
+        np.testing.assert_array_equal(obs, env.observe(state[None])[0])
 
 
 def test_frames_differ_exactly_when_the_state_moves(env) -> None:
@@ -241,7 +259,7 @@ def test_pendulum_small_swing_has_the_physical_pendulum_period(pendulum) -> None
     measured = np.mean(np.diff(crossings))
     assert len(up) >= 2
     assert measured == pytest.approx(expected, rel=0.01)
-    assert np.max(np.abs(swing)) == pytest.approx(0.05, rel=0.02)  # no damping
+    assert np.max(np.abs(swing[-30:])) == pytest.approx(0.05, rel=0.02)  # no damping
 
 
 def test_pendulum_conserves_energy_without_torque(pendulum) -> None:
@@ -269,7 +287,7 @@ def test_fast_states_stay_valid(pendulum, cartpole) -> None:
 
 def test_cart_accelerates_in_the_direction_of_the_force(cartpole) -> None:
     hanging = np.array([[0.0, -np.pi, 0.0, 0.0]])
-    cart_mass = float(cartpole.model.body_mass[1])
+    cart_mass = float(cartpole.model.body("cart").mass[0])
     pole_mass, _ = body_pole(cartpole.model)
     for force in (5.0, -5.0):
         nxt = cartpole.next_states(hanging, np.array([[force]]))[0]
@@ -280,7 +298,7 @@ def test_cart_accelerates_in_the_direction_of_the_force(cartpole) -> None:
 
 
 def test_cartpole_conserves_horizontal_momentum_without_force(cartpole) -> None:
-    cart_mass = float(cartpole.model.body_mass[1])
+    cart_mass = float(cartpole.model.body("cart").mass[0])
     mass, lever = body_pole(cartpole.model)
     states = rollout(cartpole, [0.0, 1.0, 0.0, 0.0], 0.0, steps=30)
     x, theta, x_dot, theta_dot = states.T
@@ -292,16 +310,17 @@ def test_cartpole_conserves_horizontal_momentum_without_force(cartpole) -> None:
 # ---- vectorised ----
 
 
-def test_async_vector_env_with_spawn_steps_two_envs(pendulum) -> None:
+def test_async_vector_env_with_spawn_steps_two_envs(env, env_id: str) -> None:
     # "module:id" makes the spawned workers import the registration before gym.make.
-    make = functools.partial(gym.make, f"latentrl.envs:{PENDULUM_ID}")
+    make = functools.partial(gym.make, f"latentrl.envs:{env_id}")
     venv = gym.vector.AsyncVectorEnv([make, make], context="spawn")
+    shape = (2, *OBS_SHAPES[env_id])
     try:
         obs, info = venv.reset(seed=7)
-        assert obs.shape == (2, 2, 48, 48) and obs.dtype == np.uint8
-        obs, reward, _, _, info = venv.step(np.array([[2.0], [-2.0]]))
-        assert obs.shape == (2, 2, 48, 48) and reward.shape == (2,)
-        assert info["state"].shape == (2, 2)
+        assert obs.shape == shape and obs.dtype == np.uint8
+        obs, reward, _, _, info = venv.step(np.array([[1.0], [-1.0]], dtype=np.float32))
+        assert obs.shape == shape and reward.shape == (2,)
+        assert info["state"].shape == (2, env.state_space.shape[0])
     finally:
         venv.close()
-    np.testing.assert_array_equal(obs, pendulum.observe(info["state"]))
+    np.testing.assert_array_equal(obs, env.observe(info["state"]))

@@ -1,0 +1,201 @@
+"""Latent MPC: E2C's controller. Encode the image, plan with iLQR in the learned latent space.
+
+The goal image is encoded once per :meth:`LatentMPCAgent.reset` (the encoder mean ``z_goal``);
+at each step the observation's encoder mean ``z_t`` is the planner's state, the model's mean
+transition ``f(z, u) = A(z) z + B(z) u + o(z)`` its dynamics (``model.step`` and
+``model.linearize``), and the cost ``Σ q |z_t - z_goal|² + r |u_t|² + q_f |z_T - z_goal|²``
+(:class:`~latentrl.config.PlanConfig`). The agent sees pixels only: the true states handed to
+:meth:`~LatentMPCAgent.act` are never read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from latentrl.agents.agent import check_batch, check_image
+from latentrl.checkpoint import load_model
+from latentrl.config import ExperimentConfig, PlanConfig
+from latentrl.envs.contract import require_control_env
+from latentrl.errors import UserError
+from latentrl.models import E2C
+from latentrl.models.e2c import JacobianKind
+from latentrl.planning import ILQRConfig, MPCPlanner, QuadraticCost
+
+
+class ModelDynamics:
+    """An E2C model's mean transition as planner dynamics, linearised the chosen way."""
+
+    def __init__(self, model: E2C, jacobian: JacobianKind = "exact") -> None:
+        self.model = model
+        self.jacobian = jacobian
+
+    def step(self, z: Tensor, u: Tensor) -> Tensor:
+        """``f(z (B, n), u (B, m)) -> (B, n)``."""
+        return self.model.step(z, u)
+
+    def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(A (B, n, n), B (B, n, m), c (B, n))``; see :meth:`E2C.linearize`."""
+        return self.model.linearize(z, u, self.jacobian)
+
+
+class LatentMPCAgent:
+    """Receding-horizon iLQR in the latent space of a trained E2C model.
+
+    ``u_low``, ``u_high``: the env's action box ``(m,)``. Runs on the model's device and dtype.
+    After each :meth:`act`, :meth:`decoded_latent` and :meth:`decoded_plan` show what the agent
+    believes: the decoded current latent and the decoded latent trajectory of the last plan.
+    """
+
+    def __init__(
+        self,
+        model: E2C,
+        u_low: np.ndarray,
+        u_high: np.ndarray,
+        plan: PlanConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.model = model.eval()
+        self.plan_config = plan or PlanConfig()
+        p = self.plan_config
+        weights = next(model.parameters())
+        self.device, dtype = weights.device, weights.dtype
+        self.obs_shape = tuple(model.config.obs_shape)
+        n, m = model.config.latent_dim, model.config.action_dim
+        like = {"dtype": dtype, "device": self.device}
+        low = torch.as_tensor(np.asarray(u_low, dtype=np.float64).reshape(-1), **like)
+        high = torch.as_tensor(np.asarray(u_high, dtype=np.float64).reshape(-1), **like)
+        if low.shape != (m,) or high.shape != (m,):
+            raise UserError(
+                f"the action box has shape {tuple(low.shape)} but the model's action_dim is {m}"
+            )
+        eye = torch.eye(n, **like)
+        cost = QuadraticCost(
+            Q=p.q * eye, R=p.r * torch.eye(m, **like), Q_f=p.q_f * eye, goal=torch.zeros(n, **like)
+        )
+        self.planner = MPCPlanner(
+            ModelDynamics(model, p.jacobian),
+            cost,
+            p.horizon,
+            low,
+            high,
+            ILQRConfig(max_iterations=p.max_iterations),
+            replan_every=p.replan_every,
+            restarts=p.restarts,
+            seed=seed,
+        )
+        self.goal_latent: Tensor | None = None
+        """Encoder mean of the goal image ``(n,)``, set by :meth:`reset`."""
+        self.latent: Tensor | None = None
+        """Encoder means ``(B, n)`` of the last observations given to :meth:`act`."""
+        self._batch: int | None = None
+
+    @classmethod
+    def from_run(
+        cls,
+        run_dir: Path | str,
+        env: Any,
+        device: torch.device | str = "cpu",
+        plan: PlanConfig | None = None,
+        seed: int = 0,
+    ) -> LatentMPCAgent:
+        """The agent of a trained run for ``env``; ``plan`` defaults to the run's ``plan``.
+
+        Raises UserError for a run without a checkpoint or one trained on another env.
+        """
+        model, config = load_model(run_dir, device)
+        check_run_env(config, env, Path(run_dir))
+        space = env.action_space
+        return cls(model, space.low, space.high, plan or config.plan, seed)
+
+    def reset(self, goal_obs: np.ndarray, batch_size: int) -> None:
+        """Encode the goal image uint8 ``(k, H, W)`` and forget the previous plan."""
+        goal = check_image(goal_obs, self.obs_shape, "the goal image")
+        if batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {batch_size}")
+        self.goal_latent = self.encode(goal[None])[0]
+        self.planner.reset(batch_size, goal=self.goal_latent)
+        self.latent = None
+        self._batch = batch_size
+
+    def act(self, obs: np.ndarray, states: np.ndarray | None = None) -> np.ndarray:
+        """Actions float32 ``(B, m)`` for observations uint8 ``(B, k, H, W)``; ``states`` is
+        ignored (the agent learns from pixels only)."""
+        if self.goal_latent is None:
+            raise UserError("call reset(goal_obs, batch_size) before act()")
+        x = check_batch(obs, self.obs_shape, self._batch)
+        self.latent = self.encode(x)
+        with torch.no_grad():  # torch.func inside linearize still differentiates
+            u = self.planner.plan(self.latent)
+        return u.cpu().numpy().astype(np.float32)
+
+    def encode(self, obs: np.ndarray) -> Tensor:
+        """Encoder means ``(B, n)`` of observations uint8 ``(B, k, H, W)``."""
+        with torch.no_grad():
+            return self.model.encode(torch.as_tensor(obs, device=self.device)).mean
+
+    def decode(self, z: Tensor) -> np.ndarray:
+        """Images uint8 ``(B, k, H, W)`` of latents ``z (B, n)`` (Bernoulli means or Gaussian
+        means, clipped to [0, 1])."""
+        with torch.no_grad():
+            out = self.model.decode(z.to(self.device))
+            if self.model.config.likelihood == "bernoulli":
+                out = torch.sigmoid(out)
+        return (out.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+    def decoded_latent(self, rows: list[int] | None = None) -> np.ndarray:
+        """Decoded current latents uint8 ``(b, k, H, W)`` of ``rows`` (default all)."""
+        if self.latent is None:
+            raise UserError("decoded_latent() needs a call to act() first")
+        z = self.latent if rows is None else self.latent[rows]
+        return self.decode(z)
+
+    def decoded_plan(self, rows: list[int] | None = None) -> np.ndarray:
+        """Decoded latent trajectory of the last plan, uint8 ``(b, T + 1, k, H, W)``: step 0
+        is the latent the plan was made from, step t the one predicted t steps ahead."""
+        z = self.planner.predicted_states
+        if z is None:
+            raise UserError("decoded_plan() needs a call to act() first")
+        z = z if rows is None else z[rows]
+        b, steps, n = z.shape
+        return self.decode(z.reshape(b * steps, n)).reshape(b, steps, *self.obs_shape)
+
+
+def check_run_env(config: ExperimentConfig, env: Any, run_dir: Path) -> None:
+    """Raise UserError unless the model of ``config`` was trained on ``env``'s task.
+
+    Compares the env id (a plug-in's ``module:`` prefix ignored), the observation shape and
+    the action dimension.
+    """
+    try:
+        inner = require_control_env(env)
+    except TypeError as exc:
+        raise UserError(str(exc)) from None
+    spec = getattr(env, "spec", None) or getattr(inner, "spec", None)
+    trained_on = config.data.env_id
+    if spec is not None and _plain_id(spec.id) != _plain_id(trained_on):
+        raise UserError(
+            f"the model of {run_dir} was trained on {trained_on!r}, not {spec.id!r}; "
+            f"evaluate it on {trained_on!r} or train a model for {spec.id!r}"
+        )
+    obs_shape = tuple(inner.observation_space.shape)  # type: ignore[attr-defined]
+    if obs_shape != tuple(config.model.obs_shape):
+        raise UserError(
+            f"the model of {run_dir} reads observations of shape {config.model.obs_shape}, "
+            f"but the env gives {obs_shape}; it was trained on another env ({trained_on!r})"
+        )
+    action_dim = int(np.prod(inner.action_space.shape))  # type: ignore[attr-defined]
+    if action_dim != config.model.action_dim:
+        raise UserError(
+            f"the model of {run_dir} takes {config.model.action_dim}-d actions, the env "
+            f"{action_dim}-d; it was trained on another env ({trained_on!r})"
+        )
+
+
+def _plain_id(env_id: str) -> str:
+    """``module:Name-v0`` -> ``Name-v0`` (Gymnasium registers plug-ins without the module)."""
+    return env_id.rsplit(":", 1)[-1]

@@ -1,0 +1,455 @@
+"""Evaluation of a trained run against the oracle and a random agent (``latentrl evaluate``).
+
+Protocol, for the run's env (``config.data.env_id``) and its ``eval`` config section:
+
+* ``episodes`` start states from ``env.sample_start_states`` with the generator seeded by
+  ``eval.seed``, the same for every agent (Pendulum-v0: θ in π ± 0.2, θ̇ = 0);
+* the goal image is the env's observation of its goal state;
+* each agent runs all episodes at once in a Gymnasium ``SyncVectorEnv`` of ``B`` copies, each
+  reset into its start state, for ``horizon`` steps (default ``env.horizon``; 200 for the
+  pendulum) with autoreset disabled; an episode that terminates early is an error;
+* per episode, over the states ``s_1 .. s_T`` reached after each action: the fraction of steps
+  in the goal region (``goal_distance <= goal_radius``; Pendulum-v0: π/6) and in half of it
+  (π/12), success (in the goal region for each of the final ``ceil(T / 10)`` steps), and the
+  trajectory cost ``Σ_{t<T} env.cost(s_t, u_t)``; per agent, the wall time of ``agent.act``
+  per control step (one batched call for all ``B`` episodes, in ms). Aggregates: mean and
+  standard error over episodes (over control steps for the time).
+
+Artifacts in ``RUN_DIR/eval/``: ``results.json`` (settings, start states, per-episode and
+aggregate metrics per agent), ``trajectories.npz`` (states, actions, costs per agent),
+``states.png`` (goal distance and every state coordinate over time, all episodes),
+``videos/latent_episode_XX.gif`` (observation | decoded latent | decoded plan at several
+steps ahead), ``metrics.jsonl`` (per-step means), ``summary.json``; W&B gets the same under
+``eval/<agent>/<metric>`` in a run with job type ``evaluate``, grouped by experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from latentrl.agents import Agent, LatentMPCAgent, OracleMPCAgent, RandomAgent
+from latentrl.checkpoint import CONFIG_FILE
+from latentrl.config import ExperimentConfig, apply_overrides, load_config, to_dict
+from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
+from latentrl.errors import UserError
+from latentrl.logging import Logger, resolve_wandb_mode
+from latentrl.plots import image_grid
+
+EVAL_DIR = "eval"
+RESULTS_FILE = "results.json"
+TRAJECTORIES_FILE = "trajectories.npz"
+PLOT_FILE = "states.png"
+VIDEOS_DIR = "videos"
+FINAL_FRACTION = 0.1
+"""Success: in the goal region for each of the final ``ceil(FINAL_FRACTION · T)`` steps."""
+EPISODE_METRICS = ("steps_in_goal", "steps_in_goal_half_radius", "success", "cost")
+GIF_SCALE = 2
+GIF_PLAN_FRAMES = 4
+
+
+# --- metrics: pure functions ------------------------------------------------------------------
+
+
+def final_steps(horizon: int, fraction: float = FINAL_FRACTION) -> int:
+    """Steps at the end of an episode that count for success: ``ceil(fraction · T)``, >= 1."""
+    return max(1, math.ceil(fraction * horizon - 1e-9))  # 0.1 * 30 is 3.0000000000000004
+
+
+def episode_metrics(
+    distances: np.ndarray, costs: np.ndarray, radius: float
+) -> dict[str, np.ndarray]:
+    """Per-episode metrics ``(B,)`` from goal distances ``(B, T)`` of ``s_1 .. s_T`` and step
+    costs ``(B, T)``: fractions of steps within ``radius`` and ``radius / 2``, success (0/1),
+    trajectory cost."""
+    inside = distances <= radius
+    return {
+        "steps_in_goal": inside.mean(axis=1),
+        "steps_in_goal_half_radius": (distances <= radius / 2).mean(axis=1),
+        "success": inside[:, -final_steps(distances.shape[1]) :].all(axis=1).astype(np.float64),
+        "cost": costs.sum(axis=1),
+    }
+
+
+def mean_and_se(values: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error ``std(ddof=1) / sqrt(n)`` (NaN for fewer than 2 values)."""
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    se = float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return float(np.mean(x)), se
+
+
+# --- rollouts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Episodes of one agent: ``B`` episodes of ``T`` steps."""
+
+    states: np.ndarray
+    """True states ``(B, T + 1, d)``, ``s_0`` (the start) to ``s_T``."""
+    actions: np.ndarray
+    """Actions ``(B, T, m)``."""
+    costs: np.ndarray
+    """``env.cost(s_t, u_t)``, ``(B, T)``."""
+    act_seconds: np.ndarray
+    """Wall time of each batched ``agent.act`` call, ``(T,)``."""
+    frames: np.ndarray | None
+    """Video frames uint8 ``(b, T, H', W')`` of the first ``b`` episodes, if asked for."""
+
+
+FrameFn = Callable[[np.ndarray], np.ndarray]
+"""Observations uint8 ``(b, k, H, W)`` of the filmed episodes -> frames uint8 ``(b, H', W')``,
+called right after ``act``."""
+
+
+def run_episodes(
+    env_id: str,
+    task: ControlEnv,
+    agent: Agent,
+    starts: np.ndarray,
+    horizon: int,
+    filmed: int = 0,
+    frame_fn: FrameFn | None = None,
+) -> Rollout:
+    """Run ``agent`` from each of ``starts (B, d)`` for ``horizon`` steps in a vector env of
+    ``B`` copies of ``env_id``; ``task`` (an unwrapped instance) supplies goal and cost."""
+    batch = starts.shape[0]
+    vec = gym.vector.SyncVectorEnv(
+        [lambda: make_env(env_id) for _ in range(batch)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+    )
+    states = np.empty((batch, horizon + 1, starts.shape[1]))
+    actions, costs, seconds, frames = [], [], np.empty(horizon), []
+    try:
+        obs, states[:, 0] = _reset_to(vec, starts)
+        agent.reset(goal_observation(task), batch)
+        for t in range(horizon):
+            start = time.perf_counter()
+            u = agent.act(obs, states[:, t].copy())
+            seconds[t] = time.perf_counter() - start
+            if frame_fn is not None and filmed:
+                frames.append(frame_fn(obs[:filmed]))
+            actions.append(u)
+            costs.append(task.cost(states[:, t], u))
+            obs, _, terminated, _, info = vec.step(u)
+            if np.any(terminated):
+                raise UserError(
+                    f"{env_id} ended an episode after {t + 1} of {horizon} steps; evaluation "
+                    "needs episodes that run for the whole horizon (no termination)"
+                )
+            states[:, t + 1] = info["state"]
+    finally:
+        vec.close()
+    video = np.stack(frames, axis=1) if frames else None
+    return Rollout(states, np.stack(actions, 1), np.stack(costs, 1), seconds, video)
+
+
+def _reset_to(vec: gym.vector.SyncVectorEnv, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reset copy ``i`` of ``vec`` into ``starts[i]``: observations and reported states."""
+    obs, info = vec.reset(options={"state": starts[0]})
+    states = np.array(info["state"], dtype=np.float64)
+    for i in range(1, len(starts)):
+        mask = np.arange(len(starts)) == i
+        obs, info = vec.reset(options={"state": starts[i], "reset_mask": mask})
+        states[i] = info["state"][i]
+    return obs, states
+
+
+def latent_frames(agent: LatentMPCAgent, obs: np.ndarray) -> np.ndarray:
+    """Video frames ``(b, H', W')`` after ``agent.act``: the observation's last frame, the
+    decoded current latent and the decoded plan at ``GIF_PLAN_FRAMES`` steps up to T ahead."""
+    rows = list(range(len(obs)))
+    plan = agent.decoded_plan(rows)[:, :, -1]  # (b, T + 1, H, W): last frame of each stack
+    steps = np.unique(np.linspace(1, plan.shape[1] - 1, GIF_PLAN_FRAMES).round().astype(int))
+    panels = [obs[:, -1], agent.decoded_latent(rows)[:, -1], *plan[:, steps].transpose(1, 0, 2, 3)]
+    stacked = np.stack(panels, axis=1)  # (b, panels, H, W)
+    return np.stack([image_grid([row], scale=GIF_SCALE) for row in stacked])
+
+
+# --- the evaluation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    eval_dir: Path
+    results: dict[str, Any]
+    """The content of results.json."""
+    table: str
+
+
+def evaluate_run(
+    run_dir: Path | str,
+    overrides: Sequence[str] = (),
+    *,
+    wandb_mode: str | None = None,
+    overwrite: bool = False,
+    echo: Callable[[str], None] = print,
+) -> EvalResult:
+    """Evaluate the run in ``run_dir`` with its ``eval`` and ``plan`` config sections,
+    changed by ``overrides`` (``eval.*``/``plan.*`` assignments); writes ``run_dir/eval/``."""
+    run_dir = Path(run_dir)
+    config = _eval_config(run_dir, overrides)
+    out = run_dir / EVAL_DIR
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    ev = config.eval
+    env = make_env(config.data.env_id)
+    try:
+        task = require_control_env(env)
+        horizon = _horizon(env, task, ev.horizon)
+        agents = _make_agents(run_dir, config, env, task)
+        starts = task.sample_start_states(ev.episodes, np.random.default_rng(ev.seed))
+        rollouts: dict[str, Rollout] = {}
+        for name, agent in agents.items():
+            echo(f"evaluating {name}: {ev.episodes} episodes of {horizon} steps")
+            frame_fn = None
+            if isinstance(agent, LatentMPCAgent):
+                frame_fn = lambda obs, a=agent: latent_frames(a, obs)  # noqa: E731
+            filmed = min(ev.gifs, ev.episodes)
+            rollouts[name] = run_episodes(
+                config.data.env_id, task, agent, starts, horizon, filmed, frame_fn
+            )
+        results = build_results(run_dir, config, task, starts, rollouts)
+        fps = int(env.metadata.get("render_fps", 20))
+        table = format_table(results)
+        _write_artifacts(out, config, results, rollouts, task, fps, wandb_mode, run_dir.name)
+    finally:
+        env.close()
+    echo(table)
+    return EvalResult(out, results, table)
+
+
+def _eval_config(run_dir: Path, overrides: Sequence[str]) -> ExperimentConfig:
+    if not (run_dir / CONFIG_FILE).exists():
+        raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
+    for assignment in overrides:
+        if not assignment.strip().startswith(("eval.", "plan.")):
+            raise UserError(
+                f"evaluation changes only eval.* and plan.* settings, got --set {assignment!r}"
+            )
+    return apply_overrides(load_config(run_dir / CONFIG_FILE), overrides)
+
+
+def _horizon(env: gym.Env, task: ControlEnv, override: int | None) -> int:
+    horizon = task.horizon if override is None else override
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    if limit is not None and horizon > limit:
+        raise UserError(
+            f"an episode of {horizon} steps is longer than {env.spec.id}'s time limit of "
+            f"{limit} steps; choose eval.horizon <= {limit}"
+        )
+    return horizon
+
+
+def _make_agents(
+    run_dir: Path, config: ExperimentConfig, env: gym.Env, task: ControlEnv
+) -> dict[str, Agent]:
+    from latentrl.train import resolve_device
+
+    ev, agents = config.eval, {}
+    for name in ev.agents:
+        if name == "latent":
+            device = resolve_device(ev.device)
+            agents[name] = LatentMPCAgent.from_run(run_dir, env, device, config.plan, ev.seed)
+        elif name == "oracle":
+            agents[name] = OracleMPCAgent(task, horizon=ev.oracle_horizon, seed=ev.seed)
+        else:
+            agents[name] = RandomAgent.for_env(task, seed=ev.seed)
+    return agents
+
+
+def build_results(
+    run_dir: Path,
+    config: ExperimentConfig,
+    task: ControlEnv,
+    starts: np.ndarray,
+    rollouts: dict[str, Rollout],
+) -> dict[str, Any]:
+    """The JSON-ready content of results.json."""
+    agents = {}
+    for name, r in rollouts.items():
+        batch, horizon = r.costs.shape
+        distances = task.goal_distance(r.states[:, 1:].reshape(batch * horizon, -1))
+        per_episode = episode_metrics(distances.reshape(batch, horizon), r.costs, task.goal_radius)
+        aggregate = {key: _mean_se(values) for key, values in per_episode.items()}
+        aggregate["ms_per_step"] = _mean_se(1_000 * r.act_seconds)
+        episodes = [
+            {"start_state": starts[i].tolist(), **{k: float(v[i]) for k, v in per_episode.items()}}
+            for i in range(batch)
+        ]
+        agents[name] = {"aggregate": aggregate, "episodes": episodes}
+    return {
+        "run_dir": str(run_dir),
+        "env_id": config.data.env_id,
+        "episodes": int(starts.shape[0]),
+        "horizon": int(next(iter(rollouts.values())).costs.shape[1]),
+        "goal_radius": float(task.goal_radius),
+        "final_steps": final_steps(next(iter(rollouts.values())).costs.shape[1]),
+        "state_names": list(task.state_names),
+        "start_states": starts.tolist(),
+        "eval": to_dict(config.eval),
+        "plan": to_dict(config.plan),
+        "gif_panels": ["observation", "decoded latent"]
+        + [f"plan step {s}" for s in _plan_steps(config.plan.horizon)],
+        "agents": agents,
+    }
+
+
+def _plan_steps(horizon: int) -> list[int]:
+    return np.unique(np.linspace(1, horizon, GIF_PLAN_FRAMES).round().astype(int)).tolist()
+
+
+def _mean_se(values: np.ndarray) -> dict[str, float | None]:
+    mean, se = mean_and_se(values)
+    return {"mean": mean, "se": se if math.isfinite(se) else None}
+
+
+def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
+    """``eval/<agent>/<metric>`` (mean) and ``.../<metric>_se`` for the run summary."""
+    out = {}
+    for agent, block in results["agents"].items():
+        for metric, stats in block["aggregate"].items():
+            out[f"eval/{agent}/{metric}"] = stats["mean"]
+            if stats["se"] is not None:
+                out[f"eval/{agent}/{metric}_se"] = stats["se"]
+    return out
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A readable table: one row per agent, mean ± standard error of each metric."""
+    columns = [
+        ("steps in goal", "steps_in_goal", "{:.3f}"),
+        ("in goal r/2", "steps_in_goal_half_radius", "{:.3f}"),
+        ("success", "success", "{:.2f}"),
+        ("cost", "cost", "{:.1f}"),
+        ("ms/step", "ms_per_step", "{:.1f}"),
+    ]
+    header = ["agent", *(title for title, _, _ in columns)]
+    rows = [header]
+    for agent, block in results["agents"].items():
+        row = [agent]
+        for _, key, fmt in columns:
+            stats = block["aggregate"][key]
+            se = "" if stats["se"] is None else " ± " + fmt.format(stats["se"])
+            row.append(fmt.format(stats["mean"]) + se)
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    title = (
+        f"{results['env_id']}: {results['episodes']} episodes of {results['horizon']} steps, "
+        f"goal radius {results['goal_radius']:.4g}, success = in goal for the last "
+        f"{results['final_steps']} steps"
+    )
+    return "\n".join([title, *lines])
+
+
+# --- artifacts --------------------------------------------------------------------------------
+
+
+def _write_artifacts(
+    out: Path,
+    config: ExperimentConfig,
+    results: dict[str, Any],
+    rollouts: dict[str, Rollout],
+    task: ControlEnv,
+    fps: int,
+    wandb_mode: str | None,
+    run_name: str,
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    arrays = {f"{name}/{field}": getattr(r, field) for name, r in rollouts.items()
+              for field in ("states", "actions", "costs")}  # fmt: skip
+    np.savez_compressed(out / TRAJECTORIES_FILE, **arrays)
+    plot = state_plot(rollouts, task)
+    _save_png(out / PLOT_FILE, plot)
+    videos = []
+    for name, r in rollouts.items():
+        for i, frames in enumerate([] if r.frames is None else r.frames):
+            videos.append(out / VIDEOS_DIR / f"{name}_episode_{i:02d}.gif")
+            write_gif(videos[-1], frames, fps)
+
+    mode = resolve_wandb_mode(wandb_mode, os.environ)
+    with Logger(out, f"{run_name}__eval", to_dict(config), mode, group=config.name,
+                job_type="evaluate") as logger:  # fmt: skip
+        for t in range(results["horizon"]):
+            logger.log(_step_metrics(rollouts, task, t + 1), step=t + 1)
+        logger.log_summary(summary_metrics(results))
+        _log_media(logger, plot, videos, fps)
+
+
+def _step_metrics(rollouts: dict[str, Rollout], task: ControlEnv, t: int) -> dict[str, float]:
+    """Means over episodes at step ``t``: goal distance and share of episodes in the goal."""
+    out = {}
+    for name, r in rollouts.items():
+        distance = task.goal_distance(r.states[:, t])
+        out[f"eval/{name}/goal_distance"] = float(distance.mean())
+        out[f"eval/{name}/in_goal"] = float((distance <= task.goal_radius).mean())
+    return out
+
+
+def _log_media(logger: Logger, plot: np.ndarray, videos: list[Path], fps: int) -> None:
+    """The state plot and the GIFs to W&B (the files are already in the eval directory)."""
+    if logger.wandb_mode == "disabled":
+        return
+    import wandb
+
+    media: dict[str, Any] = {"eval/states": wandb.Image(plot)}
+    for path in videos:
+        media[f"eval/videos/{path.stem}"] = wandb.Video(str(path), format="gif")
+    # Logger has no video method; its guarded W&B call keeps a W&B failure from stopping us.
+    logger._to_wandb("log", lambda run: run.log(media))
+
+
+def state_plot(rollouts: dict[str, Rollout], task: ControlEnv) -> np.ndarray:
+    """Goal distance and each state coordinate over time (rows), one column per agent, a line
+    per episode; dashed lines at the goal radius and half of it. uint8 ``(H, W, 3)``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = ["goal distance", *task.state_names]
+    cols = len(rollouts)
+    figure = Figure(figsize=(3.6 * cols, 1.8 * len(names)), dpi=100, layout="constrained")
+    axes = figure.subplots(len(names), cols, squeeze=False, sharex=True)
+    for c, (agent, r) in enumerate(rollouts.items()):
+        batch, steps, d = r.states.shape
+        distance = task.goal_distance(r.states.reshape(-1, d)).reshape(batch, steps)
+        series = [distance, *r.states.transpose(2, 0, 1)]
+        for row, values in enumerate(series):
+            ax = axes[row, c]
+            ax.plot(np.arange(steps), values.T, linewidth=0.8, alpha=0.7)
+            ax.set_ylabel(names[row]) if c == 0 else None
+            if row == 0:
+                ax.set_title(agent)
+                for radius in (task.goal_radius, task.goal_radius / 2):
+                    ax.axhline(radius, color="black", linestyle="--", linewidth=0.8)
+        axes[-1, c].set_xlabel("step")
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def write_gif(path: Path, frames: np.ndarray, fps: int) -> None:
+    """Frames uint8 ``(T, H, W)`` as a looping GIF at ``fps`` frames per second."""
+    import imageio.v3 as iio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, frames, extension=".gif", duration=1_000 / fps, loop=0)
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(path)

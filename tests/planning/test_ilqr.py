@@ -1,0 +1,300 @@
+"""iLQR against exact references: finite-horizon LQR, the condensed boxed QP, batching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import lsq_linear
+
+from latentrl.errors import UserError
+from latentrl.planning import (
+    FunctionDynamics,
+    ILQRConfig,
+    LinearDynamics,
+    QuadraticCost,
+    box_qp,
+    pendulum_dynamics,
+    riccati_step,
+    solve_ilqr,
+    trajectory_cost,
+)
+
+F64 = torch.float64
+
+
+def spd(gen: torch.Generator, *shape: int, floor: float = 0.1) -> torch.Tensor:
+    X = torch.randn(*shape, generator=gen, dtype=F64)
+    return X @ X.mT / shape[-1] + floor * torch.eye(shape[-1], dtype=F64)
+
+
+def random_lq(batch: int, n: int, m: int, seed: int) -> tuple[LinearDynamics, QuadraticCost]:
+    """Per-problem stable-ish A (spectral radius about 0.95-1.05), B, c, SPD Q, R, Q_f, goal."""
+    gen = torch.Generator().manual_seed(seed)
+    A = torch.linalg.matrix_exp(0.3 * torch.randn(batch, n, n, generator=gen, dtype=F64) / n)
+    A = A / torch.linalg.eigvals(A).abs().amax(-1)[:, None, None] * 1.0
+    B = torch.randn(batch, n, m, generator=gen, dtype=F64)
+    c = 0.1 * torch.randn(batch, n, generator=gen, dtype=F64)
+    cost = QuadraticCost(
+        Q=spd(gen, batch, n, n),
+        R=spd(gen, batch, m, m),
+        Q_f=10 * spd(gen, batch, n, n),
+        goal=torch.randn(batch, n, generator=gen, dtype=F64),
+    )
+    return LinearDynamics(A, B, c), cost
+
+
+def lqr_reference(A, B, c, Q, R, Q_f, g, z0, T):
+    """Exact affine finite-horizon LQR in float64 NumPy: V_t(z) = zᵀP z + 2 pᵀz + const."""
+    P, p = Q_f, -Q_f @ g
+    gains = []
+    for _ in range(T):
+        S = R + B.T @ P @ B
+        K = np.linalg.solve(S, B.T @ P @ A)
+        kk = np.linalg.solve(S, B.T @ (P @ c + p))
+        Acl = A - B @ K
+        p = -Q @ g + K.T @ R @ kk + Acl.T @ (P @ (c - B @ kk) + p)
+        P = Q + K.T @ R @ K + Acl.T @ P @ Acl
+        P = 0.5 * (P + P.T)
+        gains.append((K, kk))
+    gains.reverse()
+    z, us, cost = z0, [], 0.0
+    for K, kk in gains:
+        u = -K @ z - kk
+        cost += (z - g) @ Q @ (z - g) + u @ R @ u
+        us.append(u)
+        z = A @ z + B @ u + c
+    cost += (z - g) @ Q_f @ (z - g)
+    return np.array(us), cost
+
+
+@pytest.mark.parametrize(("n", "m", "T"), [(3, 1, 10), (5, 2, 30), (8, 2, 50), (4, 1, 50)])
+def test_unconstrained_matches_lqr(n: int, m: int, T: int) -> None:
+    batch = 3
+    dyn, cost = random_lq(batch, n, m, seed=n * 100 + T)
+    z0 = torch.randn(batch, n, dtype=F64)
+    res = solve_ilqr(dyn, z0, torch.zeros(batch, T, m, dtype=F64), cost)
+    assert bool(res.converged.all())
+    assert int(res.iterations.max()) <= 2
+    for b in range(batch):
+        u_ref, J_ref = lqr_reference(
+            *(t[b].numpy() for t in (dyn.A, dyn.B, dyn.c, cost.Q, cost.R, cost.Q_f, cost.goal)),
+            z0[b].numpy(),
+            T,
+        )
+        np.testing.assert_allclose(res.u[b].numpy(), u_ref, rtol=1e-6, atol=1e-6 * abs(u_ref).max())
+        assert float(res.cost[b]) == pytest.approx(J_ref, rel=1e-6)
+
+
+def condensed_qp(A, B, c, Q, R, Q_f, g, z0, T):
+    """The whole boxed LQ problem as one QP in U = (u_0 .. u_{T-1}): ½UᵀHU + fᵀU + const."""
+    n, m = B.shape
+    free = [z0]  # response to zero controls
+    for _ in range(T):
+        free.append(A @ free[-1] + c)
+    M = np.zeros((T * n, T * m))  # z_{t+1} = free_{t+1} + Σ_{s<=t} A^{t-s} B u_s
+    for t in range(T):
+        for s in range(t + 1):
+            M[t * n : (t + 1) * n, s * m : (s + 1) * m] = np.linalg.matrix_power(A, t - s) @ B
+    Qbar = np.kron(np.eye(T), Q)
+    Qbar[-n:, -n:] = Q_f
+    Rbar = np.kron(np.eye(T), R)
+    resid = np.concatenate(free[1:]) - np.tile(g, T)
+    H = 2 * (M.T @ Qbar @ M + Rbar)
+    f = 2 * M.T @ Qbar @ resid
+    const = resid @ Qbar @ resid + (z0 - g) @ Q @ (z0 - g)
+    return H, f, const
+
+
+def test_boxed_lq_matches_condensed_qp() -> None:
+    batch, n, m, T = 2, 3, 2, 15
+    dyn, cost = random_lq(batch, n, m, seed=1)
+    z0 = 2 * torch.randn(batch, n, dtype=F64, generator=torch.Generator().manual_seed(2))
+    u0 = torch.zeros(batch, T, m, dtype=F64)
+    # Per-problem, asymmetric boxes that cut the unconstrained optimum.
+    scale = solve_ilqr(dyn, z0, u0, cost).u.abs().amax(-2)  # (B, m)
+    low, high = -0.3 * scale, 0.2 * scale
+    cfg = ILQRConfig(tolerance=1e-13, max_iterations=100)
+    res = solve_ilqr(dyn, z0, u0, cost, low, high, cfg)
+    assert bool(res.converged.all())
+    for b in range(batch):
+        H, f, const = condensed_qp(
+            *(t[b].numpy() for t in (dyn.A, dyn.B, dyn.c, cost.Q, cost.R, cost.Q_f, cost.goal)),
+            z0[b].numpy(),
+            T,
+        )
+        # Generic bounded solver: ½|C U - d|² with H = CᵀC, scipy's active-set BVLS.
+        C = np.linalg.cholesky(H).T
+        lo, hi = np.tile(low[b].numpy(), T), np.tile(high[b].numpy(), T)
+        U = lsq_linear(C, -np.linalg.solve(C.T, f), bounds=(lo, hi), method="bvls").x
+        J_ref = 0.5 * U @ H @ U + f @ U + const
+        active = np.isclose(U, lo) | np.isclose(U, hi)
+        assert 0.1 < active.mean() < 0.9  # the bounds bind, but not everywhere
+        np.testing.assert_allclose(res.u[b].reshape(-1).numpy(), U, atol=1e-6 * np.abs(U).max())
+        assert float(res.cost[b]) == pytest.approx(J_ref, rel=1e-9)
+
+
+def pendulum_cost(batch: int, dtype: torch.dtype = F64, terminal: float = 10.0) -> QuadraticCost:
+    """Pendulum-v1's cost weights, θ wrapped; heavier terminal weight."""
+    Q = torch.diag(torch.tensor([1.0, 0.1], dtype=dtype))
+    return QuadraticCost(
+        Q=Q,
+        R=torch.tensor([[1e-3]], dtype=dtype),
+        Q_f=terminal * Q,
+        goal=torch.zeros(batch, 2, dtype=dtype),
+        angle_dims=(0,),
+    )
+
+
+def pendulum_starts(batch: int, dtype: torch.dtype = F64) -> torch.Tensor:
+    theta = torch.linspace(math.pi - 0.4, math.pi + 0.4, batch, dtype=dtype)
+    return torch.stack([theta, torch.linspace(-1.0, 1.0, batch, dtype=dtype)], dim=1)
+
+
+def test_batched_equals_one_by_one() -> None:
+    batch, T = 4, 30
+    dyn = FunctionDynamics(pendulum_dynamics)
+    z0 = pendulum_starts(batch)
+    u0 = 0.5 * torch.randn(batch, T, 1, dtype=F64, generator=torch.Generator().manual_seed(0))
+    cost = pendulum_cost(batch)
+    cfg = ILQRConfig(max_iterations=15)
+    together = solve_ilqr(dyn, z0, u0, cost, -2.0, 2.0, cfg)
+    assert len(set(together.iterations.tolist())) > 1  # problems really stop at different times
+    for b in range(batch):
+        alone_cost = QuadraticCost(cost.Q, cost.R, cost.Q_f, cost.goal[b : b + 1], (0,))
+        alone = solve_ilqr(dyn, z0[b : b + 1], u0[b : b + 1], alone_cost, -2.0, 2.0, cfg)
+        np.testing.assert_allclose(together.u[b].numpy(), alone.u[0].numpy(), atol=1e-10)
+        assert int(together.iterations[b]) == int(alone.iterations[0])
+        assert float(together.cost[b]) == pytest.approx(float(alone.cost[0]), rel=1e-12)
+
+
+def test_parallel_line_search_equals_sequential() -> None:
+    dyn = FunctionDynamics(pendulum_dynamics)
+    z0, u0 = pendulum_starts(3), torch.zeros(3, 30, 1, dtype=F64)
+    seq = solve_ilqr(dyn, z0, u0, pendulum_cost(3), -2.0, 2.0, ILQRConfig(max_iterations=10))
+    par_cfg = ILQRConfig(max_iterations=10, parallel_line_search=True)
+    par = solve_ilqr(dyn, z0, u0, pendulum_cost(3), -2.0, 2.0, par_cfg)
+    np.testing.assert_allclose(par.u.numpy(), seq.u.numpy(), atol=1e-10)
+    assert par.iterations.tolist() == seq.iterations.tolist()
+
+
+def test_pendulum_swing_up_plan_float32_and_float64() -> None:
+    """One open-loop plan from near hanging reaches upright in both precisions.
+
+    (The problem has many local minima, e.g. spinning over twice; from exactly θ = π the two
+    precisions break the symmetry to different sides, so start 0.3 rad off.)"""
+    results = {}
+    for dtype in (torch.float32, torch.float64):
+        z0 = torch.tensor([[math.pi - 0.3, 0.0]], dtype=dtype)
+        cost = pendulum_cost(1, dtype, terminal=100.0)
+        res = solve_ilqr(
+            FunctionDynamics(pendulum_dynamics),
+            z0,
+            torch.zeros(1, 60, 1, dtype=dtype),
+            cost,
+            -2.0,
+            2.0,
+            ILQRConfig(max_iterations=100, tolerance=1e-5),
+        )
+        assert res.u.dtype == dtype and res.z.dtype == dtype and res.K.dtype == dtype
+        assert bool(res.converged.all())
+        assert float(res.u.abs().max()) <= 2.0
+        end = res.z[0, -1].double()
+        assert abs(float(end[0])) < 0.01 and abs(float(end[1])) < 0.01
+        # The reported cost is the cost of the returned trajectory.
+        recomputed = trajectory_cost(cost, res.z, res.u)
+        assert float(recomputed[0]) == pytest.approx(float(res.cost[0]), rel=1e-5)
+        results[dtype] = float(res.cost[0])
+    assert results[torch.float32] == pytest.approx(results[torch.float64], rel=1e-4)
+
+
+def test_riccati_step_against_formulas() -> None:
+    """Unconstrained: k = -(Q_uu + μI)⁻¹Q_u, K = -(Q_uu + μI)⁻¹Q_uz, and with μ = 0 the exact
+    value update; boxed: k is the box QP solution and K has zero rows where k is clamped."""
+    gen = torch.Generator().manual_seed(4)
+    batch, n, m = 16, 4, 3
+    A = torch.randn(batch, n, n, generator=gen, dtype=F64)
+    B = torch.randn(batch, n, m, generator=gen, dtype=F64)
+    l_z = torch.randn(batch, n, 1, generator=gen, dtype=F64)
+    l_u = torch.randn(batch, m, 1, generator=gen, dtype=F64)
+    V_z = torch.randn(batch, n, 1, generator=gen, dtype=F64)
+    l_zz, l_uu, V_zz = spd(gen, batch, n, n), spd(gen, batch, m, m), spd(gen, batch, n, n)
+    eye = torch.eye(m, dtype=F64).expand(batch, m, m)
+    inf = torch.full((batch, m), math.inf, dtype=F64)
+    Q_z = l_z + A.mT @ V_z
+    Q_u = l_u + B.mT @ V_z
+    Q_zz = l_zz + A.mT @ V_zz @ A
+    Q_uu = l_uu + B.mT @ V_zz @ B
+    Q_uz = B.mT @ V_zz @ A
+
+    s = riccati_step(A, B, l_z, l_u, l_zz, l_uu, V_z, V_zz, 0.5 * eye, -inf, inf)
+    H = Q_uu + 0.5 * eye
+    np.testing.assert_allclose(s.k.numpy(), -torch.linalg.solve(H, Q_u).numpy(), atol=1e-10)
+    np.testing.assert_allclose(s.K.numpy(), -torch.linalg.solve(H, Q_uz).numpy(), atol=1e-10)
+    assert bool(s.ok.all())
+
+    s0 = riccati_step(A, B, l_z, l_u, l_zz, l_uu, V_z, V_zz, 0 * eye, -inf, inf)
+    V_zz_ref = Q_zz - Q_uz.mT @ torch.linalg.solve(Q_uu, Q_uz)
+    V_z_ref = Q_z - Q_uz.mT @ torch.linalg.solve(Q_uu, Q_u)
+    np.testing.assert_allclose(s0.V_zz.numpy(), V_zz_ref.numpy(), atol=1e-9)
+    np.testing.assert_allclose(s0.V_z.numpy(), V_z_ref.numpy(), atol=1e-9)
+    dv_ref = -0.5 * (Q_u.mT @ torch.linalg.solve(Q_uu, Q_u))  # kᵀQ_u + ½kᵀQ_uu k
+    np.testing.assert_allclose(s0.dv.sum(-1).numpy(), dv_ref[..., 0].numpy(), atol=1e-9)
+
+    low, high = -0.2 * torch.ones(batch, m, dtype=F64), 0.2 * torch.ones(batch, m, dtype=F64)
+    boxed = riccati_step(A, B, l_z, l_u, l_zz, l_uu, V_z, V_zz, 0.5 * eye, low, high)
+    qp = box_qp(H, Q_u[..., 0], low, high)
+    np.testing.assert_allclose(boxed.k[..., 0].numpy(), qp.x.numpy(), atol=1e-10)
+    clamped = ~qp.free
+    assert bool(clamped.any())
+    assert float(boxed.K[clamped].abs().max()) == 0.0
+
+
+def test_function_dynamics_jacobians_and_tiling() -> None:
+    z = pendulum_starts(5)
+    u = torch.linspace(-1.5, 1.5, 5, dtype=F64)[:, None]
+    A, B, c = FunctionDynamics(pendulum_dynamics).linearize(z, u)
+    dt = 0.05
+    th = z[:, 0]
+    np.testing.assert_allclose(A[:, 1, 0].numpy(), (15 * torch.cos(th) * dt).numpy(), atol=1e-12)
+    np.testing.assert_allclose(A[:, 0, 0].numpy(), (1 + 15 * torch.cos(th) * dt**2).numpy())
+    np.testing.assert_allclose(B[:, :, 0].numpy(), np.tile([3 * dt**2, 3 * dt], (5, 1)))
+    f = pendulum_dynamics(z, u)
+    np.testing.assert_allclose(
+        (A @ z[..., None] + B @ u[..., None])[..., 0].numpy() + c.numpy(), f.numpy(), atol=1e-12
+    )
+    # LinearDynamics with per-problem matrices: row r of a stacked batch is problem r mod P.
+    dyn, _ = random_lq(2, 3, 1, seed=0)
+    zz, uu = torch.randn(6, 3, dtype=F64), torch.randn(6, 1, dtype=F64)
+    out = dyn.step(zz, uu)
+    np.testing.assert_allclose(
+        out[3].numpy(), (dyn.A[1] @ zz[3] + dyn.B[1] @ uu[3] + dyn.c[1]).numpy()
+    )
+
+
+def test_user_errors_are_clear() -> None:
+    dyn, cost = random_lq(2, 3, 1, seed=0)
+    z0, u0 = torch.zeros(2, 3, dtype=F64), torch.zeros(2, 5, 1, dtype=F64)
+    with pytest.raises(UserError, match="u_init"):
+        solve_ilqr(dyn, z0, torch.zeros(3, 5, 1, dtype=F64), cost)
+    with pytest.raises(UserError, match="u_low must be <= u_high"):
+        solve_ilqr(dyn, z0, u0, cost, 1.0, -1.0)
+    with pytest.raises(UserError, match=r"cost\.Q must be"):
+        solve_ilqr(dyn, z0, u0, QuadraticCost(torch.eye(2), cost.R, cost.Q_f, cost.goal))
+    with pytest.raises(UserError, match="alphas"):
+        ILQRConfig(alphas=(2.0,))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu() -> None:
+    dyn = FunctionDynamics(pendulum_dynamics)
+    z0, u0 = pendulum_starts(8), torch.zeros(8, 40, 1, dtype=F64)
+    cfg = ILQRConfig(max_iterations=20, parallel_line_search=True)
+    cpu = solve_ilqr(dyn, z0, u0, pendulum_cost(8), -2.0, 2.0, cfg)
+    cost_gpu = pendulum_cost(8)
+    cost_gpu = QuadraticCost(cost_gpu.Q, cost_gpu.R, cost_gpu.Q_f, cost_gpu.goal.cuda(), (0,))
+    gpu = solve_ilqr(dyn, z0.cuda(), u0.cuda(), cost_gpu, -2.0, 2.0, cfg)
+    assert gpu.u.is_cuda
+    np.testing.assert_allclose(gpu.cost.cpu().numpy(), cpu.cost.numpy(), rtol=1e-6)
