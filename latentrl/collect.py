@@ -95,9 +95,14 @@ def collect(
             disable=not progress,
             dynamic_ncols=True,
         )
-        with bar, _chunk_source(env, inner, spec, workers) as make_chunk:
-            for index in range(writer.chunks_done, spec.num_chunks()):
-                writer.write_chunk(make_chunk(index))
+        with bar, _chunk_source(env, inner, spec, workers) as start_chunk:
+            indices = range(writer.chunks_done, spec.num_chunks())
+            pending = start_chunk(indices[0]) if indices else None
+            for index in indices:
+                arrays = pending()
+                # Workers render the next chunk while this process compresses and writes.
+                pending = start_chunk(index + 1) if index + 1 < spec.num_chunks() else None
+                writer.write_chunk(arrays)
                 bar.update(spec.chunk_count(index))
         return writer.finish()
     finally:
@@ -114,25 +119,33 @@ def _shapes(env: gym.Env) -> dict[str, tuple[int, ...]]:
     return {"obs": obs_space.shape, "action": action_space.shape, "state": state_space.shape}
 
 
+Pending = Callable[[], Arrays]
+"""A chunk being made: calling it waits for and returns its arrays."""
+
+
 @contextmanager
 def _chunk_source(
     env: gym.Env, inner: ControlEnv, spec: CollectionSpec, workers: int
-) -> Iterator[Callable[[int], Arrays]]:
-    """A function chunk index -> arrays, with whatever worker processes it needs."""
+) -> Iterator[Callable[[int], Pending]]:
+    """A function that starts making chunk ``index``, with whatever workers it needs."""
     low, high = env.action_space.low, env.action_space.high
     if spec.mode == "uniform" and workers == 1:
-        yield lambda index: transition_arrays(inner, *uniform_inputs(inner, spec, index, low, high))
+        yield (
+            lambda index: (
+                lambda: transition_arrays(inner, *uniform_inputs(inner, spec, index, low, high))
+            )
+        )
     elif spec.mode == "uniform":
         context = multiprocessing.get_context("spawn")  # MuJoCo renderers hang after fork
         init = functools.partial(_init_worker, spec.env_id, dict(spec.env_kwargs))
         with ProcessPoolExecutor(workers, mp_context=context, initializer=init) as pool:
-            yield lambda index: _pooled_transition_arrays(
+            yield lambda index: _submit_transitions(
                 pool, workers, *uniform_inputs(inner, spec, index, low, high)
             )
     else:
         vector_env = _make_vector_env(spec, workers)
         try:
-            yield lambda index: rollout_chunk(vector_env, spec, index, low, high)
+            yield lambda index: lambda: rollout_chunk(vector_env, spec, index, low, high)
         finally:
             vector_env.close()
 
@@ -173,14 +186,18 @@ def _worker_transitions(states: np.ndarray, actions: np.ndarray) -> Arrays:
     return transition_arrays(require_control_env(_worker_env), states, actions)
 
 
-def _pooled_transition_arrays(
+def _submit_transitions(
     pool: Executor, workers: int, states: np.ndarray, actions: np.ndarray
-) -> Arrays:
-    """``transition_arrays`` with the states split across worker processes."""
+) -> Pending:
+    """Start ``transition_arrays`` with the states split across worker processes."""
     parts = np.array_split(np.arange(len(states)), workers)
     futures = [pool.submit(_worker_transitions, states[p], actions[p]) for p in parts]
-    results = [future.result() for future in futures]
-    return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+    def gather() -> Arrays:
+        results = [future.result() for future in futures]
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+    return gather
 
 
 def _make_vector_env(spec: CollectionSpec, workers: int) -> gym.vector.VectorEnv:
