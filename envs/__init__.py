@@ -23,6 +23,7 @@ from latentrl.envs.contract import (
     goal_observation,
     in_box,
     in_goal,
+    requested_state,
     require_control_env,
     wrap_angle,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "in_box",
     "in_goal",
     "make_env",
+    "requested_state",
     "require_control_env",
     "wrap_angle",
 ]

@@ -17,6 +17,7 @@ All batched methods take and return NumPy arrays with the batch in the leading d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -137,6 +138,26 @@ def check_states(env: ControlEnv, states: np.ndarray) -> np.ndarray:
             f"(state box low {space.low.tolist()}, high {space.high.tolist()})"
         )
     return arr
+
+
+def requested_state(env: ControlEnv, options: Mapping[str, Any] | None) -> np.ndarray | None:
+    """The start state ``(d,)`` asked for by ``reset(options={"state": s})``, checked.
+
+    None when no state was asked for; InvalidStateError for an invalid one; ValueError for
+    options other than ``"state"``.
+    """
+    options = options or {}
+    unknown = set(options) - {"state"}
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; only 'state' is accepted")
+    if "state" not in options:
+        return None
+    states = check_states(env, options["state"])
+    if states.shape[0] != 1:
+        raise InvalidStateError(
+            f"reset takes one state of shape {env.state_space.shape}, got {states.shape}"
+        )
+    return states[0].copy()
 
 
 def in_box(space: spaces.Box, states: np.ndarray) -> np.ndarray:

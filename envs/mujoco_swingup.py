@@ -37,7 +37,7 @@ import numpy as np
 from gymnasium import logger, spaces
 from gymnasium.envs.mujoco import MujocoEnv
 
-from latentrl.envs.contract import check_states, in_box, wrap_angle
+from latentrl.envs.contract import check_states, in_box, requested_state, wrap_angle
 
 ASSETS = Path(__file__).parent / "assets"
 FRAME_SKIP = 5
@@ -288,14 +288,8 @@ class _SwingupEnv(MujocoEnv):
         """Start from ``options["state"]`` (d,) if given, else from a hanging start state."""
         # Env.reset seeds np_random; MujocoEnv.reset would drop options.
         super(MujocoEnv, self).reset(seed=seed)
-        unknown = set(options or {}) - {"state"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; only 'state' is accepted")
-        if options is not None and "state" in options:
-            states = check_states(self, options["state"])
-            if len(states) != 1:
-                raise ValueError(f"reset takes one state of shape {self.state_space.shape}")
-            state = states[0]
+        state = requested_state(self, options)
+        if state is not None:
             # The box admits theta = pi, reported as -pi; wrapping other angles would move them by
             # a rounding error, and a reset must report exactly the state it was given.
             state[self._hinges] = np.where(

@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs.contract import check_states, in_box, wrap_angle
+from latentrl.envs.contract import in_box, requested_state, wrap_angle
 
 # Pendulum-v1's constants (gymnasium/envs/classic_control/pendulum.py).
 GRAVITY = 10.0
@@ -190,15 +190,9 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"state"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; only 'state' is accepted")
-        if "state" in options:
-            states = check_states(self, options["state"])
-            if states.shape[0] != 1:
-                raise ValueError(f"reset takes one state of shape (2,), got {states.shape}")
-            self._physics = states[0].copy()
+        state = requested_state(self, options)
+        if state is not None:
+            self._physics = state
         else:
             # Pendulum-v1's draw: the same seed gives the same initial state.
             high = np.array([np.pi, 1.0])

@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs.contract import check_states, in_box
+from latentrl.envs.contract import check_states, in_box, requested_state
 
 FIELD_SIZE = 40
 AGENT_RADIUS = 1.5
@@ -158,17 +158,8 @@ class PlanarEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"state"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; only 'state' is accepted")
-        if "state" in options:
-            states = check_states(self, options["state"])
-            if states.shape[0] != 1:
-                raise ValueError(f"reset takes one state of shape (2,), got {states.shape}")
-            self._state = states[0].copy()
-        else:
-            self._state = self.sample_start_states(1, self.np_random)[0]
+        state = requested_state(self, options)
+        self._state = state if state is not None else self.sample_start_states(1, self.np_random)[0]
         return self._observation()
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs import check_states, in_box
+from latentrl.envs import in_box, requested_state
 
 DT = 0.1
 SIZE = 32
@@ -96,10 +96,8 @@ class PointMassEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        if options and "state" in options:
-            self._state = check_states(self, options["state"])[0]
-        else:
-            self._state = self.sample_start_states(1, self.np_random)[0]
+        state = requested_state(self, options)  # checked; None if no state was asked for
+        self._state = state if state is not None else self.sample_start_states(1, self.np_random)[0]
         return self.observe(self._state[None])[0], {"state": self._state.copy()}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
