@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import NamedTuple
+from functools import cache
+from itertools import product
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -32,6 +34,7 @@ class BoxQPStatus(IntEnum):
     SMALL_IMPROVEMENT = 4
     SMALL_GRADIENT = 5
     ALL_CLAMPED = 6
+    ACTIVE_SET = 7  # exact: the best of all 3^m active sets (small m; not in Tassa's code)
 
 
 _RUNNING = -2
@@ -39,8 +42,13 @@ _RUNNING = -2
 
 @dataclass(frozen=True)
 class BoxQPOptions:
-    """Stopping rules and line search of the projected-Newton iteration (Tassa's defaults)."""
+    """Method, and the projected-Newton iteration's stopping rules (Tassa's defaults)."""
 
+    method: Literal["auto", "enumerate", "projected_newton"] = "auto"
+    """``"enumerate"`` solves the QP on each of the 3^m faces of the box (free, at lower, at
+    upper per dimension) at once and keeps the best feasible point: exact, a fixed number of
+    batched ops, for small m. ``"auto"``: closed form for m = 1, enumeration for m <= 3,
+    projected Newton beyond."""
     max_iterations: int = 100
     min_grad: float | None = None
     """Stop when the free gradient's norm is below ``min_grad * (1 + |g|_∞)``; ``None``:
@@ -107,6 +115,8 @@ def cholesky(H: Tensor) -> tuple[Tensor, Tensor]:
 
 def cholesky_solve(L: Tensor, rhs: Tensor) -> Tensor:
     """``(L Lᵀ)⁻¹ rhs`` for ``L (B, m, m)`` lower triangular, ``rhs (B, m, k)``."""
+    if L.shape[-1] == 1:  # a division: LAPACK's per-matrix loop cost 74 µs for B = 256
+        return rhs / (L * L)
     return torch.cholesky_solve(rhs, L)
 
 
@@ -121,7 +131,7 @@ def solve_free(chol: Tensor, free: Tensor, rhs: Tensor) -> Tensor:
     """``H_ff⁻¹ rhs`` on free rows, 0 on clamped rows: ``rhs (B, m)`` or ``(B, m, k)``."""
     vector = rhs.ndim == free.ndim
     R = rhs.unsqueeze(-1) if vector else rhs
-    out = cholesky_solve(chol, R * free.unsqueeze(-1).to(R.dtype))
+    out = cholesky_solve(chol, R * free.unsqueeze(-1))
     return out.squeeze(-1) if vector else out
 
 
@@ -140,97 +150,128 @@ def box_qp(
     """Solve ``min 0.5 xᵀHx + gᵀx`` s.t. ``lower <= x <= upper`` for a batch.
 
     ``H (B, m, m)`` SPD (regularise before calling), ``g (B, m)``, bounds ``(B, m)`` or ``(m,)``
-    (``±inf`` allowed), warm start ``x0 (B, m)`` (clamped into the box; default 0). With
-    ``m = 1`` the answer is the clamped Newton step; otherwise a feasible unconstrained minimiser
-    is returned at once and the remaining problems run Tassa's projected Newton with an Armijo
-    line search. Problems that have stopped are left untouched while the others iterate.
+    (``±inf`` allowed), warm start ``x0 (B, m)`` for projected Newton (clamped into the box;
+    default 0). With ``m = 1`` the answer is the clamped Newton step; otherwise, when the
+    unconstrained minimisers of all problems are feasible they are returned at once, else
+    :class:`BoxQPOptions` ``method`` decides: face enumeration, or Tassa's projected Newton
+    with an Armijo line search (problems that have stopped stay put while others iterate).
     """
     opts = options or BoxQPOptions()
     batch, m = g.shape
-    lower = lower.to(g).expand(batch, m)
-    upper = upper.to(g).expand(batch, m)
-    if m == 1:
+    lower, upper = lower.to(g), upper.to(g)
+    method = opts.method
+    if method == "auto":
+        method = "scalar" if m == 1 else "enumerate" if m <= _ENUMERATE_MAX else ""
+    if method == "scalar":
         return _box_qp_scalar(H, g, lower, upper)
+    lower, upper = lower.expand(batch, m), upper.expand(batch, m)
     chol, ok = cholesky(H)
     x_newton = -cholesky_solve(chol, g.unsqueeze(-1)).squeeze(-1)
     inside = ok & ((x_newton >= lower) & (x_newton <= upper)).all(-1)
     status = torch.where(inside, int(BoxQPStatus.UNCONSTRAINED), _RUNNING).to(torch.long)
-    iterations = torch.zeros_like(status)
-    x0 = torch.zeros_like(g) if x0 is None else x0.to(g)
+    free = torch.ones_like(g, dtype=torch.bool)
     if bool(inside.all()):  # nothing binds: the Newton step, all dimensions free
-        return BoxQPResult(x_newton, torch.ones_like(g, dtype=torch.bool), chol, status, iterations)
+        return BoxQPResult(x_newton, free, chol, status, torch.zeros_like(status))
+    if method == "enumerate":
+        return _box_qp_enumerate(H, g, lower, upper)
+    x0 = torch.zeros_like(g) if x0 is None else x0.to(g)
     x = torch.where(inside.unsqueeze(-1), x_newton, torch.clamp(x0, lower, upper))
-    x, status, iterations = _projected_newton(H, g, lower, upper, x, status, opts)
-    free = free_set(g + (H @ x.unsqueeze(-1)).squeeze(-1), x, lower, upper)
-    chol, ok = free_cholesky(H, free)
-    status = torch.where(ok, status, int(BoxQPStatus.NOT_POSITIVE_DEFINITE))
-    return BoxQPResult(x, free, chol, status, iterations)
+    return _projected_newton(H, g, lower, upper, BoxQPResult(x, free, chol, status, status), opts)
 
 
 def _box_qp_scalar(H: Tensor, g: Tensor, lower: Tensor, upper: Tensor) -> BoxQPResult:
     """``m = 1``: the clamped Newton step is exact (kept short: iLQR calls it T times)."""
     h = H[:, :, 0]
-    x = torch.clamp(-g / h, lower, upper)
-    free = free_set(g + h * x, x, lower, upper)
-    pd = h > 0
-    chol = torch.where(free & pd, h.sqrt(), 1.0).unsqueeze(-1)
-    status = torch.where(
-        pd[:, 0],
-        torch.where(free[:, 0], int(BoxQPStatus.UNCONSTRAINED), int(BoxQPStatus.ALL_CLAMPED)),
-        int(BoxQPStatus.NOT_POSITIVE_DEFINITE),
-    )
+    newton = -g / h
+    x = torch.clamp(newton, lower, upper)
+    # Clamped exactly when the Newton step leaves the box: then the gradient at the bound
+    # points outwards (h > 0), the free_set rule. A non-PD h gives a NaN factor, flagged.
+    free = (newton >= lower) & (newton <= upper)
+    chol = torch.where(free, h.sqrt(), 1.0).unsqueeze(-1)
+    code = torch.where(free[:, 0], int(BoxQPStatus.UNCONSTRAINED), int(BoxQPStatus.ALL_CLAMPED))
+    status = torch.where(h[:, 0] > 0, code, int(BoxQPStatus.NOT_POSITIVE_DEFINITE))
     return BoxQPResult(x, free, chol, status, torch.zeros_like(status))
 
 
+_ENUMERATE_MAX = 3
+
+
+@cache
+def _faces(m: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Masks ``(3^m, m)`` of the dimensions held at the lower and at the upper bound."""
+    codes = torch.tensor(list(product((0, 1, 2), repeat=m)), device=device)
+    return codes == 1, codes == 2
+
+
+def _box_qp_enumerate(H: Tensor, g: Tensor, lower: Tensor, upper: Tensor) -> BoxQPResult:
+    """Exact solution by trying every face: on a face the clamped dimensions sit at their
+    bounds and the free ones solve the reduced Newton system. The optimum lies in the relative
+    interior of some face and is that face's minimiser, so the cheapest feasible one wins."""
+    batch, m = g.shape
+    at_low, at_up = _faces(m, g.device)  # (P, m)
+    n_faces = at_low.shape[0]
+    free = ~(at_low | at_up)
+    fixed = torch.where(at_low, lower[:, None], torch.where(at_up, upper[:, None], 0.0))
+    H_all = H.unsqueeze(1).expand(batch, n_faces, m, m)
+    chol, ok = free_cholesky(H_all, free.expand(batch, n_faces, m))
+    rhs = -(g.unsqueeze(1) + (H_all @ fixed.unsqueeze(-1)).squeeze(-1))  # (B, P, m)
+    x = torch.where(free, solve_free(chol, free.expand(batch, n_faces, m), rhs), fixed)
+    in_box = (x >= lower[:, None]) & (x <= upper[:, None]) & torch.isfinite(x)
+    value = qp_value(H_all, g.unsqueeze(1).expand(batch, n_faces, m), x)
+    value = torch.where(ok & in_box.all(-1) & torch.isfinite(value), value, torch.inf)
+    best = value.argmin(-1)
+    rows = torch.arange(batch, device=g.device)
+    best_free = free[best]
+    # Face 0 has every dimension free: its factor exists iff H is positive definite.
+    status = torch.where(
+        best_free.all(-1),
+        int(BoxQPStatus.UNCONSTRAINED),
+        torch.where(best_free.any(-1), int(BoxQPStatus.ACTIVE_SET), int(BoxQPStatus.ALL_CLAMPED)),
+    )
+    status = torch.where(ok[:, 0], status, int(BoxQPStatus.NOT_POSITIVE_DEFINITE))
+    return BoxQPResult(x[rows, best], best_free, chol[rows, best], status, torch.zeros_like(status))
+
+
 def _projected_newton(
-    H: Tensor,
-    g: Tensor,
-    lower: Tensor,
-    upper: Tensor,
-    x: Tensor,
-    status: Tensor,
-    opts: BoxQPOptions,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Tassa's boxQP iteration on the problems whose ``status`` is running; ``x`` feasible."""
+    H: Tensor, g: Tensor, lower: Tensor, upper: Tensor, start: BoxQPResult, opts: BoxQPOptions
+) -> BoxQPResult:
+    """Tassa's boxQP iteration for the problems whose status is running (``start.x`` feasible);
+    the others keep ``start``. Each problem's free set and factor are those at its final x."""
     min_grad = opts.min_grad if opts.min_grad is not None else _default_min_grad(g.dtype)
     grad_scale = 1 + g.abs().amax(-1)
+    x, out_free, out_chol, status = start.x, start.free, start.chol, start.status
     value = qp_value(H, g, x)
     old_value = value
     iterations = torch.zeros_like(status)
-
-    def stop(mask: Tensor, code: int) -> Tensor:
-        """Mark running problems in ``mask`` as stopped with ``code``; returns the marked."""
-        hit = mask & (status == _RUNNING)
-        status.masked_fill_(hit, code)
-        return hit
-
     for it in range(opts.max_iterations):
-        if it > 0:
-            improvement = old_value - value
-            stop(
-                improvement < opts.min_rel_improve * old_value.abs(), BoxQPStatus.SMALL_IMPROVEMENT
-            )
-        running = status == _RUNNING
-        if not bool(running.any()):
-            break
-        iterations += running
-        old_value = value
         grad = g + (H @ x.unsqueeze(-1)).squeeze(-1)
         free = free_set(grad, x, lower, upper)
-        stop(~free.any(-1), BoxQPStatus.ALL_CLAMPED)
         chol, ok = free_cholesky(H, free)
-        stop(~ok, BoxQPStatus.NOT_POSITIVE_DEFINITE)
-        grad_norm = torch.linalg.vector_norm(grad * free, dim=-1)
-        stop(grad_norm < min_grad * grad_scale, BoxQPStatus.SMALL_GRADIENT)
+        running = status == _RUNNING
+        out_free = torch.where(running.unsqueeze(-1), free, out_free)
+        out_chol = torch.where(running[:, None, None], chol, out_chol)
         # Newton step on the free set with clamped dims held: -H_ff⁻¹ grad_f (zero elsewhere).
         search = -solve_free(chol, free, grad)
         slope = (search * grad).sum(-1)
-        stop(~(slope < 0), BoxQPStatus.NO_DESCENT)
-
+        grad_norm = torch.linalg.vector_norm(grad * free, dim=-1)
+        # Stopping tests in Tassa's order; the first that holds names the status.
+        code = torch.where(~(slope < 0), int(BoxQPStatus.NO_DESCENT), _RUNNING)
+        code = torch.where(grad_norm < min_grad * grad_scale, int(BoxQPStatus.SMALL_GRADIENT), code)
+        code = torch.where(ok, code, int(BoxQPStatus.NOT_POSITIVE_DEFINITE))
+        code = torch.where(free.any(-1), code, int(BoxQPStatus.ALL_CLAMPED))
+        if it > 0:
+            small = old_value - value < opts.min_rel_improve * old_value.abs()
+            code = torch.where(small, int(BoxQPStatus.SMALL_IMPROVEMENT), code)
+        status = torch.where(running, code, status)
         pending = status == _RUNNING
+        if not bool(pending.any()):
+            break
+        iterations += pending
+        old_value = value
+
         step = torch.ones_like(value)
         new_x, new_value = x, value
-        while bool(pending.any()):
+        while True:  # Armijo backtracking, per problem
             cand = torch.clamp(x + step.unsqueeze(-1) * search, lower, upper)
             cand_value = qp_value(H, g, cand)
             accept = pending & ((cand_value - value) / (step * slope) >= opts.armijo)
@@ -238,9 +279,18 @@ def _projected_newton(
             new_value = torch.where(accept, cand_value, new_value)
             pending = pending & ~accept
             step = torch.where(pending, step * opts.step_decrease, step)
-            too_small = pending & (step < opts.min_step)
-            pending = pending & ~stop(too_small, BoxQPStatus.LINE_SEARCH_FAILED)
+            failed = pending & (step < opts.min_step)
+            status = torch.where(failed, int(BoxQPStatus.LINE_SEARCH_FAILED), status)
+            pending = pending & ~failed
+            if not bool(pending.any()):
+                break
         x, value = new_x, new_value
-
-    status.masked_fill_(status == _RUNNING, int(BoxQPStatus.MAX_ITERATIONS))
-    return x, status, iterations
+    else:  # out of iterations: the last step moved x, so refactor there
+        moved = status == _RUNNING
+        status = torch.where(moved, int(BoxQPStatus.MAX_ITERATIONS), status)
+        free = free_set(g + (H @ x.unsqueeze(-1)).squeeze(-1), x, lower, upper)
+        chol, ok = free_cholesky(H, free)
+        out_free = torch.where(moved.unsqueeze(-1), free, out_free)
+        out_chol = torch.where(moved[:, None, None], chol, out_chol)
+        status = torch.where(moved & ~ok, int(BoxQPStatus.NOT_POSITIVE_DEFINITE), status)
+    return BoxQPResult(x, out_free, out_chol, status, iterations)

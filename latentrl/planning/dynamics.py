@@ -105,17 +105,25 @@ class LinearDynamics:
         if A.ndim == 3 and not (A.shape[0] == B.shape[0] == c.shape[0]):
             raise UserError("batched A, B and c must have the same leading dimension P")
         self.A, self.B, self.c = A, B, c
+        self._cached: tuple[tuple[torch.dtype, torch.device], tuple[Tensor, ...]] | None = None
 
     def _params(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Parameters as ``(rows, ...)`` tensors in the dtype/device of ``like (rows, n)``."""
+        """Parameters in the dtype/device of ``like``, converted once and cached."""
+        key = (like.dtype, like.device)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, tuple(p.to(like) for p in (self.A, self.B, self.c)))
+        return self._cached[1]
+
+    def _rows(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Parameters as ``(rows, ...)`` tensors for ``like (rows, n)``."""
+        A, B, c = self._params(like)
         rows = like.shape[0]
-        A, B, c = (p.to(like) for p in (self.A, self.B, self.c))
         if A.ndim == 2:
             return A.expand(rows, -1, -1), B.expand(rows, -1, -1), c.expand(rows, -1)
         P = A.shape[0]
         if rows % P != 0:
             raise UserError(
-                f"LinearDynamics holds {P} problems; a batch of {rows} rows is not a multiple of it"
+                f"LinearDynamics holds {P} problems; a batch of {rows} rows is not a multiple"
             )
         reps = rows // P
         return A.repeat(reps, 1, 1), B.repeat(reps, 1, 1), c.repeat(reps, 1)
@@ -123,11 +131,14 @@ class LinearDynamics:
     def step(self, z: Tensor, u: Tensor) -> Tensor:
         """Next states: ``z (B, n)``, ``u (B, m)`` -> ``(B, n)``."""
         A, B, c = self._params(z)
+        if A.ndim == 2:  # shared: plain matrix products, no per-row copies
+            return z @ A.mT + u @ B.mT + c
+        A, B, c = self._rows(z)
         return _bmv(A, z) + _bmv(B, u) + c
 
     def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(A (B, n, n), B (B, n, m), c (B, n))``: the model itself."""
-        return self._params(z)
+        return self._rows(z)
 
 
 def rollout(dynamics: Dynamics, z0: Tensor, u: Tensor) -> Tensor:

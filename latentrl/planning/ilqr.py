@@ -100,17 +100,15 @@ class RiccatiStep(NamedTuple):
     K: Tensor  # (B, m, n)
     V_z: Tensor  # (B, n, 1)
     V_zz: Tensor  # (B, n, n)
-    dv: Tensor  # (B, 1, 2): (kᵀQ_u, ½ kᵀQ_uu k); a step α predicts ΔJ = α dv₀ + α² dv₁
-    ok: Tensor  # (B,) bool: False where Q_uu + μI was not positive definite
+    Q_u: Tensor  # (B, m, 1)  the step α k changes the cost by about
+    Q_uu: Tensor  # (B, m, m)  α kᵀQ_u + ½ α² kᵀQ_uu k (the line search's prediction)
+    status: Tensor  # (B,) BoxQPStatus of the step's QP; NOT_POSITIVE_DEFINITE: a failure
 
 
 def riccati_step(
-    A: Tensor,
-    B: Tensor,
-    l_z: Tensor,
-    l_u: Tensor,
-    l_zz: Tensor,
-    l_uu: Tensor,
+    F: Tensor,
+    l_x: Tensor,
+    l_xx: Tensor,
     V_z: Tensor,
     V_zz: Tensor,
     reg: Tensor,
@@ -119,34 +117,33 @@ def riccati_step(
     k_warm: Tensor | None = None,
     qp_options: BoxQPOptions | None = None,
 ) -> RiccatiStep:
-    """Control-limited Riccati step from ``t + 1`` to ``t`` (no state-control cost term).
+    """Control-limited Riccati step from ``t + 1`` to ``t``, in the joint variable x = (z, u).
 
-    Vectors are columns, so that each product is one batched matmul: ``l_z, V_z (B, n, 1)``,
-    ``l_u (B, m, 1)``; ``A (B, n, n)``, ``B (B, n, m)``, ``l_zz, V_zz (B, n, n)``,
-    ``l_uu (B, m, m)``, Levenberg-Marquardt term ``reg = μI (B, m, m)``; bounds on the control
-    change ``du_low, du_high`` and the QP warm start ``k_warm`` are ``(B, m)``. The step
-    ``k = argmin ½ kᵀ(Q_uu + μI)k + Q_uᵀk`` within the bounds comes from the box QP,
-    ``K = -(Q_uu + μI)_ff⁻¹ Q_uz`` on free rows and 0 on clamped ones; the value update uses
-    the unregularised ``Q_uu`` (Tassa et al. 2014, eq. 11).
+    ``F = [A B] (B, n, n + m)``; stage cost gradient ``l_x = [l_z; l_u] (B, n + m, 1)`` and
+    Hessian ``l_xx (B, n + m, n + m)`` (a state-control cross term is allowed); next value
+    ``V_z (B, n, 1)``, ``V_zz (B, n, n)`` (vectors are columns: each product is one batched
+    matmul); Levenberg-Marquardt term
+    ``reg = μI (B, m, m)``; bounds on the control change ``du_low, du_high`` and the QP warm
+    start ``k_warm`` are ``(B, m)``. With ``Q_x = l_x + Fᵀ V_z``, ``Q_xx = l_xx + Fᵀ V_zz F``:
+    ``k = argmin ½ kᵀ(Q_uu + μI)k + Q_uᵀk`` within the bounds (box QP), ``K = -(Q_uu + μI)_ff⁻¹
+    Q_uz`` on free rows and 0 on clamped ones, and with ``M = [I; K]`` the value update
+    ``V_zz = Mᵀ Q_xx M``, ``V_z = Mᵀ Q_x + Mᵀ Q_xu k`` uses the unregularised ``Q_uu``
+    (Tassa et al. 2014, eq. 11).
     """
-    At, Bt = A.mT, B.mT
-    BtV = Bt @ V_zz
-    Q_z = l_z + At @ V_z
-    Q_u = l_u + Bt @ V_z
-    Q_zz = l_zz + At @ V_zz @ A
-    Q_uu = l_uu + BtV @ B
-    Q_uz = BtV @ A
+    n = F.shape[-2]
+    Ft = F.mT
+    Q_x = l_x + Ft @ V_z
+    Q_xx = l_xx + Ft @ V_zz @ F
+    Q_u, Q_uu, Q_uz = Q_x[:, n:], Q_xx[:, n:, n:], Q_xx[:, n:, :n]
     qp = box_qp(Q_uu + reg, Q_u.squeeze(-1), du_low, du_high, k_warm, qp_options)
     k = qp.x.unsqueeze(-1)
     K = -solve_free(qp.chol, qp.free, Q_uz)
-    Kt = K.mT
-    Q_uu_k = Q_uu @ k
-    V_z = Q_z + Kt @ (Q_uu_k + Q_u) + Q_uz.mT @ k
-    W = Kt @ Q_uz
-    V_zz = Q_zz + Kt @ Q_uu @ K + W + W.mT
-    V_zz = 0.5 * (V_zz + V_zz.mT)
-    dv = k.mT @ torch.cat([Q_u, 0.5 * Q_uu_k], dim=-1)
-    return RiccatiStep(k, K, V_z, V_zz, dv, qp.status != BoxQPStatus.NOT_POSITIVE_DEFINITE)
+    eye = torch.eye(n, dtype=F.dtype, device=F.device).expand(K.shape[0], n, n)
+    M = torch.cat([eye, K], dim=1)  # (B, n + m, n): dz ↦ (dz, K dz)
+    MtQ = M.mT @ Q_xx
+    V_zz = MtQ @ M
+    V_z = M.mT @ Q_x + MtQ[:, :, n:] @ k
+    return RiccatiStep(k, K, V_z, 0.5 * (V_zz + V_zz.mT), Q_u, Q_uu, qp.status)
 
 
 def _bmv(M: Tensor, v: Tensor) -> Tensor:
@@ -292,33 +289,35 @@ def _backward_pass(
     k_warm: Tensor,
     qp_options: BoxQPOptions,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gains ``k (B, T, m)``, ``K (B, T, m, n)``, predicted-decrease terms ``dV (B, 2)`` and
+    """Gains ``k (B, T, m)``, ``K (B, T, m, n)``, predicted-decrease terms ``dv (B, 2)`` and
     ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``."""
+    batch, T, m = u.shape
+    n = z.shape[-1]
     r = _residual(c, z)
     # Per-step inputs as lists of views (Q, R symmetric, so r Q = (Q r)ᵀ for all t at once).
-    l_z = (2 * r[:, :-1] @ c.Q).unsqueeze(-1).unbind(1)
-    l_u = (2 * u @ c.R).unsqueeze(-1).unbind(1)
+    l_x = torch.cat([2 * r[:, :-1] @ c.Q, 2 * u @ c.R], dim=-1).unsqueeze(-1).unbind(1)
+    l_xx = torch.zeros(batch, n + m, n + m, dtype=u.dtype, device=u.device)
+    l_xx[:, :n, :n], l_xx[:, n:, n:] = 2 * c.Q, 2 * c.R
+    F = torch.cat([A, B], dim=-1).unbind(0)
     du_low, du_high = (low.unsqueeze(1) - u).unbind(1), (high.unsqueeze(1) - u).unbind(1)
     k_warm = k_warm.unbind(1)
-    A_t, B_t = A.unbind(0), B.unbind(0)
-    l_zz, l_uu = 2 * c.Q, 2 * c.R
-    reg = mu[:, None, None] * torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
+    reg = mu[:, None, None] * torch.eye(m, dtype=u.dtype, device=u.device)
     V_zz = 2 * c.Q_f
     V_z = V_zz @ r[:, -1].unsqueeze(-1)
-    ok = torch.ones_like(mu, dtype=torch.bool)
-    ks, Ks, dvs = [], [], []
-    # A failed step leaves NaNs in its own rows only (every op is row-wise), flagged by ok.
-    for t in reversed(range(u.shape[1])):
-        s = riccati_step(A_t[t], B_t[t], l_z[t], l_u[t], l_zz, l_uu, V_z, V_zz, reg,
-                         du_low[t], du_high[t], k_warm[t], qp_options)  # fmt: skip
+    steps = []
+    # A failed step leaves NaNs in its own rows only (every op is row-wise); status flags it.
+    for t in reversed(range(T)):
+        s = riccati_step(F[t], l_x[t], l_xx, V_z, V_zz, reg, du_low[t], du_high[t], k_warm[t],
+                         qp_options)  # fmt: skip
         V_z, V_zz = s.V_z, s.V_zz
-        ok = ok & s.ok
-        ks.append(s.k)
-        Ks.append(s.K)
-        dvs.append(s.dv)
-    k = torch.stack(ks[::-1], dim=1).squeeze(-1)
-    dv = torch.stack(dvs).sum(0).squeeze(-2)
-    return k, torch.stack(Ks[::-1], dim=1), dv, ok
+        steps.append(s)
+    steps.reverse()
+    k = torch.stack([s.k for s in steps], dim=1)  # (B, T, m, 1)
+    Q_u = torch.stack([s.Q_u for s in steps], dim=1)
+    Q_uu = torch.stack([s.Q_uu for s in steps], dim=1)
+    dv = torch.stack([(k * Q_u).sum((1, 2, 3)), 0.5 * (k * (Q_uu @ k)).sum((1, 2, 3))], dim=-1)
+    bad = torch.stack([s.status for s in steps]) == BoxQPStatus.NOT_POSITIVE_DEFINITE
+    return k.squeeze(-1), torch.stack([s.K for s in steps], dim=1), dv, ~bad.any(0)
 
 
 def _line_search(
@@ -329,17 +328,19 @@ def _line_search(
     J: Tensor,
     k: Tensor,
     K: Tensor,
-    dV: Tensor,
+    dv: Tensor,
     low: Tensor,
     high: Tensor,
+    active: Tensor,
     config: ILQRConfig,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per problem, the first step size with sufficient decrease: new ``z, u, J`` (the old
-    ones where none) and the acceptance mask ``(B,)``."""
+    """Per active problem, the first step size with sufficient decrease: new ``z, u, J`` (the
+    old ones where none) and the acceptance mask ``(B,)``; stops once every active problem
+    has accepted a step (inactive ones are rolled out along, as rows, but never accepted)."""
     batch, T, m = u_bar.shape
     alphas = torch.tensor(config.alphas, dtype=J.dtype, device=J.device)
     z_new, u_new, J_new = z_bar, u_bar, J
-    accepted = torch.zeros_like(J, dtype=torch.bool)
+    accepted = ~active  # marks the problems that need no more step sizes
     base = u_bar - _bmv(K, z_bar[:, :-1])  # ū - K z̄: the feedback's constant part
     groups = [alphas] if config.parallel_line_search else [a.reshape(1) for a in alphas]
     for a in groups:
@@ -357,7 +358,7 @@ def _line_search(
         u_try = u_try.view(reps, batch, T, m)
         J_try = _total_cost(c, z_try, u_try)  # (reps, B)
         a_col = a.unsqueeze(-1)
-        expected = -a_col * (dV[:, 0] + a_col * dV[:, 1])
+        expected = -a_col * (dv[:, 0] + a_col * dv[:, 1])
         decrease = J - J_try
         ratio = torch.where(expected > 0, decrease / expected, torch.sign(decrease))
         good = (ratio > config.min_decrease_ratio) & torch.isfinite(J_try)
@@ -370,7 +371,7 @@ def _line_search(
         accepted = accepted | take
         if bool(accepted.all()):
             break
-    return z_new, u_new, J_new, accepted
+    return z_new, u_new, J_new, accepted & active
 
 
 def solve_ilqr(
@@ -426,7 +427,7 @@ def solve_ilqr(
         A, Bm = A.view(T, batch, n, n), Bm.view(T, batch, n, m)
 
         while True:  # raise μ where Q_uu + μI is indefinite, as often as needed
-            k_new, K_new, dV, ok = _backward_pass(
+            k_new, K_new, dv, ok = _backward_pass(
                 c, A, Bm, z, u, sched.mu, low, high, k, cfg.box_qp_options
             )
             failed = active & ~ok
@@ -438,14 +439,15 @@ def solve_ilqr(
         K = torch.where(active[:, None, None, None], K_new, K)
 
         # A full step would gain this little: done (unless μ still damps the step).
-        small = -(dV[:, 0] + dV[:, 1]) < cfg.tolerance * J.abs()
+        small = -(dv[:, 0] + dv[:, 1]) < cfg.tolerance * J.abs()
         done = active & small & (sched.mu <= cfg.mu_min)
         converged, active = converged | done, active & ~done
         if not bool(active.any()):
             break
 
-        z_new, u_new, J_new, accepted = _line_search(dynamics, c, z, u, J, k, K, dV, low, high, cfg)
-        accepted = accepted & active
+        z_new, u_new, J_new, accepted = _line_search(
+            dynamics, c, z, u, J, k, K, dv, low, high, active, cfg
+        )
         rel_change = J - J_new < cfg.tolerance * J.abs()
         z = torch.where(accepted[:, None, None], z_new, z)
         u = torch.where(accepted[:, None, None], u_new, u)

@@ -8,6 +8,7 @@ import torch
 from scipy.optimize import lsq_linear, minimize
 
 from latentrl.planning.boxqp import (
+    BoxQPOptions,
     BoxQPStatus,
     box_qp,
     cholesky,
@@ -60,10 +61,17 @@ def reference_free_set(H, g, x, lower, upper, tol=1e-7):
     return ~((at_low & (grad > 0)) | (at_high & (grad < 0)))
 
 
-@pytest.mark.parametrize("m", [1, 2, 3, 4])
-def test_matches_scipy_with_active_bounds(m: int) -> None:
+METHODS = [
+    *((m, "auto") for m in range(1, 7)),
+    *((m, "projected_newton") for m in (1, 2, 3)),
+    *((m, "enumerate") for m in (1, 4)),
+]
+
+
+@pytest.mark.parametrize(("m", "method"), METHODS)
+def test_matches_scipy_with_active_bounds(m: int, method: str) -> None:
     H, g, lower, upper = random_problems(64, m, seed=m)
-    res = box_qp(H, g, lower, upper)
+    res = box_qp(H, g, lower, upper, options=BoxQPOptions(method=method))  # type: ignore[arg-type]
     assert bool((res.status >= 0).all())
     clamped_total, free_total = 0, 0
     for b in range(64):
@@ -80,10 +88,10 @@ def test_matches_scipy_with_active_bounds(m: int) -> None:
     assert free_total > 0.1 * 64 * m
 
 
-@pytest.mark.parametrize("m", [1, 3])
-def test_free_cholesky_and_solve(m: int) -> None:
+@pytest.mark.parametrize(("m", "method"), [(1, "auto"), (3, "enumerate"), (3, "projected_newton")])
+def test_free_cholesky_and_solve(m: int, method: str) -> None:
     H, g, lower, upper = random_problems(32, m, seed=10 + m)
-    res = box_qp(H, g, lower, upper)
+    res = box_qp(H, g, lower, upper, options=BoxQPOptions(method=method))  # type: ignore[arg-type]
     rhs = torch.randn(32, m, 5, dtype=F64)
     out = solve_free(res.chol, res.free, rhs)
     for b in range(32):
@@ -106,19 +114,20 @@ def test_unbounded_is_newton_step_and_status() -> None:
     assert bool(res.free.all())
 
 
-def test_warm_start_at_solution_takes_one_iteration() -> None:
-    H, g, lower, upper = random_problems(32, 4, seed=7)
+def test_projected_newton_warm_start_at_solution_stops_at_once() -> None:
+    H, g, lower, upper = random_problems(32, 5, seed=7)
     cold = box_qp(H, g, lower, upper)
     warm = box_qp(H, g, lower, upper, x0=cold.x)
     constrained = cold.status != BoxQPStatus.UNCONSTRAINED
     assert bool(constrained.any())
-    assert int(warm.iterations[constrained].max()) <= 1
+    assert int(warm.iterations[constrained].max()) == 0
     assert int(cold.iterations[constrained].max()) >= 2
     np.testing.assert_allclose(warm.x.numpy(), cold.x.numpy(), atol=1e-12)
 
 
-def test_float32_close_to_float64() -> None:
-    H, g, lower, upper = random_problems(64, 3, seed=5)
+@pytest.mark.parametrize("m", [2, 5])
+def test_float32_close_to_float64(m: int) -> None:
+    H, g, lower, upper = random_problems(64, m, seed=5)
     ref = box_qp(H, g, lower, upper)
     res = box_qp(*(t.float() for t in (H, g, lower, upper)))
     assert res.x.dtype == torch.float32
@@ -126,12 +135,14 @@ def test_float32_close_to_float64() -> None:
     assert float((res.free == ref.free).float().mean()) > 0.98
 
 
-def test_indefinite_hessian_is_reported() -> None:
+@pytest.mark.parametrize("method", ["enumerate", "projected_newton"])
+def test_indefinite_hessian_is_reported(method: str) -> None:
     H = torch.stack([torch.eye(2, dtype=F64), -torch.eye(2, dtype=F64)])
     g = torch.tensor([[0.1, 0.1], [0.1, 0.1]], dtype=F64)
-    inf = torch.full((2,), float("inf"), dtype=F64)
-    res = box_qp(H, g, -inf, inf)
+    one = torch.ones(2, dtype=F64)
+    res = box_qp(H, g, -one, one, options=BoxQPOptions(method=method))  # type: ignore[arg-type]
     assert res.status.tolist() == [BoxQPStatus.UNCONSTRAINED, BoxQPStatus.NOT_POSITIVE_DEFINITE]
+    inf = torch.full((2,), float("inf"), dtype=F64)
     scalar = box_qp(-H[:, :1, :1], g[:, :1], -inf[:1], inf[:1])
     assert scalar.status.tolist() == [BoxQPStatus.NOT_POSITIVE_DEFINITE, BoxQPStatus.UNCONSTRAINED]
 

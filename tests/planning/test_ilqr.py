@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from scipy.optimize import lsq_linear
 
 from latentrl.errors import UserError
 from latentrl.planning import (
+    BoxQPStatus,
     FunctionDynamics,
     ILQRConfig,
     LinearDynamics,
@@ -23,6 +25,17 @@ from latentrl.planning import (
 )
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny batched ops gain nothing from a second thread, and on a shared CPU they stall for
+    milliseconds waiting for it (measured: a (3, 8, 8) bmm 15 ms median with another process
+    busy on both cores, 6 µs single-threaded)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def spd(gen: torch.Generator, *shape: int, floor: float = 0.1) -> torch.Tensor:
@@ -221,35 +234,48 @@ def test_riccati_step_against_formulas() -> None:
     l_u = torch.randn(batch, m, 1, generator=gen, dtype=F64)
     V_z = torch.randn(batch, n, 1, generator=gen, dtype=F64)
     l_zz, l_uu, V_zz = spd(gen, batch, n, n), spd(gen, batch, m, m), spd(gen, batch, n, n)
+    F, l_x = torch.cat([A, B], -1), torch.cat([l_z, l_u], 1)
+    l_xx = torch.zeros(batch, n + m, n + m, dtype=F64)
+    l_xx[:, :n, :n], l_xx[:, n:, n:] = l_zz, l_uu
     eye = torch.eye(m, dtype=F64).expand(batch, m, m)
     inf = torch.full((batch, m), math.inf, dtype=F64)
+    # Textbook DDP expansion (Tassa et al. 2014, eq. 5) written out block by block.
     Q_z = l_z + A.mT @ V_z
     Q_u = l_u + B.mT @ V_z
     Q_zz = l_zz + A.mT @ V_zz @ A
     Q_uu = l_uu + B.mT @ V_zz @ B
     Q_uz = B.mT @ V_zz @ A
 
-    s = riccati_step(A, B, l_z, l_u, l_zz, l_uu, V_z, V_zz, 0.5 * eye, -inf, inf)
+    s = riccati_step(F, l_x, l_xx, V_z, V_zz, 0.5 * eye, -inf, inf)
     H = Q_uu + 0.5 * eye
     np.testing.assert_allclose(s.k.numpy(), -torch.linalg.solve(H, Q_u).numpy(), atol=1e-10)
     np.testing.assert_allclose(s.K.numpy(), -torch.linalg.solve(H, Q_uz).numpy(), atol=1e-10)
-    assert bool(s.ok.all())
+    np.testing.assert_allclose(s.Q_uu.numpy(), Q_uu.numpy(), atol=1e-12)
+    assert s.status.tolist() == [BoxQPStatus.UNCONSTRAINED] * batch
 
-    s0 = riccati_step(A, B, l_z, l_u, l_zz, l_uu, V_z, V_zz, 0 * eye, -inf, inf)
+    s0 = riccati_step(F, l_x, l_xx, V_z, V_zz, 0 * eye, -inf, inf)
     V_zz_ref = Q_zz - Q_uz.mT @ torch.linalg.solve(Q_uu, Q_uz)
     V_z_ref = Q_z - Q_uz.mT @ torch.linalg.solve(Q_uu, Q_u)
     np.testing.assert_allclose(s0.V_zz.numpy(), V_zz_ref.numpy(), atol=1e-9)
     np.testing.assert_allclose(s0.V_z.numpy(), V_z_ref.numpy(), atol=1e-9)
-    dv_ref = -0.5 * (Q_u.mT @ torch.linalg.solve(Q_uu, Q_u))  # kᵀQ_u + ½kᵀQ_uu k
-    np.testing.assert_allclose(s0.dv.sum(-1).numpy(), dv_ref[..., 0].numpy(), atol=1e-9)
+    # Predicted change of the full Newton step: kᵀQ_u + ½kᵀQ_uu k = -½ Q_uᵀQ_uu⁻¹Q_u.
+    dv = s0.k.mT @ s0.Q_u + 0.5 * s0.k.mT @ s0.Q_uu @ s0.k
+    dv_ref = -0.5 * Q_u.mT @ torch.linalg.solve(Q_uu, Q_u)
+    np.testing.assert_allclose(dv.numpy(), dv_ref.numpy(), atol=1e-9)
 
+    # Boxed, μ > 0: k from the box QP; V from Tassa's eq. 11 with the unregularised Q_uu.
     low, high = -0.2 * torch.ones(batch, m, dtype=F64), 0.2 * torch.ones(batch, m, dtype=F64)
-    boxed = riccati_step(A, B, l_z, l_u, l_zz, l_uu, V_z, V_zz, 0.5 * eye, low, high)
+    boxed = riccati_step(F, l_x, l_xx, V_z, V_zz, 0.5 * eye, low, high)
     qp = box_qp(H, Q_u[..., 0], low, high)
     np.testing.assert_allclose(boxed.k[..., 0].numpy(), qp.x.numpy(), atol=1e-10)
     clamped = ~qp.free
     assert bool(clamped.any())
     assert float(boxed.K[clamped].abs().max()) == 0.0
+    k, K = boxed.k, boxed.K
+    V_zz_11 = Q_zz + K.mT @ Q_uu @ K + K.mT @ Q_uz + Q_uz.mT @ K
+    V_z_11 = Q_z + K.mT @ Q_uu @ k + K.mT @ Q_u + Q_uz.mT @ k
+    np.testing.assert_allclose(boxed.V_zz.numpy(), V_zz_11.numpy(), atol=1e-9)
+    np.testing.assert_allclose(boxed.V_z.numpy(), V_z_11.numpy(), atol=1e-9)
 
 
 def test_function_dynamics_jacobians_and_tiling() -> None:
