@@ -25,6 +25,7 @@ from latentrl.errors import UserError
 from latentrl.models import E2C
 from latentrl.models.e2c import JacobianKind
 from latentrl.planning import ILQRConfig, MPCPlanner, QuadraticCost
+from latentrl.plots import image_grid
 
 
 class ModelDynamics:
@@ -163,6 +164,24 @@ class LatentMPCAgent:
         z = z if rows is None else z[rows]
         b, steps, n = z.shape
         return self.decode(z.reshape(b * steps, n)).reshape(b, steps, *self.obs_shape)
+
+    def video_frames(self, obs: np.ndarray, scale: int = 2) -> np.ndarray:
+        """One video frame per row after :meth:`act` on ``obs`` uint8 ``(b, k, H, W)`` (the
+        first ``b`` rows of that call): uint8 ``(b, scale H, ...)``, panels left to right:
+        the observation's last frame, the decoded current latent, the decoded plan at
+        :func:`plan_steps` steps ahead (last frame of each decoded stack)."""
+        rows = list(range(len(obs)))
+        plan = self.decoded_plan(rows)[:, :, -1]  # (b, T + 1, H, W)
+        ahead = plan[:, plan_steps(plan.shape[1] - 1)]
+        panels = np.concatenate(
+            [obs[:, -1:], self.decoded_latent(rows)[:, -1:], ahead], axis=1
+        )  # (b, panels, H, W)
+        return np.stack([image_grid([row], scale=scale) for row in panels])
+
+
+def plan_steps(horizon: int, count: int = 4) -> list[int]:
+    """Steps ahead (1 .. horizon, about evenly spaced) of the plan shown in video frames."""
+    return np.unique(np.linspace(1, horizon, count).round().astype(int)).tolist()
 
 
 def check_run_env(config: ExperimentConfig, env: Any, run_dir: Path) -> None:

@@ -241,8 +241,9 @@ class OracleMPCAgent:
         check_batch(obs, self.obs_shape, self._batch)
         z = torch.as_tensor(np.asarray(states, dtype=np.float64))
         if z.ndim != 2 or z.shape[1] != self.env.state_space.shape[0]:
-            raise UserError(f"states must be (B, {self.env.state_space.shape[0]}), got "
-                            f"{tuple(z.shape)}")  # fmt: skip
+            raise UserError(
+                f"states must be (B, {self.env.state_space.shape[0]}), got {tuple(z.shape)}"
+            )
         return self.planner.plan(z).numpy().astype(np.float32)
 
 

@@ -36,7 +36,8 @@ def naive_float64_loss(model: E2C, x_t: Tensor, u_t: Tensor, x_next: Tensor) -> 
     """The same E2C bound, computed the way public reimplementations do (float64, unfused)."""
     target_t, target_next = x_t.double() / 255.0, x_next.double() / 255.0
     q_t, q_next = model.encode(target_t), model.encode(target_next)
-    z_t = q_t.mean + torch.exp(0.5 * q_t.logvar) * torch.randn_like(q_t.mean)
+    noise = torch.randn(q_t.mean.shape, device=q_t.mean.device).double()  # as latentrl draws it
+    z_t = q_t.mean + torch.exp(0.5 * q_t.logvar) * noise
     lin = model.transition(z_t, u_t.double())
     z_hat = (lin.A @ z_t[..., None]).squeeze(-1) + (lin.B @ u_t.double()[..., None]).squeeze(-1)
     z_hat = z_hat + lin.o

@@ -105,12 +105,48 @@ def _run(args: argparse.Namespace) -> int:
             runs_root=args.runs_root,
             data_root=args.data_root,
             wandb_mode=args.wandb,
+            evaluate=not args.no_evaluate,
         )
     except KeyboardInterrupt:
         return 130
     for result in results:
-        print(f"run: {result.run_dir}")
+        where = "" if result.evaluation is None else f" (evaluation: {result.evaluation.eval_dir})"
+        print(f"run: {result.train.run_dir}{where}")
     return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from latentrl.evaluate import evaluate_run
+
+    overrides = list(args.set)
+    if args.episodes is not None:
+        overrides.append(f"eval.episodes={args.episodes}")
+    if args.agents is not None:
+        overrides.append(f"eval.agents={json.dumps(args.agents)}")
+    try:
+        result = evaluate_run(
+            args.run_dir, overrides, wandb_mode=args.wandb, overwrite=args.overwrite
+        )
+    except KeyboardInterrupt:
+        return 130
+    print(f"wrote {result.eval_dir}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from latentrl.compare import compare_runs
+
+    compare_runs(args.run_dirs, args.out)
+    return 0
+
+
+def _add_wandb_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wandb",
+        choices=("online", "offline", "disabled"),
+        default=None,
+        help="W&B mode (default: online when logged in, else offline)",
+    )
 
 
 def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
@@ -126,12 +162,7 @@ def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--runs-root", type=Path, default=Path("runs"), help="default: runs/")
     parser.add_argument("--data-root", type=Path, default=Path("data"), help="default: data/")
-    parser.add_argument(
-        "--wandb",
-        choices=("online", "offline", "disabled"),
-        default=None,
-        help="W&B mode (default: online when logged in, else offline)",
-    )
+    _add_wandb_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,12 +225,54 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run an experiment end to end for several seeds",
-        description="Collect the experiment's dataset (once), then train one run per seed.",
+        description="Collect the experiment's dataset (once), then train and evaluate one "
+        "run per seed.",
     )
     run.add_argument("experiment", choices=EXPERIMENTS)
     run.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    run.add_argument("--no-evaluate", action="store_true", help="train only")
     _add_experiment_options(run)
     run.set_defaults(handler=_run)
+
+    from latentrl.config import AGENTS
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a trained run: latent MPC against the oracle and random actions",
+        description="Run the task's evaluation protocol (same seeded start states for every "
+        "agent) and write RUN_DIR/eval/: results.json, trajectories, a state plot, GIFs.",
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument("--episodes", type=int, help="default: the run's eval.episodes")
+    evaluate.add_argument(
+        "--agents", nargs="+", choices=AGENTS, help=f"default: {' '.join(AGENTS)}"
+    )
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="change an eval.* or plan.* setting, e.g. --set plan.horizon=30 (repeatable)",
+    )
+    evaluate.add_argument("--overwrite", action="store_true", help="replace RUN_DIR/eval/")
+    _add_wandb_option(evaluate)
+    evaluate.set_defaults(handler=_evaluate)
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare evaluated runs: mean ± standard error across seeds, and a bar plot",
+        description="Read each run's eval/results.json and summary.json, group the runs by "
+        "experiment and preset, print mean ± standard error across seeds per agent, and write "
+        "a bar plot (PNG) and the numbers (JSON beside it).",
+    )
+    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    compare.add_argument(
+        "--out",
+        type=Path,
+        help="the plot: a .png file or a directory (default: ./compare.png); the JSON goes "
+        "beside it",
+    )
+    compare.set_defaults(handler=_compare)
     return parser
 
 

@@ -216,7 +216,7 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
             encoder="conv" if large else "mlp",
             decoder="deconv" if large else "mlp",
         ),
-        train=TrainConfig(epochs=100, batch_size=128),
+        train=TrainConfig(epochs=30, batch_size=128),
         plan=PlanConfig(),
         eval=EvalConfig(episodes=20, gifs=3),
     )

@@ -37,14 +37,16 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from latentrl.agents import Agent, LatentMPCAgent, OracleMPCAgent, RandomAgent
+from latentrl.agents.latent import plan_steps
 from latentrl.checkpoint import CONFIG_FILE
 from latentrl.config import ExperimentConfig, apply_overrides, load_config, to_dict
 from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode
-from latentrl.plots import image_grid
+from latentrl.train import resolve_device
 
 EVAL_DIR = "eval"
 RESULTS_FILE = "results.json"
@@ -53,9 +55,6 @@ PLOT_FILE = "states.png"
 VIDEOS_DIR = "videos"
 FINAL_FRACTION = 0.1
 """Success: in the goal region for each of the final ``ceil(FINAL_FRACTION · T)`` steps."""
-EPISODE_METRICS = ("steps_in_goal", "steps_in_goal_half_radius", "success", "cost")
-GIF_SCALE = 2
-GIF_PLAN_FRAMES = 4
 
 
 # --- metrics: pure functions ------------------------------------------------------------------
@@ -165,17 +164,6 @@ def _reset_to(vec: gym.vector.SyncVectorEnv, starts: np.ndarray) -> tuple[np.nda
     return obs, states
 
 
-def latent_frames(agent: LatentMPCAgent, obs: np.ndarray) -> np.ndarray:
-    """Video frames ``(b, H', W')`` after ``agent.act``: the observation's last frame, the
-    decoded current latent and the decoded plan at ``GIF_PLAN_FRAMES`` steps up to T ahead."""
-    rows = list(range(len(obs)))
-    plan = agent.decoded_plan(rows)[:, :, -1]  # (b, T + 1, H, W): last frame of each stack
-    steps = np.unique(np.linspace(1, plan.shape[1] - 1, GIF_PLAN_FRAMES).round().astype(int))
-    panels = [obs[:, -1], agent.decoded_latent(rows)[:, -1], *plan[:, steps].transpose(1, 0, 2, 3)]
-    stacked = np.stack(panels, axis=1)  # (b, panels, H, W)
-    return np.stack([image_grid([row], scale=GIF_SCALE) for row in stacked])
-
-
 # --- the evaluation ---------------------------------------------------------------------------
 
 
@@ -200,12 +188,15 @@ def evaluate_run(
     run_dir = Path(run_dir)
     config = _eval_config(run_dir, overrides)
     out = run_dir / EVAL_DIR
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
-        shutil.rmtree(out)
+    existing = out.exists() and any(out.iterdir())
+    if existing and not overwrite:
+        raise UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
     ev = config.eval
     env = make_env(config.data.env_id)
+    threads = torch.get_num_threads()
+    # Planning works on tiny tensors: intra-op threads only add synchronisation (the latent
+    # agent ran 10x slower with 2 threads than with 1 on a busy 2-core machine).
+    torch.set_num_threads(1)
     try:
         task = require_control_env(env)
         horizon = _horizon(env, task, ev.horizon)
@@ -214,9 +205,7 @@ def evaluate_run(
         rollouts: dict[str, Rollout] = {}
         for name, agent in agents.items():
             echo(f"evaluating {name}: {ev.episodes} episodes of {horizon} steps")
-            frame_fn = None
-            if isinstance(agent, LatentMPCAgent):
-                frame_fn = lambda obs, a=agent: latent_frames(a, obs)  # noqa: E731
+            frame_fn = agent.video_frames if isinstance(agent, LatentMPCAgent) else None
             filmed = min(ev.gifs, ev.episodes)
             rollouts[name] = run_episodes(
                 config.data.env_id, task, agent, starts, horizon, filmed, frame_fn
@@ -224,8 +213,11 @@ def evaluate_run(
         results = build_results(run_dir, config, task, starts, rollouts)
         fps = int(env.metadata.get("render_fps", 20))
         table = format_table(results)
+        if existing:  # replaced only now: a failed evaluation keeps the previous one
+            shutil.rmtree(out)
         _write_artifacts(out, config, results, rollouts, task, fps, wandb_mode, run_dir.name)
     finally:
+        torch.set_num_threads(threads)
         env.close()
     echo(table)
     return EvalResult(out, results, table)
@@ -256,8 +248,6 @@ def _horizon(env: gym.Env, task: ControlEnv, override: int | None) -> int:
 def _make_agents(
     run_dir: Path, config: ExperimentConfig, env: gym.Env, task: ControlEnv
 ) -> dict[str, Agent]:
-    from latentrl.train import resolve_device
-
     ev, agents = config.eval, {}
     for name in ev.agents:
         if name == "latent":
@@ -279,8 +269,8 @@ def build_results(
 ) -> dict[str, Any]:
     """The JSON-ready content of results.json."""
     agents = {}
+    batch, horizon = next(iter(rollouts.values())).costs.shape
     for name, r in rollouts.items():
-        batch, horizon = r.costs.shape
         distances = task.goal_distance(r.states[:, 1:].reshape(batch * horizon, -1))
         per_episode = episode_metrics(distances.reshape(batch, horizon), r.costs, task.goal_radius)
         aggregate = {key: _mean_se(values) for key, values in per_episode.items()}
@@ -293,22 +283,18 @@ def build_results(
     return {
         "run_dir": str(run_dir),
         "env_id": config.data.env_id,
-        "episodes": int(starts.shape[0]),
-        "horizon": int(next(iter(rollouts.values())).costs.shape[1]),
+        "episodes": batch,
+        "horizon": horizon,
         "goal_radius": float(task.goal_radius),
-        "final_steps": final_steps(next(iter(rollouts.values())).costs.shape[1]),
+        "final_steps": final_steps(horizon),
         "state_names": list(task.state_names),
         "start_states": starts.tolist(),
         "eval": to_dict(config.eval),
         "plan": to_dict(config.plan),
         "gif_panels": ["observation", "decoded latent"]
-        + [f"plan step {s}" for s in _plan_steps(config.plan.horizon)],
+        + [f"plan step {s}" for s in plan_steps(config.plan.horizon)],
         "agents": agents,
     }
-
-
-def _plan_steps(horizon: int) -> list[int]:
-    return np.unique(np.linspace(1, horizon, GIF_PLAN_FRAMES).round().astype(int)).tolist()
 
 
 def _mean_se(values: np.ndarray) -> dict[str, float | None]:
@@ -370,8 +356,11 @@ def _write_artifacts(
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-    arrays = {f"{name}/{field}": getattr(r, field) for name, r in rollouts.items()
-              for field in ("states", "actions", "costs")}  # fmt: skip
+    arrays = {
+        f"{name}/{field}": getattr(r, field)
+        for name, r in rollouts.items()
+        for field in ("states", "actions", "costs")
+    }
     np.savez_compressed(out / TRAJECTORIES_FILE, **arrays)
     plot = state_plot(rollouts, task)
     _save_png(out / PLOT_FILE, plot)
@@ -382,12 +371,13 @@ def _write_artifacts(
             write_gif(videos[-1], frames, fps)
 
     mode = resolve_wandb_mode(wandb_mode, os.environ)
-    with Logger(out, f"{run_name}__eval", to_dict(config), mode, group=config.name,
-                job_type="evaluate") as logger:  # fmt: skip
+    with Logger(
+        out, f"{run_name}__eval", to_dict(config), mode, group=config.name, job_type="evaluate"
+    ) as logger:
         for t in range(results["horizon"]):
             logger.log(_step_metrics(rollouts, task, t + 1), step=t + 1)
         logger.log_summary(summary_metrics(results))
-        _log_media(logger, plot, videos, fps)
+        _log_media(logger, plot, videos, step=results["horizon"])
 
 
 def _step_metrics(rollouts: dict[str, Rollout], task: ControlEnv, t: int) -> dict[str, float]:
@@ -400,7 +390,7 @@ def _step_metrics(rollouts: dict[str, Rollout], task: ControlEnv, t: int) -> dic
     return out
 
 
-def _log_media(logger: Logger, plot: np.ndarray, videos: list[Path], fps: int) -> None:
+def _log_media(logger: Logger, plot: np.ndarray, videos: list[Path], step: int) -> None:
     """The state plot and the GIFs to W&B (the files are already in the eval directory)."""
     if logger.wandb_mode == "disabled":
         return
@@ -410,7 +400,7 @@ def _log_media(logger: Logger, plot: np.ndarray, videos: list[Path], fps: int) -
     for path in videos:
         media[f"eval/videos/{path.stem}"] = wandb.Video(str(path), format="gif")
     # Logger has no video method; its guarded W&B call keeps a W&B failure from stopping us.
-    logger._to_wandb("log", lambda run: run.log(media))
+    logger._to_wandb("log", lambda run: run.log(media, step=step))
 
 
 def state_plot(rollouts: dict[str, Rollout], task: ControlEnv) -> np.ndarray:
@@ -430,7 +420,8 @@ def state_plot(rollouts: dict[str, Rollout], task: ControlEnv) -> np.ndarray:
         for row, values in enumerate(series):
             ax = axes[row, c]
             ax.plot(np.arange(steps), values.T, linewidth=0.8, alpha=0.7)
-            ax.set_ylabel(names[row]) if c == 0 else None
+            if c == 0:
+                ax.set_ylabel(names[row])
             if row == 0:
                 ax.set_title(agent)
                 for radius in (task.goal_radius, task.goal_radius / 2):

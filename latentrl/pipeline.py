@@ -1,4 +1,5 @@
-"""An experiment end to end: collect its dataset (once, shared by seeds), then train each seed.
+"""An experiment end to end: collect its dataset (once, shared by seeds), then train and
+evaluate each seed.
 
 ``latentrl run EXPERIMENT --preset P --seeds 0 1 2`` and the scripts in experiments/ call
 :func:`run_experiment`.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, apply_overrides, preset
 from latentrl.data import read_metadata
+from latentrl.evaluate import EvalResult, evaluate_run
 from latentrl.train import TrainResult, new_run_dir, train
 
 DATA_ROOT = Path("data")
@@ -49,6 +52,14 @@ def experiment_config(
     return dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
 
 
+@dataclass(frozen=True)
+class ExperimentResult:
+    """One seed of an experiment: its training and (unless skipped) its evaluation."""
+
+    train: TrainResult
+    evaluation: EvalResult | None
+
+
 def run_experiment(
     experiment: str,
     preset_name: str = "full",
@@ -58,12 +69,16 @@ def run_experiment(
     runs_root: Path = RUNS_ROOT,
     data_root: Path = DATA_ROOT,
     wandb_mode: str | None = None,
-) -> list[TrainResult]:
-    """Collect (or reuse) the experiment's dataset, then train one run per seed."""
+    evaluate: bool = True,
+) -> list[ExperimentResult]:
+    """Collect (or reuse) the experiment's dataset, then train one run per seed and evaluate
+    it with its ``eval`` config (results in ``run_dir/eval/``)."""
     results = []
     for seed in seeds:
         config = experiment_config(experiment, preset_name, seed, overrides)
         data = ensure_dataset(config.data, data_root)
         run_dir = new_run_dir(runs_root, config)
-        results.append(train(config, run_dir, data, wandb_mode=wandb_mode))
+        trained = train(config, run_dir, data, wandb_mode=wandb_mode)
+        evaluation = evaluate_run(trained.run_dir, wandb_mode=wandb_mode) if evaluate else None
+        results.append(ExperimentResult(trained, evaluation))
     return results

@@ -1,6 +1,8 @@
-"""Planning in a (latent) state space: dynamics protocol, box QP, iLQR and receding-horizon MPC."""
+"""Planning in a (latent) state space: dynamics protocol, quadratic cost, box QP, iLQR and
+receding-horizon MPC."""
 
 from latentrl.planning.boxqp import BoxQPOptions, BoxQPResult, BoxQPStatus, box_qp, solve_free
+from latentrl.planning.cost import QuadraticCost, trajectory_cost, wrap_angles
 from latentrl.planning.dynamics import (
     Dynamics,
     FunctionDynamics,
@@ -8,16 +10,7 @@ from latentrl.planning.dynamics import (
     pendulum_dynamics,
     rollout,
 )
-from latentrl.planning.ilqr import (
-    ILQRConfig,
-    ILQRResult,
-    QuadraticCost,
-    control_bounds,
-    riccati_step,
-    solve_ilqr,
-    trajectory_cost,
-    wrap_angles,
-)
+from latentrl.planning.ilqr import ILQRConfig, ILQRResult, control_bounds, riccati_step, solve_ilqr
 from latentrl.planning.mpc import MPCPlanner
 
 __all__ = [

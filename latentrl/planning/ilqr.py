@@ -12,9 +12,8 @@ rollouts ``u = clamp(ū + α k + K (z - z̄))``. Levenberg-Marquardt regularisat
 the step acceptance and the convergence test are per problem: a problem that has converged
 (or given up) stops changing while the others go on.
 
-Angles: a state dimension listed in ``QuadraticCost.angle_dims`` enters the cost through
-``wrap(z_i - g_i)`` in [-π, π), so the dynamics may keep the angle unwrapped and the goal is
-always the nearest copy of ``g_i`` (the pendulum oracle plans this way on ``(θ, θ̇)``).
+The cost, with its angle wrapping (the pendulum oracle plans on unwrapped ``(θ, θ̇)``), is in
+:mod:`latentrl.planning.cost`; its public names are re-exported here for older imports.
 """
 
 from __future__ import annotations
@@ -28,20 +27,28 @@ from torch import Tensor
 
 from latentrl.errors import UserError
 from latentrl.planning.boxqp import BoxQPOptions, BoxQPStatus, box_qp, solve_free
+from latentrl.planning.cost import (
+    BatchCost,
+    QuadraticCost,
+    batch_cost,
+    residual,
+    total_cost,
+    trajectory_cost,
+    wrap_angles,
+)
 from latentrl.planning.dynamics import Dynamics, rollout
 
-
-@dataclass(frozen=True)
-class QuadraticCost:
-    """Quadratic cost towards a goal; matrices shared ``(n, n)``/``(m, m)`` or per problem
-    ``(B, n, n)``/``(B, m, m)``, goal ``(n,)`` or ``(B, n)``. Q, Q_f PSD; R PD."""
-
-    Q: Tensor
-    R: Tensor
-    Q_f: Tensor
-    goal: Tensor
-    angle_dims: tuple[int, ...] = ()
-    """State dimensions that are angles (radians): their deviation is wrapped to [-π, π)."""
+__all__ = [
+    "ILQRConfig",
+    "ILQRResult",
+    "QuadraticCost",
+    "RiccatiStep",
+    "control_bounds",
+    "riccati_step",
+    "solve_ilqr",
+    "trajectory_cost",
+    "wrap_angles",
+]
 
 
 def _default_alphas() -> tuple[float, ...]:
@@ -150,78 +157,6 @@ def _bmv(M: Tensor, v: Tensor) -> Tensor:
     return (M @ v.unsqueeze(-1)).squeeze(-1)
 
 
-class _Cost(NamedTuple):
-    """A QuadraticCost checked and broadcast to the batch: ``(B, ...)`` in the solve's dtype."""
-
-    Q: Tensor
-    R: Tensor
-    Q_f: Tensor
-    goal: Tensor
-    angles: Tensor | None  # bool (n,)
-
-
-def _prepare_cost(cost: QuadraticCost, batch: int, n: int, m: int, like: Tensor) -> _Cost:
-    def matrix(name: str, M: Tensor, d: int) -> Tensor:
-        if M.shape not in ((d, d), (batch, d, d)):
-            raise UserError(
-                f"cost.{name} must be ({d}, {d}) or ({batch}, {d}, {d}), got {tuple(M.shape)}"
-            )
-        M = M.to(like)
-        return (0.5 * (M + M.transpose(-1, -2))).expand(batch, d, d)
-
-    goal = cost.goal
-    if goal.shape not in ((n,), (batch, n)):
-        raise UserError(f"cost.goal must be ({n},) or ({batch}, {n}), got {tuple(goal.shape)}")
-    angles = None
-    if cost.angle_dims:
-        if any(not 0 <= i < n for i in cost.angle_dims):
-            raise UserError(f"cost.angle_dims {cost.angle_dims} out of range for n = {n}")
-        angles = torch.zeros(n, dtype=torch.bool, device=like.device)
-        angles[list(cost.angle_dims)] = True
-    return _Cost(
-        matrix("Q", cost.Q, n),
-        matrix("R", cost.R, m),
-        matrix("Q_f", cost.Q_f, n),
-        goal.to(like).expand(batch, n),
-        angles,
-    )
-
-
-def wrap_angles(dz: Tensor, angle_dims: tuple[int, ...] | Tensor) -> Tensor:
-    """State differences ``dz (..., n)`` with the angle entries (indices, or a bool mask
-    ``(n,)``) wrapped into [-π, π)."""
-    if not isinstance(angle_dims, Tensor):
-        if not angle_dims:
-            return dz
-        mask = torch.zeros(dz.shape[-1], dtype=torch.bool, device=dz.device)
-        mask[list(angle_dims)] = True
-        angle_dims = mask
-    return torch.where(angle_dims, torch.remainder(dz + math.pi, 2 * math.pi) - math.pi, dz)
-
-
-def _residual(c: _Cost, z: Tensor) -> Tensor:
-    """``z - goal`` with angles wrapped, for ``z (..., B, T, n)``."""
-    r = z - c.goal.unsqueeze(-2)
-    return r if c.angles is None else wrap_angles(r, c.angles)
-
-
-def _total_cost(c: _Cost, z: Tensor, u: Tensor) -> Tensor:
-    """Cost of trajectories ``z (..., B, T + 1, n)``, ``u (..., B, T, m)`` -> ``(..., B)``."""
-    r = _residual(c, z)
-    r_run, r_final = r[..., :-1, :], r[..., -1:, :]
-    # (T, n) @ (n, n) per problem; leading dims broadcast against the batch of matrices.
-    run = ((r_run @ c.Q) * r_run).sum((-1, -2))
-    ctrl = ((u @ c.R) * u).sum((-1, -2))
-    final = ((r_final @ c.Q_f) * r_final).sum((-1, -2))
-    return run + ctrl + final
-
-
-def trajectory_cost(cost: QuadraticCost, z: Tensor, u: Tensor) -> Tensor:
-    """Total cost of ``z (B, T + 1, n)`` and ``u (B, T, m)`` under ``cost``, ``(B,)``."""
-    c = _prepare_cost(cost, z.shape[0], z.shape[-1], u.shape[-1], z)
-    return _total_cost(c, z, u.to(z))
-
-
 def _closed_loop_rollout(
     dynamics: Dynamics, z0: Tensor, offset: Tensor, K: Tensor, low: Tensor, high: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -278,7 +213,7 @@ class _Schedule:
 
 
 def _backward_pass(
-    c: _Cost,
+    c: BatchCost,
     A: Tensor,
     B: Tensor,
     z: Tensor,
@@ -293,7 +228,7 @@ def _backward_pass(
     ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``."""
     batch, T, m = u.shape
     n = z.shape[-1]
-    r = _residual(c, z)
+    r = residual(c, z)
     # Per-step inputs as lists of views (Q, R symmetric, so r Q = (Q r)ᵀ for all t at once).
     l_x = torch.cat([2 * r[:, :-1] @ c.Q, 2 * u @ c.R], dim=-1).unsqueeze(-1).unbind(1)
     l_xx = torch.zeros(batch, n + m, n + m, dtype=u.dtype, device=u.device)
@@ -322,7 +257,7 @@ def _backward_pass(
 
 def _line_search(
     dynamics: Dynamics,
-    c: _Cost,
+    c: BatchCost,
     z_bar: Tensor,
     u_bar: Tensor,
     J: Tensor,
@@ -356,7 +291,7 @@ def _line_search(
         )
         z_try = z_try.view(reps, batch, *z_try.shape[1:])
         u_try = u_try.view(reps, batch, T, m)
-        J_try = _total_cost(c, z_try, u_try)  # (reps, B)
+        J_try = total_cost(c, z_try, u_try)  # (reps, B)
         a_col = a.unsqueeze(-1)
         expected = -a_col * (dv[:, 0] + a_col * dv[:, 1])
         decrease = J - J_try
@@ -399,11 +334,11 @@ def solve_ilqr(
         raise UserError(f"z0 must be a floating-point tensor, got {z0.dtype}")
     batch, T, m = u_init.shape
     n = z0.shape[1]
-    c = _prepare_cost(cost, batch, n, m, z0)
+    c = batch_cost(cost, batch, n, m, z0)
     low, high = control_bounds(u_low, u_high, batch, m, z0)
     u = torch.clamp(u_init.to(z0), low.unsqueeze(1), high.unsqueeze(1))
     z = rollout(dynamics, z0, u)
-    J = _total_cost(c, z, u)
+    J = total_cost(c, z, u)
     if z.shape != (batch, T + 1, n) or not bool(torch.isfinite(J).all()):
         raise UserError(
             f"dynamics.step must map (B, {n}), (B, {m}) to finite (B, {n}) states; "

@@ -1,0 +1,309 @@
+"""Compare evaluated runs across seeds (``latentrl compare RUN_DIR... [--out PATH]``).
+
+Each run contributes, per agent, the episode means of its ``eval/results.json`` (written by
+:mod:`latentrl.evaluate`) and its training numbers from ``summary.json`` (the probe R²). Runs
+are grouped by experiment and preset (from ``config.json``); within a group every number is
+reported as mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)`` over the ``k``
+per-run means, so the spread is between seeds, not between episodes of one run.
+
+Outputs: a text table (one row per experiment and agent), a bar plot PNG with standard-error
+bars, and the same numbers as JSON beside the PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentrl.checkpoint import CONFIG_FILE
+from latentrl.config import load_config
+from latentrl.errors import UserError
+from latentrl.evaluate import EVAL_DIR, RESULTS_FILE, mean_and_se
+from latentrl.logging import SUMMARY_FILE
+
+DEFAULT_OUT = Path("compare.png")
+AGENT_ORDER = ("latent", "oracle", "random")
+"""Agents in this order first (the latent agent with its two baselines), any others after."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A column: ``key`` in results.json's aggregates (or summary.json), shown ``× scale``."""
+
+    title: str
+    key: str
+    fmt: str
+    scale: float = 1.0
+
+
+EVAL_METRICS = (
+    Metric("steps in goal %", "steps_in_goal", "{:.1f}", 100.0),
+    Metric("success %", "success", "{:.1f}", 100.0),
+    Metric("cost", "cost", "{:.1f}"),
+    Metric("ms/step", "ms_per_step", "{:.2f}"),
+)
+TRAIN_METRICS = (Metric("probe R²", "probe/r2_mean", "{:.3f}"),)
+"""Training numbers of the run (not of an agent): shown on the latent agent's row."""
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """The numbers of one evaluated run."""
+
+    run_dir: Path
+    experiment: str
+    preset: str
+    seed: int
+    agents: dict[str, dict[str, float]]
+    """agent -> metric key -> the run's mean over its episodes."""
+    training: dict[str, float]
+    """summary.json's numbers (``probe/r2_mean``, ``val/...``)."""
+
+    @property
+    def group(self) -> str:
+        return f"{self.experiment} ({self.preset})"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and standard error across ``n`` runs (``se`` NaN when ``n < 2``)."""
+
+    mean: float
+    se: float
+    n: int
+
+
+NO_RUNS = Stat(math.nan, math.nan, 0)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs of one experiment and preset, with their statistics across seeds."""
+
+    name: str
+    runs: tuple[RunResults, ...]
+    agents: dict[str, dict[str, Stat]]
+    """agent -> metric key -> Stat over the runs that evaluated that agent."""
+    training: dict[str, Stat]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    groups: list[Group]
+    table: str
+    plot: Path
+    json_path: Path
+
+
+# --- reading run directories ------------------------------------------------------------------
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; UserError if it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} should hold a JSON object")
+    return data
+
+
+def eval_means(results: Mapping[str, Any], where: Path) -> dict[str, dict[str, float]]:
+    """Per agent, the mean of each aggregate metric in a results.json's content:
+    ``{"agents": {agent: {"aggregate": {metric: {"mean": x, "se": s}}}}}``. The one place that
+    knows that layout."""
+    try:
+        return {
+            agent: {key: float(stats["mean"]) for key, stats in block["aggregate"].items()}
+            for agent, block in results["agents"].items()
+        }
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UserError(
+            f"{where} does not look like latentrl evaluation results (no agents/aggregate "
+            "means); re-run `latentrl evaluate --overwrite`"
+        ) from None
+
+
+def read_run(run_dir: Path | str) -> RunResults:
+    """The config, evaluation and training summary of one run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
+    results = run_dir / EVAL_DIR / RESULTS_FILE
+    if not results.is_file():
+        raise UserError(
+            f"{run_dir} has no evaluation yet (no {EVAL_DIR}/{RESULTS_FILE}); "
+            f"run `latentrl evaluate {run_dir}` first"
+        )
+    config = load_config(run_dir / CONFIG_FILE)
+    summary = run_dir / SUMMARY_FILE
+    training = read_json(summary) if summary.is_file() else {}
+    return RunResults(
+        run_dir=run_dir,
+        experiment=config.name,
+        preset=config.preset,
+        seed=config.train.seed,
+        agents=eval_means(read_json(results), results),
+        training={k: float(v) for k, v in training.items() if isinstance(v, int | float)},
+    )
+
+
+# --- statistics across seeds ------------------------------------------------------------------
+
+
+def across(values: Sequence[float]) -> Stat:
+    """Mean ± standard error of per-run values (NaN values left out)."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return NO_RUNS
+    mean, se = mean_and_se(np.array(finite))
+    return Stat(mean, se, len(finite))
+
+
+def _ordered(names: Iterable[str]) -> list[str]:
+    names = list(dict.fromkeys(names))
+    return [a for a in AGENT_ORDER if a in names] + [a for a in names if a not in AGENT_ORDER]
+
+
+def _agent_stats(runs: Sequence[RunResults], agent: str) -> dict[str, Stat]:
+    """Per metric, the Stat over the runs that evaluated ``agent``."""
+    per_run = [r.agents[agent] for r in runs if agent in r.agents]
+    return {m.key: across([x.get(m.key, math.nan) for x in per_run]) for m in EVAL_METRICS}
+
+
+def group_runs(runs: Sequence[RunResults]) -> list[Group]:
+    """Runs grouped by experiment and preset, in order of first appearance."""
+    by_name: dict[str, list[RunResults]] = {}
+    for run in runs:
+        by_name.setdefault(run.group, []).append(run)
+    groups = []
+    for name, members in by_name.items():
+        agents = _ordered(a for r in members for a in r.agents)
+        training = {
+            m.key: across([r.training.get(m.key, math.nan) for r in members]) for m in TRAIN_METRICS
+        }
+        groups.append(
+            Group(name, tuple(members), {a: _agent_stats(members, a) for a in agents}, training)
+        )
+    return groups
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def format_stat(stat: Stat, metric: Metric) -> str:
+    """``mean ± se`` in the metric's units; the mean alone for one run, ``-`` for none."""
+    if stat.n == 0:
+        return "-"
+    text = metric.fmt.format(stat.mean * metric.scale)
+    if not math.isnan(stat.se):
+        text += " ± " + metric.fmt.format(stat.se * metric.scale)
+    return text
+
+
+def format_table(groups: Sequence[Group]) -> str:
+    """One row per experiment and agent: mean ± standard error across seeds."""
+    header = ["experiment", "seeds", "agent", *(m.title for m in EVAL_METRICS + TRAIN_METRICS)]
+    rows = [header]
+    for g in groups:
+        seeds = " ".join(str(r.seed) for r in g.runs)
+        for i, (agent, stats) in enumerate(g.agents.items()):
+            row = [g.name, seeds] if i == 0 else ["", ""]
+            row += [agent, *(format_stat(stats[m.key], m) for m in EVAL_METRICS)]
+            latent = agent == "latent" or (i == 0 and "latent" not in g.agents)
+            row += [format_stat(g.training[m.key], m) if latent else "" for m in TRAIN_METRICS]
+            rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    note = "mean ± standard error across runs (seeds); each run: its mean over episodes"
+    return "\n".join([*lines, note])
+
+
+def plot_comparison(groups: Sequence[Group], path: Path) -> None:
+    """Bar plot PNG: a panel per metric, experiments on the x axis, a bar per agent with
+    standard-error bars (ms/step on a log scale)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    agents = _ordered(a for g in groups for a in g.agents)
+    figure = Figure(figsize=(3.2 * len(EVAL_METRICS), 3.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(EVAL_METRICS), squeeze=False)[0]
+    width = 0.8 / max(len(agents), 1)
+    for ax, metric in zip(axes, EVAL_METRICS, strict=True):
+        for j, agent in enumerate(agents):
+            stats = [g.agents[agent][metric.key] if agent in g.agents else NO_RUNS for g in groups]
+            x = [i + (j - (len(agents) - 1) / 2) * width for i in range(len(groups))]
+            heights = [s.mean * metric.scale for s in stats]
+            errors = [0.0 if math.isnan(s.se) else s.se * metric.scale for s in stats]
+            ax.bar(x, heights, width, yerr=errors, capsize=2, label=agent)
+        ax.set_title(metric.title)
+        ax.set_xticks(range(len(groups)), [g.name for g in groups], rotation=20, ha="right")
+        if metric.key == "ms_per_step":
+            ax.set_yscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside upper center", ncols=len(agents), frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+
+
+def _stat_json(stat: Stat) -> dict[str, float | int | None]:
+    def clean(x: float) -> float | None:
+        return None if math.isnan(x) else x
+
+    return {"mean": clean(stat.mean), "se": clean(stat.se), "n": stat.n}
+
+
+def comparison_json(groups: Sequence[Group]) -> dict[str, Any]:
+    """The JSON-ready numbers of the table (unscaled: fractions, not percent)."""
+    return {
+        g.name: {
+            "runs": [str(r.run_dir) for r in g.runs],
+            "seeds": [r.seed for r in g.runs],
+            "agents": {
+                agent: {key: _stat_json(s) for key, s in stats.items()}
+                for agent, stats in g.agents.items()
+            },
+            "training": {key: _stat_json(s) for key, s in g.training.items()},
+        }
+        for g in groups
+    }
+
+
+def output_paths(out: Path | str | None) -> tuple[Path, Path]:
+    """The PNG and JSON paths for ``--out``: a ``.png`` file, or a directory to hold
+    ``compare.png``; default ``./compare.png``."""
+    out = DEFAULT_OUT if out is None else Path(out)
+    if out.is_dir():
+        out = out / DEFAULT_OUT.name
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out must be a .png file or a directory, got {out}")
+    return out, out.with_suffix(".json")
+
+
+def compare_runs(
+    run_dirs: Sequence[Path | str],
+    out: Path | str | None = None,
+    echo: Callable[[str], None] = print,
+) -> Comparison:
+    """Read, group and compare evaluated runs; print the table, write the plot and JSON."""
+    if not run_dirs:
+        raise UserError("name at least one run directory")
+    plot, data = output_paths(out)
+    unique: dict[Path, Path] = {}  # resolved -> as given (a run named twice counts once)
+    for d in run_dirs:
+        unique.setdefault(Path(d).resolve(), Path(d))
+    groups = group_runs([read_run(d) for d in unique.values()])
+    table = format_table(groups)
+    plot_comparison(groups, plot)
+    data.write_text(json.dumps(comparison_json(groups), indent=2, allow_nan=False) + "\n")
+    echo(table)
+    echo(f"wrote {plot} and {data}")
+    return Comparison(groups, table, plot, data)

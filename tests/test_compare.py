@@ -1,0 +1,187 @@
+"""latentrl compare: statistics across seeds of hand-written run directories, plot, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentrl.cli import main
+from latentrl.compare import compare_runs, read_run
+from latentrl.config import preset, save_config
+from latentrl.errors import UserError
+
+SE3 = 1 / math.sqrt(3)  # s.e. of three values 1 apart per unit of their spacing: sd 1 / sqrt 3
+
+
+def results_json(agents: dict[str, dict[str, float]]) -> dict:
+    """results.json as latentrl.evaluate writes it (aggregates per agent; se over episodes)."""
+    return {
+        "env_id": "latentrl/Pendulum-v0",
+        "episodes": 4,
+        "horizon": 200,
+        "goal_radius": math.pi / 6,
+        "final_steps": 20,
+        "agents": {
+            name: {
+                "aggregate": {key: {"mean": value, "se": 0.01} for key, value in metrics.items()},
+                "episodes": [],
+            }
+            for name, metrics in agents.items()
+        },
+    }
+
+
+def metrics(steps: float, success: float, cost: float, ms: float) -> dict[str, float]:
+    return {
+        "steps_in_goal": steps,
+        "steps_in_goal_half_radius": steps / 2,
+        "success": success,
+        "cost": cost,
+        "ms_per_step": ms,
+    }
+
+
+def make_run(
+    root: Path,
+    experiment: str,
+    seed: int,
+    agents: dict[str, dict[str, float]] | None,
+    probe_r2: float | None = None,
+) -> Path:
+    """A run directory with config.json, summary.json and (unless ``agents`` is None) an
+    evaluation."""
+    run = root / f"{experiment}__{seed}"
+    run.mkdir(parents=True)
+    config = preset(experiment, "debug")
+    save_config(
+        dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed)),
+        run / "config.json",
+    )
+    if probe_r2 is not None:
+        summary = {"val/state_loss": 1.0, "probe/r2_mean": probe_r2, "epochs": 3}
+        (run / "summary.json").write_text(json.dumps(summary))
+    if agents is not None:
+        (run / "eval").mkdir()
+        (run / "eval" / "results.json").write_text(json.dumps(results_json(agents)))
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> list[Path]:
+    """Three pendulum seeds (latent varies, oracle and random constant) and one planar run."""
+    latent = [metrics(0.2, 0.0, 100.0, 10.0), metrics(0.4, 0.5, 110.0, 20.0)]
+    latent.append(metrics(0.6, 1.0, 120.0, 30.0))
+    pendulum = [
+        make_run(
+            tmp_path,
+            "pendulum",
+            seed,
+            {
+                "latent": latent[seed],
+                "oracle": metrics(0.9, 1.0, 50.0, 5.0),
+                "random": metrics(0.0, 0.0, 300.0, 0.02),
+            },
+            probe_r2=0.9 - 0.1 * seed,
+        )
+        for seed in range(3)
+    ]
+    planar = make_run(tmp_path, "planar", 7, {"oracle": metrics(1.0, 1.0, 5.0, 2.0)}, probe_r2=0.95)
+    return [*pendulum, planar]
+
+
+def row_cells(table: str, agent: str, nth: int = 0) -> list[str]:
+    """The cells (split on two or more spaces) of the ``nth`` row of ``agent``."""
+    rows = [line for line in table.splitlines() if f"  {agent}  " in f"  {line}  "]
+    return [cell.strip() for cell in rows[nth].split("  ") if cell.strip()]
+
+
+def test_table_reports_mean_and_standard_error_across_seeds(runs: list[Path], tmp_path: Path):
+    result = compare_runs(runs, tmp_path / "out" / "cmp.png", echo=lambda _: None)
+    table = result.table
+    assert table.splitlines()[0].split() == [
+        "experiment", "seeds", "agent", "steps", "in", "goal", "%", "success", "%", "cost",
+        "ms/step", "probe", "R²",
+    ]  # fmt: skip
+    # latent: steps 20/40/60 %, success 0/50/100 %, cost 100/110/120, ms 10/20/30, R² .9/.8/.7
+    assert row_cells(table, "latent") == [
+        "pendulum (debug)", "0 1 2", "latent",
+        f"40.0 ± {20 * SE3:.1f}", f"50.0 ± {50 * SE3:.1f}", f"110.0 ± {10 * SE3:.1f}",
+        f"20.00 ± {10 * SE3:.2f}", f"0.800 ± {0.1 * SE3:.3f}",
+    ]  # fmt: skip
+    assert f"{20 * SE3:.1f}" == "11.5" and f"{0.1 * SE3:.3f}" == "0.058"
+    assert row_cells(table, "oracle") == ["oracle", "90.0 ± 0.0", "100.0 ± 0.0", "50.0 ± 0.0",
+                                          "5.00 ± 0.00"]  # fmt: skip
+    assert row_cells(table, "random")[1:] == [
+        "0.0 ± 0.0",
+        "0.0 ± 0.0",
+        "300.0 ± 0.0",
+        "0.02 ± 0.00",
+    ]
+    # one planar run: means only (no standard error from a single seed), R² on its only row
+    assert row_cells(table, "oracle", 1) == [
+        "planar (debug)", "7", "oracle", "100.0", "100.0", "5.0", "2.00", "0.950"
+    ]  # fmt: skip
+
+    data = json.loads(result.json_path.read_text())
+    latent = data["pendulum (debug)"]["agents"]["latent"]
+    assert latent["steps_in_goal"] == pytest.approx({"mean": 0.4, "se": 0.2 * SE3, "n": 3})
+    assert latent["cost"] == pytest.approx({"mean": 110.0, "se": 10 * SE3, "n": 3})
+    assert data["pendulum (debug)"]["seeds"] == [0, 1, 2]
+    assert data["planar (debug)"]["agents"]["oracle"]["cost"] == {"mean": 5.0, "se": None, "n": 1}
+
+    assert result.plot == tmp_path / "out" / "cmp.png" and result.json_path.suffix == ".json"
+    with Image.open(result.plot) as image:
+        assert image.format == "PNG" and image.size == (1280, 340)
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+        assert len(np.unique(pixels, axis=0)) > 20  # bars, error bars, text: not a blank canvas
+    assert result.plot.stat().st_size > 10_000
+
+
+def test_runs_named_twice_count_once_and_missing_summary_is_blank(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "pendulum", 0, {"latent": metrics(0.5, 1.0, 80.0, 12.0)})
+    result = compare_runs([run, run / ".." / run.name], tmp_path, echo=lambda _: None)
+    assert row_cells(result.table, "latent")[1:] == ["0", "latent", "50.0", "100.0", "80.0",
+                                                     "12.00", "-"]  # fmt: skip
+    assert result.plot == tmp_path / "compare.png" and result.plot.exists()
+    assert read_run(run).training == {}
+
+
+def test_refuses_directories_without_a_run_or_an_evaluation(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="is not a latentrl run directory"):
+        compare_runs([tmp_path], tmp_path / "c.png")
+    bare = make_run(tmp_path, "pendulum", 1, None, probe_r2=0.5)
+    with pytest.raises(UserError, match=r"no evaluation yet .*run `latentrl evaluate .*` first"):
+        compare_runs([bare], tmp_path / "c.png")
+    broken = make_run(tmp_path, "pendulum", 2, {"latent": metrics(0.1, 0.0, 1.0, 1.0)})
+    (broken / "eval" / "results.json").write_text('{"agents": {"latent": {}}}')
+    with pytest.raises(UserError, match="does not look like latentrl evaluation results"):
+        compare_runs([broken], tmp_path / "c.png")
+    with pytest.raises(UserError, match=r"--out must be a \.png file"):
+        compare_runs([broken], tmp_path / "c.pdf")
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_cli_prints_the_table_and_exits_2_with_one_line_on_errors(
+    runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plot.png"
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "pendulum (debug)" in printed and f"40.0 ± {20 * SE3:.1f}" in printed
+    assert out.exists() and out.with_suffix(".json").exists()
+
+    bare = make_run(tmp_path, "planar", 3, None)
+    assert main(["compare", str(bare)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err == (
+        f"latentrl compare: error: {bare} has no evaluation yet "
+        "(no eval/results.json); run `latentrl evaluate "
+        f"{bare}` first"
+    )

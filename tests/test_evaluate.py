@@ -1,0 +1,239 @@
+"""Evaluation: metric functions on hand-made trajectories, artifacts of a tiny trained run, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentrl.cli import main
+from latentrl.collect import collect
+from latentrl.config import DataConfig, EvalConfig, ExperimentConfig, PlanConfig, TrainConfig
+from latentrl.envs import make_env
+from latentrl.errors import UserError
+from latentrl.evaluate import episode_metrics, evaluate_run, final_steps, mean_and_se
+from latentrl.logging import read_metrics
+from latentrl.models import ModelConfig
+from latentrl.train import train
+
+PENDULUM = "latentrl/Pendulum-v0"
+FAST = [
+    "eval.episodes=2",
+    "eval.horizon=20",
+    "eval.gifs=2",
+    "eval.oracle_horizon=20",
+    "plan.horizon=8",
+    "plan.max_iterations=3",
+]
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def test_fractions_success_and_cost_of_hand_made_episodes() -> None:
+    r = 1.0
+    distances = np.array(
+        [
+            [2.0] * 10 + [0.4] * 10,  # 10 of 20 in the goal, 10 within r/2, ends inside
+            [0.4] * 18 + [2.0, 0.4],  # 19 in (and within r/2), out at step 19 of the final 2
+            [0.6] * 20,  # all in the goal, none within r/2
+            [2.0] * 18 + [1.0, 1.0],  # exactly on the radius counts as inside
+        ]
+    )
+    costs = np.arange(80, dtype=np.float64).reshape(4, 20)
+    m = episode_metrics(distances, costs, r)
+    np.testing.assert_array_equal(m["steps_in_goal"], [0.5, 0.95, 1.0, 0.1])
+    np.testing.assert_array_equal(m["steps_in_goal_half_radius"], [0.5, 0.95, 0.0, 0.0])
+    np.testing.assert_array_equal(m["success"], [1.0, 0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(m["cost"], costs.sum(axis=1))
+
+
+def test_final_steps_and_standard_error() -> None:
+    assert [final_steps(t) for t in (200, 30, 20, 9, 1)] == [20, 3, 2, 1, 1]
+    mean, se = mean_and_se(np.array([1.0, 2.0, 3.0, 6.0]))
+    assert mean == 3.0
+    assert se == pytest.approx(math.sqrt(14 / 3) / 2)  # sample std / sqrt(n)
+    assert math.isnan(mean_and_se(np.array([5.0]))[1])
+
+
+# --- a tiny trained run -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    data = collect(PENDULUM, 600, root / "data", seed=0, progress=False)
+    config = ExperimentConfig(
+        name="pendulum",
+        preset="test",
+        data=DataConfig(env_id=PENDULUM, transitions=600),
+        model=ModelConfig(
+            (2, 48, 48), 1, latent_dim=3, hidden_sizes=(64,), transition_hidden_sizes=(16,)
+        ),
+        train=TrainConfig(epochs=1, batch_size=50, image_every=1, probe_steps=20),
+    )
+    return train(config, root / "run", data, wandb_mode="disabled").run_dir
+
+
+def test_evaluation_writes_results_plot_gifs_and_logs(trained_run: Path) -> None:
+    result = evaluate_run(trained_run, FAST, wandb_mode="disabled", echo=lambda _: None)
+    out = trained_run / "eval"
+    assert result.eval_dir == out
+    results = json.loads((out / "results.json").read_text())
+    assert results == result.results
+    assert results["env_id"] == PENDULUM and results["horizon"] == 20
+    assert results["episodes"] == 2 and results["final_steps"] == 2
+    assert results["goal_radius"] == pytest.approx(np.pi / 6)
+    assert results["state_names"] == ["theta", "theta_dot"]
+    assert list(results["agents"]) == ["latent", "oracle", "random"]
+    starts = np.array(results["start_states"])
+    assert starts.shape == (2, 2) and np.all(np.abs(np.abs(starts[:, 0]) - np.pi) <= 0.2)
+    np.testing.assert_array_equal(starts[:, 1], 0.0)
+    assert results["plan"]["horizon"] == 8 and results["eval"]["episodes"] == 2
+
+    trajectories = np.load(out / "trajectories.npz")
+    env = make_env(PENDULUM)
+    task = env.unwrapped
+    for agent, block in results["agents"].items():
+        states = trajectories[f"{agent}/states"]
+        actions = trajectories[f"{agent}/actions"]
+        assert states.shape == (2, 21, 2) and actions.shape == (2, 20, 1)
+        np.testing.assert_array_equal(states[:, 0], starts)  # the same starts for every agent
+        # the recorded states are the true dynamics under the recorded actions
+        for t in range(20):
+            np.testing.assert_allclose(
+                states[:, t + 1], task.next_states(states[:, t], actions[:, t]), atol=1e-12
+            )
+        inside = task.goal_distance(states[:, 1:].reshape(-1, 2)).reshape(2, 20) <= np.pi / 6
+        costs = trajectories[f"{agent}/costs"]
+        np.testing.assert_allclose(costs[:, 0], task.cost(states[:, 0], actions[:, 0]))
+        for i, episode in enumerate(block["episodes"]):
+            assert episode["start_state"] == results["start_states"][i]
+            assert episode["steps_in_goal"] == inside[i].mean()
+            assert episode["cost"] == pytest.approx(costs[i].sum())
+        aggregate = block["aggregate"]
+        assert set(aggregate) == {
+            "steps_in_goal",
+            "steps_in_goal_half_radius",
+            "success",
+            "cost",
+            "ms_per_step",
+        }
+        assert aggregate["cost"]["mean"] == pytest.approx(costs.sum(axis=1).mean())
+        assert aggregate["cost"]["se"] == pytest.approx(costs.sum(axis=1).std(ddof=1) / 2**0.5)
+        assert aggregate["ms_per_step"]["mean"] > 0
+    env.close()
+    # 20 steps from hanging: nobody is up yet, and the oracle is already cheaper than random
+    oracle, random = results["agents"]["oracle"], results["agents"]["random"]
+    assert oracle["aggregate"]["cost"]["mean"] < random["aggregate"]["cost"]["mean"]
+
+    plot = np.asarray(Image.open(out / "states.png"))
+    assert plot.ndim == 3 and plot.shape[0] > 300 and plot.shape[1] > 600  # 3 rows, 3 columns
+    gifs = sorted(p.name for p in (out / "videos").iterdir())
+    assert gifs == ["latent_episode_00.gif", "latent_episode_01.gif"]
+    frames = iio.imread(out / "videos" / gifs[0])
+    panels = len(results["gif_panels"])
+    assert results["gif_panels"][:2] == ["observation", "decoded latent"] and panels == 6
+    assert frames.shape[:3] == (20, 96, panels * 96 + (panels - 1) * 2)
+
+    rows = read_metrics(out)
+    assert [row["step"] for row in rows] == list(range(1, 21))
+    assert 0 <= rows[-1]["eval/oracle/in_goal"] <= 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert (
+        summary["eval/latent/steps_in_goal"]
+        == results["agents"]["latent"]["aggregate"]["steps_in_goal"]["mean"]
+    )
+    assert {"eval/oracle/success", "eval/random/cost_se", "eval/latent/ms_per_step"} <= set(summary)
+
+    with pytest.raises(UserError, match="already holds an evaluation; pass --overwrite"):
+        evaluate_run(trained_run, FAST, wandb_mode="disabled")
+
+
+def test_bad_settings_are_refused(trained_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"only eval\.\* and plan\.\* settings"):
+        evaluate_run(trained_run, ["model.latent_dim=4"], overwrite=True)
+    with pytest.raises(UserError, match=r"longer than latentrl/Pendulum-v0's time limit of 200"):
+        evaluate_run(trained_run, ["eval.horizon=201"], overwrite=True)
+    with pytest.raises(UserError, match=r"eval\.agents must name each of latent, oracle, random"):
+        evaluate_run(trained_run, ['eval.agents=["oracle", "expert"]'], overwrite=True)
+    with pytest.raises(UserError, match="not a latentrl run directory"):
+        evaluate_run(tmp_path)
+    with pytest.raises(UserError, match="plan: need horizon >= 1"):
+        PlanConfig(horizon=0)
+    with pytest.raises(UserError, match="eval: need episodes >= 1"):
+        EvalConfig(episodes=0)
+
+
+def test_a_run_from_before_the_plan_and_eval_sections_still_evaluates(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "old_run"
+    shutil.copytree(trained_run, old, ignore=shutil.ignore_patterns("eval"))
+    config = json.loads((old / "config.json").read_text())
+    del config["plan"], config["eval"]
+    (old / "config.json").write_text(json.dumps(config))
+    result = evaluate_run(
+        old,
+        ["eval.episodes=1", "eval.horizon=5", 'eval.agents=["random"]'],
+        wandb_mode="disabled",
+        echo=lambda _: None,
+    )
+    assert result.results["plan"] == json.loads(json.dumps(PlanConfig().__dict__))
+    assert list(result.results["agents"]) == ["random"]
+
+
+def test_cli_evaluate_prints_the_table(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "cli_run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval"))
+    args = [
+        "evaluate",
+        str(run),
+        "--episodes",
+        "2",
+        "--agents",
+        "oracle",
+        "random",
+        "--wandb",
+        "disabled",
+        "--set",
+        "eval.horizon=10",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "latentrl/Pendulum-v0: 2 episodes of 10 steps" in printed
+    header = next(line for line in printed.splitlines() if line.startswith("agent"))
+    assert header.split() == [
+        "agent",
+        "steps",
+        "in",
+        "goal",
+        "in",
+        "goal",
+        "r/2",
+        "success",
+        "cost",
+        "ms/step",
+    ]
+    assert any(line.startswith("oracle ") and "±" in line for line in printed.splitlines())
+    assert f"wrote {run / 'eval'}" in printed
+    assert list(json.loads((run / "eval" / "results.json").read_text())["agents"]) == [
+        "oracle",
+        "random",
+    ]
+
+    assert main(args) == 2  # evaluated already
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+    (run / "checkpoint").rename(run / "elsewhere")
+    assert main(["evaluate", str(run), "--overwrite", "--wandb", "disabled"]) == 2
+    assert "has no checkpoint yet; train it" in capsys.readouterr().err

@@ -1,0 +1,83 @@
+"""The experiment scripts: each one's --help, and what experiment_main passes on."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from latentrl import compare, pipeline
+from latentrl.config import EXPERIMENTS, preset, save_config
+from latentrl.experiment_cli import experiment_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("experiment", list(EXPERIMENTS))
+def test_script_help_exits_0_and_names_its_experiment(
+    experiment: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = ROOT / "experiments" / f"{experiment}.py"
+    monkeypatch.setattr("sys.argv", [str(script), "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert f"The {experiment} experiment ({EXPERIMENTS[experiment]})" in " ".join(help_text.split())
+    for option in ("--preset {debug,full}", "--seeds", "--set", "--wandb", "--out"):
+        assert option in help_text
+
+
+def fake_run_dirs(root: Path, experiment: str, seeds: list[int]) -> list[Path]:
+    """Run directories with a config and no evaluation."""
+    dirs = []
+    for seed in seeds:
+        run = root / f"{experiment}__{seed}"
+        run.mkdir(parents=True)
+        save_config(preset(experiment, "debug"), run / "config.json")
+        dirs.append(run)
+    return dirs
+
+
+def test_experiment_main_runs_every_seed_then_compares_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: dict[str, Any] = {}
+    runs = fake_run_dirs(tmp_path / "runs", "planar", [4, 5])
+
+    def run_experiment(*args: Any, **kwargs: Any) -> list[SimpleNamespace]:
+        calls["run"] = (args, kwargs)
+        return [SimpleNamespace(train=SimpleNamespace(run_dir=d), evaluation=None) for d in runs]
+
+    monkeypatch.setattr(pipeline, "run_experiment", run_experiment)
+    monkeypatch.setattr(compare, "compare_runs", lambda d, out: calls.setdefault("cmp", (d, out)))
+    argv = ["--preset", "debug", "--seeds", "4", "5", "--set", "train.epochs=1"]
+    argv += ["--runs-root", str(tmp_path / "runs"), "--wandb", "disabled"]
+    assert experiment_main("planar", argv) == 0
+    args, kwargs = calls["run"]
+    assert args == ("planar", "debug", [4, 5], ["train.epochs=1"])
+    assert kwargs == {
+        "runs_root": tmp_path / "runs",
+        "data_root": Path("data"),
+        "wandb_mode": "disabled",
+    }
+    assert calls["cmp"] == (runs, tmp_path / "runs" / "planar__debug__compare.png")
+
+
+def test_experiment_main_exits_2_with_one_line_when_a_run_has_no_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = fake_run_dirs(tmp_path, "cartpole", [0])
+    monkeypatch.setattr(
+        pipeline,
+        "run_experiment",
+        lambda *a, **k: [SimpleNamespace(train=SimpleNamespace(run_dir=runs[0]))],
+    )
+    assert experiment_main("cartpole", ["--out", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("first\n")
+    assert f"error: {runs[0]} has no evaluation yet" in err
+    assert not (tmp_path / "c.png").exists()

@@ -1,0 +1,109 @@
+"""An experiment end to end: collect -> train -> evaluate, every artifact written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from latentrl.checkpoint import load_model
+from latentrl.cli import main
+from latentrl.pipeline import dataset_dir, experiment_config, run_experiment
+
+TINY = [
+    "data.transitions=400",
+    "model.hidden_sizes=[32]",
+    "model.transition_hidden_sizes=[8]",
+    "train.epochs=1",
+    "train.batch_size=50",
+    "train.probe_steps=10",
+    "eval.episodes=2",
+    "eval.horizon=10",
+    "eval.gifs=1",
+    "eval.oracle_horizon=10",
+    "plan.horizon=5",
+    "plan.max_iterations=2",
+]
+
+
+def _assert_evaluated(run_dir: Path, episodes: int, horizon: int) -> dict:
+    for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoint/model.safetensors"):
+        assert (run_dir / name).exists(), name
+    out = run_dir / "eval"
+    for name in (
+        "results.json",
+        "trajectories.npz",
+        "states.png",
+        "metrics.jsonl",
+        "summary.json",
+        "videos/latent_episode_00.gif",
+    ):
+        assert (out / name).exists(), name
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["agents"]) == ["latent", "oracle", "random"]
+    assert results["episodes"] == episodes and results["horizon"] == horizon
+    return results
+
+
+def test_run_experiment_collects_trains_and_evaluates(tmp_path: Path) -> None:
+    results = run_experiment(
+        "pendulum",
+        "debug",
+        seeds=(3,),
+        overrides=TINY,
+        runs_root=tmp_path / "runs",
+        data_root=tmp_path / "data",
+        wandb_mode="disabled",
+    )
+    assert len(results) == 1
+    trained, evaluation = results[0].train, results[0].evaluation
+    config = experiment_config("pendulum", "debug", 3, TINY)
+    data = dataset_dir(config.data, tmp_path / "data")
+    assert json.loads((data / "metadata.json").read_text())["complete"]
+    assert trained.run_dir.parent == tmp_path / "runs" and trained.epochs == 1
+    assert trained.run_dir.name.startswith("Pendulum-v0__pendulum__3__")
+    _, saved = load_model(trained.run_dir)
+    assert saved == config and saved.plan.horizon == 5 and saved.eval.episodes == 2
+    assert evaluation is not None and evaluation.eval_dir == trained.run_dir / "eval"
+    results_json = _assert_evaluated(trained.run_dir, episodes=2, horizon=10)
+    assert results_json == evaluation.results
+    summary = json.loads((trained.run_dir / "eval" / "summary.json").read_text())
+    assert 0.0 <= summary["eval/oracle/steps_in_goal"] <= 1.0
+
+
+def test_cli_run_without_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "run",
+        "pendulum",
+        "--preset",
+        "debug",
+        "--no-evaluate",
+        "--wandb",
+        "disabled",
+        "--runs-root",
+        str(tmp_path / "runs"),
+        "--data-root",
+        str(tmp_path / "data"),
+    ]
+    args += [item for pair in zip(["--set"] * len(TINY), TINY, strict=True) for item in pair]
+    assert main(args) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert f"run: {run_dir}" in capsys.readouterr().out
+    assert (run_dir / "checkpoint").exists() and not (run_dir / "eval").exists()
+
+
+@pytest.mark.slow
+def test_the_debug_preset_end_to_end(tmp_path: Path) -> None:
+    """The debug preset as a user runs it (about a minute): the oracle swings up."""
+    (result,) = run_experiment(
+        "pendulum",
+        "debug",
+        runs_root=tmp_path / "runs",
+        data_root=tmp_path / "data",
+        wandb_mode="disabled",
+    )
+    results = _assert_evaluated(result.train.run_dir, episodes=4, horizon=200)
+    oracle = results["agents"]["oracle"]["aggregate"]
+    assert oracle["steps_in_goal"]["mean"] > 0.6 and oracle["success"]["mean"] == 1.0
+    assert results["agents"]["random"]["aggregate"]["success"]["mean"] == 0.0
