@@ -50,6 +50,8 @@ class LatentMPCAgent:
     ``u_low``, ``u_high``: the env's action box ``(m,)``. Runs on the model's device and dtype.
     After each :meth:`act`, :meth:`decoded_latent` and :meth:`decoded_plan` show what the agent
     believes: the decoded current latent and the decoded latent trajectory of the last plan.
+    On a CPU, plan with ``torch.set_num_threads(1)`` (as ``latentrl evaluate`` does): the
+    planner's tensors are tiny and extra threads made it 10x slower on a busy 2-core machine.
     """
 
     def __init__(

@@ -25,6 +25,7 @@ from latentrl.envs.contract import (
     in_goal,
     requested_state,
     require_control_env,
+    upscale_rgb,
     wrap_angle,
 )
 from latentrl.errors import UserError
@@ -40,6 +41,7 @@ __all__ = [
     "make_env",
     "requested_state",
     "require_control_env",
+    "upscale_rgb",
     "wrap_angle",
 ]
 

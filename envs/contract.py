@@ -166,6 +166,15 @@ def in_box(space: spaces.Box, states: np.ndarray) -> np.ndarray:
     return np.all((arr >= space.low) & (arr <= space.high), axis=1)
 
 
+def upscale_rgb(frame: np.ndarray, factor: int = 4) -> np.ndarray:
+    """A grayscale frame ``(H, W)`` as an RGB image ``(factor H, factor W, 3)``, nearest.
+
+    What an env's ``render()`` returns for a human: its latest frame, large enough to see.
+    """
+    big = np.repeat(np.repeat(frame, factor, axis=0), factor, axis=1)
+    return np.repeat(big[:, :, None], 3, axis=2)
+
+
 def wrap_angle(theta: np.ndarray) -> np.ndarray:
     """Angles mapped into [-pi, pi)."""
     return (np.asarray(theta) + np.pi) % (2 * np.pi) - np.pi

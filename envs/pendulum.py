@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs.contract import in_box, requested_state, wrap_angle
+from latentrl.envs.contract import in_box, requested_state, upscale_rgb, wrap_angle
 
 # Pendulum-v1's constants (gymnasium/envs/classic_control/pendulum.py).
 GRAVITY = 10.0
@@ -147,12 +147,6 @@ def observe_pendulum(states: np.ndarray) -> np.ndarray:
     theta, thdot = states[:, 0], states[:, 1]
     angles = np.stack([theta - thdot * DT, theta], axis=1)
     return render_pendulum(angles.reshape(-1)).reshape(-1, 2, IMAGE_SIZE, IMAGE_SIZE)
-
-
-def upscale_rgb(frame: np.ndarray, factor: int = 4) -> np.ndarray:
-    """A grayscale frame ``(H, W)`` as an RGB image ``(factor H, factor W, 3)``, nearest."""
-    big = np.repeat(np.repeat(frame, factor, axis=0), factor, axis=1)
-    return np.repeat(big[:, :, None], 3, axis=2)
 
 
 class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):

@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs.contract import check_states, in_box, requested_state
+from latentrl.envs.contract import check_states, in_box, requested_state, upscale_rgb
 
 FIELD_SIZE = 40
 AGENT_RADIUS = 1.5
@@ -182,8 +182,7 @@ class PlanarEnv(gym.Env[np.ndarray, np.ndarray]):
             return None
         if self._obs is None:
             raise RuntimeError("call reset() before render()")
-        big = np.repeat(np.repeat(self._obs[0], 4, axis=0), 4, axis=1)
-        return np.repeat(big[:, :, None], 3, axis=2)
+        return upscale_rgb(self._obs[0])
 
     def _observation(self) -> tuple[np.ndarray, dict[str, Any]]:
         self._obs = self.observe(self._state[None])[0]

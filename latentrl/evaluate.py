@@ -417,6 +417,10 @@ def state_plot(rollouts: dict[str, Rollout], task: ControlEnv) -> np.ndarray:
         batch, steps, d = r.states.shape
         distance = task.goal_distance(r.states.reshape(-1, d)).reshape(batch, steps)
         series = [distance, *r.states.transpose(2, 0, 1)]
+        for i in task.angle_dims:  # no vertical line where a wrapped angle jumps by 2π
+            angle = series[1 + i].copy()
+            angle[:, 1:][np.abs(np.diff(angle, axis=1)) > np.pi] = np.nan
+            series[1 + i] = angle
         for row, values in enumerate(series):
             ax = axes[row, c]
             ax.plot(np.arange(steps), values.T, linewidth=0.8, alpha=0.7)

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs import in_box, requested_state
+from latentrl.envs import in_box, requested_state, upscale_rgb
 
 DT = 0.1
 SIZE = 32
@@ -108,8 +108,7 @@ class PointMassEnv(gym.Env):
         return obs, -cost, False, False, {"state": self._state.copy()}
 
     def render(self) -> np.ndarray:
-        frame = self.observe(self._state[None])[0, -1]
-        return np.repeat(np.repeat(frame, 4, axis=0), 4, axis=1)[..., None].repeat(3, axis=2)
+        return upscale_rgb(self.observe(self._state[None])[0, -1])
 
 
 if "PointMass-v0" not in gym.registry:
