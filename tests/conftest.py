@@ -13,8 +13,6 @@ EXAMPLES = ROOT / "docs" / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
-POINT_MASS_ID = "point_mass:PointMass-v0"
-
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():

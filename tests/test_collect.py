@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import POINT_MASS_ID
+from point_mass import ENV_ID as POINT_MASS_ID
 
 from latentrl import cli
 from latentrl.collect import collect

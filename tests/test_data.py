@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import POINT_MASS_ID
+from point_mass import ENV_ID as POINT_MASS_ID
 
 from latentrl.collect import collect
 from latentrl.data import METADATA_FILE, chunk_file_name, load_transitions

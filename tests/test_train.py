@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import POINT_MASS_ID
+from point_mass import ENV_ID as POINT_MASS_ID
 
 from latentrl.checkpoint import load_model
 from latentrl.collect import collect

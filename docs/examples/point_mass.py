@@ -19,6 +19,8 @@ from gymnasium import spaces
 
 from latentrl.envs import in_box, requested_state, upscale_rgb
 
+ENV_ID = "point_mass:PointMass-v0"
+"""The id latentrl commands take: Gymnasium imports ``point_mass`` before making the env."""
 DT = 0.1
 SIZE = 32
 RADIUS = 2.5  # pixels

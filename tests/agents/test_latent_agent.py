@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import POINT_MASS_ID
+from point_mass import ENV_ID as POINT_MASS_ID
 from torch import Tensor, nn
 
 from latentrl.agents import Agent, LatentMPCAgent

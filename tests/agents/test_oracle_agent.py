@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import POINT_MASS_ID
+from point_mass import ENV_ID as POINT_MASS_ID
 
 from latentrl.agents import (
     FiniteDifferenceDynamics,
