@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from gymnasium import logger as gym_logger
 from gymnasium import spaces
 
 from latentrl.errors import UserError
@@ -167,12 +168,25 @@ def in_box(space: spaces.Box, states: np.ndarray) -> np.ndarray:
 
 
 def upscale_rgb(frame: np.ndarray, factor: int = 4) -> np.ndarray:
-    """A grayscale frame ``(H, W)`` as an RGB image ``(factor H, factor W, 3)``, nearest.
-
-    What an env's ``render()`` returns for a human: its latest frame, large enough to see.
-    """
+    """A grayscale frame ``(H, W)`` as an RGB image ``(factor H, factor W, 3)``, nearest."""
     big = np.repeat(np.repeat(frame, factor, axis=0), factor, axis=1)
     return np.repeat(big[:, :, None], 3, axis=2)
+
+
+def render_frame(render_mode: str | None, frame: np.ndarray | None) -> np.ndarray | None:
+    """What an env's ``render()`` returns: its latest frame ``(H, W)`` as a 4x RGB image.
+
+    None (with Gymnasium's warning) when the env was made without a render mode; RuntimeError
+    before the first ``reset``.
+    """
+    if render_mode is None:
+        gym_logger.warn(
+            "render() called without a render_mode; make the env with render_mode='rgb_array'"
+        )
+        return None
+    if frame is None:
+        raise RuntimeError("call reset() before render()")
+    return upscale_rgb(frame)
 
 
 def wrap_angle(theta: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs.contract import in_box, requested_state, upscale_rgb, wrap_angle
+from latentrl.envs.contract import in_box, render_frame, requested_state, wrap_angle
 
 # Pendulum-v1's constants (gymnasium/envs/classic_control/pendulum.py).
 GRAVITY = 10.0
@@ -207,14 +207,7 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def render(self) -> np.ndarray | None:
         """RGB uint8 ``(192, 192, 3)``: the latest frame, 4x nearest upscaled."""
-        if self.render_mode is None:
-            gym.logger.warn(
-                "render() called without a render_mode; make the env with render_mode='rgb_array'"
-            )
-            return None
-        if self._obs is None:
-            raise RuntimeError("call reset() before render()")
-        return upscale_rgb(self._obs[-1])
+        return render_frame(self.render_mode, None if self._obs is None else self._obs[-1])
 
     @property
     def physics_state(self) -> np.ndarray:

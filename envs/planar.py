@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs.contract import check_states, in_box, requested_state, upscale_rgb
+from latentrl.envs.contract import check_states, in_box, render_frame, requested_state
 
 FIELD_SIZE = 40
 AGENT_RADIUS = 1.5
@@ -175,14 +175,7 @@ class PlanarEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def render(self) -> np.ndarray | None:
         """RGB uint8 ``(160, 160, 3)``: the latest frame, 4x nearest upscaled."""
-        if self.render_mode is None:
-            gym.logger.warn(
-                "render() called without a render_mode; make the env with render_mode='rgb_array'"
-            )
-            return None
-        if self._obs is None:
-            raise RuntimeError("call reset() before render()")
-        return upscale_rgb(self._obs[0])
+        return render_frame(self.render_mode, None if self._obs is None else self._obs[0])
 
     def _observation(self) -> tuple[np.ndarray, dict[str, Any]]:
         self._obs = self.observe(self._state[None])[0]

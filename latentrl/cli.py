@@ -149,7 +149,7 @@ def _add_wandb_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_experiment_options(parser: argparse.ArgumentParser) -> None:
+def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     from latentrl.config import PRESETS
 
     parser.add_argument("--preset", choices=PRESETS, default="full", help="default: full")
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, help="dataset directory (default: collect/reuse)")
     train.add_argument("--run-dir", type=Path, help="run directory (default: runs/NAME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    _add_experiment_options(train)
+    add_experiment_options(train)
     train.set_defaults(handler=_train)
 
     run = commands.add_parser(
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("experiment", choices=EXPERIMENTS)
     run.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
     run.add_argument("--no-evaluate", action="store_true", help="train only")
-    _add_experiment_options(run)
+    add_experiment_options(run)
     run.set_defaults(handler=_run)
 
     from latentrl.config import AGENTS

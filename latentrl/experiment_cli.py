@@ -19,7 +19,7 @@ from latentrl.errors import UserError
 
 def experiment_parser(experiment: str, prog: str | None = None) -> argparse.ArgumentParser:
     """Options of an experiment script: the same as ``latentrl run EXPERIMENT`` plus ``--out``."""
-    from latentrl.cli import _add_experiment_options
+    from latentrl.cli import add_experiment_options
     from latentrl.config import EXPERIMENTS
 
     if experiment not in EXPERIMENTS:
@@ -39,7 +39,7 @@ def experiment_parser(experiment: str, prog: str | None = None) -> argparse.Argu
         help="comparison plot, .png (default: RUNS_ROOT/EXPERIMENT__PRESET__compare.png); "
         "its numbers go beside it as .json",
     )
-    _add_experiment_options(parser)
+    add_experiment_options(parser)
     return parser
 
 
