@@ -46,6 +46,7 @@ from latentrl.config import ExperimentConfig, apply_overrides, load_config, to_d
 from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode
+from latentrl.plots import state_plot
 from latentrl.train import resolve_device
 
 EVAL_DIR = "eval"
@@ -78,6 +79,11 @@ def episode_metrics(
         "success": inside[:, -final_steps(distances.shape[1]) :].all(axis=1).astype(np.float64),
         "cost": costs.sum(axis=1),
     }
+
+
+def goal_distances(task: ControlEnv, states: np.ndarray) -> np.ndarray:
+    """``task.goal_distance`` of states ``(B, T, d)``: ``(B, T)``."""
+    return task.goal_distance(states.reshape(-1, states.shape[-1])).reshape(states.shape[:-1])
 
 
 def mean_and_se(values: np.ndarray) -> tuple[float, float]:
@@ -151,6 +157,12 @@ def run_episodes(
         vec.close()
     video = np.stack(frames, axis=1) if frames else None
     return Rollout(states, np.stack(actions, 1), np.stack(costs, 1), seconds, video)
+
+
+def rollout_metrics(task: ControlEnv, rollout: Rollout) -> dict[str, np.ndarray]:
+    """:func:`episode_metrics` of a rollout's states ``s_1 .. s_T`` and costs."""
+    distances = goal_distances(task, rollout.states[:, 1:])
+    return episode_metrics(distances, rollout.costs, task.goal_radius)
 
 
 def _reset_to(vec: gym.vector.SyncVectorEnv, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -271,8 +283,7 @@ def build_results(
     agents = {}
     batch, horizon = next(iter(rollouts.values())).costs.shape
     for name, r in rollouts.items():
-        distances = task.goal_distance(r.states[:, 1:].reshape(batch * horizon, -1))
-        per_episode = episode_metrics(distances.reshape(batch, horizon), r.costs, task.goal_radius)
+        per_episode = rollout_metrics(task, r)
         aggregate = {key: _mean_se(values) for key, values in per_episode.items()}
         aggregate["ms_per_step"] = _mean_se(1_000 * r.act_seconds)
         episodes = [
@@ -362,7 +373,7 @@ def _write_artifacts(
         for field in ("states", "actions", "costs")
     }
     np.savez_compressed(out / TRAJECTORIES_FILE, **arrays)
-    plot = state_plot(rollouts, task)
+    plot = _state_plot(rollouts, task)
     _save_png(out / PLOT_FILE, plot)
     videos = []
     for name, r in rollouts.items():
@@ -377,7 +388,15 @@ def _write_artifacts(
         for t in range(results["horizon"]):
             logger.log(_step_metrics(rollouts, task, t + 1), step=t + 1)
         logger.log_summary(summary_metrics(results))
-        _log_media(logger, plot, videos, step=results["horizon"])
+        media = {"eval/states": plot} | {f"eval/videos/{path.stem}": path for path in videos}
+        logger.log_media(media, step=results["horizon"])
+
+
+def _state_plot(rollouts: dict[str, Rollout], task: ControlEnv) -> np.ndarray:
+    """The goal distance and every state coordinate over time, a column per agent."""
+    states = {name: r.states for name, r in rollouts.items()}
+    distances = {name: goal_distances(task, r.states) for name, r in rollouts.items()}
+    return state_plot(states, distances, task.state_names, task.angle_dims, task.goal_radius)
 
 
 def _step_metrics(rollouts: dict[str, Rollout], task: ControlEnv, t: int) -> dict[str, float]:
@@ -388,52 +407,6 @@ def _step_metrics(rollouts: dict[str, Rollout], task: ControlEnv, t: int) -> dic
         out[f"eval/{name}/goal_distance"] = float(distance.mean())
         out[f"eval/{name}/in_goal"] = float((distance <= task.goal_radius).mean())
     return out
-
-
-def _log_media(logger: Logger, plot: np.ndarray, videos: list[Path], step: int) -> None:
-    """The state plot and the GIFs to W&B (the files are already in the eval directory)."""
-    if logger.wandb_mode == "disabled":
-        return
-    import wandb
-
-    media: dict[str, Any] = {"eval/states": wandb.Image(plot)}
-    for path in videos:
-        media[f"eval/videos/{path.stem}"] = wandb.Video(str(path), format="gif")
-    # Logger has no video method; its guarded W&B call keeps a W&B failure from stopping us.
-    logger._to_wandb("log", lambda run: run.log(media, step=step))
-
-
-def state_plot(rollouts: dict[str, Rollout], task: ControlEnv) -> np.ndarray:
-    """Goal distance and each state coordinate over time (rows), one column per agent, a line
-    per episode; dashed lines at the goal radius and half of it. uint8 ``(H, W, 3)``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    names = ["goal distance", *task.state_names]
-    cols = len(rollouts)
-    figure = Figure(figsize=(3.6 * cols, 1.8 * len(names)), dpi=100, layout="constrained")
-    axes = figure.subplots(len(names), cols, squeeze=False, sharex=True)
-    for c, (agent, r) in enumerate(rollouts.items()):
-        batch, steps, d = r.states.shape
-        distance = task.goal_distance(r.states.reshape(-1, d)).reshape(batch, steps)
-        series = [distance, *r.states.transpose(2, 0, 1)]
-        for i in task.angle_dims:  # no vertical line where a wrapped angle jumps by 2π
-            angle = series[1 + i].copy()
-            angle[:, 1:][np.abs(np.diff(angle, axis=1)) > np.pi] = np.nan
-            series[1 + i] = angle
-        for row, values in enumerate(series):
-            ax = axes[row, c]
-            ax.plot(np.arange(steps), values.T, linewidth=0.8, alpha=0.7)
-            if c == 0:
-                ax.set_ylabel(names[row])
-            if row == 0:
-                ax.set_title(agent)
-                for radius in (task.goal_radius, task.goal_radius / 2):
-                    ax.axhline(radius, color="black", linestyle="--", linewidth=0.8)
-        axes[-1, c].set_xlabel("step")
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def write_gif(path: Path, frames: np.ndarray, fps: int) -> None:

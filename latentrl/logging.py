@@ -276,6 +276,22 @@ class Logger:
             self._to_wandb("log", lambda run: run.log(media, step=int(step)))
         return paths
 
+    def log_media(self, media: Mapping[str, np.ndarray | Path], step: int) -> None:
+        """Log images (uint8 ``(H, W)`` or ``(H, W, 3)``) and GIF/MP4 files already on disk to
+        W&B only; the caller keeps the files (see :meth:`log_images` to save images too)."""
+        if self._wandb_run is None:
+            return
+        import wandb
+
+        items: dict[str, Any] = {}
+        for name, item in media.items():
+            if isinstance(item, Path):
+                items[name] = wandb.Video(str(item), format=item.suffix.lstrip("."))
+            else:
+                _check_image(name, item)
+                items[name] = wandb.Image(item)
+        self._to_wandb("log", lambda run: run.log(items, step=int(step)))
+
     def log_summary(self, metrics: Mapping[str, Any]) -> None:
         """Merge final numbers into run_dir/summary.json and the W&B run summary."""
         values = _scalars(metrics)

@@ -40,8 +40,10 @@ class LossWeights:
     """-log p(x_{t+1} | z^_{t+1})."""
     kl_prior: float = 1.0
     """KL(q(z_t | x_t) || N(0, I))."""
-    kl_transition: float = 0.25
-    """KL(Q^ || q(z_{t+1} | x_{t+1})): E2C's lambda."""
+    kl_transition: float = 1.0
+    """KL(Q^ || q(z_{t+1} | x_{t+1})): E2C's lambda. On Pendulum-v0 (12 epochs, one seed each)
+    1.0 gave a 3x smaller one-step and 2x smaller 10-step open-loop error than E2C's 0.25, and
+    no blow-up over 60 steps; 4.0 was worse again."""
 
 
 def bernoulli_nll(logits: Tensor, target: Tensor) -> Tensor:

@@ -179,3 +179,39 @@ def _render(figure: Figure) -> np.ndarray:
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def state_plot(
+    states: Mapping[str, np.ndarray],
+    goal_distances: Mapping[str, np.ndarray],
+    state_names: Sequence[str],
+    angle_dims: Collection[int],
+    goal_radius: float,
+) -> np.ndarray:
+    """Goal distance and each state coordinate over time (rows), one column per agent.
+
+    states: agent -> ``(episodes, T, d)``; goal_distances: agent -> ``(episodes, T)``. A line
+    per episode; dashed lines at the goal radius and half of it. uint8 ``(H, W, 3)``.
+    """
+    names = ["goal distance", *state_names]
+    cols = len(states)
+    figure = Figure(figsize=(3.6 * cols, 1.8 * len(names)), dpi=_DPI, layout="constrained")
+    axes = figure.subplots(len(names), cols, squeeze=False, sharex=True)
+    for c, (agent, trajectories) in enumerate(states.items()):
+        steps = trajectories.shape[1]
+        series = [goal_distances[agent], *trajectories.transpose(2, 0, 1)]
+        for i in angle_dims:  # no vertical line where a wrapped angle jumps by 2π
+            angle = series[1 + i].copy()
+            angle[:, 1:][np.abs(np.diff(angle, axis=1)) > np.pi] = np.nan
+            series[1 + i] = angle
+        for row, values in enumerate(series):
+            ax = axes[row, c]
+            ax.plot(np.arange(steps), values.T, linewidth=0.8, alpha=0.7)
+            if c == 0:
+                ax.set_ylabel(names[row])
+            if row == 0:
+                ax.set_title(agent)
+                for radius in (goal_radius, goal_radius / 2):
+                    ax.axhline(radius, color="black", linestyle="--", linewidth=0.8)
+        axes[-1, c].set_xlabel("step")
+    return _render(figure)

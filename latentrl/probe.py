@@ -8,7 +8,9 @@ and scored on the validation split.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -76,3 +78,47 @@ def fit_probe(
     with torch.no_grad():
         prediction = probe((z_val - z_mean) / z_std) * y_std + y_mean
     return r_squared(prediction, y_val)
+
+
+def random_rollouts(
+    env: Any, *, episodes: int = 64, steps: int = 40, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Observations and actions of ``episodes`` true rollouts for :func:`open_loop_error`.
+
+    Starts are drawn by ``env.sample_states``, actions uniformly from the action box, and the
+    states follow ``env.next_states``. Returns observations uint8 ``(steps + 1, episodes,
+    *obs_shape)`` and actions float32 ``(steps, episodes, m)``.
+    """
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    states = env.sample_states(episodes, rng)
+    observations, actions = [env.observe(states)], []
+    for _ in range(steps):
+        actions.append(rng.uniform(low, high, size=(episodes, *low.shape)).astype(np.float32))
+        states = env.next_states(states, actions[-1])
+        observations.append(env.observe(states))
+    return np.stack(observations), np.stack(actions)
+
+
+@torch.no_grad()
+def open_loop_error(model: Any, observations: np.ndarray, actions: np.ndarray) -> Tensor:
+    """How far the model's own rollout drifts from the encodings of the true rollout.
+
+    From the encoder mean of the first observations, the model applies its mean transition
+    ``model.step`` open loop to the true ``actions`` (see :func:`random_rollouts` for the
+    shapes). Returns ``(steps,)``: the mean distance ``|z_pred_k - z_enc_k|`` after ``k = 1 ..
+    steps`` steps divided by the RMS distance of the encodings from their mean, so the number
+    is scale-free: 1.0 is as far off as a random latent of the data.
+    """
+    device = next(model.parameters()).device
+    encoded = torch.stack(
+        [model.encode(torch.as_tensor(x, device=device)).mean for x in observations]
+    )  # (steps + 1, episodes, n)
+    z, predicted = encoded[0], []
+    for u in torch.as_tensor(actions, device=device, dtype=encoded.dtype):
+        z = model.step(z, u)
+        predicted.append(z)
+    truth = encoded[1:]
+    spread = (truth - truth.mean((0, 1))).square().sum(-1).mean().sqrt()
+    error = (torch.stack(predicted) - truth).norm(dim=-1).mean(-1)
+    return (error / spread.clamp_min(1e-12)).float().cpu()

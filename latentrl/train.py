@@ -31,17 +31,22 @@ from latentrl.checkpoint import (
 )
 from latentrl.config import ExperimentConfig, load_config, save_config, to_dict
 from latentrl.data import TransitionDataset, load_transitions
+from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode, run_name, summary_line
 from latentrl.losses import e2c_loss
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
-from latentrl.probe import fit_probe, state_features
+from latentrl.probe import fit_probe, open_loop_error, random_rollouts, state_features
 
 VALIDATION_BATCH = 1_024
 VALIDATION_SEED = 1_234  # fixed noise: validation losses of different epochs are comparable
 GRID_SAMPLES = 8
 RUN_FILE = "run.json"  # where the run's dataset lives, for --resume
+OPEN_LOOP_EPISODES = 64
+OPEN_LOOP_STEPS = (1, 10, 20, 40)
+"""Validation reports the open-loop error (:func:`latentrl.probe.open_loop_error`) after
+these many steps: what a planner with that horizon relies on."""
 
 
 class TrainingDivergedError(UserError):
@@ -187,6 +192,16 @@ class _Loop:
         if config.train.compile:
             loss_fn = torch.compile(e2c_loss)
         self.loss_fn = loss_fn
+        env = make_env(config.data.env_id)
+        try:
+            self.rollouts = random_rollouts(
+                require_control_env(env),
+                episodes=OPEN_LOOP_EPISODES,
+                steps=max(OPEN_LOOP_STEPS),
+                seed=VALIDATION_SEED,
+            )
+        finally:
+            env.close()
 
     def learning_rate(self, step: int) -> float:
         """Cosine decay from train.learning_rate to train.final_learning_rate."""
@@ -266,6 +281,7 @@ class _Loop:
             "val": metrics["val/loss/total"],
             "val_state": metrics["val/state_loss"],
             "val_next": metrics["val/next_state_loss"],
+            "drift_20": metrics["val/open_loop_error_20"],
         }
         self.logger.echo(
             summary_line(f"epoch {epoch}/{cfg.epochs}", shown, metrics["train/samples_per_second"])
@@ -291,8 +307,10 @@ class _Loop:
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value * len(index)
                 count += len(index)
+            drift = open_loop_error(self.model, *self.rollouts)
         self.model.train()
         means = {f"val/{k}": float(v) / count for k, v in sums.items()}
+        means |= {f"val/open_loop_error_{k}": float(drift[k - 1]) for k in OPEN_LOOP_STEPS}
         # E2C's Table 1 columns: -log p(x_t | x^_t) and -log p(x_t+1 | x^_t+1)
         means["val/state_loss"] = means["val/loss/reconstruction"]
         means["val/next_state_loss"] = means["val/loss/prediction"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import runpy
 import shutil
 from pathlib import Path
 
@@ -237,3 +238,22 @@ def test_cli_evaluate_prints_the_table(
     (run / "checkpoint").rename(run / "elsewhere")
     assert main(["evaluate", str(run), "--overwrite", "--wandb", "disabled"]) == 2
     assert "has no checkpoint yet; train it" in capsys.readouterr().err
+
+
+def test_plan_ablation_script_scores_each_variant_on_the_same_starts(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = Path(__file__).resolve().parents[1] / "experiments" / "plan_ablation.py"
+    ablation = runpy.run_path(str(script))
+    argv = [str(trained_run), "--episodes", "2", "--steps", "6", "--set", "plan.horizon=5"]
+    assert ablation["main"]([*argv, "--only", "default", "q_f=q"]) == 0
+    rows = json.loads((trained_run / "plan_ablation.json").read_text())
+    assert [r["variant"] for r in rows] == ["default", "q_f=q"]
+    assert [r["plan"]["q_f"] for r in rows] == [100.0, 1.0]
+    assert all(r["plan"]["horizon"] == 5 for r in rows)
+    for row in rows:
+        mean, se = row["steps_in_goal"]
+        assert 0.0 <= mean <= 1.0 and math.isfinite(se)
+    table = capsys.readouterr().out
+    assert "| default |" in table and "| q_f=q |" in table
+    assert ablation["main"]([str(trained_run), "--set", "train.epochs=2"]) == 2

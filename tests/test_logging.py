@@ -272,6 +272,7 @@ def _fake_wandb(monkeypatch: pytest.MonkeyPatch, fail_on: str | None = None) -> 
     module.init = init  # type: ignore[attr-defined]
     module.Settings = dict  # type: ignore[attr-defined]
     module.Image = lambda array: ("Image", array.shape)  # type: ignore[attr-defined]
+    module.Video = lambda path, format: ("Video", path, format)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "wandb", module)
     return calls
 
@@ -302,6 +303,23 @@ def test_wandb_receives_run_identity_metrics_images_and_summary(
     assert rest[0][0] == "log" and math.isnan(rest[0][1]["loss"]) and rest[0][2] == 3
     assert rest[1:] == [("log", {"grid": ("Image", (2, 3))}, 3), ("finish", 1)]
     assert summary == {"success": 1.0}
+
+
+def test_log_media_sends_images_and_video_files_to_wandb_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _fake_wandb(monkeypatch)
+    gif = tmp_path / "episode.gif"
+    with Logger(tmp_path, "run-1", {}, "online") as logger:
+        logger.log_media({"plot": np.zeros((4, 5, 3), np.uint8), "video": gif}, step=7)
+        with pytest.raises(ValueError, match="plot"):
+            logger.log_media({"plot": np.zeros((4, 5), np.float32)}, step=8)
+    assert calls[1] == (
+        "log",
+        {"plot": ("Image", (4, 5, 3)), "video": ("Video", str(gif), "gif")},
+        7,
+    )
+    assert not (tmp_path / "images").exists()  # W&B only: the caller keeps its own files
 
 
 def test_wandb_init_failure_keeps_local_outputs(

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from point_mass import ENV_ID as POINT_MASS_ID
@@ -55,6 +56,9 @@ def test_training_lowers_the_loss_terms_and_writes_its_artifacts(
         assert last[f"train/loss/{term}"] < 0.9 * first[f"train/loss/{term}"], term
     # the transition KL falls as the predicted and encoded next latents come together
     assert last["val/loss/kl_transition"] < first["val/loss/kl_transition"]
+    # the open-loop drift is logged after 1, 10, 20 and 40 steps and grows with the steps
+    drift = [last[f"val/open_loop_error_{k}"] for k in (1, 10, 20, 40)]
+    assert 0 < drift[0] < drift[1] and all(np.isfinite(drift)), drift
     assert result.steps == 4 * (1_080 // 50)
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["probe/r2_x"] > 0.5  # the position is clearly visible in the latent

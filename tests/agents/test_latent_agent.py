@@ -186,11 +186,14 @@ def test_bad_input_is_refused(pendulum, run_dir: Path, tmp_path: Path) -> None: 
     point_mass.close()
 
 
-def test_with_a_perfect_latent_model_the_default_plan_swings_up(pendulum) -> None:  # type: ignore[no-untyped-def]
+def test_with_a_perfect_latent_model_a_20_step_plan_swings_up(pendulum) -> None:  # type: ignore[no-untyped-def]
     """The agent's plumbing (goal encoding, latent cost, planning, action box) is right: with
-    a latent that is exactly the state, the default PlanConfig does the swing-up."""
+    a latent that is exactly the state, a 20-step plan does the swing-up. (The default horizon
+    of 40, which learned latents need, reached only 0.12-0.25 of the steps here: it swings up
+    too hard and spins; docs/benchmarks.md.)"""
     task = pendulum.unwrapped
-    agent = LatentMPCAgent(PixelStateModel(), np.array([-2.0]), np.array([2.0]), PlanConfig())
+    plan = PlanConfig(horizon=20)
+    agent = LatentMPCAgent(PixelStateModel(), np.array([-2.0]), np.array([2.0]), plan)
     starts = task.sample_start_states(4, np.random.default_rng(0))
     rollout = run_episodes(PENDULUM, task, agent, starts, 200)
     torch.testing.assert_close(
