@@ -35,6 +35,7 @@ from latentrl.evaluate import mean_and_se, rollout_metrics, run_episodes
 VARIANTS: dict[str, tuple[str, ...]] = {
     "default": (),
     "horizon=20": ("plan.horizon=20",),
+    "horizon=30": ("plan.horizon=30",),
     "horizon=60": ("plan.horizon=60",),
     "q_f=q": ("plan.q_f=1.0",),
     "q_f=10q": ("plan.q_f=10.0",),
