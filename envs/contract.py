@@ -173,6 +173,16 @@ def upscale_rgb(frame: np.ndarray, factor: int = 4) -> np.ndarray:
     return np.repeat(big[:, :, None], 3, axis=2)
 
 
+def check_render_mode(render_mode: str | None, metadata: Mapping[str, Any]) -> str | None:
+    """``render_mode`` if it is None or one of ``metadata["render_modes"]``; else ValueError."""
+    if render_mode is not None and render_mode not in metadata["render_modes"]:
+        raise ValueError(
+            f"render_mode {render_mode!r} is not supported; use one of "
+            f"{metadata['render_modes']} or None"
+        )
+    return render_mode
+
+
 def render_frame(render_mode: str | None, frame: np.ndarray | None) -> np.ndarray | None:
     """What an env's ``render()`` returns: its latest frame ``(H, W)`` as a 4x RGB image.
 

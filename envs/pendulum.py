@@ -26,7 +26,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs.contract import in_box, render_frame, requested_state, wrap_angle
+from latentrl.envs.contract import (
+    check_render_mode,
+    in_box,
+    render_frame,
+    requested_state,
+    wrap_angle,
+)
 
 # Pendulum-v1's constants (gymnasium/envs/classic_control/pendulum.py).
 GRAVITY = 10.0
@@ -160,12 +166,7 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, render_mode: str | None = None) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode {render_mode!r} is not supported; use one of "
-                f"{self.metadata['render_modes']} or None"
-            )
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata)
         self.observation_space = spaces.Box(0, 255, (2, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         self.action_space = spaces.Box(-MAX_TORQUE, MAX_TORQUE, (1,), dtype=np.float32)
         self.state_space = spaces.Box(

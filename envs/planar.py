@@ -31,7 +31,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from latentrl.envs.contract import check_states, in_box, render_frame, requested_state
+from latentrl.envs.contract import (
+    check_render_mode,
+    check_states,
+    in_box,
+    render_frame,
+    requested_state,
+)
 
 FIELD_SIZE = 40
 AGENT_RADIUS = 1.5
@@ -135,12 +141,7 @@ class PlanarEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, render_mode: str | None = None) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode {render_mode!r} is not supported; use one of "
-                f"{self.metadata['render_modes']} or None"
-            )
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata)
         self.observation_space = spaces.Box(0, 255, (1, FIELD_SIZE, FIELD_SIZE), dtype=np.uint8)
         self.action_space = spaces.Box(-MAX_CONTROL, MAX_CONTROL, (2,), dtype=np.float32)
         low, high = AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from latentrl.agents import LatentMPCAgent
-from latentrl.checkpoint import CONFIG_FILE
-from latentrl.config import apply_overrides, load_config
+from latentrl.agents.latent import check_run_env
+from latentrl.checkpoint import load_model
+from latentrl.config import apply_overrides
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.evaluate import mean_and_se, rollout_metrics, run_episodes
@@ -71,32 +72,34 @@ def ablate(
     steps: int | None,
     seed: int,
 ) -> list[dict[str, object]]:
-    if not (run_dir / CONFIG_FILE).exists():
-        raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
     if any(not a.startswith("plan.") for a in common):
         raise UserError("--set changes plan.* settings only")
-    config = load_config(run_dir / CONFIG_FILE)
+    model, config = load_model(run_dir, "cpu")  # once: each variant plans with this model
     env = make_env(config.data.env_id)
-    task = require_control_env(env)
-    steps = steps or task.horizon
-    starts = task.sample_start_states(episodes, np.random.default_rng(seed))
-    torch.set_num_threads(1)  # tiny tensors: extra threads only synchronise
-    print(f"{run_dir.name}: {episodes} episodes of {steps} steps, common {common or 'none'}")
-    print("| variant | steps in goal | success | cost | ms/step |\n|---|---|---|---|---|")
-    rows = []
-    for name in names:
-        plan = apply_overrides(config, [*common, *VARIANTS[name]]).plan
-        agent = LatentMPCAgent.from_run(run_dir, env, "cpu", plan, seed)
-        start = time.perf_counter()
-        rollout = run_episodes(config.data.env_id, task, agent, starts, steps)
-        row = {"variant": name, "plan": vars(plan), "seconds": time.perf_counter() - start}
-        for key, values in rollout_metrics(task, rollout).items():
-            row[key] = mean_and_se(values)
-        row["ms_per_step"] = 1_000 * float(np.median(rollout.act_seconds))
-        rows.append(row)
-        (m, se), (s, _), (c, _) = row["steps_in_goal"], row["success"], row["cost"]
-        print(f"| {name} | {m:.3f} ± {se:.3f} | {s:.2f} | {c:.0f} | {row['ms_per_step']:.0f} |")
-    env.close()
+    try:
+        check_run_env(config, env, run_dir)
+        task = require_control_env(env)
+        steps = steps or task.horizon
+        starts = task.sample_start_states(episodes, np.random.default_rng(seed))
+        torch.set_num_threads(1)  # tiny tensors: extra threads only synchronise
+        print(f"{run_dir.name}: {episodes} episodes of {steps} steps, common {common or 'none'}")
+        print("| variant | steps in goal | success | cost | ms/step |\n|---|---|---|---|---|")
+        rows = []
+        for name in names:
+            plan = apply_overrides(config, [*common, *VARIANTS[name]]).plan
+            space = env.action_space
+            agent = LatentMPCAgent(model, space.low, space.high, plan, seed)
+            start = time.perf_counter()
+            rollout = run_episodes(config.data.env_id, task, agent, starts, steps)
+            row = {"variant": name, "plan": vars(plan), "seconds": time.perf_counter() - start}
+            for key, values in rollout_metrics(task, rollout).items():
+                row[key] = mean_and_se(values)
+            row["ms_per_step"] = 1_000 * float(np.median(rollout.act_seconds))
+            rows.append(row)
+            (m, se), (s, _), (c, _) = row["steps_in_goal"], row["success"], row["cost"]
+            print(f"| {name} | {m:.3f} ± {se:.3f} | {s:.2f} | {c:.0f} | {row['ms_per_step']:.0f} |")
+    finally:
+        env.close()
     return rows
 
 

@@ -5,7 +5,7 @@ Per transition (x_t, u_t, x_{t+1}), averaged over the batch, in nats per image:
     L = w_rec * -log p(x_t | z_t)                      z_t ~ q(z_t | x_t)
       + w_pred * -log p(x_{t+1} | z^_{t+1})            z^_{t+1} ~ Q^(. | z_t, u_t)
       + w_prior * KL(q(z_t | x_t) || N(0, I))
-      + w_trans * KL(Q^ || q(z_{t+1} | x_{t+1}))       (E2C's lambda, 0.25 by default)
+      + w_trans * KL(Q^ || q(z_{t+1} | x_{t+1}))       (E2C's lambda; 1.0 by default, E2C used 0.25)
 
 Q^ = N(A mu_t + B u_t + o, A diag(sigma_t^2) A^T [+ s^2 I]) with (A, B, o) from the
 transition network at the sampled z_t. z^_{t+1} = A z_t + B u_t + o [+ s eps] pushes that
