@@ -41,6 +41,7 @@ def _collect(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             chunk_size=args.chunk_size,
+            chain_length=args.chain_length,
             env_kwargs=args.env_kwargs,
             overwrite=args.overwrite,
             resume=args.resume,
@@ -193,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="worker processes (rollout: parallel envs)"
     )
     collect.add_argument("--chunk-size", type=int, default=10_000, help="transitions per file")
+    collect.add_argument(
+        "--chain-length",
+        type=int,
+        default=1,
+        help="uniform mode: transitions per chain from each drawn state, for a multi-step "
+        "loss (default: 1, independent transitions)",
+    )
     collect.add_argument("--env-kwargs", type=_json_object, default={}, help="JSON object")
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     collect.add_argument("--resume", action="store_true", help="finish an interrupted dataset")

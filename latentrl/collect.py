@@ -4,7 +4,9 @@ Two modes:
 
 * ``uniform`` (E2C): states drawn uniformly from the env's valid set, controls uniformly from
   the action box, the next state from the env's true dynamics, and both observations rendered
-  from the states (``observe``). Bytes do not depend on the number of workers: states and
+  from the states (``observe``). With ``chain_length`` L > 1 each drawn state starts a chain
+  of L transitions under uniform random controls, stored as consecutive rows: what a
+  multi-step loss trains on. Bytes do not depend on the number of workers: states and
   controls are drawn in this process, workers only render and simulate.
 * ``rollout``: random-policy episodes on a Gymnasium vector env of ``workers`` copies.
   Gymnasium 1.x resets a finished sub-env on the *next* ``step``; that step's transition
@@ -47,6 +49,7 @@ def collect(
     seed: int = 0,
     workers: int = 1,
     chunk_size: int = 10_000,
+    chain_length: int = 1,
     env_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
     resume: bool = False,
@@ -63,6 +66,11 @@ def collect(
         raise UserError(f"unknown collection mode {mode!r}; choose one of {', '.join(MODES)}")
     if workers < 1 or chunk_size < 1:
         raise UserError(f"workers and chunk size must be >= 1, got {workers} and {chunk_size}")
+    if chain_length < 1 or (chain_length > 1 and mode != "uniform"):
+        raise UserError(
+            f"chain_length must be >= 1 and applies to uniform mode only (rollouts are chained "
+            f"already), got {chain_length} with mode {mode!r}"
+        )
     if overwrite and resume:
         raise UserError("--overwrite and --resume exclude each other")
     env_kwargs = dict(env_kwargs or {})
@@ -77,6 +85,7 @@ def collect(
             chunk_size=chunk_size,
             env_kwargs=env_kwargs,
             num_envs=workers if mode == "rollout" else 1,
+            chain_length=chain_length,
         )
         writer = DatasetWriter(
             Path(out_dir),
@@ -132,15 +141,21 @@ def _chunk_source(
     if spec.mode == "uniform" and workers == 1:
         yield (
             lambda index: (
-                lambda: transition_arrays(inner, *uniform_inputs(inner, spec, index, low, high))
+                lambda: _first_rows(
+                    chain_arrays(inner, *uniform_inputs(inner, spec, index, low, high)),
+                    spec.chunk_count(index),
+                )
             )
         )
     elif spec.mode == "uniform":
         context = multiprocessing.get_context("spawn")  # MuJoCo renderers hang after fork
         init = functools.partial(_init_worker, spec.env_id, dict(spec.env_kwargs))
         with ProcessPoolExecutor(workers, mp_context=context, initializer=init) as pool:
-            yield lambda index: _submit_transitions(
-                pool, workers, *uniform_inputs(inner, spec, index, low, high)
+            yield lambda index: _submit_chains(
+                pool,
+                workers,
+                *uniform_inputs(inner, spec, index, low, high),
+                spec.chunk_count(index),
             )
     else:
         vector_env = _make_vector_env(spec, workers)
@@ -153,24 +168,39 @@ def _chunk_source(
 def uniform_inputs(
     env: ControlEnv, spec: CollectionSpec, index: int, low: np.ndarray, high: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """States (n, d) and controls (n, m) of chunk ``index``, drawn from ``[seed, index]``."""
+    """Chain start states ``(c, d)`` and controls ``(c, L, m)`` of chunk ``index``, drawn from
+    ``[seed, index]``; c = ceil(count / L), and the last chain is cut to fill the chunk."""
     rng = np.random.default_rng([spec.seed, index])
-    count = spec.chunk_count(index)
-    states = env.sample_states(count, rng)
-    actions = rng.uniform(low, high, size=(count, low.shape[0])).astype(np.float32)
-    return states, actions
+    length = spec.chain_length
+    chains = -(-spec.chunk_count(index) // length)
+    states = env.sample_states(chains, rng)
+    actions = rng.uniform(low, high, size=(chains * length, low.shape[0])).astype(np.float32)
+    return states, actions.reshape(chains, length, -1)
 
 
-def transition_arrays(env: ControlEnv, states: np.ndarray, actions: np.ndarray) -> Arrays:
-    """Next states and both observations for given states (n, d) and controls (n, m)."""
-    next_states = env.next_states(states, actions)
+def chain_arrays(env: ControlEnv, starts: np.ndarray, actions: np.ndarray) -> Arrays:
+    """Rows of chains from start states ``(c, d)`` under controls ``(c, L, m)``, chain-major:
+    row ``i * L + j`` is step j of chain i, so each row continues the one before it."""
+    states = [starts]
+    for step in range(actions.shape[1]):
+        states.append(env.next_states(states[-1], actions[:, step]))
+    frames = [env.observe(s) for s in states]
+
+    def rows(items: list[np.ndarray]) -> np.ndarray:
+        stacked = np.stack(items, axis=1)  # (c, L, ...)
+        return stacked.reshape(-1, *stacked.shape[2:])
+
     return {
-        "obs": env.observe(states),
-        "action": actions,
-        "next_obs": env.observe(next_states),
-        "state": states,
-        "next_state": next_states,
+        "obs": rows(frames[:-1]),
+        "action": actions.reshape(-1, actions.shape[-1]),
+        "next_obs": rows(frames[1:]),
+        "state": rows(states[:-1]),
+        "next_state": rows(states[1:]),
     }
+
+
+def _first_rows(arrays: Arrays, count: int) -> Arrays:
+    return {name: array[:count] for name, array in arrays.items()}
 
 
 _worker_env: gym.Env | None = None
@@ -181,21 +211,24 @@ def _init_worker(env_id: str, env_kwargs: dict[str, Any]) -> None:
     _worker_env = make_env(env_id, **env_kwargs)
 
 
-def _worker_transitions(states: np.ndarray, actions: np.ndarray) -> Arrays:
+def _worker_chains(starts: np.ndarray, actions: np.ndarray) -> Arrays:
     assert _worker_env is not None, "worker used before its initializer ran"
-    return transition_arrays(require_control_env(_worker_env), states, actions)
+    return chain_arrays(require_control_env(_worker_env), starts, actions)
 
 
-def _submit_transitions(
-    pool: Executor, workers: int, states: np.ndarray, actions: np.ndarray
+def _submit_chains(
+    pool: Executor, workers: int, starts: np.ndarray, actions: np.ndarray, count: int
 ) -> Pending:
-    """Start ``transition_arrays`` with the states split across worker processes."""
-    parts = np.array_split(np.arange(len(states)), workers)
-    futures = [pool.submit(_worker_transitions, states[p], actions[p]) for p in parts]
+    """Start ``chain_arrays`` with the chains split across worker processes; the gathered
+    rows are the first ``count`` of all chains in order."""
+    parts = np.array_split(np.arange(len(starts)), workers)
+    futures = [pool.submit(_worker_chains, starts[p], actions[p]) for p in parts]
 
     def gather() -> Arrays:
         results = [future.result() for future in futures]
-        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+        return _first_rows(
+            {name: np.concatenate([r[name] for r in results]) for name in results[0]}, count
+        )
 
     return gather
 

@@ -31,9 +31,19 @@ class DataConfig:
     mode: Literal["uniform", "rollout"] = "uniform"
     seed: int = 0
     """Collection seed; kept apart from the training seed so seeds of one experiment share data."""
+    chain_length: int = 1
+    """Uniform mode: transitions per chain from each drawn start state (random controls),
+    the windows train.multi_step_horizon needs; 1: independent transitions (E2C)."""
     validation_fraction: float = 0.1
     workers: int = 1
     """Collection worker processes (MuJoCo envs render faster with 2)."""
+
+    def __post_init__(self) -> None:
+        if self.chain_length < 1 or (self.chain_length > 1 and self.mode != "uniform"):
+            raise UserError(
+                f"data.chain_length must be >= 1 and applies to uniform mode only, got "
+                f"{self.chain_length} with mode {self.mode!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,13 @@ class TrainConfig:
     """Epochs between image grids and latent maps (always at the end as well)."""
     probe_steps: int = 1_500
     """Adam steps of the latent-to-state probe fitted at the end of training."""
+    multi_step_horizon: int = 1
+    """K: transitions the multi-step loss term rolls through (1: off, only E2C's terms). Needs
+    chained data, data.chain_length >= K."""
+
+    def __post_init__(self) -> None:
+        if self.multi_step_horizon < 1:
+            raise UserError(f"train.multi_step_horizon must be >= 1, got {self.multi_step_horizon}")
 
 
 AGENTS = ("latent", "oracle", "random")
@@ -158,6 +175,15 @@ class ExperimentConfig:
     plan: PlanConfig = field(default_factory=PlanConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        horizon, data = self.train.multi_step_horizon, self.data
+        if horizon > 1 and data.mode == "uniform" and data.chain_length < horizon:
+            raise UserError(
+                f"train.multi_step_horizon={horizon} needs chains of at least {horizon} "
+                f"transitions, but data.chain_length={data.chain_length}; set "
+                f"data.chain_length={horizon} or more, or train.multi_step_horizon=1"
+            )
+
 
 # --- presets ----------------------------------------------------------------------------------
 
@@ -189,11 +215,17 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
     latent_dim = {"planar": 2, "cartpole": 8}.get(experiment, 3)
     large = obs_shape[-1] > 48
     workers = 2 if "Swingup" in env_id else 1
+    # Multi-step term on the pendulums (Pendulum-v0, 12 epochs): open-loop error after 20
+    # steps 0.46 with chains of 16 and K = 8, against 1.31 without (docs/benchmarks.md).
+    pendulum = experiment in ("pendulum", "mujoco_pendulum")
+    chain_length, multi_step_horizon = (16, 8) if pendulum else (1, 1)
     if name == "debug":
         return ExperimentConfig(
             name=experiment,
             preset=name,
-            data=DataConfig(env_id=env_id, transitions=2_000, workers=workers),
+            data=DataConfig(
+                env_id=env_id, transitions=2_000, workers=workers, chain_length=chain_length
+            ),
             model=ModelConfig(
                 obs_shape=obs_shape,
                 action_dim=action_dim,
@@ -204,13 +236,21 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
                 decoder="deconv" if large else "mlp",
                 conv_channels=(8, 16, 32),
             ),
-            train=TrainConfig(epochs=3, batch_size=64, image_every=1, probe_steps=200),
+            train=TrainConfig(
+                epochs=3,
+                batch_size=64,
+                image_every=1,
+                probe_steps=200,
+                multi_step_horizon=multi_step_horizon,
+            ),
             eval=EvalConfig(episodes=4, gifs=1),
         )
     return ExperimentConfig(
         name=experiment,
         preset=name,
-        data=DataConfig(env_id=env_id, transitions=20_000, workers=workers),
+        data=DataConfig(
+            env_id=env_id, transitions=20_000, workers=workers, chain_length=chain_length
+        ),
         model=ModelConfig(
             obs_shape=obs_shape,
             action_dim=action_dim,
@@ -218,7 +258,7 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
             encoder="conv" if large else "mlp",
             decoder="deconv" if large else "mlp",
         ),
-        train=TrainConfig(epochs=50, batch_size=128),
+        train=TrainConfig(epochs=50, batch_size=128, multi_step_horizon=multi_step_horizon),
         plan=PlanConfig(),
         eval=EvalConfig(episodes=20, gifs=3),
     )
@@ -268,6 +308,11 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             raise UserError(f"{where} must be one of {list(choices)}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None and len(options) < len(typing.get_args(hint)):
+            return None
+        if len(options) == 1:
+            return _convert(options[0], value, where)
         return value
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)

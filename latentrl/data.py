@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import zlib
@@ -57,6 +58,9 @@ class CollectionSpec:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     num_envs: int = 1
     """Parallel environments of a rollout collection (its bytes depend on it); 1 for uniform."""
+    chain_length: int = 1
+    """Uniform mode: transitions per chain. A chain starts at a uniformly drawn state and
+    follows random controls, so row i + 1 continues row i; 1 gives independent transitions."""
 
     def num_chunks(self) -> int:
         return -(-self.transitions // self.chunk_size)
@@ -66,7 +70,9 @@ class CollectionSpec:
         return min(self.chunk_size, self.transitions - index * self.chunk_size)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        """The spec as metadata keys; ``chain_length`` only when it is not 1, so datasets
+        collected before chains existed keep their metadata."""
+        spec = {
             "env_id": self.env_id,
             "env_kwargs": dict(self.env_kwargs),
             "mode": self.mode,
@@ -75,6 +81,9 @@ class CollectionSpec:
             "chunk_size": self.chunk_size,
             "num_envs": self.num_envs,
         }
+        if self.chain_length != 1:
+            spec["chain_length"] = self.chain_length
+        return spec
 
 
 def chunk_file_name(index: int) -> str:
@@ -203,6 +212,8 @@ class DatasetWriter:
                 "pass --resume to finish it or --overwrite to start again"
             )
         previous = {key: existing.get(key) for key in self.spec.as_dict()}
+        if existing.get("chain_length", 1) != self.spec.chain_length:
+            previous["chain_length"] = existing.get("chain_length", 1)
         if previous != self.spec.as_dict():
             raise UserError(
                 f"cannot resume {directory}: it was collected with {previous}, "
@@ -306,17 +317,50 @@ class TransitionDataset:
             *(getattr(self, name).to(device) for name in ARRAY_NAMES), metadata=self.metadata
         )
 
+    def continues(self) -> torch.Tensor:
+        """``(N - 1,)`` bool: row i + 1 starts where row i ends (the same chain or episode).
+
+        Read from the true states, so it holds for chained uniform data and for rollouts of
+        one env alike; independent uniform draws never continue each other.
+        """
+        return (self.state[1:] == self.next_state[:-1]).all(-1)
+
+    def window_starts(self, steps: int) -> torch.Tensor:
+        """Indices i whose rows i, ..., i + steps - 1 form one chain of ``steps`` transitions."""
+        if steps < 1:
+            raise ValueError(f"a window needs at least one transition, got {steps}")
+        if steps > len(self):
+            return torch.zeros(0, dtype=torch.long, device=self.state.device)
+        ok = torch.ones(len(self) - steps + 1, dtype=torch.bool, device=self.state.device)
+        links = self.continues()
+        for offset in range(steps - 1):
+            ok &= links[offset : offset + len(ok)]
+        return torch.nonzero(ok).squeeze(-1)
+
     def split(
         self, validation_fraction: float, seed: int = 0
     ) -> tuple[TransitionDataset, TransitionDataset]:
-        """Deterministic (train, validation) split: a seeded permutation, then a cut."""
+        """Deterministic (train, validation) split: a seeded permutation of the chains (single
+        transitions when nothing is chained), then a cut. Chains stay whole and in order."""
         if not 0.0 < validation_fraction < 1.0:
             raise UserError(f"validation fraction must lie in (0, 1), got {validation_fraction}")
-        n_val = max(1, round(len(self) * validation_fraction))
-        if n_val >= len(self):
-            raise UserError(f"a dataset of {len(self)} transitions is too small to split")
-        order = torch.from_numpy(np.random.default_rng(seed).permutation(len(self)))
-        return self.subset(order[n_val:]), self.subset(order[:n_val])
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), 1 + _where(~self.continues())])
+        bounds = torch.cat([starts, torch.tensor([len(self)])]).tolist()
+        chains = [torch.arange(a, b) for a, b in itertools.pairwise(bounds)]
+        n_val = max(1, round(len(chains) * validation_fraction))
+        if n_val >= len(chains):
+            raise UserError(
+                f"a dataset of {len(self)} transitions in {len(chains)} chains is too small "
+                "to split"
+            )
+        order = np.random.default_rng(seed).permutation(len(chains)).tolist()
+        val = torch.cat([chains[i] for i in order[:n_val]])
+        train = torch.cat([chains[i] for i in order[n_val:]])
+        return self.subset(train), self.subset(val)
+
+
+def _where(mask: torch.Tensor) -> torch.Tensor:
+    return torch.nonzero(mask.cpu()).squeeze(-1)
 
 
 def load_transitions(

@@ -25,7 +25,8 @@ RUNS_ROOT = Path("runs")
 def dataset_dir(data: DataConfig, root: Path = DATA_ROOT) -> Path:
     """Where the dataset of ``data`` lives: one directory per distinct collection."""
     env_name = data.env_id.replace(":", "_").split("/")[-1]
-    return root / f"{env_name}__{data.mode}__{data.transitions}__seed{data.seed}"
+    chains = f"__chain{data.chain_length}" if data.chain_length > 1 else ""
+    return root / f"{env_name}__{data.mode}__{data.transitions}__seed{data.seed}{chains}"
 
 
 def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
@@ -41,6 +42,7 @@ def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
         mode=data.mode,
         seed=data.seed,
         workers=data.workers,
+        chain_length=data.chain_length,
         resume=meta is not None,
     )
 

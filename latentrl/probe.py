@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from latentrl.losses import roll_mean
+
 
 def state_features(
     states: Tensor, names: Sequence[str], angle_dims: Sequence[int]
@@ -114,11 +116,9 @@ def open_loop_error(model: Any, observations: np.ndarray, actions: np.ndarray) -
     encoded = torch.stack(
         [model.encode(torch.as_tensor(x, device=device)).mean for x in observations]
     )  # (steps + 1, episodes, n)
-    z, predicted = encoded[0], []
-    for u in torch.as_tensor(actions, device=device, dtype=encoded.dtype):
-        z = model.step(z, u)
-        predicted.append(z)
+    u = torch.as_tensor(actions, device=device, dtype=encoded.dtype).transpose(0, 1)
+    predicted = roll_mean(model, encoded[0], u).transpose(0, 1)  # (steps, episodes, n)
     truth = encoded[1:]
     spread = (truth - truth.mean((0, 1))).square().sum(-1).mean().sqrt()
-    error = (torch.stack(predicted) - truth).norm(dim=-1).mean(-1)
+    error = (predicted - truth).norm(dim=-1).mean(-1)
     return (error / spread.clamp_min(1e-12)).float().cpu()

@@ -34,7 +34,7 @@ from latentrl.data import TransitionDataset, load_transitions
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode, run_name, summary_line
-from latentrl.losses import e2c_loss
+from latentrl.losses import Continuation, e2c_loss
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
 from latentrl.probe import fit_probe, open_loop_error, random_rollouts, state_features
@@ -188,6 +188,7 @@ class _Loop:
         self.train_set, self.val_set = train_set, val_set
         self.steps_per_epoch = len(train_set) // config.train.batch_size
         self.total_steps = self.steps_per_epoch * config.train.epochs
+        self.window_start = self._window_starts(config.train.multi_step_horizon)
         loss_fn = e2c_loss
         if config.train.compile:
             loss_fn = torch.compile(e2c_loss)
@@ -202,6 +203,33 @@ class _Loop:
             )
         finally:
             env.close()
+
+    def _window_starts(self, horizon: int) -> torch.Tensor | None:
+        """``(N,)`` bool: training row i starts ``horizon`` chained transitions (None: off)."""
+        if horizon == 1:
+            return None
+        starts = self.train_set.window_starts(horizon)
+        if len(starts) == 0:
+            raise UserError(
+                f"train.multi_step_horizon={horizon} but the dataset has no chains of "
+                f"{horizon} transitions; collect it with data.chain_length >= {horizon}"
+            )
+        valid = torch.zeros(len(self.train_set), dtype=torch.bool, device=starts.device)
+        valid[starts] = True
+        self.logger.echo(
+            f"multi-step term over {horizon} steps: {len(starts)} of {len(valid)} training "
+            "transitions start a window"
+        )
+        return valid
+
+    def continuation(self, index: torch.Tensor) -> Continuation | None:
+        """The steps after the batch rows ``index`` for the multi-step term (None: off)."""
+        if self.window_start is None:
+            return None
+        data = self.train_set
+        offsets = torch.arange(1, self.config.train.multi_step_horizon, device=index.device)
+        future = (index.unsqueeze(-1) + offsets).clamp(max=len(data) - 1)  # (B, K - 1)
+        return Continuation(data.action[future], data.next_obs[future], self.window_start[index])
 
     def learning_rate(self, step: int) -> float:
         """Cosine decay from train.learning_rate to train.final_learning_rate."""
@@ -240,7 +268,12 @@ class _Loop:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(step)
             loss, metrics = self.loss_fn(
-                model, batch.obs, batch.action, batch.next_obs, self.config.loss
+                model,
+                batch.obs,
+                batch.action,
+                batch.next_obs,
+                self.config.loss,
+                self.continuation(index),
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

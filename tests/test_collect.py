@@ -137,3 +137,17 @@ def test_check_env_reports_a_broken_contract(capsys: pytest.CaptureFixture) -> N
     assert (
         "FAIL  observe is a pure function of the state: AssertionError: different states" in printed
     )
+
+
+def test_chained_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
+    kwargs = {"chunk_size": 300, "chain_length": 7, "progress": False}
+    one = collect(POINT_MASS_ID, 700, tmp_path / "one", **kwargs)
+    two = collect(POINT_MASS_ID, 700, tmp_path / "two", workers=2, **kwargs)
+    assert _bytes(one) == _bytes(two)
+
+
+def test_chain_length_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="uniform mode only"):
+        collect(POINT_MASS_ID, 100, tmp_path / "r", mode="rollout", chain_length=4)
+    with pytest.raises(UserError, match="chain_length must be >= 1"):
+        collect(POINT_MASS_ID, 100, tmp_path / "z", chain_length=0)

@@ -124,3 +124,66 @@ def test_not_a_dataset(tmp_path: Path) -> None:
         load_transitions(tmp_path / "nothing")
     with pytest.raises(UserError, match="not a latentrl dataset"):
         load_transitions(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def chained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "chained"
+    return collect(POINT_MASS_ID, 250, out, seed=3, chunk_size=100, chain_length=8, progress=False)
+
+
+def test_chained_rows_follow_the_true_dynamics(chained_dir: Path) -> None:
+    from point_mass import PointMassEnv, point_mass_step
+
+    data = load_transitions(chained_dir)
+    states, actions = data.state.numpy(), data.action.numpy()
+    np.testing.assert_array_equal(data.next_state.numpy(), point_mass_step(states, actions))
+    np.testing.assert_array_equal(data.obs.numpy(), PointMassEnv().observe(states))
+    # chains of 8 restart at every chunk of 100: 12 whole chains and one of 4 per full chunk
+    breaks = torch.nonzero(~data.continues()).squeeze(-1) + 1
+    starts_in_chunk = [*range(0, 100, 8)]
+    expected = [c + s for c in (0, 100, 200) for s in starts_in_chunk if 0 < c + s < 250]
+    assert breaks.tolist() == expected
+    follows = data.continues()
+    np.testing.assert_array_equal(
+        data.obs[1:][follows].numpy(), data.next_obs[:-1][follows].numpy()
+    )
+    meta = json.loads((chained_dir / METADATA_FILE).read_text())
+    assert meta["chain_length"] == 8
+
+
+def test_independent_draws_never_continue_each_other(dataset_dir: Path) -> None:
+    data = load_transitions(dataset_dir)
+    assert not data.continues().any()
+    assert data.window_starts(1).tolist() == list(range(len(data)))
+    assert len(data.window_starts(2)) == 0
+    assert "chain_length" not in json.loads((dataset_dir / METADATA_FILE).read_text())
+
+
+def test_window_starts_lie_inside_one_chain(chained_dir: Path) -> None:
+    data = load_transitions(chained_dir)
+    starts = data.window_starts(5).tolist()
+    # per chunk: chains 0..11 start at 8 i and hold starts 8 i .. 8 i + 3; the last chain
+    # (4 transitions, 96..99) holds no window of 5
+    per_chunk = [8 * i + j for i in range(12) for j in range(4)]
+    last_chunk = [200 + s for s in per_chunk[:24]]  # 50 rows: chains 0..5 and a cut one of 2
+    assert starts == [c + s for c in (0, 100) for s in per_chunk] + last_chunk
+    with pytest.raises(ValueError):
+        data.window_starts(0)
+
+
+def test_split_keeps_chains_whole_and_unchained_splits_as_before(
+    chained_dir: Path, dataset_dir: Path
+) -> None:
+    data = load_transitions(chained_dir)
+    train, val = data.split(0.2, seed=0)
+    assert len(train) + len(val) == len(data)
+    # a chain is never cut: each part has exactly as many chain starts as before the split
+    chains = int((~data.continues()).sum()) + 1
+    assert sum(int((~part.continues()).sum()) + 1 for part in (train, val)) == chains
+    assert len(train.window_starts(5)) + len(val.window_starts(5)) == len(data.window_starts(5))
+    # unchained data: the same rows as a plain seeded permutation of the transitions
+    plain = load_transitions(dataset_dir)
+    _, val_plain = plain.split(0.2, seed=1)
+    order = np.random.default_rng(1).permutation(len(plain))[:500]
+    assert torch.equal(val_plain.state, plain.state[torch.from_numpy(order)])

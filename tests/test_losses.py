@@ -16,6 +16,7 @@ from torch.distributions import (
 )
 
 from latentrl.losses import (
+    Continuation,
     LossWeights,
     bernoulli_nll,
     e2c_loss,
@@ -23,6 +24,8 @@ from latentrl.losses import (
     kl_diag_gaussian_std_normal,
     kl_transition,
     log_abs_det_rank_one,
+    multi_step_error,
+    roll_mean,
 )
 from latentrl.models import E2C, ModelConfig, transition_covariance
 
@@ -219,7 +222,7 @@ def test_metric_names_are_stable_and_total_is_the_weighted_sum() -> None:
     x, u, x_next = blob_transitions(8)
     weights = LossWeights(reconstruction=0.5, prediction=2.0, kl_prior=3.0, kl_transition=0.7)
     loss, metrics = e2c_loss(model, x, u, x_next, weights)
-    terms = {f.name for f in dataclasses.fields(LossWeights)}
+    terms = {f.name for f in dataclasses.fields(LossWeights)} - {"multi_step"}  # no continuation
     assert {k for k in metrics if k.startswith("loss/")} == {"loss/total"} | {
         f"loss/{t}" for t in terms
     }
@@ -309,3 +312,58 @@ def test_a_few_hundred_adam_steps_lower_the_loss() -> None:
         history.append(loss.item())
     first, last = sum(history[:20]) / 20, sum(history[-20:]) / 20
     assert last < 0.4 * first, (first, last)  # measured: 153 -> 44 nats
+
+
+def test_roll_mean_repeats_the_mean_transition() -> None:
+    model = tiny_model()
+    z = torch.randn(5, 2)
+    actions = torch.randn(5, 3, 1)
+    rolled = roll_mean(model, z, actions)
+    expected = z
+    for k in range(3):
+        expected = model.step(expected, actions[:, k])
+        torch.testing.assert_close(rolled[:, k], expected)
+
+
+def test_multi_step_error_is_the_mean_scaled_error_over_valid_windows() -> None:
+    predicted = torch.tensor([[[1.0, 0.0], [2.0, 0.0]], [[9.0, 9.0], [9.0, 9.0]]])
+    target_mean = torch.zeros(2, 2, 2)
+    target_logvar = torch.log(torch.full((2, 2, 2), 4.0))  # std 2
+    valid = torch.tensor([True, False])
+    error = multi_step_error(predicted, target_mean, target_logvar, valid)
+    # window 0: (0.5 * 1/4 + 0.5 * 4/4) / 2 steps = 0.3125, counted twice (2 rows, 1 valid)
+    torch.testing.assert_close(error, torch.tensor([0.625, 0.0]))
+    assert error.mean() == pytest.approx(0.3125)
+
+
+def test_the_multi_step_term_rolls_on_and_ignores_rows_without_a_window() -> None:
+    model = tiny_model()
+    x, u, x_next = blob_transitions(6)
+    future_obs, future_u = blob_transitions(12, seed=1)[0], torch.randn(12, 1)
+    continuation = Continuation(
+        future_u.view(6, 2, 1), future_obs.view(6, 2, 2, 8, 8), torch.tensor([1, 1, 1, 0, 0, 1]) > 0
+    )
+    weights = LossWeights(multi_step=0.5)
+    torch.manual_seed(3)
+    loss, metrics = e2c_loss(model, x, u, x_next, weights, continuation)
+    terms = {f.name for f in dataclasses.fields(LossWeights)}
+    expected = sum(getattr(weights, t) * metrics[f"loss/{t}"] for t in terms)
+    torch.testing.assert_close(loss.detach(), expected)
+    assert metrics["loss/multi_step"] > 0
+
+    # rows 3 and 4 start no window: their futures do not matter
+    other = Continuation(
+        continuation.action.clone(), continuation.next_obs.clone(), continuation.valid
+    )
+    other.action[3:5] = 5.0
+    other.next_obs[3:5] = 0.0
+    torch.manual_seed(3)
+    same, _ = e2c_loss(model, x, u, x_next, weights, other)
+    torch.testing.assert_close(same, loss)
+
+    # the encodings of the future are targets: no gradient flows through them
+    model.zero_grad()
+    future = continuation.next_obs.float().requires_grad_()
+    torch.manual_seed(3)
+    e2c_loss(model, x, u, x_next, weights, continuation._replace(next_obs=future))[0].backward()
+    assert future.grad is None

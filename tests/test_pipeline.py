@@ -9,6 +9,7 @@ import pytest
 
 from latentrl.checkpoint import load_model
 from latentrl.cli import main
+from latentrl.logging import read_metrics
 from latentrl.pipeline import dataset_dir, experiment_config, run_experiment
 
 TINY = [
@@ -104,6 +105,7 @@ def test_the_debug_preset_end_to_end(tmp_path: Path) -> None:
         wandb_mode="disabled",
     )
     results = _assert_evaluated(result.train.run_dir, episodes=4, horizon=200)
+    assert any("train/loss/multi_step" in row for row in read_metrics(result.train.run_dir))
     oracle = results["agents"]["oracle"]["aggregate"]
     assert oracle["steps_in_goal"]["mean"] > 0.6 and oracle["success"]["mean"] == 1.0
     assert results["agents"]["random"]["aggregate"]["success"]["mean"] == 0.0

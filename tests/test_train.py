@@ -146,3 +146,21 @@ def test_wrong_dataset_and_device_are_refused(dataset: Path, tmp_path: Path) -> 
             resolve_device("cuda")
     with pytest.raises(UserError, match="no checkpoint yet"):
         load_model(tmp_path / "x")
+
+
+def test_the_multi_step_term_trains_on_chained_data(tmp_path: Path) -> None:
+    chained = collect(POINT_MASS_ID, 1_200, tmp_path / "chained", chain_length=8, progress=False)
+    config = tiny_config(epochs=2)
+    config = dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, chain_length=8),
+        train=dataclasses.replace(config.train, multi_step_horizon=4),
+    )
+    result = train(config, tmp_path / "run", chained, wandb_mode="disabled")
+    rows = [r for r in read_metrics(result.run_dir) if "train/loss/multi_step" in r]
+    assert len(rows) == 2 and all(np.isfinite(r["train/loss/multi_step"]) for r in rows)
+    assert rows[-1]["train/loss/multi_step"] > 0
+    # independent transitions hold no window of 4 steps: one clear error, nothing trained
+    unchained = collect(POINT_MASS_ID, 1_200, tmp_path / "plain", progress=False)
+    with pytest.raises(UserError, match="no chains of 4 transitions"):
+        train(config, tmp_path / "run2", unchained, wandb_mode="disabled")

@@ -1,0 +1,69 @@
+"""Experiment configs: presets, overrides, old config files, and impossible combinations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from latentrl.config import (
+    DataConfig,
+    apply_overrides,
+    load_config,
+    preset,
+    save_config,
+    to_dict,
+)
+from latentrl.errors import UserError
+from latentrl.pipeline import dataset_dir
+
+
+def test_the_pendulums_train_their_multi_step_term_on_chained_data() -> None:
+    for experiment, name in [
+        ("pendulum", "debug"),
+        ("pendulum", "full"),
+        ("mujoco_pendulum", "full"),
+    ]:
+        config = preset(experiment, name)
+        assert config.data.chain_length >= config.train.multi_step_horizon > 1
+    planar = preset("planar")
+    assert (planar.data.chain_length, planar.train.multi_step_horizon) == (1, 1)
+
+
+def test_a_multi_step_horizon_longer_than_the_chains_is_refused() -> None:
+    with pytest.raises(UserError, match=r"data\.chain_length=16 or more"):
+        apply_overrides(preset("pendulum"), ["train.multi_step_horizon=16", "data.chain_length=8"])
+    with pytest.raises(UserError, match=r"or train\.multi_step_horizon=1"):
+        apply_overrides(preset("pendulum"), ["data.chain_length=1"])
+    unchained = ["data.chain_length=1", "train.multi_step_horizon=1"]
+    plain = apply_overrides(preset("pendulum"), unchained)
+    assert plain.data.chain_length == 1
+    with pytest.raises(UserError, match="uniform mode only"):
+        DataConfig(mode="rollout", chain_length=4)
+    with pytest.raises(UserError, match="multi_step_horizon must be >= 1"):
+        apply_overrides(preset("planar"), ["train.multi_step_horizon=0"])
+
+
+def test_a_config_written_before_chains_still_loads(tmp_path: Path) -> None:
+    data = to_dict(preset("planar"))
+    del data["data"]["chain_length"], data["train"]["multi_step_horizon"]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert load_config(tmp_path / "config.json") == preset("planar")
+    save_config(preset("pendulum"), tmp_path / "again.json")
+    assert load_config(tmp_path / "again.json") == preset("pendulum")
+
+
+def test_chained_datasets_get_their_own_directory() -> None:
+    root = Path("data")
+    plain = dataset_dir(DataConfig(), root)
+    chained = dataset_dir(DataConfig(chain_length=16), root)
+    assert plain == root / "Pendulum-v0__uniform__20000__seed0"
+    assert chained == root / "Pendulum-v0__uniform__20000__seed0__chain16"
+
+
+def test_optional_fields_are_type_checked() -> None:
+    assert apply_overrides(preset("planar"), ["eval.horizon=null"]).eval.horizon is None
+    assert apply_overrides(preset("planar"), ["eval.horizon=30"]).eval.horizon == 30
+    with pytest.raises(UserError, match=r"EvalConfig\.horizon must be int"):
+        apply_overrides(preset("planar"), ["eval.horizon=thirty"])
