@@ -19,16 +19,17 @@ from latentrl.errors import UserError
 from latentrl.pipeline import dataset_dir
 
 
-def test_the_pendulums_train_their_multi_step_term_on_chained_data() -> None:
+def test_presets_train_the_multi_step_term_on_chained_data() -> None:
     for experiment, name in [
         ("pendulum", "debug"),
         ("pendulum", "full"),
         ("mujoco_pendulum", "full"),
+        ("planar", "full"),
     ]:
         config = preset(experiment, name)
         assert config.data.chain_length >= config.train.multi_step_horizon > 1
-    planar = preset("planar")
-    assert (planar.data.chain_length, planar.train.multi_step_horizon) == (1, 1)
+    cartpole = preset("cartpole")
+    assert (cartpole.data.chain_length, cartpole.train.multi_step_horizon) == (1, 1)
 
 
 def test_a_multi_step_horizon_longer_than_the_chains_is_refused() -> None:
@@ -46,10 +47,10 @@ def test_a_multi_step_horizon_longer_than_the_chains_is_refused() -> None:
 
 
 def test_a_config_written_before_chains_still_loads(tmp_path: Path) -> None:
-    data = to_dict(preset("planar"))
+    data = to_dict(preset("cartpole"))
     del data["data"]["chain_length"], data["train"]["multi_step_horizon"]
     (tmp_path / "config.json").write_text(json.dumps(data))
-    assert load_config(tmp_path / "config.json") == preset("planar")
+    assert load_config(tmp_path / "config.json") == preset("cartpole")
     save_config(preset("pendulum"), tmp_path / "again.json")
     assert load_config(tmp_path / "again.json") == preset("pendulum")
 
