@@ -32,7 +32,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from tqdm import tqdm
 
-from latentrl.data import CollectionSpec, DatasetWriter
+from latentrl.data import CollectionSpec, DatasetWriter, check_chain_length
 from latentrl.envs import ControlEnv, make_env, require_control_env
 from latentrl.errors import UserError
 
@@ -66,11 +66,7 @@ def collect(
         raise UserError(f"unknown collection mode {mode!r}; choose one of {', '.join(MODES)}")
     if workers < 1 or chunk_size < 1:
         raise UserError(f"workers and chunk size must be >= 1, got {workers} and {chunk_size}")
-    if chain_length < 1 or (chain_length > 1 and mode != "uniform"):
-        raise UserError(
-            f"chain_length must be >= 1 and applies to uniform mode only (rollouts are chained "
-            f"already), got {chain_length} with mode {mode!r}"
-        )
+    check_chain_length(chain_length, mode)
     if overwrite and resume:
         raise UserError("--overwrite and --resume exclude each other")
     env_kwargs = dict(env_kwargs or {})

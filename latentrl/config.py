@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from latentrl.data import check_chain_length
 from latentrl.errors import UserError
 from latentrl.losses import LossWeights
 from latentrl.models import ModelConfig
@@ -39,11 +40,7 @@ class DataConfig:
     """Collection worker processes (MuJoCo envs render faster with 2)."""
 
     def __post_init__(self) -> None:
-        if self.chain_length < 1 or (self.chain_length > 1 and self.mode != "uniform"):
-            raise UserError(
-                f"data.chain_length must be >= 1 and applies to uniform mode only, got "
-                f"{self.chain_length} with mode {self.mode!r}"
-            )
+        check_chain_length(self.chain_length, self.mode)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,15 @@ class CollectionSpec:
         return spec
 
 
+def check_chain_length(chain_length: int, mode: str) -> None:
+    """UserError unless ``chain_length`` >= 1, and 1 outside uniform mode."""
+    if chain_length < 1 or (chain_length > 1 and mode != "uniform"):
+        raise UserError(
+            f"chain_length must be >= 1 and applies to uniform mode only (rollouts are chained "
+            f"already), got {chain_length} with mode {mode!r}"
+        )
+
+
 def chunk_file_name(index: int) -> str:
     return f"chunk-{index:05d}.safetensors.gz"
 
