@@ -90,6 +90,7 @@ class LatentMPCAgent:
             replan_every=p.replan_every,
             restarts=p.restarts,
             seed=seed,
+            shooting=p.shooting,
         )
         self.goal_latent: Tensor | None = None
         """Encoder mean of the goal image ``(n,)``, set by :meth:`reset`."""

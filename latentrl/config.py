@@ -101,6 +101,9 @@ class PlanConfig:
     """Control steps between iLQR solves (in between: the plan with its feedback gains)."""
     restarts: int = 0
     """Extra random control sequences solved alongside the warm start at each replan."""
+    shooting: int = 0
+    """Bang-bang control sequences rolled out at each replan; iLQR starts from the cheapest of
+    them and the warm start (0: off). Finds swing-ups whose latent cost first rises."""
     max_iterations: int = 20
     """iLQR iterations per solve (warm-started solves need a few)."""
     jacobian: Literal["exact", "e2c"] = "exact"
@@ -116,8 +119,8 @@ class PlanConfig:
             raise UserError(
                 f"plan: need q >= 0, q_f >= 0, r > 0, got {self.q}, {self.q_f}, {self.r}"
             )
-        if self.restarts < 0 or self.max_iterations < 1:
-            raise UserError("plan: need restarts >= 0 and max_iterations >= 1")
+        if self.restarts < 0 or self.shooting < 0 or self.max_iterations < 1:
+            raise UserError("plan: need restarts >= 0, shooting >= 0 and max_iterations >= 1")
         if self.jacobian not in ("exact", "e2c"):
             raise UserError(f"plan.jacobian must be 'exact' or 'e2c', got {self.jacobian!r}")
 

@@ -8,7 +8,7 @@ and scored on the validation split.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -82,24 +82,63 @@ def fit_probe(
     return r_squared(prediction, y_val)
 
 
-def random_rollouts(
-    env: Any, *, episodes: int = 64, steps: int = 40, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Observations and actions of ``episodes`` true rollouts for :func:`open_loop_error`.
+class Rollouts(NamedTuple):
+    """True rollouts of an env from :func:`random_rollouts`."""
+
+    observations: np.ndarray  # uint8 (steps + 1, episodes, *obs_shape)
+    actions: np.ndarray  # float32 (steps, episodes, m)
+    states: np.ndarray  # float64 (steps + 1, episodes, d)
+
+
+def random_rollouts(env: Any, *, episodes: int = 64, steps: int = 40, seed: int = 0) -> Rollouts:
+    """``episodes`` true rollouts for :func:`open_loop_error` and :func:`latent_stretch`.
 
     Starts are drawn by ``env.sample_states``, actions uniformly from the action box, and the
-    states follow ``env.next_states``. Returns observations uint8 ``(steps + 1, episodes,
-    *obs_shape)`` and actions float32 ``(steps, episodes, m)``.
+    states follow ``env.next_states``.
     """
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
-    states = env.sample_states(episodes, rng)
-    observations, actions = [env.observe(states)], []
+    states = [env.sample_states(episodes, rng)]
+    observations, actions = [env.observe(states[0])], []
     for _ in range(steps):
         actions.append(rng.uniform(low, high, size=(episodes, *low.shape)).astype(np.float32))
-        states = env.next_states(states, actions[-1])
-        observations.append(env.observe(states))
-    return np.stack(observations), np.stack(actions)
+        states.append(env.next_states(states[-1], actions[-1]))
+        observations.append(env.observe(states[-1]))
+    return Rollouts(np.stack(observations), np.stack(actions), np.stack(states))
+
+
+def state_step_sizes(
+    states: np.ndarray, span: np.ndarray, angle_dims: Sequence[int] = ()
+) -> np.ndarray:
+    """Length of each true step of ``states (steps + 1, episodes, d)`` in units of the state
+    box's ``span (d,)``, angles wrapped: ``(steps, episodes)``."""
+    step = np.diff(np.asarray(states, dtype=np.float64), axis=0)
+    for dim in angle_dims:
+        step[..., dim] = (step[..., dim] + np.pi) % (2 * np.pi) - np.pi
+    return np.linalg.norm(step / span, axis=-1)
+
+
+@torch.no_grad()
+def latent_stretch(model: Any, observations: np.ndarray, state_steps: np.ndarray) -> float:
+    """How torn the latent space is: the largest latent step per unit of true step over the
+    rollout transitions, divided by its median.
+
+    A smooth embedding keeps this near the spread of its local scale (2-6 for the Pendulum-v0
+    models trained here); a latent space cut open along a line of states (two neighbouring
+    images encoded far apart) gives 10-15, and latent MPC failed on those models (e.g. at
+    the bottom of the pendulum's circle, where every swing-up starts). ``observations``
+    ``(steps + 1, episodes, ...)``, ``state_steps`` ``(steps, episodes)`` from
+    :func:`state_step_sizes`; steps shorter than a tenth of the median are left out (no
+    motion, no ratio).
+    """
+    device = next(model.parameters()).device
+    encoded = torch.stack(
+        [model.encode(torch.as_tensor(x, device=device)).mean for x in observations]
+    )  # (steps + 1, episodes, n)
+    latent_steps = (encoded[1:] - encoded[:-1]).norm(dim=-1).double().cpu().numpy()
+    moving = state_steps > 0.1 * np.median(state_steps)
+    ratio = latent_steps[moving] / state_steps[moving]
+    return float(ratio.max() / max(np.median(ratio), 1e-12))
 
 
 @torch.no_grad()

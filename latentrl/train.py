@@ -37,7 +37,14 @@ from latentrl.logging import Logger, resolve_wandb_mode, run_name, summary_line
 from latentrl.losses import Continuation, e2c_loss
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
-from latentrl.probe import fit_probe, open_loop_error, random_rollouts, state_features
+from latentrl.probe import (
+    fit_probe,
+    latent_stretch,
+    open_loop_error,
+    random_rollouts,
+    state_features,
+    state_step_sizes,
+)
 
 VALIDATION_BATCH = 1_024
 VALIDATION_SEED = 1_234  # fixed noise: validation losses of different epochs are comparable
@@ -110,12 +117,6 @@ def train(
             f"{run_dir} already holds a trained run; pass --resume to continue it or choose "
             "another run directory"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / CONFIG_FILE)
-    (run_dir / RUN_FILE).write_text(
-        json.dumps({"dataset": str(Path(dataset_dir).resolve())}) + "\n"
-    )
-
     device = resolve_device(config.train.device)
     model_config = config.model
     data = load_transitions(
@@ -132,7 +133,16 @@ def train(
             f"{len(train_set)} training transitions are fewer than one batch of "
             f"{config.train.batch_size}; collect more data or lower train.batch_size"
         )
+    window_start = window_mask(train_set, config.train.multi_step_horizon)
+    # Only now, with the data checked, does the run directory get written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / CONFIG_FILE)
+    (run_dir / RUN_FILE).write_text(
+        json.dumps({"dataset": str(Path(dataset_dir).resolve())}) + "\n"
+    )
     train_set, val_set = train_set.to(device), val_set.to(device)
+    if window_start is not None:
+        window_start = window_start.to(device)
 
     torch.manual_seed(config.train.seed)
     model = E2C(model_config).to(device)
@@ -163,10 +173,33 @@ def train(
             f"training {config.name}/{config.preset} on {device}: {len(train_set)} train / "
             f"{len(val_set)} validation transitions, {model.num_parameters():,} parameters"
         )
-        loop = _Loop(config, model, optimizer, data_order, train_set, val_set, logger, run_dir)
+        if window_start is not None:
+            logger.echo(
+                f"multi-step term over {config.train.multi_step_horizon} steps: "
+                f"{int(window_start.sum())} of {len(train_set)} training transitions start a window"
+            )
+        loop = _Loop(
+            config, model, optimizer, data_order, train_set, val_set, window_start, logger, run_dir
+        )
         state = loop.run(state)
         final = loop.finish(state)
     return TrainResult(run_dir, state.epoch, state.step, final)
+
+
+def window_mask(train_set: TransitionDataset, horizon: int) -> torch.Tensor | None:
+    """``(N,)`` bool: training row i starts ``horizon`` chained transitions (None: the
+    multi-step term is off, ``horizon == 1``). Raises UserError when no row does."""
+    if horizon == 1:
+        return None
+    starts = train_set.window_starts(horizon)
+    if len(starts) == 0:
+        raise UserError(
+            f"train.multi_step_horizon={horizon} but the dataset has no chains of "
+            f"{horizon} transitions; collect it with data.chain_length >= {horizon}"
+        )
+    valid = torch.zeros(len(train_set), dtype=torch.bool, device=starts.device)
+    valid[starts] = True
+    return valid
 
 
 class _Loop:
@@ -180,6 +213,7 @@ class _Loop:
         data_order: torch.Generator,
         train_set: TransitionDataset,
         val_set: TransitionDataset,
+        window_start: torch.Tensor | None,
         logger: Logger,
         run_dir: Path,
     ) -> None:
@@ -188,39 +222,24 @@ class _Loop:
         self.train_set, self.val_set = train_set, val_set
         self.steps_per_epoch = len(train_set) // config.train.batch_size
         self.total_steps = self.steps_per_epoch * config.train.epochs
-        self.window_start = self._window_starts(config.train.multi_step_horizon)
+        self.window_start = window_start
+        """``(N,)`` bool: training row i starts a window of the multi-step term (None: off)."""
         loss_fn = e2c_loss
         if config.train.compile:
             loss_fn = torch.compile(e2c_loss)
         self.loss_fn = loss_fn
         env = make_env(config.data.env_id)
         try:
+            task = require_control_env(env)
             self.rollouts = random_rollouts(
-                require_control_env(env),
-                episodes=OPEN_LOOP_EPISODES,
-                steps=max(OPEN_LOOP_STEPS),
-                seed=VALIDATION_SEED,
+                task, episodes=OPEN_LOOP_EPISODES, steps=max(OPEN_LOOP_STEPS), seed=VALIDATION_SEED
+            )
+            box = task.state_space
+            self.state_steps = state_step_sizes(
+                self.rollouts.states, box.high - box.low, task.angle_dims
             )
         finally:
             env.close()
-
-    def _window_starts(self, horizon: int) -> torch.Tensor | None:
-        """``(N,)`` bool: training row i starts ``horizon`` chained transitions (None: off)."""
-        if horizon == 1:
-            return None
-        starts = self.train_set.window_starts(horizon)
-        if len(starts) == 0:
-            raise UserError(
-                f"train.multi_step_horizon={horizon} but the dataset has no chains of "
-                f"{horizon} transitions; collect it with data.chain_length >= {horizon}"
-            )
-        valid = torch.zeros(len(self.train_set), dtype=torch.bool, device=starts.device)
-        valid[starts] = True
-        self.logger.echo(
-            f"multi-step term over {horizon} steps: {len(starts)} of {len(valid)} training "
-            "transitions start a window"
-        )
-        return valid
 
     def continuation(self, index: torch.Tensor) -> Continuation | None:
         """The steps after the batch rows ``index`` for the multi-step term (None: off)."""
@@ -315,6 +334,7 @@ class _Loop:
             "val_state": metrics["val/state_loss"],
             "val_next": metrics["val/next_state_loss"],
             "drift_20": metrics["val/open_loop_error_20"],
+            "stretch": metrics["val/latent_stretch"],
         }
         self.logger.echo(
             summary_line(f"epoch {epoch}/{cfg.epochs}", shown, metrics["train/samples_per_second"])
@@ -340,10 +360,12 @@ class _Loop:
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value * len(index)
                 count += len(index)
-            drift = open_loop_error(self.model, *self.rollouts)
+            drift = open_loop_error(self.model, self.rollouts.observations, self.rollouts.actions)
+            stretch = latent_stretch(self.model, self.rollouts.observations, self.state_steps)
         self.model.train()
         means = {f"val/{k}": float(v) / count for k, v in sums.items()}
         means |= {f"val/open_loop_error_{k}": float(drift[k - 1]) for k in OPEN_LOOP_STEPS}
+        means["val/latent_stretch"] = stretch
         # E2C's Table 1 columns: -log p(x_t | x^_t) and -log p(x_t+1 | x^_t+1)
         means["val/state_loss"] = means["val/loss/reconstruction"]
         means["val/next_state_loss"] = means["val/loss/prediction"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from latentrl import compare, pipeline
@@ -81,3 +82,21 @@ def test_experiment_main_exits_2_with_one_line_when_a_run_has_no_evaluation(
     assert err.count("\n") == 1 and err.endswith("first\n")
     assert f"error: {runs[0]} has no evaluation yet" in err
     assert not (tmp_path / "c.png").exists()
+
+
+def test_circle_jumps_find_the_cut_of_a_torn_circle() -> None:
+    tears = runpy.run_path(str(ROOT / "experiments" / "pendulum_tears.py"))
+    observe = lambda states: states  # noqa: E731  (the 'image' is the state)
+
+    def smooth(states: Any) -> Any:  # the circle, evenly: every step the same length
+        return np.stack([np.cos(states[:, 0]), np.sin(states[:, 0])], axis=1)
+
+    def torn(states: Any) -> Any:  # cut open at theta = 1 rad: a jump of 5
+        z = smooth(states)
+        z[:, 0] += 5.0 * (states[:, 0] > 1.0)
+        return z
+
+    ratio, _ = tears["circle_jumps"](smooth, observe, velocity=0.0)
+    assert ratio == pytest.approx(1.0, rel=1e-6)
+    ratio, angle = tears["circle_jumps"](torn, observe, velocity=2.0)
+    assert ratio > 100 and angle == pytest.approx(57.0, abs=1.0)  # the step across 1 rad

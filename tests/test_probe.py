@@ -12,10 +12,12 @@ from torch import nn
 
 from latentrl.probe import (
     fit_probe,
+    latent_stretch,
     open_loop_error,
     r_squared,
     random_rollouts,
     state_features,
+    state_step_sizes,
 )
 
 
@@ -73,17 +75,18 @@ class _Model(nn.Module):
 
 def test_random_rollouts_follow_the_env() -> None:
     env = _Integrator()
-    observations, actions = random_rollouts(env, episodes=5, steps=7, seed=3)
+    observations, actions, states = random_rollouts(env, episodes=5, steps=7, seed=3)
     assert observations.shape == (8, 5, 2) and actions.shape == (7, 5, 2)
+    assert states.shape == (8, 5, 2) and np.allclose(observations, states, atol=1e-6)
     assert np.all(np.abs(actions) <= 1)
-    assert np.allclose(observations[1:], observations[:-1] + actions, atol=1e-6)
-    again, _ = random_rollouts(env, episodes=5, steps=7, seed=3)
-    assert np.array_equal(observations, again)
+    assert np.allclose(states[1:], states[:-1] + actions)
+    again = random_rollouts(env, episodes=5, steps=7, seed=3)
+    assert np.array_equal(observations, again.observations)
 
 
 def test_open_loop_error_is_zero_for_the_true_model_and_exact_for_a_wrong_one() -> None:
     env = _Integrator()
-    observations, actions = random_rollouts(env, episodes=50, steps=6, seed=0)
+    observations, actions, _ = random_rollouts(env, episodes=50, steps=6, seed=0)
     assert torch.allclose(
         open_loop_error(_Model(uses_action=True), observations, actions), torch.zeros(6), atol=1e-5
     )
@@ -94,3 +97,29 @@ def test_open_loop_error_is_zero_for_the_true_model_and_exact_for_a_wrong_one() 
     expected = np.linalg.norm(np.cumsum(actions, axis=0), axis=-1).mean(-1) / spread
     assert drift.numpy() == pytest.approx(expected, rel=1e-4)
     assert bool((drift[1:] > 0).all())
+
+
+def test_state_step_sizes_wrap_angles_and_scale_by_the_box() -> None:
+    states = np.array([[[3.0, 0.0]], [[-3.0, 4.0]]])  # one step: theta 3 -> -3, x 0 -> 4
+    sizes = state_step_sizes(states, span=np.array([1.0, 8.0]), angle_dims=[0])
+    assert sizes.shape == (1, 1)
+    assert sizes[0, 0] == pytest.approx(np.hypot(2 * np.pi - 6.0, 0.5))
+
+
+class _TornEncoder(_Model):
+    """Encodes s as s, plus a jump of 10 in the first coordinate where s_0 > 0."""
+
+    def encode(self, x: torch.Tensor) -> SimpleNamespace:
+        z = x.double().clone()
+        z[..., 0] += 10.0 * (z[..., 0] > 0)
+        return SimpleNamespace(mean=z)
+
+
+def test_latent_stretch_is_one_for_an_isometry_and_large_for_a_tear() -> None:
+    observations, _, states = random_rollouts(_Integrator(), episodes=50, steps=6, seed=0)
+    steps = state_step_sizes(states, span=np.ones(2))
+    smooth = latent_stretch(_Model(uses_action=True), observations, steps)
+    assert smooth == pytest.approx(1.0, rel=1e-5)
+    torn = latent_stretch(_TornEncoder(uses_action=True), observations, steps)
+    # the largest crossing step is at most |u| <= sqrt(2) long and moves 10 further in z
+    assert torn > 10.0 / np.sqrt(2)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from point_mass import ENV_ID as POINT_MASS_ID
 
-from latentrl.checkpoint import load_model
+from latentrl.checkpoint import CONFIG_FILE, load_model
 from latentrl.collect import collect
-from latentrl.config import DataConfig, ExperimentConfig, TrainConfig
+from latentrl.config import DataConfig, ExperimentConfig, TrainConfig, save_config
 from latentrl.errors import UserError
 from latentrl.logging import read_metrics
 from latentrl.models import ModelConfig
@@ -141,11 +141,15 @@ def test_wrong_dataset_and_device_are_refused(dataset: Path, tmp_path: Path) -> 
         UserError, match="env_id='point_mass:PointMass-v0' but 'latentrl/Pendulum-v0'"
     ):
         train(other, tmp_path / "x", dataset, wandb_mode="disabled")
+    assert not (tmp_path / "x").exists()  # refused before anything was written
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             resolve_device("cuda")
+    # a run interrupted before its first checkpoint holds only its config
+    (tmp_path / "y").mkdir()
+    save_config(config, tmp_path / "y" / CONFIG_FILE)
     with pytest.raises(UserError, match="no checkpoint yet"):
-        load_model(tmp_path / "x")
+        load_model(tmp_path / "y")
 
 
 def test_the_multi_step_term_trains_on_chained_data(tmp_path: Path) -> None:
@@ -160,7 +164,8 @@ def test_the_multi_step_term_trains_on_chained_data(tmp_path: Path) -> None:
     rows = [r for r in read_metrics(result.run_dir) if "train/loss/multi_step" in r]
     assert len(rows) == 2 and all(np.isfinite(r["train/loss/multi_step"]) for r in rows)
     assert rows[-1]["train/loss/multi_step"] > 0
-    # independent transitions hold no window of 4 steps: one clear error, nothing trained
+    # independent transitions hold no window of 4 steps: one clear error, no run directory
     unchained = collect(POINT_MASS_ID, 1_200, tmp_path / "plain", progress=False)
     with pytest.raises(UserError, match="no chains of 4 transitions"):
         train(config, tmp_path / "run2", unchained, wandb_mode="disabled")
+    assert not (tmp_path / "run2").exists()

@@ -4,7 +4,11 @@ Every ``replan_every`` steps the planner solves a fresh horizon-``T`` problem fr
 state, warm-started with the previous plan shifted by the steps executed since (the tail filled
 by repeating the last control, or with zeros). In between it executes the stored plan with its
 feedback gains, ``u = clamp(ū_i + K_i (z - z̄_i))``. Optional restarts add random control
-sequences to each solve and keep the cheapest solution per problem.
+sequences to each solve and keep the cheapest solution per problem. Optional shooting draws
+bang-bang control sequences at every solve, rolls them out (no iLQR), and starts iLQR from the
+cheapest of them and the warm start: a cheap global search for costs whose basin a local
+method does not see from the warm start (a latent swing-up that must first move away from the
+goal).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
-from latentrl.planning.dynamics import Dynamics
+from latentrl.planning.cost import batch_cost, total_cost
+from latentrl.planning.dynamics import Dynamics, rollout
 from latentrl.planning.ilqr import (
     ILQRConfig,
     ILQRResult,
@@ -52,14 +57,15 @@ class MPCPlanner:
         warm_start: WarmStart = "repeat",
         restarts: int = 0,
         seed: int = 0,
+        shooting: int = 0,
     ) -> None:
         if horizon < 1 or not 1 <= replan_every <= horizon:
             raise UserError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got "
                             f"horizon={horizon}, replan_every={replan_every}")  # fmt: skip
         if warm_start not in ("repeat", "zero", "none"):
             raise UserError(f"warm_start must be 'repeat', 'zero' or 'none', got {warm_start!r}")
-        if restarts < 0:
-            raise UserError(f"restarts must be >= 0, got {restarts}")
+        if restarts < 0 or shooting < 0:
+            raise UserError(f"restarts and shooting must be >= 0, got {restarts}, {shooting}")
         self.dynamics = dynamics
         self.cost = cost
         self.horizon = horizon
@@ -68,6 +74,7 @@ class MPCPlanner:
         self.replan_every = replan_every
         self.warm_start = warm_start
         self.restarts = restarts
+        self.shooting = shooting
         self.m = cost.R.shape[-1]
         self._generator = torch.Generator().manual_seed(seed)
         self._batch: int | None = None
@@ -113,7 +120,10 @@ class MPCPlanner:
         if self._plan is not None and z.shape[0] != self._plan.u.shape[0]:
             raise UserError("the batch size changed between plan calls; call reset() first")
         if self._plan is None or self._index >= self.replan_every:
-            self._plan = self._solve(z, self._first_guess(z, low, high), low, high)
+            guess = self._first_guess(z, low, high)
+            if self.shooting:
+                guess = self._shoot(z, guess, low, high)
+            self._plan = self._solve(z, guess, low, high)
             self._index = 0
         i = self._index
         p = self._plan
@@ -138,6 +148,15 @@ class MPCPlanner:
             u = torch.cat([kept, tail], dim=1)
         return torch.clamp(u.to(z), low.unsqueeze(1), high.unsqueeze(1))
 
+    def _shoot(self, z: Tensor, u_init: Tensor, low: Tensor, high: Tensor) -> Tensor:
+        """The cheapest per problem of ``u_init`` and ``shooting`` fresh bang-bang sequences."""
+        if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
+            raise UserError("shooting draws controls at the box's bounds: give finite bounds")
+        upper = bang_bang_sequences(self.shooting, self.horizon, self.m, self._generator)
+        candidates = low[None, :, None] + upper.to(z)[:, None] * (high - low)[None, :, None]
+        guesses = torch.cat([u_init[None], candidates]).reshape(-1, self.horizon, self.m)
+        return cheapest_guess(self.dynamics, z, guesses, self.cost)
+
     def _solve(self, z: Tensor, u_init: Tensor, low: Tensor, high: Tensor) -> ILQRResult:
         if self.restarts == 0:
             return solve_ilqr(self.dynamics, z, u_init, self.cost, low, high, self.config)
@@ -155,6 +174,30 @@ class MPCPlanner:
         best = res.cost.view(reps, batch).argmin(0)
         rows = best * batch + torch.arange(batch, device=z.device)
         return ILQRResult(*(field[rows] for field in res))
+
+
+def bang_bang_sequences(
+    count: int, horizon: int, m: int, generator: torch.Generator, mean_block: float | None = None
+) -> Tensor:
+    """``count`` piecewise-constant sequences ``(count, T, m)`` of 0 (lower bound) and 1 (upper
+    bound) per control: blocks of geometric length, ``mean_block`` steps on average (default
+    T / 6), each at an independently drawn corner of the box."""
+    mean_block = mean_block or max(horizon / 6, 1.0)
+    switches = torch.rand(count, horizon, generator=generator) < 1.0 / mean_block
+    block = torch.cumsum(switches.long(), dim=1)  # (count, T): block index of each step
+    corners = (torch.rand(count, horizon + 1, m, generator=generator) < 0.5).float()
+    return torch.gather(corners, 1, block.unsqueeze(-1).expand(count, horizon, m))
+
+
+def cheapest_guess(dynamics: Dynamics, z: Tensor, guesses: Tensor, cost: QuadraticCost) -> Tensor:
+    """Of ``reps`` guesses per problem, ``guesses (reps · B, T, m)`` (row j·B + b is guess j of
+    problem b), the one whose open-loop rollout from ``z (B, n)`` costs least: ``(B, T, m)``."""
+    batch, n = z.shape
+    reps, (T, m) = guesses.shape[0] // batch, guesses.shape[1:]
+    costs = batch_cost(_tile_cost(cost, reps, batch), reps * batch, n, m, z)
+    J = total_cost(costs, rollout(dynamics, z.repeat(reps, 1), guesses), guesses)
+    best = J.view(reps, batch).argmin(0)
+    return guesses.view(reps, batch, T, m)[best, torch.arange(batch, device=z.device)]
 
 
 def _tile_cost(cost: QuadraticCost, reps: int, batch: int) -> QuadraticCost:

@@ -197,3 +197,62 @@ def test_planner_errors() -> None:
     planner.reset(batch_size=2)
     with pytest.raises(UserError, match="batch_size=2"):
         planner.plan(torch.zeros(3, 2, dtype=F64))
+
+
+def test_bang_bang_sequences_sit_on_the_bounds_in_blocks() -> None:
+    sequences = mpc_module.bang_bang_sequences(500, 30, 2, torch.Generator().manual_seed(0))
+    assert sequences.shape == (500, 30, 2)
+    assert set(sequences.unique().tolist()) == {0.0, 1.0}
+    again = mpc_module.bang_bang_sequences(500, 30, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(sequences, again)
+    # blocks of 5 steps on average (T / 6); a fresh corner repeats the old one half the time
+    # per control, so each control changes value about every 10 steps
+    changes = (sequences[:, 1:] != sequences[:, :-1]).float().mean()
+    assert 0.07 < float(changes) < 0.13
+    assert float(sequences.mean()) == pytest.approx(0.5, abs=0.03)
+
+
+def test_cheapest_guess_takes_the_lowest_rollout_cost_per_problem() -> None:
+    dyn = double_integrator()
+    goal = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=F64)
+    cost = double_integrator_cost(goal)
+    z = torch.zeros(2, 4, dtype=F64)
+    z[1, 0] = 2.0  # problem 1 starts beyond the goal: it wants to push left
+    T = 10
+    push = lambda a: torch.full((2, T, 2), a, dtype=F64).index_fill(2, torch.tensor([1]), 0.0)  # noqa: E731
+    guesses = torch.cat([push(0.0), push(1.0), push(-1.0)])  # row j·B + b: guess j, problem b
+    chosen = mpc_module.cheapest_guess(dyn, z, guesses, cost)
+    assert chosen.shape == (2, T, 2)
+    assert torch.equal(chosen[0], push(1.0)[0]) and torch.equal(chosen[1], push(-1.0)[1])
+    # by hand, through solve-free rollouts: each chosen guess costs least for its problem
+    costs = []
+    for j in range(3):
+        z_t, total = z.clone(), torch.zeros(2, dtype=F64)
+        for t in range(T):
+            u = guesses[j * 2 : j * 2 + 2, t]
+            d = z_t - goal
+            total += (d @ cost.Q * d).sum(-1) + (u @ cost.R * u).sum(-1)
+            z_t = dyn.step(z_t, u)
+        d = z_t - goal
+        costs.append(total + (d @ cost.Q_f * d).sum(-1))
+    assert torch.stack(costs).argmin(0).tolist() == [1, 2]
+
+
+def test_shooting_starts_from_a_guess_no_worse_than_the_warm_start() -> None:
+    z = torch.tensor([[math.pi - 0.05, 0.0], [0.5, -2.0]], dtype=F64)
+    planner = pendulum_planner(horizon=20, shooting=64, seed=3)
+    planner.reset(batch_size=2)
+    zeros = torch.zeros(2, 20, 1, dtype=F64)
+    low, high = torch.full((2, 1), -2.0, dtype=F64), torch.full((2, 1), 2.0, dtype=F64)
+    guess = planner._shoot(z, zeros, low, high)
+    assert guess.shape == (2, 20, 1) and bool((guess.abs() == 2.0).all())  # a bang-bang one
+    tiled = mpc_module._tile_cost(planner.cost, 2, 2)
+    both = torch.cat([zeros, guess])
+    costs = mpc_module.batch_cost(tiled, 4, 2, 1, z)
+    states = mpc_module.rollout(planner.dynamics, z.repeat(2, 1), both)
+    J = mpc_module.total_cost(costs, states, both)
+    assert bool((J[2:] < J[:2]).all())  # cheaper than doing nothing, for both problems
+    with pytest.raises(UserError, match="finite bounds"):
+        unbounded = MPCPlanner(planner.dynamics, planner.cost, 20, shooting=4)
+        unbounded.reset(batch_size=2)
+        unbounded.plan(z)
