@@ -119,22 +119,27 @@ def state_step_sizes(
 
 
 @torch.no_grad()
-def latent_stretch(model: Any, observations: np.ndarray, state_steps: np.ndarray) -> float:
+def encode_rollouts(model: Any, observations: np.ndarray) -> Tensor:
+    """Encoder means ``(steps + 1, episodes, n)`` of rollout observations ``(steps + 1,
+    episodes, ...)``, on the model's device: the input of :func:`open_loop_error` and
+    :func:`latent_stretch`."""
+    device = next(model.parameters()).device
+    return torch.stack([model.encode(torch.as_tensor(x, device=device)).mean for x in observations])
+
+
+def latent_stretch(encoded: Tensor, state_steps: np.ndarray) -> float:
     """How torn the latent space is: the largest latent step per unit of true step over the
     rollout transitions, divided by its median.
 
-    A smooth embedding keeps this near the spread of its local scale (2-6 for the Pendulum-v0
-    models trained here); a latent space cut open along a line of states (two neighbouring
-    images encoded far apart) gives 10-15, and latent MPC failed on those models (e.g. at
-    the bottom of the pendulum's circle, where every swing-up starts). ``observations``
-    ``(steps + 1, episodes, ...)``, ``state_steps`` ``(steps, episodes)`` from
-    :func:`state_step_sizes`; steps shorter than a tenth of the median are left out (no
-    motion, no ratio).
+    A smooth embedding keeps this near the spread of its local scale (2.6-6.7 for the smooth
+    Pendulum-v0 models measured here); a latent space cut open along a line of states (two
+    neighbouring images encoded far apart) gave 11.6-14.9, but one torn model only 7.0, so
+    it is a hint, not a test. Planar models score about 23 with or without a tear: compare
+    runs of one env only. ``encoded``
+    ``(steps + 1, episodes, n)`` from :func:`encode_rollouts`, ``state_steps`` ``(steps,
+    episodes)`` from :func:`state_step_sizes`; steps shorter than a tenth of the median are
+    left out (no motion, no ratio).
     """
-    device = next(model.parameters()).device
-    encoded = torch.stack(
-        [model.encode(torch.as_tensor(x, device=device)).mean for x in observations]
-    )  # (steps + 1, episodes, n)
     latent_steps = (encoded[1:] - encoded[:-1]).norm(dim=-1).double().cpu().numpy()
     moving = state_steps > 0.1 * np.median(state_steps)
     ratio = latent_steps[moving] / state_steps[moving]
@@ -142,20 +147,17 @@ def latent_stretch(model: Any, observations: np.ndarray, state_steps: np.ndarray
 
 
 @torch.no_grad()
-def open_loop_error(model: Any, observations: np.ndarray, actions: np.ndarray) -> Tensor:
+def open_loop_error(model: Any, encoded: Tensor, actions: np.ndarray) -> Tensor:
     """How far the model's own rollout drifts from the encodings of the true rollout.
 
-    From the encoder mean of the first observations, the model applies its mean transition
-    ``model.step`` open loop to the true ``actions`` (see :func:`random_rollouts` for the
-    shapes). Returns ``(steps,)``: the mean distance ``|z_pred_k - z_enc_k|`` after ``k = 1 ..
-    steps`` steps divided by the RMS distance of the encodings from their mean, so the number
-    is scale-free: 1.0 is as far off as a random latent of the data.
+    From the encoder means ``encoded`` of the true rollout (:func:`encode_rollouts`), the
+    model applies its mean transition ``model.step`` open loop from the first ones to the true
+    ``actions`` (see :func:`random_rollouts` for the shapes). Returns ``(steps,)``: the mean
+    distance ``|z_pred_k - z_enc_k|`` after ``k = 1 .. steps`` steps divided by the RMS
+    distance of the encodings from their mean, so the number is scale-free: 1.0 is as far off
+    as a random latent of the data.
     """
-    device = next(model.parameters()).device
-    encoded = torch.stack(
-        [model.encode(torch.as_tensor(x, device=device)).mean for x in observations]
-    )  # (steps + 1, episodes, n)
-    u = torch.as_tensor(actions, device=device, dtype=encoded.dtype).transpose(0, 1)
+    u = torch.as_tensor(actions, device=encoded.device, dtype=encoded.dtype).transpose(0, 1)
     predicted = roll_mean(model, encoded[0], u).transpose(0, 1)  # (steps, episodes, n)
     truth = encoded[1:]
     spread = (truth - truth.mean((0, 1))).square().sum(-1).mean().sqrt()

@@ -38,6 +38,7 @@ from latentrl.losses import Continuation, e2c_loss
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
 from latentrl.probe import (
+    encode_rollouts,
     fit_probe,
     latent_stretch,
     open_loop_error,
@@ -360,8 +361,9 @@ class _Loop:
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value * len(index)
                 count += len(index)
-            drift = open_loop_error(self.model, self.rollouts.observations, self.rollouts.actions)
-            stretch = latent_stretch(self.model, self.rollouts.observations, self.state_steps)
+            encoded = encode_rollouts(self.model, self.rollouts.observations)
+            drift = open_loop_error(self.model, encoded, self.rollouts.actions)
+            stretch = latent_stretch(encoded, self.state_steps)
         self.model.train()
         means = {f"val/{k}": float(v) / count for k, v in sums.items()}
         means |= {f"val/open_loop_error_{k}": float(drift[k - 1]) for k in OPEN_LOOP_STEPS}

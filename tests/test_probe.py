@@ -11,6 +11,7 @@ from gymnasium import spaces
 from torch import nn
 
 from latentrl.probe import (
+    encode_rollouts,
     fit_probe,
     latent_stretch,
     open_loop_error,
@@ -87,11 +88,15 @@ def test_random_rollouts_follow_the_env() -> None:
 def test_open_loop_error_is_zero_for_the_true_model_and_exact_for_a_wrong_one() -> None:
     env = _Integrator()
     observations, actions, _ = random_rollouts(env, episodes=50, steps=6, seed=0)
+    true_model = _Model(uses_action=True)
     assert torch.allclose(
-        open_loop_error(_Model(uses_action=True), observations, actions), torch.zeros(6), atol=1e-5
+        open_loop_error(true_model, encode_rollouts(true_model, observations), actions),
+        torch.zeros(6),
+        atol=1e-5,
     )
     # A model that ignores the action stays at z_0: it is off by the summed actions.
-    drift = open_loop_error(_Model(uses_action=False), observations, actions)
+    still = _Model(uses_action=False)
+    drift = open_loop_error(still, encode_rollouts(still, observations), actions)
     truth = observations[1:].astype(np.float64)
     spread = np.sqrt(((truth - truth.mean((0, 1))) ** 2).sum(-1).mean())
     expected = np.linalg.norm(np.cumsum(actions, axis=0), axis=-1).mean(-1) / spread
@@ -118,8 +123,8 @@ class _TornEncoder(_Model):
 def test_latent_stretch_is_one_for_an_isometry_and_large_for_a_tear() -> None:
     observations, _, states = random_rollouts(_Integrator(), episodes=50, steps=6, seed=0)
     steps = state_step_sizes(states, span=np.ones(2))
-    smooth = latent_stretch(_Model(uses_action=True), observations, steps)
+    smooth = latent_stretch(encode_rollouts(_Model(uses_action=True), observations), steps)
     assert smooth == pytest.approx(1.0, rel=1e-5)
-    torn = latent_stretch(_TornEncoder(uses_action=True), observations, steps)
+    torn = latent_stretch(encode_rollouts(_TornEncoder(uses_action=True), observations), steps)
     # the largest crossing step is at most |u| <= sqrt(2) long and moves 10 further in z
     assert torn > 10.0 / np.sqrt(2)
