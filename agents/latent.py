@@ -91,6 +91,7 @@ class LatentMPCAgent:
             restarts=p.restarts,
             seed=seed,
             shooting=p.shooting,
+            shooting_steps=p.shooting_steps,
         )
         self.goal_latent: Tensor | None = None
         """Encoder mean of the goal image ``(n,)``, set by :meth:`reset`."""

@@ -67,10 +67,18 @@ class TrainConfig:
     multi_step_horizon: int = 1
     """K: transitions the multi-step loss term rolls through (1: off, only E2C's terms). Needs
     chained data, data.chain_length >= K."""
+    multi_step_encoder_gradient: float = 1.0
+    """Share of the multi-step term's gradient that reaches the encoder (through z_t); 0: the
+    term trains the transition only and leaves the latent geometry to E2C's terms."""
 
     def __post_init__(self) -> None:
         if self.multi_step_horizon < 1:
             raise UserError(f"train.multi_step_horizon must be >= 1, got {self.multi_step_horizon}")
+        if not 0.0 <= self.multi_step_encoder_gradient <= 1.0:
+            raise UserError(
+                "train.multi_step_encoder_gradient must be in [0, 1], got "
+                f"{self.multi_step_encoder_gradient}"
+            )
 
 
 AGENTS = ("latent", "oracle", "random")
@@ -104,6 +112,9 @@ class PlanConfig:
     shooting: int = 0
     """Bang-bang control sequences rolled out at each replan; iLQR starts from the cheapest of
     them and the warm start (0: off). Finds swing-ups whose latent cost first rises."""
+    shooting_steps: int | None = None
+    """Shoot only at the replans of an episode's first this many control steps (None: at
+    every replan)."""
     max_iterations: int = 20
     """iLQR iterations per solve (warm-started solves need a few)."""
     jacobian: Literal["exact", "e2c"] = "exact"
@@ -121,6 +132,12 @@ class PlanConfig:
             )
         if self.restarts < 0 or self.shooting < 0 or self.max_iterations < 1:
             raise UserError("plan: need restarts >= 0, shooting >= 0 and max_iterations >= 1")
+        if self.shooting_steps is not None and (
+            isinstance(self.shooting_steps, bool) or self.shooting_steps < 1
+        ):
+            raise UserError(
+                f"plan.shooting_steps must be >= 1 or null, got {self.shooting_steps!r}"
+            )
         if self.jacobian not in ("exact", "e2c"):
             raise UserError(f"plan.jacobian must be 'exact' or 'e2c', got {self.jacobian!r}")
 

@@ -151,6 +151,11 @@ def roll_mean(model: E2C, z: Tensor, actions: Tensor, noise_std: float = 0.0) ->
     return torch.stack(latents, dim=1)
 
 
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """``x`` in the forward pass; its gradient multiplied by ``scale`` in the backward pass."""
+    return x.detach() + scale * (x - x.detach())
+
+
 def multi_step_error(
     predicted: Tensor, target_mean: Tensor, target_logvar: Tensor, valid: Tensor
 ) -> Tensor:
@@ -179,11 +184,14 @@ def e2c_loss(
     x_next: Tensor,
     weights: LossWeights | None = None,
     continuation: Continuation | None = None,
+    encoder_gradient: float = 1.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The E2C objective (module docstring) and detached scalar metrics.
 
     x_t, x_next: images ``(B, k, H, W)``, uint8 or float in [0, 1]; u_t: ``(B, m)``.
-    With a ``continuation`` the multi-step term is added (metric ``loss/multi_step``).
+    With a ``continuation`` the multi-step term is added (metric ``loss/multi_step``); its
+    gradient reaches the encoder through z_t scaled by ``encoder_gradient`` (0: the term
+    trains the transition only; the targets never pass a gradient).
     Metric keys: ``loss/total`` and ``loss/<term>`` (unweighted batch means of each term),
     ``diag/det_A_{mean,min,max}``, ``diag/abs_vr_mean``, ``diag/latent_std_mean``,
     ``diag/prediction_error`` (mean |mean of Q^ - mean of q(z_{t+1}|x_{t+1})|_2) and, for
@@ -221,7 +229,12 @@ def e2c_loss(
         future = continuation.next_obs
         with torch.no_grad():
             q_future = model.encode(to_unit_interval(future.flatten(0, 1), dtype))
-        predicted = roll_mean(model, z_hat, continuation.action.to(dtype), noise)
+        if encoder_gradient == 1.0:
+            start = z_hat
+        else:  # the same z^_{t+1}, with a scaled gradient into the encoder through z_t
+            start = model.step(scale_gradient(z_t, encoder_gradient), u_t)
+            start = start + (z_hat - start).detach()  # adds the transition noise, if any
+        predicted = roll_mean(model, start, continuation.action.to(dtype), noise)
         terms["multi_step"] = multi_step_error(
             predicted,
             q_future.mean.unflatten(0, future.shape[:2]),

@@ -294,6 +294,7 @@ class _Loop:
                 batch.next_obs,
                 self.config.loss,
                 self.continuation(index),
+                cfg.multi_step_encoder_gradient,
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -68,3 +68,28 @@ def test_optional_fields_are_type_checked() -> None:
     assert apply_overrides(preset("planar"), ["eval.horizon=30"]).eval.horizon == 30
     with pytest.raises(UserError, match=r"EvalConfig\.horizon must be int"):
         apply_overrides(preset("planar"), ["eval.horizon=thirty"])
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        (
+            "train.multi_step_encoder_gradient=1.5",
+            r"multi_step_encoder_gradient must be in \[0, 1\]",
+        ),
+        (
+            "train.multi_step_encoder_gradient=-0.1",
+            r"multi_step_encoder_gradient must be in \[0, 1\]",
+        ),
+        ("plan.shooting_steps=0", "shooting_steps must be >= 1 or null"),
+        ("plan.shooting_steps=true", "shooting_steps"),
+    ],
+)
+def test_impossible_multi_step_and_shooting_settings_are_refused(
+    assignment: str, message: str
+) -> None:
+    with pytest.raises(UserError, match=message):
+        apply_overrides(preset("pendulum"), [assignment])
+    fine = ["train.multi_step_encoder_gradient=0", "plan.shooting_steps=60", "plan.shooting=64"]
+    config = apply_overrides(preset("pendulum"), fine)
+    assert (config.train.multi_step_encoder_gradient, config.plan.shooting_steps) == (0.0, 60)

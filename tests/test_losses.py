@@ -367,3 +367,36 @@ def test_the_multi_step_term_rolls_on_and_ignores_rows_without_a_window() -> Non
     torch.manual_seed(3)
     e2c_loss(model, x, u, x_next, weights, continuation._replace(next_obs=future))[0].backward()
     assert future.grad is None
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_the_multi_step_gradient_into_the_encoder_is_scaled(share: float) -> None:
+    model = tiny_model()
+    x, u, x_next = blob_transitions(6)
+    future_obs, future_u = blob_transitions(12, seed=1)[0], torch.randn(12, 1)
+    continuation = Continuation(
+        future_u.view(6, 2, 1), future_obs.view(6, 2, 2, 8, 8), torch.ones(6, dtype=torch.bool)
+    )
+    only_multi_step = LossWeights(0.0, 0.0, 0.0, 0.0, multi_step=1.0)
+
+    def gradients(encoder_gradient: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        torch.manual_seed(5)
+        loss, _ = e2c_loss(model, x, u, x_next, only_multi_step, continuation, encoder_gradient)
+        loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads
+
+    full_loss, full = gradients(1.0)
+    loss, scaled = gradients(share)
+    torch.testing.assert_close(loss, full_loss)  # the same term, only its gradient differs
+    encoder = [name for name in full if name.startswith("encoder.")]
+    transition = [name for name in full if name.startswith("transition_net.")]
+    assert encoder and transition
+    assert any(full[name].abs().max() > 0 for name in encoder)
+    for name in encoder:
+        torch.testing.assert_close(
+            scaled.get(name, torch.zeros_like(full[name])), share * full[name]
+        )
+    for name in transition:
+        torch.testing.assert_close(scaled[name], full[name])

@@ -5,10 +5,10 @@ state, warm-started with the previous plan shifted by the steps executed since (
 by repeating the last control, or with zeros). In between it executes the stored plan with its
 feedback gains, ``u = clamp(ū_i + K_i (z - z̄_i))``. Optional restarts add random control
 sequences to each solve and keep the cheapest solution per problem. Optional shooting draws
-bang-bang control sequences at every solve, rolls them out (no iLQR), and starts iLQR from the
-cheapest of them and the warm start: a cheap global search for costs whose basin a local
-method does not see from the warm start (a latent swing-up that must first move away from the
-goal).
+bang-bang control sequences at every solve (or only in an episode's first steps), rolls them
+out (no iLQR), and starts iLQR from the cheapest of them and the warm start: a cheap global
+search for costs whose basin a local method does not see from the warm start (a latent
+swing-up that must first move away from the goal).
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ class MPCPlanner:
     plan and fill its tail by repeating the last control / with zeros (clamped into the box);
     ``"none"`` starts every solve from zeros (or the ``u_init`` given to :meth:`reset`).
     ``restarts`` extra uniformly random control sequences in the box (which must then be finite)
-    are solved alongside the warm start; the cheapest solution is kept.
+    are solved alongside the warm start; the cheapest solution is kept. ``shooting`` bang-bang
+    sequences are rolled out at each solve of the first ``shooting_steps`` control steps after
+    :meth:`reset` (None: every solve), and iLQR starts from the cheapest of them and the warm
+    start.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class MPCPlanner:
         restarts: int = 0,
         seed: int = 0,
         shooting: int = 0,
+        shooting_steps: int | None = None,
     ) -> None:
         if horizon < 1 or not 1 <= replan_every <= horizon:
             raise UserError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got "
@@ -66,6 +70,8 @@ class MPCPlanner:
             raise UserError(f"warm_start must be 'repeat', 'zero' or 'none', got {warm_start!r}")
         if restarts < 0 or shooting < 0:
             raise UserError(f"restarts and shooting must be >= 0, got {restarts}, {shooting}")
+        if shooting_steps is not None and shooting_steps < 1:
+            raise UserError(f"shooting_steps must be >= 1 or None, got {shooting_steps}")
         self.dynamics = dynamics
         self.cost = cost
         self.horizon = horizon
@@ -75,12 +81,14 @@ class MPCPlanner:
         self.warm_start = warm_start
         self.restarts = restarts
         self.shooting = shooting
+        self.shooting_steps = shooting_steps
         self.m = cost.R.shape[-1]
         self._generator = torch.Generator().manual_seed(seed)
         self._batch: int | None = None
         self._u_init: Tensor | None = None
         self._plan: ILQRResult | None = None
         self._index = 0  # steps of the stored plan executed so far
+        self._steps = 0  # plan calls since reset
 
     def reset(
         self,
@@ -99,6 +107,7 @@ class MPCPlanner:
         self._u_init = u_init
         self._plan = None
         self._index = 0
+        self._steps = 0
 
     @property
     def last_plan(self) -> ILQRResult | None:
@@ -121,7 +130,7 @@ class MPCPlanner:
             raise UserError("the batch size changed between plan calls; call reset() first")
         if self._plan is None or self._index >= self.replan_every:
             guess = self._first_guess(z, low, high)
-            if self.shooting:
+            if self.shooting and (self.shooting_steps is None or self._steps < self.shooting_steps):
                 guess = self._shoot(z, guess, low, high)
             self._plan = self._solve(z, guess, low, high)
             self._index = 0
@@ -131,6 +140,7 @@ class MPCPlanner:
         dz = wrap_angles(z - p.z[:, i], self.cost.angle_dims)
         u = p.u[:, i] + (p.K[:, i] @ dz.unsqueeze(-1)).squeeze(-1)
         self._index += 1
+        self._steps += 1
         return torch.clamp(u, low, high)
 
     def _first_guess(self, z: Tensor, low: Tensor, high: Tensor) -> Tensor:
@@ -152,8 +162,8 @@ class MPCPlanner:
         """The cheapest per problem of ``u_init`` and ``shooting`` fresh bang-bang sequences."""
         if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
             raise UserError("shooting draws controls at the box's bounds: give finite bounds")
-        upper = bang_bang_sequences(self.shooting, self.horizon, self.m, self._generator)
-        candidates = low[None, :, None] + upper.to(z)[:, None] * (high - low)[None, :, None]
+        corners = bang_bang_sequences(self.shooting, self.horizon, self.m, self._generator)
+        candidates = into_box(corners.to(z)[:, None], low[:, None], high[:, None])
         guesses = torch.cat([u_init[None], candidates]).reshape(-1, self.horizon, self.m)
         return cheapest_guess(self.dynamics, z, guesses, self.cost)
 
@@ -163,8 +173,8 @@ class MPCPlanner:
         if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
             raise UserError("restarts draw controls uniformly in the box: give finite bounds")
         batch, reps = z.shape[0], self.restarts + 1
-        noise = torch.rand(self.restarts, batch, self.horizon, self.m, generator=self._generator)
-        random = low.unsqueeze(1) + noise.to(z) * (high - low).unsqueeze(1)
+        unit = torch.rand(self.restarts, batch, self.horizon, self.m, generator=self._generator)
+        random = into_box(unit.to(z), low[:, None], high[:, None])
         # Row j·B + b is restart j of problem b (the tiling Dynamics expect).
         guesses = torch.cat([u_init, random.reshape(-1, self.horizon, self.m)])
         res = solve_ilqr(
@@ -174,6 +184,11 @@ class MPCPlanner:
         best = res.cost.view(reps, batch).argmin(0)
         rows = best * batch + torch.arange(batch, device=z.device)
         return ILQRResult(*(field[rows] for field in res))
+
+
+def into_box(unit: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """``low + unit · (high - low)``: values in [0, 1] mapped into the box (broadcasting)."""
+    return low + unit * (high - low)
 
 
 def bang_bang_sequences(

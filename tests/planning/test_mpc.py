@@ -256,3 +256,26 @@ def test_shooting_starts_from_a_guess_no_worse_than_the_warm_start() -> None:
         unbounded = MPCPlanner(planner.dynamics, planner.cost, 20, shooting=4)
         unbounded.reset(batch_size=2)
         unbounded.plan(z)
+
+
+@pytest.mark.parametrize(("shooting_steps", "shots"), [(None, 5), (2, 2)])
+def test_shooting_only_in_the_first_steps_after_reset(
+    shooting_steps: int | None, shots: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    original = MPCPlanner._shoot
+
+    def counting_shoot(self, *args):
+        calls.append(self._steps)
+        return original(self, *args)
+
+    monkeypatch.setattr(MPCPlanner, "_shoot", counting_shoot)
+    planner = pendulum_planner(horizon=10, shooting=8, shooting_steps=shooting_steps)
+    z = torch.tensor([[math.pi - 0.05, 0.0]], dtype=F64)
+    for _ in range(2):  # reset starts the count again
+        planner.reset(batch_size=1)
+        for _ in range(5):
+            planner.plan(z)
+    assert calls == 2 * list(range(shots))
+    with pytest.raises(UserError, match="shooting_steps"):
+        pendulum_planner(shooting=8, shooting_steps=0)
