@@ -135,8 +135,9 @@ def latent_stretch(encoded: Tensor, state_steps: np.ndarray) -> float:
     Pendulum-v0 models measured here); a latent space cut open along a line of states (two
     neighbouring images encoded far apart) gave 11.6-14.9, but one torn model only 7.0, so
     it is a hint, not a test. Planar models score about 23 with or without a tear: compare
-    runs of one env only. ``encoded``
-    ``(steps + 1, episodes, n)`` from :func:`encode_rollouts`, ``state_steps`` ``(steps,
+    runs of one env only.
+
+    ``encoded (steps + 1, episodes, n)`` from :func:`encode_rollouts`, ``state_steps (steps,
     episodes)`` from :func:`state_step_sizes`; steps shorter than a tenth of the median are
     left out (no motion, no ratio).
     """

@@ -11,11 +11,13 @@ import pytest
 import torch
 from point_mass import ENV_ID as POINT_MASS_ID
 
+from latentrl import train as train_module
 from latentrl.checkpoint import CONFIG_FILE, load_model
 from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, TrainConfig, save_config
 from latentrl.errors import UserError
 from latentrl.logging import read_metrics
+from latentrl.losses import e2c_loss
 from latentrl.models import ModelConfig
 from latentrl.train import TrainingDivergedError, _Loop, resolve_device, train
 
@@ -152,15 +154,28 @@ def test_wrong_dataset_and_device_are_refused(dataset: Path, tmp_path: Path) -> 
         load_model(tmp_path / "y")
 
 
-def test_the_multi_step_term_trains_on_chained_data(tmp_path: Path) -> None:
+def test_the_multi_step_term_trains_on_chained_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     chained = collect(POINT_MASS_ID, 1_200, tmp_path / "chained", chain_length=8, progress=False)
     config = tiny_config(epochs=2)
     config = dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, chain_length=8),
-        train=dataclasses.replace(config.train, multi_step_horizon=4),
+        train=dataclasses.replace(
+            config.train, multi_step_horizon=4, multi_step_encoder_gradient=0.25
+        ),
     )
+    shares: set[float] = set()
+
+    def recording_loss(*args, **kwargs):
+        if len(args) > 6:  # a training step (validation passes no continuation)
+            shares.add(args[6])  # encoder_gradient
+        return e2c_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "e2c_loss", recording_loss)
     result = train(config, tmp_path / "run", chained, wandb_mode="disabled")
+    assert shares == {0.25}
     rows = [r for r in read_metrics(result.run_dir) if "train/loss/multi_step" in r]
     assert len(rows) == 2 and all(np.isfinite(r["train/loss/multi_step"]) for r in rows)
     assert rows[-1]["train/loss/multi_step"] > 0

@@ -130,7 +130,7 @@ class MPCPlanner:
             raise UserError("the batch size changed between plan calls; call reset() first")
         if self._plan is None or self._index >= self.replan_every:
             guess = self._first_guess(z, low, high)
-            if self.shooting and (self.shooting_steps is None or self._steps < self.shooting_steps):
+            if self._shooting_now():
                 guess = self._shoot(z, guess, low, high)
             self._plan = self._solve(z, guess, low, high)
             self._index = 0
@@ -157,6 +157,11 @@ class MPCPlanner:
                 tail = z.new_zeros(batch, s, self.m)
             u = torch.cat([kept, tail], dim=1)
         return torch.clamp(u.to(z), low.unsqueeze(1), high.unsqueeze(1))
+
+    def _shooting_now(self) -> bool:
+        """Shooting is on, and this is one of the first ``shooting_steps`` steps (if set)."""
+        limit = self.shooting_steps
+        return self.shooting > 0 and (limit is None or self._steps < limit)
 
     def _shoot(self, z: Tensor, u_init: Tensor, low: Tensor, high: Tensor) -> Tensor:
         """The cheapest per problem of ``u_init`` and ``shooting`` fresh bang-bang sequences."""
