@@ -7,6 +7,7 @@ Per transition (x_t, u_t, x_{t+1}), averaged over the batch, in nats per image:
       + w_prior * KL(q(z_t | x_t) || N(0, I))
       + w_trans * KL(Q^ || q(z_{t+1} | x_{t+1}))       (E2C's lambda; 1.0 by default, E2C used 0.25)
       + w_multi * 1/(K-1) sum_{k=2..K} 1/2 |z^_{t+k} - mu_{t+k}|^2_{Sigma_{t+k}^-1}   (optional)
+      + w_multi_pred * -log p(x_{t+k} | z^_{t+k}),  k ~ U{2..K} per window               (optional)
 
 Q^ = N(A mu_t + B u_t + o, A diag(sigma_t^2) A^T [+ s^2 I]) with (A, B, o) from the
 transition network at the sampled z_t. z^_{t+1} = A z_t + B u_t + o [+ s eps] pushes that
@@ -18,6 +19,11 @@ q(z_{t+k} | x_{t+k}) = N(mu, Sigma) of the true future, in units of its std. The
 fixed target (no gradient), so the term trains the transition (and the encoding of x_t) to stay
 on the encoded trajectory for K steps, which is what a planner relies on; one-step terms alone
 left open-loop drift after 20 steps varying 4x between training seeds.
+
+The optional multi-step prediction term grounds the same rollout in pixels instead: it decodes
+z^_{t+k} at one random k per window and scores the true image x_{t+k}, E2C's prediction term k
+steps ahead. One random k (an unbiased estimate of the mean over k) costs one decoder pass per
+row instead of K - 1.
 """
 
 from __future__ import annotations
@@ -55,7 +61,11 @@ class LossWeights:
     no blow-up over 60 steps; 4.0 was worse again."""
     multi_step: float = 1.0
     """The multi-step term (module docstring), per window of K chained transitions; it is
-    computed only when training passes a :class:`Continuation` (train.multi_step_horizon > 1)."""
+    computed only when training passes a :class:`Continuation` (train.multi_step_horizon > 1)
+    and this weight is not 0."""
+    multi_step_prediction: float = 0.0
+    """-log p(x_{t+k} | z^_{t+k}) at one random k in 2..K per window (module docstring); like
+    ``multi_step`` computed only with a :class:`Continuation` and a weight other than 0."""
 
 
 class Continuation(NamedTuple):
@@ -167,6 +177,19 @@ def multi_step_error(
     return error.mean(-1) * weight
 
 
+def random_step_prediction_nll(
+    model: E2C, predicted: Tensor, future: Tensor, valid: Tensor, dtype: torch.dtype
+) -> Tensor:
+    """-log p(x_{t+k} | z^_{t+k}) at one uniformly random k per row: ``predicted (B, K, n)``,
+    ``future (B, K, ...)`` images -> ``(B,)``, zero where not ``valid`` and scaled by
+    B / #valid like :func:`multi_step_error`."""
+    rows = torch.arange(predicted.shape[0], device=predicted.device)
+    k = torch.randint(predicted.shape[1], (predicted.shape[0],), device=predicted.device)
+    target = to_unit_interval(future[rows, k], dtype)
+    nll = observation_nll(model, model.decode(predicted[rows, k]), target)
+    return nll * valid.to(nll.dtype) * (valid.numel() / valid.sum().clamp_min(1))
+
+
 def observation_nll(model: E2C, decoded: Tensor, target: Tensor) -> Tensor:
     """-log p(target | z) under the model's likelihood, nats per image: ``(B,)``.
 
@@ -189,9 +212,10 @@ def e2c_loss(
     """The E2C objective (module docstring) and detached scalar metrics.
 
     x_t, x_next: images ``(B, k, H, W)``, uint8 or float in [0, 1]; u_t: ``(B, m)``.
-    With a ``continuation`` the multi-step term is added (metric ``loss/multi_step``); its
-    gradient reaches the encoder through z_t scaled by ``encoder_gradient`` (0: the term
-    trains the transition only; the targets never pass a gradient).
+    With a ``continuation`` the multi-step terms with a weight other than 0 are added (metrics
+    ``loss/multi_step``, ``loss/multi_step_prediction``); their gradient reaches the encoder
+    through z_t scaled by ``encoder_gradient`` (0: they train the transition and decoder only).
+    The latent targets never pass a gradient.
     Metric keys: ``loss/total`` and ``loss/<term>`` (unweighted batch means of each term),
     ``diag/det_A_{mean,min,max}``, ``diag/abs_vr_mean``, ``diag/latent_std_mean``,
     ``diag/prediction_error`` (mean |mean of Q^ - mean of q(z_{t+1}|x_{t+1})|_2) and, for
@@ -225,22 +249,28 @@ def e2c_loss(
             mean_pred, q_t.logvar, lin.v, lin.r, q_next.mean, q_next.logvar, noise
         ),
     }
-    if continuation is not None:
+    rolled_terms = (w.multi_step != 0, w.multi_step_prediction != 0)
+    if continuation is not None and any(rolled_terms):
         future = continuation.next_obs
-        with torch.no_grad():
-            q_future = model.encode(to_unit_interval(future.flatten(0, 1), dtype))
         if encoder_gradient == 1.0:
             start = z_hat
         else:  # the same z^_{t+1}, with a scaled gradient into the encoder through z_t
             start = model.step(scale_gradient(z_t, encoder_gradient), u_t)
             start = start + (z_hat - start).detach()  # adds the transition noise, if any
         predicted = roll_mean(model, start, continuation.action.to(dtype), noise)
-        terms["multi_step"] = multi_step_error(
-            predicted,
-            q_future.mean.unflatten(0, future.shape[:2]),
-            q_future.logvar.unflatten(0, future.shape[:2]),
-            continuation.valid,
-        )
+        if w.multi_step != 0:
+            with torch.no_grad():
+                q_future = model.encode(to_unit_interval(future.flatten(0, 1), dtype))
+            terms["multi_step"] = multi_step_error(
+                predicted,
+                q_future.mean.unflatten(0, future.shape[:2]),
+                q_future.logvar.unflatten(0, future.shape[:2]),
+                continuation.valid,
+            )
+        if w.multi_step_prediction != 0:
+            terms["multi_step_prediction"] = random_step_prediction_nll(
+                model, predicted, future, continuation.valid, dtype
+            )
     total = torch.stack([getattr(w, name) * term for name, term in terms.items()]).sum(0).mean()
 
     with torch.no_grad():

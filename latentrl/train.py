@@ -10,6 +10,7 @@ weights, optimizer state, step counter, generators and W&B run.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -89,9 +90,18 @@ def dataset_of_run(run_dir: Path) -> Path:
 
 
 def new_run_dir(root: Path, config: ExperimentConfig) -> Path:
-    """``root/{env}__{experiment}__{seed}__{time}``."""
+    """A new, empty ``root/{env}__{experiment}__{seed}__{time}``, created here so that two runs
+    started in the same second never share it (the second gets the suffix ``-2``, ...)."""
     name = run_name(config.data.env_id, config.name, config.train.seed, datetime.now())
-    return root / name
+    root.mkdir(parents=True, exist_ok=True)
+    for attempt in itertools.count(1):
+        run_dir = root / (name if attempt == 1 else f"{name}-{attempt}")
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            continue
+        return run_dir
+    raise AssertionError("unreachable")
 
 
 def train(
@@ -120,21 +130,12 @@ def train(
         )
     device = resolve_device(config.train.device)
     model_config = config.model
-    data = load_transitions(
-        dataset_dir,
-        expect={
-            "env_id": config.data.env_id,
-            "obs_shape": model_config.obs_shape,
-            "action_dim": model_config.action_dim,
-        },
-    )
-    train_set, val_set = data.split(config.data.validation_fraction, seed=config.data.seed)
-    if len(train_set) < config.train.batch_size:
-        raise UserError(
-            f"{len(train_set)} training transitions are fewer than one batch of "
-            f"{config.train.batch_size}; collect more data or lower train.batch_size"
-        )
-    window_start = window_mask(train_set, config.train.multi_step_horizon)
+    try:
+        train_set, val_set, window_start = _checked_data(config, dataset_dir)
+    except UserError:
+        if run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # the empty directory new_run_dir reserved
+        raise
     # Only now, with the data checked, does the run directory get written.
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / CONFIG_FILE)
@@ -185,6 +186,28 @@ def train(
         state = loop.run(state)
         final = loop.finish(state)
     return TrainResult(run_dir, state.epoch, state.step, final)
+
+
+def _checked_data(
+    config: ExperimentConfig, dataset_dir: Path
+) -> tuple[TransitionDataset, TransitionDataset, torch.Tensor | None]:
+    """The training and validation splits of the dataset and the multi-step window starts;
+    UserError when the dataset does not fit the config."""
+    data = load_transitions(
+        dataset_dir,
+        expect={
+            "env_id": config.data.env_id,
+            "obs_shape": config.model.obs_shape,
+            "action_dim": config.model.action_dim,
+        },
+    )
+    train_set, val_set = data.split(config.data.validation_fraction, seed=config.data.seed)
+    if len(train_set) < config.train.batch_size:
+        raise UserError(
+            f"{len(train_set)} training transitions are fewer than one batch of "
+            f"{config.train.batch_size}; collect more data or lower train.batch_size"
+        )
+    return train_set, val_set, window_mask(train_set, config.train.multi_step_horizon)
 
 
 def window_mask(train_set: TransitionDataset, horizon: int) -> torch.Tensor | None:

@@ -25,6 +25,8 @@ from latentrl.losses import (
     kl_transition,
     log_abs_det_rank_one,
     multi_step_error,
+    observation_nll,
+    random_step_prediction_nll,
     roll_mean,
 )
 from latentrl.models import E2C, ModelConfig, transition_covariance
@@ -222,7 +224,8 @@ def test_metric_names_are_stable_and_total_is_the_weighted_sum() -> None:
     x, u, x_next = blob_transitions(8)
     weights = LossWeights(reconstruction=0.5, prediction=2.0, kl_prior=3.0, kl_transition=0.7)
     loss, metrics = e2c_loss(model, x, u, x_next, weights)
-    terms = {f.name for f in dataclasses.fields(LossWeights)} - {"multi_step"}  # no continuation
+    no_continuation = {"multi_step", "multi_step_prediction"}
+    terms = {f.name for f in dataclasses.fields(LossWeights)} - no_continuation
     assert {k for k in metrics if k.startswith("loss/")} == {"loss/total"} | {
         f"loss/{t}" for t in terms
     }
@@ -346,7 +349,8 @@ def test_the_multi_step_term_rolls_on_and_ignores_rows_without_a_window() -> Non
     weights = LossWeights(multi_step=0.5)
     torch.manual_seed(3)
     loss, metrics = e2c_loss(model, x, u, x_next, weights, continuation)
-    terms = {f.name for f in dataclasses.fields(LossWeights)}
+    terms = {f.name for f in dataclasses.fields(LossWeights)} - {"multi_step_prediction"}
+    assert "loss/multi_step_prediction" not in metrics  # weight 0: not computed
     expected = sum(getattr(weights, t) * metrics[f"loss/{t}"] for t in terms)
     torch.testing.assert_close(loss.detach(), expected)
     assert metrics["loss/multi_step"] > 0
@@ -400,3 +404,50 @@ def test_the_multi_step_gradient_into_the_encoder_is_scaled(share: float) -> Non
         )
     for name in transition:
         torch.testing.assert_close(scaled[name], full[name])
+
+
+def test_random_step_prediction_scores_one_decoded_future_per_row() -> None:
+    model = tiny_model()
+    torch.manual_seed(0)
+    rows, steps = 40, 3
+    predicted = torch.randn(rows, steps, model.config.latent_dim)
+    future = torch.randint(0, 256, (rows, steps, 2, 8, 8), dtype=torch.uint8)
+    valid = torch.ones(rows, dtype=torch.bool)
+    per_step = torch.stack(
+        [
+            observation_nll(model, model.decode(predicted[:, k]), future[:, k].float() / 255)
+            for k in range(steps)
+        ],
+        dim=1,
+    )
+    nll = random_step_prediction_nll(model, predicted, future, valid, torch.float32)
+    matches = (nll.unsqueeze(1) - per_step).abs() < 1e-3
+    assert matches.any(1).all()  # each row scores one of its futures
+    assert matches.any(0).all()  # and every k is drawn (40 rows, 3 steps)
+    # rows that start no window count zero, the others are scaled by rows / #valid
+    half = torch.arange(rows) % 2 == 0
+    torch.manual_seed(1)
+    masked = random_step_prediction_nll(model, predicted, future, half, torch.float32)
+    torch.manual_seed(1)
+    unmasked = random_step_prediction_nll(model, predicted, future, valid, torch.float32)
+    torch.testing.assert_close(masked, unmasked * half * 2.0)
+
+
+def test_the_multi_step_prediction_term_alone_trains_encoder_transition_and_decoder() -> None:
+    model = tiny_model()
+    x, u, x_next = blob_transitions(6)
+    future_obs, future_u = blob_transitions(12, seed=1)[0], torch.randn(12, 1)
+    continuation = Continuation(
+        future_u.view(6, 2, 1), future_obs.view(6, 2, 2, 8, 8), torch.ones(6, dtype=torch.bool)
+    )
+    weights = LossWeights(0.0, 0.0, 0.0, 0.0, multi_step=0.0, multi_step_prediction=1.0)
+    loss, metrics = e2c_loss(model, x, u, x_next, weights, continuation)
+    assert "loss/multi_step" not in metrics
+    torch.testing.assert_close(loss.detach(), metrics["loss/multi_step_prediction"])
+    assert (
+        metrics["loss/multi_step_prediction"] > 50
+    )  # about 128 ln 2 nats from an untrained decoder
+    loss.backward()
+    for part in ("encoder.", "transition_net.", "decoder."):
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(part)]
+        assert any(g is not None and g.abs().max() > 0 for g in grads), part

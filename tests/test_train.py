@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,13 @@ from latentrl.errors import UserError
 from latentrl.logging import read_metrics
 from latentrl.losses import e2c_loss
 from latentrl.models import ModelConfig
-from latentrl.train import TrainingDivergedError, _Loop, resolve_device, train
+from latentrl.train import (
+    TrainingDivergedError,
+    _Loop,
+    new_run_dir,
+    resolve_device,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +191,25 @@ def test_the_multi_step_term_trains_on_chained_data(
     with pytest.raises(UserError, match="no chains of 4 transitions"):
         train(config, tmp_path / "run2", unchained, wandb_mode="disabled")
     assert not (tmp_path / "run2").exists()
+
+
+def test_runs_started_in_the_same_second_get_their_own_directories(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FixedClock:
+        @staticmethod
+        def now() -> datetime:
+            return datetime(2026, 11, 21, 16, 6, 0)
+
+    monkeypatch.setattr(train_module, "datetime", FixedClock)
+    first, second = (new_run_dir(tmp_path / "runs", tiny_config()) for _ in range(2))
+    assert first != second and first.is_dir() and second.is_dir()
+    assert second.name == first.name + "-2"
+    # a run refused for its input leaves no empty directory behind
+    config = tiny_config()
+    too_large = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, batch_size=5_000)
+    )
+    with pytest.raises(UserError, match="fewer than one batch"):
+        train(too_large, second, dataset, wandb_mode="disabled")
+    assert not second.exists() and first.is_dir()

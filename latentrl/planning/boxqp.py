@@ -114,10 +114,30 @@ def cholesky(H: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def cholesky_solve(L: Tensor, rhs: Tensor) -> Tensor:
-    """``(L Lᵀ)⁻¹ rhs`` for ``L (B, m, m)`` lower triangular, ``rhs (B, m, k)``."""
-    if L.shape[-1] == 1:  # a division: LAPACK's per-matrix loop cost 74 µs for B = 256
+    """``(L Lᵀ)⁻¹ rhs`` for ``L (B, m, m)`` lower triangular, ``rhs (B, m, k)``.
+
+    Up to ``_UNROLL_MAX`` the two triangular solves are unrolled into elementwise ops over the
+    batch: LAPACK loops over the matrices one by one (74 µs for B = 256 even at m = 1), and
+    iLQR's box QPs call this T times per backward pass on batches of up to 3^m · B matrices.
+    """
+    m = L.shape[-1]
+    if m == 1:
         return rhs / (L * L)
-    return torch.cholesky_solve(rhs, L)
+    if m > _UNROLL_MAX:
+        return torch.cholesky_solve(rhs, L)
+    y: list[Tensor] = []  # L y = rhs, forward
+    for i in range(m):
+        row = rhs[..., i, :]
+        for j in range(i):
+            row = row - L[..., i, j : j + 1] * y[j]
+        y.append(row / L[..., i, i : i + 1])
+    x: list[Tensor] = [y[0]] * m  # Lᵀ x = y, backward
+    for i in reversed(range(m)):
+        row = y[i]
+        for j in range(i + 1, m):
+            row = row - L[..., j, i : i + 1] * x[j]
+        x[i] = row / L[..., i, i : i + 1]
+    return torch.stack(x, dim=-2)
 
 
 def free_cholesky(H: Tensor, free: Tensor) -> tuple[Tensor, Tensor]:
