@@ -249,8 +249,7 @@ def e2c_loss(
             mean_pred, q_t.logvar, lin.v, lin.r, q_next.mean, q_next.logvar, noise
         ),
     }
-    rolled_terms = (w.multi_step != 0, w.multi_step_prediction != 0)
-    if continuation is not None and any(rolled_terms):
+    if continuation is not None and (w.multi_step != 0 or w.multi_step_prediction != 0):
         future = continuation.next_obs
         if encoder_gradient == 1.0:
             start = z_hat

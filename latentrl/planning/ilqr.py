@@ -213,6 +213,7 @@ class _Schedule:
 
 
 def _backward_pass(
+    active: Tensor,
     c: BatchCost,
     A: Tensor,
     B: Tensor,
@@ -225,7 +226,20 @@ def _backward_pass(
     qp_options: BoxQPOptions,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gains ``k (B, T, m)``, ``K (B, T, m, n)``, predicted-decrease terms ``dv (B, 2)`` and
-    ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``."""
+    ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``.
+    Only the ``active (B,)`` problems are solved (the others get zero gains, zero predicted
+    decrease and ok flags): solved problems cost nothing while a few go on."""
+    if not bool(active.all()):
+        rows = active.nonzero().squeeze(-1)
+        k_rows, K_rows, dv_rows, ok_rows = _backward_pass(
+            active[rows], BatchCost(c.Q[rows], c.R[rows], c.Q_f[rows], c.goal[rows], c.angles),
+            A[:, rows], B[:, rows], z[rows], u[rows], mu[rows], low[rows], high[rows],
+            k_warm[rows], qp_options,
+        )  # fmt: skip
+        k = k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k_rows)
+        K = K_rows.new_zeros(k_warm.shape + K_rows.shape[-1:]).index_copy(0, rows, K_rows)
+        dv = dv_rows.new_zeros(active.shape[0], 2).index_copy(0, rows, dv_rows)
+        return k, K, dv, torch.ones_like(active).index_copy(0, rows, ok_rows)
     batch, T, m = u.shape
     n = z.shape[-1]
     r = residual(c, z)
@@ -253,36 +267,6 @@ def _backward_pass(
     dv = torch.stack([(k * Q_u).sum((1, 2, 3)), 0.5 * (k * (Q_uu @ k)).sum((1, 2, 3))], dim=-1)
     bad = torch.stack([s.status for s in steps]) == BoxQPStatus.NOT_POSITIVE_DEFINITE
     return k.squeeze(-1), torch.stack([s.K for s in steps], dim=1), dv, ~bad.any(0)
-
-
-def _backward_pass_of(
-    active: Tensor,
-    c: BatchCost,
-    A: Tensor,
-    B: Tensor,
-    z: Tensor,
-    u: Tensor,
-    mu: Tensor,
-    low: Tensor,
-    high: Tensor,
-    k_warm: Tensor,
-    qp_options: BoxQPOptions,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`_backward_pass` of the ``active (B,)`` problems only (the others get zero gains,
-    zero predicted decrease and ok flags): solved problems cost nothing while a few go on."""
-    if bool(active.all()):
-        return _backward_pass(c, A, B, z, u, mu, low, high, k_warm, qp_options)
-    rows = active.nonzero().squeeze(-1)
-    c_rows = BatchCost(c.Q[rows], c.R[rows], c.Q_f[rows], c.goal[rows], c.angles)
-    k_rows, K_rows, dv_rows, ok_rows = _backward_pass(
-        c_rows, A[:, rows], B[:, rows], z[rows], u[rows], mu[rows], low[rows], high[rows],
-        k_warm[rows], qp_options,
-    )  # fmt: skip
-    k = k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k_rows)
-    K = K_rows.new_zeros(k_warm.shape + K_rows.shape[-1:]).index_copy(0, rows, K_rows)
-    dv = dv_rows.new_zeros(active.shape[0], 2).index_copy(0, rows, dv_rows)
-    ok = torch.ones_like(active).index_copy(0, rows, ok_rows)
-    return k, K, dv, ok
 
 
 def _line_search(
@@ -392,7 +376,7 @@ def solve_ilqr(
         A, Bm = A.view(T, batch, n, n), Bm.view(T, batch, n, m)
 
         while True:  # raise μ where Q_uu + μI is indefinite, as often as needed
-            k_new, K_new, dv, ok = _backward_pass_of(
+            k_new, K_new, dv, ok = _backward_pass(
                 active, c, A, Bm, z, u, sched.mu, low, high, k, cfg.box_qp_options
             )
             failed = active & ~ok
