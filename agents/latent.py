@@ -92,6 +92,7 @@ class LatentMPCAgent:
             seed=seed,
             shooting=p.shooting,
             shooting_steps=p.shooting_steps,
+            shooting_beyond=p.shooting_beyond,
         )
         self.goal_latent: Tensor | None = None
         """Encoder mean of the goal image ``(n,)``, set by :meth:`reset`."""

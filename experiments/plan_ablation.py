@@ -43,6 +43,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "restarts=2": ("plan.restarts=2",),
     "jacobian=e2c": ("plan.jacobian=e2c",),
     "replan_every=4": ("plan.replan_every=4",),
+    "r=0.01": ("plan.r=0.01",),
+    "r=0.001": ("plan.r=0.001",),
+    "no_shooting": ("plan.shooting=0",),
+    "shooting_always": ("plan.shooting=1024", "plan.shooting_beyond=0"),
+    "shooting_far": ("plan.shooting=1024", "plan.shooting_beyond=0.5"),
 }
 
 

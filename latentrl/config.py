@@ -115,6 +115,10 @@ class PlanConfig:
     shooting_steps: int | None = None
     """Shoot only at the replans of an episode's first this many control steps (None: at
     every replan)."""
+    shooting_beyond: float = 0.0
+    """Shoot for an episode only while its latent distance to the goal exceeds this fraction
+    of its distance at the first step (0: whatever the distance). Keeps the search for a
+    swing-up away from the balancing near the goal."""
     max_iterations: int = 20
     """iLQR iterations per solve (warm-started solves need a few)."""
     jacobian: Literal["exact", "e2c"] = "exact"
@@ -132,6 +136,8 @@ class PlanConfig:
             )
         if self.restarts < 0 or self.shooting < 0 or self.max_iterations < 1:
             raise UserError("plan: need restarts >= 0, shooting >= 0 and max_iterations >= 1")
+        if not self.shooting_beyond >= 0:
+            raise UserError(f"plan.shooting_beyond must be >= 0, got {self.shooting_beyond}")
         if self.shooting_steps is not None and (
             isinstance(self.shooting_steps, bool) or self.shooting_steps < 1
         ):
@@ -219,6 +225,13 @@ EXPERIMENTS = {
 PRESETS = ("debug", "full")
 
 
+# Pendulum-v0 (docs/benchmarks.md, "Shooting while far from the goal"): with a quarter of the
+# multi-step gradient into the encoder, one of three training seeds stayed at the bottom
+# (freed by shooting) and one fell from the top (held with a 10x cheaper control); shooting
+# only while far from the goal lets both fixes work together.
+_PENDULUM_PLAN = PlanConfig(r=0.001, shooting=1024, shooting_beyond=0.5)
+
+
 def preset(experiment: str, name: str = "full") -> ExperimentConfig:
     """The ``debug`` (tiny, CPU, about a minute) or ``full`` (paper scale) config."""
     if experiment not in EXPERIMENTS:
@@ -237,6 +250,9 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
     # (0.10 without, one seed). Cart-pole is not measured with it yet.
     chained = experiment != "cartpole"
     chain_length, multi_step_horizon = (16, 8) if chained else (1, 1)
+    # Pendulum-v0: a quarter of the term's gradient into the encoder tears the latent circle
+    # less often (docs/benchmarks.md); the other tasks are not measured with it.
+    encoder_gradient = 0.25 if experiment == "pendulum" else 1.0
     if name == "debug":
         return ExperimentConfig(
             name=experiment,
@@ -260,6 +276,7 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
                 image_every=1,
                 probe_steps=200,
                 multi_step_horizon=multi_step_horizon,
+                multi_step_encoder_gradient=encoder_gradient,
             ),
             # a smoke test of the planner, not a result: the 40-step plan of the full preset
             # made the debug evaluation 2.5 of its 2.7 minutes
@@ -279,8 +296,13 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
             encoder="conv" if large else "mlp",
             decoder="deconv" if large else "mlp",
         ),
-        train=TrainConfig(epochs=50, batch_size=128, multi_step_horizon=multi_step_horizon),
-        plan=PlanConfig(),
+        train=TrainConfig(
+            epochs=50,
+            batch_size=128,
+            multi_step_horizon=multi_step_horizon,
+            multi_step_encoder_gradient=encoder_gradient,
+        ),
+        plan=_PENDULUM_PLAN if experiment == "pendulum" else PlanConfig(),
         eval=EvalConfig(episodes=20, gifs=3),
     )
 
@@ -335,7 +357,9 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if len(options) == 1:
             return _convert(options[0], value, where)
         return value
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+    if hint is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise UserError(f"{where} must be a number, got {value!r}")
         return float(value)
     if hint in (int, str, bool) and type(value) is not hint:
         raise UserError(f"{where} must be {hint.__name__}, got {value!r}")

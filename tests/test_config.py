@@ -83,6 +83,9 @@ def test_optional_fields_are_type_checked() -> None:
         ),
         ("plan.shooting_steps=0", "shooting_steps must be >= 1 or null"),
         ("plan.shooting_steps=true", "shooting_steps"),
+        ("plan.shooting_beyond=-0.5", "shooting_beyond must be >= 0"),
+        ("plan.shooting_beyond=NaN", "shooting_beyond must be >= 0"),
+        ("plan.shooting_beyond=half", "PlanConfig.shooting_beyond must be a number, got 'half'"),
     ],
 )
 def test_impossible_multi_step_and_shooting_settings_are_refused(
@@ -90,6 +93,12 @@ def test_impossible_multi_step_and_shooting_settings_are_refused(
 ) -> None:
     with pytest.raises(UserError, match=message):
         apply_overrides(preset("pendulum"), [assignment])
-    fine = ["train.multi_step_encoder_gradient=0", "plan.shooting_steps=60", "plan.shooting=64"]
+    fine = [
+        "train.multi_step_encoder_gradient=0",
+        "plan.shooting_steps=60",
+        "plan.shooting=64",
+        "plan.shooting_beyond=0.5",
+    ]
     config = apply_overrides(preset("pendulum"), fine)
     assert (config.train.multi_step_encoder_gradient, config.plan.shooting_steps) == (0.0, 60)
+    assert config.plan.shooting_beyond == 0.5

@@ -102,6 +102,14 @@ def total_cost(c: BatchCost, z: Tensor, u: Tensor) -> Tensor:
     return run + ctrl + final
 
 
+def goal_distance(cost: QuadraticCost, z: Tensor) -> Tensor:
+    """Distance ``sqrt((z - g)ᵀ Q (z - g))`` of states ``z (B, n)`` to the goal (angles
+    wrapped), ``(B,)``: the running cost's measure of how far a state is."""
+    c = batch_cost(cost, z.shape[0], z.shape[-1], cost.R.shape[-1], z)
+    r = residual(c, z.unsqueeze(-2)).squeeze(-2)
+    return (r.unsqueeze(-2) @ c.Q @ r.unsqueeze(-1)).reshape(-1).clamp_min(0).sqrt()
+
+
 def trajectory_cost(cost: QuadraticCost, z: Tensor, u: Tensor) -> Tensor:
     """Total cost of ``z (B, T + 1, n)`` and ``u (B, T, m)`` under ``cost``, ``(B,)``."""
     c = batch_cost(cost, z.shape[0], z.shape[-1], u.shape[-1], z)

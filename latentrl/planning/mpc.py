@@ -5,10 +5,10 @@ state, warm-started with the previous plan shifted by the steps executed since (
 by repeating the last control, or with zeros). In between it executes the stored plan with its
 feedback gains, ``u = clamp(ū_i + K_i (z - z̄_i))``. Optional restarts add random control
 sequences to each solve and keep the cheapest solution per problem. Optional shooting draws
-bang-bang control sequences at every solve (or only in an episode's first steps), rolls them
-out (no iLQR), and starts iLQR from the cheapest of them and the warm start: a cheap global
-search for costs whose basin a local method does not see from the warm start (a latent
-swing-up that must first move away from the goal).
+bang-bang control sequences at every solve (or only in an episode's first steps, or only for
+problems still far from the goal), rolls them out (no iLQR), and starts iLQR from the cheapest
+of them and the warm start: a cheap global search for costs whose basin a local method does
+not see from the warm start (a latent swing-up that must first move away from the goal).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
-from latentrl.planning.cost import batch_cost, total_cost
+from latentrl.planning.cost import batch_cost, goal_distance, total_cost
 from latentrl.planning.dynamics import Dynamics, rollout
 from latentrl.planning.ilqr import (
     ILQRConfig,
@@ -45,7 +45,9 @@ class MPCPlanner:
     are solved alongside the warm start; the cheapest solution is kept. ``shooting`` bang-bang
     sequences are rolled out at each solve of the first ``shooting_steps`` control steps after
     :meth:`reset` (None: every solve), and iLQR starts from the cheapest of them and the warm
-    start.
+    start. With ``shooting_beyond`` = f > 0 a problem shoots only while its distance to the
+    goal (:func:`goal_distance`) exceeds f times its distance at the first solve after
+    :meth:`reset`: near the goal it keeps its warm start.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class MPCPlanner:
         seed: int = 0,
         shooting: int = 0,
         shooting_steps: int | None = None,
+        shooting_beyond: float = 0.0,
     ) -> None:
         if horizon < 1 or not 1 <= replan_every <= horizon:
             raise UserError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got "
@@ -72,6 +75,8 @@ class MPCPlanner:
             raise UserError(f"restarts and shooting must be >= 0, got {restarts}, {shooting}")
         if shooting_steps is not None and shooting_steps < 1:
             raise UserError(f"shooting_steps must be >= 1 or None, got {shooting_steps}")
+        if not shooting_beyond >= 0:
+            raise UserError(f"shooting_beyond must be >= 0, got {shooting_beyond}")
         self.dynamics = dynamics
         self.cost = cost
         self.horizon = horizon
@@ -82,6 +87,7 @@ class MPCPlanner:
         self.restarts = restarts
         self.shooting = shooting
         self.shooting_steps = shooting_steps
+        self.shooting_beyond = shooting_beyond
         self.m = cost.R.shape[-1]
         self._generator = torch.Generator().manual_seed(seed)
         self._batch: int | None = None
@@ -89,6 +95,7 @@ class MPCPlanner:
         self._plan: ILQRResult | None = None
         self._index = 0  # steps of the stored plan executed so far
         self._steps = 0  # plan calls since reset
+        self._start_distance: Tensor | None = None  # (B,) goal distance at the first plan call
 
     def reset(
         self,
@@ -108,6 +115,7 @@ class MPCPlanner:
         self._plan = None
         self._index = 0
         self._steps = 0
+        self._start_distance = None
 
     @property
     def last_plan(self) -> ILQRResult | None:
@@ -128,6 +136,8 @@ class MPCPlanner:
         low, high = control_bounds(self.u_low, self.u_high, z.shape[0], self.m, z)
         if self._plan is not None and z.shape[0] != self._plan.u.shape[0]:
             raise UserError("the batch size changed between plan calls; call reset() first")
+        if self._steps == 0:
+            self._start_distance = goal_distance(self.cost, z)
         if self._plan is None or self._index >= self.replan_every:
             guess = self._first_guess(z, low, high)
             if self._shooting_now():
@@ -164,13 +174,20 @@ class MPCPlanner:
         return self.shooting > 0 and (limit is None or self._steps < limit)
 
     def _shoot(self, z: Tensor, u_init: Tensor, low: Tensor, high: Tensor) -> Tensor:
-        """The cheapest per problem of ``u_init`` and ``shooting`` fresh bang-bang sequences."""
+        """The cheapest per problem of ``u_init`` and ``shooting`` fresh bang-bang sequences
+        (``u_init`` for the problems within ``shooting_beyond`` of the goal)."""
         if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
             raise UserError("shooting draws controls at the box's bounds: give finite bounds")
+        far = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+        if self.shooting_beyond > 0 and self._start_distance is not None:
+            far = goal_distance(self.cost, z) > self.shooting_beyond * self._start_distance
+            if not bool(far.any()):
+                return u_init
         corners = bang_bang_sequences(self.shooting, self.horizon, self.m, self._generator)
         candidates = into_box(corners.to(z)[:, None], low[:, None], high[:, None])
         guesses = torch.cat([u_init[None], candidates]).reshape(-1, self.horizon, self.m)
-        return cheapest_guess(self.dynamics, z, guesses, self.cost)
+        best = cheapest_guess(self.dynamics, z, guesses, self.cost)
+        return torch.where(far[:, None, None], best, u_init)
 
     def _solve(self, z: Tensor, u_init: Tensor, low: Tensor, high: Tensor) -> ILQRResult:
         if self.restarts == 0:

@@ -279,3 +279,31 @@ def test_shooting_only_in_the_first_steps_after_reset(
     assert calls == 2 * list(range(shots))
     with pytest.raises(UserError, match="shooting_steps"):
         pendulum_planner(shooting=8, shooting_steps=0)
+
+
+def test_goal_distance_is_the_q_norm_of_the_wrapped_residual() -> None:
+    planner = pendulum_planner()
+    z = torch.tensor([[math.pi - 0.1, 1.0], [-3.0, -2.0], [0.0, 0.0]], dtype=F64)
+    by_hand = torch.sqrt(wrap(z[:, 0]) ** 2 + 0.1 * z[:, 1] ** 2)
+    assert torch.allclose(mpc_module.goal_distance(planner.cost, z), by_hand)
+    assert float(by_hand[0]) == pytest.approx(math.sqrt((math.pi - 0.1) ** 2 + 0.1))
+
+
+def test_shooting_beyond_keeps_the_warm_start_of_problems_near_the_goal() -> None:
+    planner = pendulum_planner(horizon=20, shooting=64, seed=3, shooting_beyond=0.5)
+    hanging = torch.tensor([[math.pi - 0.05, 0.0], [math.pi - 0.05, 0.0]], dtype=F64)
+    planner.reset(batch_size=2)
+    planner.plan(hanging)  # the start distances: about π for both
+    zeros = torch.zeros(2, 20, 1, dtype=F64)
+    low, high = torch.full((2, 1), -2.0, dtype=F64), torch.full((2, 1), 2.0, dtype=F64)
+    # problem 0 within half its start distance (0.5 rad from upright), problem 1 beyond it
+    z = torch.tensor([[0.5, 0.0], [math.pi - 0.5, 0.0]], dtype=F64)
+    guess = planner._shoot(z, zeros, low, high)
+    assert torch.equal(guess[0], zeros[0])
+    assert bool((guess[1].abs() == 2.0).all())  # a bang-bang sequence
+    near = torch.tensor([[0.5, 0.0], [-1.0, 0.0]], dtype=F64)
+    state = planner._generator.get_state()
+    assert planner._shoot(near, zeros, low, high) is zeros
+    assert torch.equal(planner._generator.get_state(), state)  # no candidates drawn
+    with pytest.raises(UserError, match="shooting_beyond"):
+        pendulum_planner(shooting=8, shooting_beyond=-0.1)
