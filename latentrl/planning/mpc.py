@@ -136,7 +136,7 @@ class MPCPlanner:
         low, high = control_bounds(self.u_low, self.u_high, z.shape[0], self.m, z)
         if self._plan is not None and z.shape[0] != self._plan.u.shape[0]:
             raise UserError("the batch size changed between plan calls; call reset() first")
-        if self._steps == 0:
+        if self._steps == 0 and self.shooting_beyond > 0:
             self._start_distance = goal_distance(self.cost, z)
         if self._plan is None or self._index >= self.replan_every:
             guess = self._first_guess(z, low, high)
