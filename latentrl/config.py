@@ -130,7 +130,7 @@ class PlanConfig:
                 f"plan: need horizon >= 1 and 1 <= replan_every <= horizon, got "
                 f"horizon={self.horizon}, replan_every={self.replan_every}"
             )
-        if self.q < 0 or self.q_f < 0 or self.r <= 0:
+        if not (self.q >= 0 and self.q_f >= 0 and self.r > 0):  # NaN fails too
             raise UserError(
                 f"plan: need q >= 0, q_f >= 0, r > 0, got {self.q}, {self.q_f}, {self.r}"
             )

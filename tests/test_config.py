@@ -85,6 +85,7 @@ def test_optional_fields_are_type_checked() -> None:
         ("plan.shooting_steps=true", "shooting_steps"),
         ("plan.shooting_beyond=-0.5", "shooting_beyond must be >= 0"),
         ("plan.shooting_beyond=NaN", "shooting_beyond must be >= 0"),
+        ("plan.r=NaN", "need q >= 0, q_f >= 0, r > 0"),
         ("plan.shooting_beyond=half", "PlanConfig.shooting_beyond must be a number, got 'half'"),
     ],
 )
