@@ -178,7 +178,7 @@ class MPCPlanner:
         (``u_init`` for the problems within ``shooting_beyond`` of the goal)."""
         if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
             raise UserError("shooting draws controls at the box's bounds: give finite bounds")
-        far = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+        far = None  # (B,) bool: the problems that shoot; None: all of them
         if self.shooting_beyond > 0 and self._start_distance is not None:
             far = goal_distance(self.cost, z) > self.shooting_beyond * self._start_distance
             if not bool(far.any()):
@@ -187,7 +187,7 @@ class MPCPlanner:
         candidates = into_box(corners.to(z)[:, None], low[:, None], high[:, None])
         guesses = torch.cat([u_init[None], candidates]).reshape(-1, self.horizon, self.m)
         best = cheapest_guess(self.dynamics, z, guesses, self.cost)
-        return torch.where(far[:, None, None], best, u_init)
+        return best if far is None else torch.where(far[:, None, None], best, u_init)
 
     def _solve(self, z: Tensor, u_init: Tensor, low: Tensor, high: Tensor) -> ILQRResult:
         if self.restarts == 0:
