@@ -46,6 +46,7 @@ OBSTACLE_CENTERS = np.array(
     [[9.0, 13.0], [20.0, 13.0], [31.0, 13.0], [9.0, 27.0], [20.0, 27.0], [31.0, 27.0]]
 )  # (x, y) pixels
 GOAL = np.array([36.0, 36.0])
+GOAL_RADIUS = 2.0
 MAX_CONTROL = 2.0
 OBSTACLE_VALUE = 128
 AGENT_VALUE = 255
@@ -93,6 +94,22 @@ def planar_step(states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         stuck = np.where(ok, stuck, middle)
     result[hit] = s_hit + free[:, None] * u_hit
     return result
+
+
+def planar_min_steps(states: np.ndarray, goal_radius: float = GOAL_RADIUS) -> np.ndarray:
+    """Fewest steps from ``states (n, 2)`` into the goal disc if nothing stood in the way: int
+    ``(n,)``, 0 for a state already inside.
+
+    After ``k`` steps of at most 2 px per axis the agent can be anywhere in the box ``s ± 2k``
+    (less where obstacles block), so ``k`` is the smallest one whose box comes within
+    ``goal_radius`` of the goal. A lower bound on the steps of any controller, obstacles only
+    add to it; ``(T - k + 1) / T`` (at most 1) bounds its fraction of ``s_1 .. s_T`` in goal.
+    """
+    gap = np.abs(np.asarray(states, dtype=np.float64).reshape(-1, 2) - GOAL)
+    k = np.arange(int(np.ceil(gap.max(initial=0.0) / MAX_CONTROL)) + 1)
+    left = np.maximum(gap[:, None, :] - MAX_CONTROL * k[None, :, None], 0.0)  # (n, K, 2)
+    reached = np.linalg.norm(left, axis=-1) <= goal_radius
+    return reached.argmax(axis=1)
 
 
 def _disc_coverage(distance: np.ndarray, radius: float) -> np.ndarray:
@@ -149,7 +166,7 @@ class PlanarEnv(gym.Env[np.ndarray, np.ndarray]):
         self.state_names = ("x", "y")
         self.angle_dims = ()
         self.horizon = 40
-        self.goal_radius = 2.0
+        self.goal_radius = GOAL_RADIUS
         self._state: np.ndarray | None = None
         self._obs: np.ndarray | None = None
 

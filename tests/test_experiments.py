@@ -100,3 +100,18 @@ def test_circle_jumps_find_the_cut_of_a_torn_circle() -> None:
     assert ratio == pytest.approx(1.0, rel=1e-6)
     ratio, angle = tears["circle_jumps"](torn, observe, velocity=2.0)
     assert ratio > 100 and angle == pytest.approx(57.0, abs=1.0)  # the step across 1 rad
+
+
+def test_planar_ceiling_bounds_the_preset_starts_and_refuses_other_envs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = runpy.run_path(str(ROOT / "experiments" / "planar_ceiling.py"))
+    assert script["ceiling"](np.array([0, 1, 10, 40]), 40).tolist() == [1.0, 1.0, 0.775, 0.025]
+    assert script["main"]([]) == 0
+    out = capsys.readouterr().out
+    assert "bound on steps in goal: 0.7525" in out  # docs/benchmarks.md quotes it
+    other = tmp_path / "run" / "eval"
+    other.mkdir(parents=True)
+    (other / "results.json").write_text('{"env_id": "latentrl/Pendulum-v0"}')
+    assert script["main"]([str(tmp_path / "run")]) == 2
+    assert "not latentrl/Planar-v0" in capsys.readouterr().err

@@ -16,6 +16,8 @@ from latentrl.envs.planar import (
     OBSTACLE_RADIUS,
     PlanarEnv,
     planar_is_free,
+    planar_min_steps,
+    planar_step,
     render_planar,
 )
 
@@ -138,6 +140,38 @@ def test_task_goal_distance_and_cost(env) -> None:
     assert in_goal(env, states).tolist() == [True, True, False, False]
     cost = env.cost(np.array([[30.0, 32.0]]), np.array([[1.0, -3.0]]))  # u clipped to (1, -2)
     assert cost[0] == pytest.approx(36 + 16 + 0.01 * 5)
+
+
+def test_min_steps_counts_box_moves_into_the_goal_disc() -> None:
+    goal = np.array([36.0, 36.0])
+    states = np.array(
+        [goal, goal - [4.0, 0.0], goal - [4.01, 0.0], goal - [10.0, 10.0], goal - [7.0, 7.0]]
+    )
+    # 2 px per axis per step: 4 px leaves 2 after one step (on the rim); 4.01 needs two; the
+    # diagonal (10, 10) is 2.8 px out after four steps, so five; (7, 7) is 1.4 px out after three
+    assert planar_min_steps(states).tolist() == [0, 1, 2, 5, 3]
+    assert planar_min_steps(goal[None] - [6.0, 0.0], goal_radius=1.0).tolist() == [3]
+
+
+def _greedy_steps_to_goal(starts: np.ndarray, horizon: int = 40) -> np.ndarray:
+    """First step at which ``u = clip(goal - s)`` reaches the goal disc (``horizon + 1``: never)."""
+    goal = np.array([36.0, 36.0])
+    s, first = starts.copy(), np.full(len(starts), horizon + 1)
+    first[np.linalg.norm(s - goal, axis=1) <= 2.0] = 0
+    for t in range(1, horizon + 1):
+        s = planar_step(s, goal - s)
+        reached = (np.linalg.norm(s - goal, axis=1) <= 2.0) & (first > horizon)
+        first[reached] = t
+    return first
+
+
+def test_min_steps_is_attained_in_free_space_and_never_beaten(env) -> None:
+    rng = np.random.default_rng(3)
+    # below the lower obstacle row (y > 31.5) a straight path to the goal is clear
+    clear = np.column_stack([rng.uniform(1.5, 38.5, 200), rng.uniform(32.0, 38.5, 200)])
+    np.testing.assert_array_equal(_greedy_steps_to_goal(clear), planar_min_steps(clear))
+    anywhere = env.sample_start_states(500, rng)  # obstacles in the way only add steps
+    assert np.all(_greedy_steps_to_goal(anywhere) >= planar_min_steps(anywhere))
 
 
 def test_step_matches_next_states_and_reward_is_minus_cost() -> None:
