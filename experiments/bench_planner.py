@@ -173,9 +173,12 @@ def make_problem(
 # --- solvers: each returns controls (B, T, m) -------------------------------------------------
 
 
-def solve_ours(p: Problem, iterations: int, tolerance: float) -> Tensor:
+def solve_ours(p: Problem, iterations: int, tolerance: float, compile: bool) -> Tensor:
     config = ILQRConfig(
-        max_iterations=iterations, tolerance=tolerance, parallel_line_search=p.z0.is_cuda
+        max_iterations=iterations,
+        tolerance=tolerance,
+        parallel_line_search=p.z0.is_cuda,
+        compile=compile,
     )
     u0 = p.z0.new_zeros(p.z0.shape[0], p.horizon, p.m)
     return solve_ilqr(p.dynamics, p.z0, u0, p.cost, -U_MAX, U_MAX, config).u
@@ -252,7 +255,9 @@ def bench_one(p: Problem, args: argparse.Namespace, mpc: Any | None) -> dict[str
     """Times, costs and ratios of one problem; mpc.pytorch's entries are NaN without it."""
     nan = float("nan")
     ours_s, u_ours = timed(
-        lambda: solve_ours(p, args.iterations, args.tolerance), args.repeats, args.warmup
+        lambda: solve_ours(p, args.iterations, args.tolerance, args.compile),
+        args.repeats,
+        args.warmup,
     )
     J_ours, viol_ours = score(p, u_ours)
     row = {"ours_ms": 1e3 * ours_s, "ours_cost": float(J_ours.mean()), "viol": viol_ours}
@@ -304,12 +309,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--ours-only", action="store_true", help="skip mpc.pytorch")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="ours with ILQRConfig(compile=True); the warm-up solves compile (not timed)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.compile:  # every (n, m, B = 1 or more) of the table compiles the step anew
+        torch._dynamo.config.recompile_limit = 64
     device, dtype = resolve_device(args.device), getattr(torch, args.dtype)
     mpc = None if args.ours_only else import_mpc()
     # mpc.pytorch's deprecated torch.lu / lu_solve calls (see the module docstring), not ours.
@@ -321,8 +333,8 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, {device}{gpu}, {args.dtype}, {args.threads} thread(s), "
         f"{platform.processor() or platform.machine()}; median of {args.repeats} after "
         f"{args.warmup} warm-up; iteration cap {args.iterations}, ours' tolerance "
-        f"{args.tolerance:g}; cost mean over the batch, "
-        "rel. diff = mean (ours - mpc) / mpc, worst = its max"
+        f"{args.tolerance:g}{', ours compiled' if args.compile else ''}; cost mean over the "
+        "batch, rel. diff = mean (ours - mpc) / mpc, worst = its max"
     )
     head = ["dynamics", "n", "m", "T", "B", *(title for title, _, _ in COLUMNS)]
     widths = [8, 3, 2, 3, 4] + [max(len(t), 9) for t, _, _ in COLUMNS]

@@ -47,8 +47,9 @@ class BoxQPOptions:
     method: Literal["auto", "enumerate", "projected_newton"] = "auto"
     """``"enumerate"`` solves the QP on each of the 3^m faces of the box (free, at lower, at
     upper per dimension) at once and keeps the best feasible point: exact, a fixed number of
-    batched ops, for small m. ``"auto"``: closed form for m = 1, enumeration for m <= 3,
-    projected Newton beyond."""
+    batched ops without a branch on the data, for small m. ``"auto"``: closed form for m = 1;
+    for larger m the unconstrained minimiser when it is inside every problem's box, else
+    enumeration for m <= 3 and projected Newton beyond."""
     max_iterations: int = 100
     min_grad: float | None = None
     """Stop when the free gradient's norm is below ``min_grad * (1 + |g|_∞)``; ``None``:
@@ -181,10 +182,12 @@ def box_qp(
     lower, upper = lower.to(g), upper.to(g)
     method = opts.method
     if method == "auto":
-        method = "scalar" if m == 1 else "enumerate" if m <= _ENUMERATE_MAX else ""
+        method = "scalar" if m == 1 else "enumerate" if m <= ENUMERATE_MAX else ""
     if method == "scalar":
         return _box_qp_scalar(H, g, lower, upper)
     lower, upper = lower.expand(batch, m), upper.expand(batch, m)
+    if opts.method == "enumerate":  # asked for: no data-dependent branch (torch.compile)
+        return _box_qp_enumerate(H, g, lower, upper)
     chol, ok = cholesky(H)
     x_newton = -cholesky_solve(chol, g.unsqueeze(-1)).squeeze(-1)
     inside = ok & ((x_newton >= lower) & (x_newton <= upper)).all(-1)
@@ -213,12 +216,21 @@ def _box_qp_scalar(H: Tensor, g: Tensor, lower: Tensor, upper: Tensor) -> BoxQPR
     return BoxQPResult(x, free, chol, status, torch.zeros_like(status))
 
 
-_ENUMERATE_MAX = 3
+ENUMERATE_MAX = 3  # "auto" enumerates the faces up to this m
+
+
+def _faces(m: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Masks ``(3^m, m)`` of the dimensions held at the lower and at the upper bound; face 0
+    has every dimension free (``itertools.product`` order)."""
+    if torch.compiler.is_compiling():  # m may be symbolic there: digits by tensor ops
+        place = 3 ** torch.arange(m - 1, -1, -1, device=device)
+        codes = torch.arange(3**m, device=device).unsqueeze(-1) // place % 3
+        return codes == 1, codes == 2
+    return _cached_faces(m, device)
 
 
 @cache
-def _faces(m: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Masks ``(3^m, m)`` of the dimensions held at the lower and at the upper bound."""
+def _cached_faces(m: int, device: torch.device) -> tuple[Tensor, Tensor]:
     codes = torch.tensor(list(product((0, 1, 2), repeat=m)), device=device)
     return codes == 1, codes == 2
 

@@ -42,6 +42,12 @@ class BatchCost(NamedTuple):
     goal: Tensor  # (B, n)
     angles: Tensor | None  # bool (n,), None when no dimension is an angle
 
+    def rows(self, index: Tensor) -> BatchCost:
+        """The problems at ``index`` (a 1-D index tensor), in its order."""
+        return BatchCost(
+            self.Q[index], self.R[index], self.Q_f[index], self.goal[index], self.angles
+        )
+
 
 def batch_cost(cost: QuadraticCost, batch: int, n: int, m: int, like: Tensor) -> BatchCost:
     """Check the shapes of ``cost`` against ``B, n, m`` and broadcast it to the batch, in the

@@ -19,14 +19,21 @@ The cost, with its angle wrapping (the pendulum oracle plans on unwrapped ``(θ,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
-from latentrl.planning.boxqp import BoxQPOptions, BoxQPStatus, box_qp, solve_free
+from latentrl.planning.boxqp import (
+    ENUMERATE_MAX,
+    BoxQPOptions,
+    BoxQPStatus,
+    box_qp,
+    solve_free,
+)
 from latentrl.planning.cost import (
     BatchCost,
     QuadraticCost,
@@ -77,6 +84,13 @@ class ILQRConfig:
     min_decrease_ratio: float = 1e-4
     """Accept when actual / predicted decrease exceeds this (Armijo-like)."""
     box_qp_options: BoxQPOptions = field(default_factory=BoxQPOptions)
+    compile: bool = False
+    """Run the backward pass's Riccati step through ``torch.compile``: one fused kernel
+    instead of ~100 small ops per time step (for 2 <= m <= 3 the box QP then enumerates its
+    faces, with no branch on the data). The first solves of each (n, m, dtype, device) compile
+    for seconds to a minute; worth it where the same shapes are solved many times (MPC).
+    torch recompiles a function at most ``torch._dynamo.config.recompile_limit`` times (8)
+    per process, then warns and runs it eagerly."""
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1 or self.tolerance < 0:
@@ -153,6 +167,26 @@ def riccati_step(
     return RiccatiStep(k, K, V_z, 0.5 * (V_zz + V_zz.mT), Q_u, Q_uu, qp.status)
 
 
+_compiled_riccati_step = None
+
+
+def _riccati_step_function(compiled: bool) -> Callable[..., RiccatiStep]:
+    """:func:`riccati_step`, or its ``torch.compile`` (made once, shared by every solve)."""
+    global _compiled_riccati_step
+    if not compiled:
+        return riccati_step
+    if _compiled_riccati_step is None:
+        _compiled_riccati_step = torch.compile(riccati_step)
+    return _compiled_riccati_step
+
+
+def _graph_friendly(options: BoxQPOptions, m: int) -> BoxQPOptions:
+    """``options`` with face enumeration where ``"auto"`` would branch on the data."""
+    if options.method == "auto" and 2 <= m <= ENUMERATE_MAX:
+        return replace(options, method="enumerate")
+    return options
+
+
 def _bmv(M: Tensor, v: Tensor) -> Tensor:
     return (M @ v.unsqueeze(-1)).squeeze(-1)
 
@@ -224,6 +258,7 @@ def _backward_pass(
     high: Tensor,
     k_warm: Tensor,
     qp_options: BoxQPOptions,
+    step: Callable[..., RiccatiStep] = riccati_step,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gains ``k (B, T, m)``, ``K (B, T, m, n)``, predicted-decrease terms ``dv (B, 2)`` and
     ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``.
@@ -232,9 +267,9 @@ def _backward_pass(
     if not bool(active.all()):
         rows = active.nonzero().squeeze(-1)
         k_rows, K_rows, dv_rows, ok_rows = _backward_pass(
-            active[rows], BatchCost(c.Q[rows], c.R[rows], c.Q_f[rows], c.goal[rows], c.angles),
+            active[rows], c.rows(rows),
             A[:, rows], B[:, rows], z[rows], u[rows], mu[rows], low[rows], high[rows],
-            k_warm[rows], qp_options,
+            k_warm[rows], qp_options, step,
         )  # fmt: skip
         k = k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k_rows)
         K = K_rows.new_zeros(k_warm.shape + K_rows.shape[-1:]).index_copy(0, rows, K_rows)
@@ -256,8 +291,7 @@ def _backward_pass(
     steps = []
     # A failed step leaves NaNs in its own rows only (every op is row-wise); status flags it.
     for t in reversed(range(T)):
-        s = riccati_step(F[t], l_x[t], l_xx, V_z, V_zz, reg, du_low[t], du_high[t], k_warm[t],
-                         qp_options)  # fmt: skip
+        s = step(F[t], l_x[t], l_xx, V_z, V_zz, reg, du_low[t], du_high[t], k_warm[t], qp_options)
         V_z, V_zz = s.V_z, s.V_zz
         steps.append(s)
     steps.reverse()
@@ -359,6 +393,8 @@ def solve_ilqr(
             f"the initial rollout gave shape {tuple(z.shape)} and cost {J.tolist()}"
         )
 
+    step = _riccati_step_function(cfg.compile)
+    qp_options = _graph_friendly(cfg.box_qp_options, m) if cfg.compile else cfg.box_qp_options
     sched = _Schedule(cfg, z0)
     active = torch.ones(batch, dtype=torch.bool, device=z0.device)
     converged = torch.zeros_like(active)
@@ -377,7 +413,7 @@ def solve_ilqr(
 
         while True:  # raise μ where Q_uu + μI is indefinite, as often as needed
             k_new, K_new, dv, ok = _backward_pass(
-                active, c, A, Bm, z, u, sched.mu, low, high, k, cfg.box_qp_options
+                active, c, A, Bm, z, u, sched.mu, low, high, k, qp_options, step
             )
             failed = active & ~ok
             if not bool(failed.any()):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy.optimize import lsq_linear, minimize
 
+from latentrl.planning import boxqp
 from latentrl.planning.boxqp import (
     BoxQPOptions,
     BoxQPStatus,
@@ -160,3 +161,16 @@ def test_cholesky_matches_torch(m: int) -> None:
     )
     _, ok_bad = cholesky(-H)
     assert not bool(ok_bad.any())
+
+
+def test_faces_traced_by_torch_compile_match_the_cached_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu = torch.device("cpu")
+    cached = {m: boxqp._faces(m, cpu) for m in (1, 2, 3)}
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for m, (at_low, at_up) in cached.items():
+        traced_low, traced_up = boxqp._faces(m, cpu)
+        assert torch.equal(traced_low, at_low) and torch.equal(traced_up, at_up)
+        assert not (at_low[0].any() or at_up[0].any())  # face 0: every dimension free
+        assert at_low.shape == (3**m, m) and not (at_low & at_up).any()

@@ -17,6 +17,7 @@ from latentrl.planning import (
     LinearDynamics,
     QuadraticCost,
     box_qp,
+    ilqr,
     pendulum_dynamics,
     riccati_step,
     solve_ilqr,
@@ -135,6 +136,38 @@ def test_boxed_lq_matches_condensed_qp() -> None:
         assert 0.1 < active.mean() < 0.9  # the bounds bind, but not everywhere
         np.testing.assert_allclose(res.u[b].reshape(-1).numpy(), U, atol=1e-6 * np.abs(U).max())
         assert float(res.cost[b]) == pytest.approx(J_ref, rel=1e-9)
+
+
+def test_compiled_riccati_step_gives_the_eager_solution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile'd backward steps (m = 2: face enumeration; m = 1: the closed form) give
+    the eager iterates, on per-problem boxes that bind and on the nonlinear pendulum."""
+    compiled_functions = []
+    real_compile = torch.compile
+
+    def recording_compile(fn, **kwargs):
+        compiled_functions.append(fn)
+        return real_compile(fn, **kwargs)
+
+    monkeypatch.setattr(ilqr, "_compiled_riccati_step", None)
+    monkeypatch.setattr(torch, "compile", recording_compile)  # ilqr calls torch.compile
+    batch, n, m, T = 3, 3, 2, 15
+    dyn, cost = random_lq(batch, n, m, seed=1)
+    z0 = 2 * torch.randn(batch, n, dtype=F64, generator=torch.Generator().manual_seed(2))
+    u0 = torch.zeros(batch, T, m, dtype=F64)
+    scale = solve_ilqr(dyn, z0, u0, cost).u.abs().amax(-2)
+    cases = [
+        (dyn, z0, u0, cost, -0.3 * scale, 0.2 * scale),
+        (FunctionDynamics(pendulum_dynamics), pendulum_starts(4), torch.zeros(4, 30, 1, dtype=F64),
+         pendulum_cost(4), -2.0, 2.0),
+    ]  # fmt: skip
+    for problem in cases:
+        eager = solve_ilqr(*problem, ILQRConfig(max_iterations=30))
+        compiled = solve_ilqr(*problem, ILQRConfig(max_iterations=30, compile=True))
+        assert len(set(eager.iterations.tolist())) > 1  # the compiled step sees other batches
+        np.testing.assert_allclose(compiled.u.numpy(), eager.u.numpy(), atol=1e-9)
+        np.testing.assert_allclose(compiled.K.numpy(), eager.K.numpy(), atol=1e-8)
+        assert compiled.iterations.tolist() == eager.iterations.tolist()
+    assert compiled_functions == [riccati_step]  # made once, then shared
 
 
 def pendulum_cost(batch: int, dtype: torch.dtype = F64, terminal: float = 10.0) -> QuadraticCost:
