@@ -17,7 +17,8 @@ function (:func:`latentrl.planning.trajectory_cost`), so "cost" means the same t
 columns. On ``tanh`` problems the cost is not convex: the two solvers can end in different local
 minima (either may be the cheaper one), so compare costs there over many problems. Times are the
 median wall time of ``--repeats`` solves after ``--warmup`` untimed ones, with the device
-synchronised. Our solver gets ``parallel_line_search`` on CUDA.
+synchronised. Our solver gets ``parallel_line_search`` on CUDA (``--parallel-line-search``
+elsewhere) and ``ILQRConfig(compile=True)`` with ``--compile`` (compiled in the warm-up).
 
 mpc.pytorch (https://github.com/locuslab/mpc.pytorch) is not a dependency of latentrl. Install
 it somewhere throw-away, and this script finds it there::
@@ -173,12 +174,12 @@ def make_problem(
 # --- solvers: each returns controls (B, T, m) -------------------------------------------------
 
 
-def solve_ours(p: Problem, iterations: int, tolerance: float, compile: bool) -> Tensor:
+def solve_ours(p: Problem, args: argparse.Namespace) -> Tensor:
     config = ILQRConfig(
-        max_iterations=iterations,
-        tolerance=tolerance,
-        parallel_line_search=p.z0.is_cuda,
-        compile=compile,
+        max_iterations=args.iterations,
+        tolerance=args.tolerance,
+        parallel_line_search=args.parallel_line_search or p.z0.is_cuda,
+        compile=args.compile,
     )
     u0 = p.z0.new_zeros(p.z0.shape[0], p.horizon, p.m)
     return solve_ilqr(p.dynamics, p.z0, u0, p.cost, -U_MAX, U_MAX, config).u
@@ -254,11 +255,7 @@ def score(p: Problem, u: Tensor) -> tuple[Tensor, float]:
 def bench_one(p: Problem, args: argparse.Namespace, mpc: Any | None) -> dict[str, Any]:
     """Times, costs and ratios of one problem; mpc.pytorch's entries are NaN without it."""
     nan = float("nan")
-    ours_s, u_ours = timed(
-        lambda: solve_ours(p, args.iterations, args.tolerance, args.compile),
-        args.repeats,
-        args.warmup,
-    )
+    ours_s, u_ours = timed(lambda: solve_ours(p, args), args.repeats, args.warmup)
     J_ours, viol_ours = score(p, u_ours)
     row = {"ours_ms": 1e3 * ours_s, "ours_cost": float(J_ours.mean()), "viol": viol_ours}
     row |= {"mpc_ms": nan, "mpc_cost": nan, "speedup": nan, "rel_cost": nan, "worst": nan}
@@ -314,6 +311,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="ours with ILQRConfig(compile=True); the warm-up solves compile (not timed)",
     )
+    parser.add_argument(
+        "--parallel-line-search",
+        action="store_true",
+        help="ours rolls out all step sizes at once (always on CUDA)",
+    )
     return parser.parse_args(argv)
 
 
@@ -333,7 +335,8 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, {device}{gpu}, {args.dtype}, {args.threads} thread(s), "
         f"{platform.processor() or platform.machine()}; median of {args.repeats} after "
         f"{args.warmup} warm-up; iteration cap {args.iterations}, ours' tolerance "
-        f"{args.tolerance:g}{', ours compiled' if args.compile else ''}; cost mean over the "
+        f"{args.tolerance:g}{', ours compiled' if args.compile else ''}"
+        f"{', parallel line search' if args.parallel_line_search else ''}; cost mean over the "
         "batch, rel. diff = mean (ours - mpc) / mpc, worst = its max"
     )
     head = ["dynamics", "n", "m", "T", "B", *(title for title, _, _ in COLUMNS)]

@@ -85,10 +85,11 @@ class ILQRConfig:
     """Accept when actual / predicted decrease exceeds this (Armijo-like)."""
     box_qp_options: BoxQPOptions = field(default_factory=BoxQPOptions)
     compile: bool = False
-    """Run the backward pass's Riccati step through ``torch.compile``: one fused kernel
-    instead of ~100 small ops per time step (for 2 <= m <= 3 the box QP then enumerates its
-    faces, with no branch on the data). The first solves of each (n, m, dtype, device) compile
-    for seconds to a minute; worth it where the same shapes are solved many times (MPC).
+    """Run the backward pass's Riccati step and the line search's closed-loop step (with
+    ``dynamics.step``) through ``torch.compile``: fused kernels instead of ~100 small ops per
+    time step (for 2 <= m <= 3 the box QP then enumerates its faces, with no branch on the
+    data). The first solves of each (n, m, dtype, device, dynamics) compile for seconds to a
+    minute; worth it where the same shapes are solved many times (MPC).
     torch recompiles a function at most ``torch._dynamo.config.recompile_limit`` times (8)
     per process, then warns and runs it eagerly."""
 
@@ -191,16 +192,43 @@ def _bmv(M: Tensor, v: Tensor) -> Tensor:
     return (M @ v.unsqueeze(-1)).squeeze(-1)
 
 
+def _feedback_step(
+    dynamics: Dynamics, offset: Tensor, K: Tensor, z: Tensor, low: Tensor, high: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``u = clamp(offset + K z)`` and the next state ``f(z, u)``."""
+    u = torch.clamp(offset + _bmv(K, z), low, high)
+    return dynamics.step(z, u), u
+
+
+_compiled_feedback_step = None
+
+
+def _feedback_step_function(compiled: bool) -> Callable[..., tuple[Tensor, Tensor]]:
+    """:func:`_feedback_step`, or its ``torch.compile`` (made once, shared by every solve)."""
+    global _compiled_feedback_step
+    if not compiled:
+        return _feedback_step
+    if _compiled_feedback_step is None:
+        _compiled_feedback_step = torch.compile(_feedback_step)
+    return _compiled_feedback_step
+
+
 def _closed_loop_rollout(
-    dynamics: Dynamics, z0: Tensor, offset: Tensor, K: Tensor, low: Tensor, high: Tensor
+    dynamics: Dynamics,
+    z0: Tensor,
+    offset: Tensor,
+    K: Tensor,
+    low: Tensor,
+    high: Tensor,
+    step: Callable[..., tuple[Tensor, Tensor]] = _feedback_step,
 ) -> tuple[Tensor, Tensor]:
     """States and controls of ``u_t = clamp(offset_t + K_t z_t)`` from ``z0 (R, n)``, where
     ``offset = ū + α k - K z̄`` ``(R, T, m)``; rows as in ``z0``."""
     zs, us = [z0], []
     for off, K_t in zip(offset.unbind(1), K.unbind(1), strict=True):
-        u_t = torch.clamp(off + _bmv(K_t, zs[-1]), low, high)
+        z_next, u_t = step(dynamics, off, K_t, zs[-1], low, high)
         us.append(u_t)
-        zs.append(dynamics.step(zs[-1], u_t))
+        zs.append(z_next)
     return torch.stack(zs, dim=1), torch.stack(us, dim=1)
 
 
@@ -335,7 +363,13 @@ def _line_search(
 
         offset = (base + a.view(reps, 1, 1, 1) * k).reshape(reps * batch, T, m)
         z_try, u_try = _closed_loop_rollout(
-            dynamics, tile(z_bar[:, 0]), offset, tile(K), tile(low), tile(high)
+            dynamics,
+            tile(z_bar[:, 0]),
+            offset,
+            tile(K),
+            tile(low),
+            tile(high),
+            _feedback_step_function(config.compile),
         )
         z_try = z_try.view(reps, batch, *z_try.shape[1:])
         u_try = u_try.view(reps, batch, T, m)

@@ -139,8 +139,9 @@ def test_boxed_lq_matches_condensed_qp() -> None:
 
 
 def test_compiled_riccati_step_gives_the_eager_solution(monkeypatch: pytest.MonkeyPatch) -> None:
-    """torch.compile'd backward steps (m = 2: face enumeration; m = 1: the closed form) give
-    the eager iterates, on per-problem boxes that bind and on the nonlinear pendulum."""
+    """torch.compile'd backward and line-search steps (m = 2: face enumeration; m = 1: the
+    closed form) give the eager iterates, on per-problem boxes that bind (per-problem linear
+    dynamics) and on the nonlinear pendulum."""
     compiled_functions = []
     real_compile = torch.compile
 
@@ -149,6 +150,7 @@ def test_compiled_riccati_step_gives_the_eager_solution(monkeypatch: pytest.Monk
         return real_compile(fn, **kwargs)
 
     monkeypatch.setattr(ilqr, "_compiled_riccati_step", None)
+    monkeypatch.setattr(ilqr, "_compiled_feedback_step", None)
     monkeypatch.setattr(torch, "compile", recording_compile)  # ilqr calls torch.compile
     batch, n, m, T = 3, 3, 2, 15
     dyn, cost = random_lq(batch, n, m, seed=1)
@@ -167,7 +169,7 @@ def test_compiled_riccati_step_gives_the_eager_solution(monkeypatch: pytest.Monk
         np.testing.assert_allclose(compiled.u.numpy(), eager.u.numpy(), atol=1e-9)
         np.testing.assert_allclose(compiled.K.numpy(), eager.K.numpy(), atol=1e-8)
         assert compiled.iterations.tolist() == eager.iterations.tolist()
-    assert compiled_functions == [riccati_step]  # made once, then shared
+    assert compiled_functions == [riccati_step, ilqr._feedback_step]  # made once, then shared
 
 
 def pendulum_cost(batch: int, dtype: torch.dtype = F64, terminal: float = 10.0) -> QuadraticCost:
