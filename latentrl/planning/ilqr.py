@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -168,17 +168,19 @@ def riccati_step(
     return RiccatiStep(k, K, V_z, 0.5 * (V_zz + V_zz.mT), Q_u, Q_uu, qp.status)
 
 
-_compiled_riccati_step = None
+_COMPILED: dict[Callable[..., object], Callable[..., object]] = {}
 
 
-def _riccati_step_function(compiled: bool) -> Callable[..., RiccatiStep]:
-    """:func:`riccati_step`, or its ``torch.compile`` (made once, shared by every solve)."""
-    global _compiled_riccati_step
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def _maybe_compiled(fn: _F, compiled: bool) -> _F:
+    """``fn``, or its ``torch.compile`` (made once per function, shared by every solve)."""
     if not compiled:
-        return riccati_step
-    if _compiled_riccati_step is None:
-        _compiled_riccati_step = torch.compile(riccati_step)
-    return _compiled_riccati_step
+        return fn
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn)
+    return _COMPILED[fn]  # type: ignore[return-value]
 
 
 def _graph_friendly(options: BoxQPOptions, m: int) -> BoxQPOptions:
@@ -198,19 +200,6 @@ def _feedback_step(
     """``u = clamp(offset + K z)`` and the next state ``f(z, u)``."""
     u = torch.clamp(offset + _bmv(K, z), low, high)
     return dynamics.step(z, u), u
-
-
-_compiled_feedback_step = None
-
-
-def _feedback_step_function(compiled: bool) -> Callable[..., tuple[Tensor, Tensor]]:
-    """:func:`_feedback_step`, or its ``torch.compile`` (made once, shared by every solve)."""
-    global _compiled_feedback_step
-    if not compiled:
-        return _feedback_step
-    if _compiled_feedback_step is None:
-        _compiled_feedback_step = torch.compile(_feedback_step)
-    return _compiled_feedback_step
 
 
 def _closed_loop_rollout(
@@ -369,7 +358,7 @@ def _line_search(
             tile(K),
             tile(low),
             tile(high),
-            _feedback_step_function(config.compile),
+            _maybe_compiled(_feedback_step, config.compile),
         )
         z_try = z_try.view(reps, batch, *z_try.shape[1:])
         u_try = u_try.view(reps, batch, T, m)
@@ -427,7 +416,7 @@ def solve_ilqr(
             f"the initial rollout gave shape {tuple(z.shape)} and cost {J.tolist()}"
         )
 
-    step = _riccati_step_function(cfg.compile)
+    step = _maybe_compiled(riccati_step, cfg.compile)
     qp_options = _graph_friendly(cfg.box_qp_options, m) if cfg.compile else cfg.box_qp_options
     sched = _Schedule(cfg, z0)
     active = torch.ones(batch, dtype=torch.bool, device=z0.device)

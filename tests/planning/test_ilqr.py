@@ -149,8 +149,7 @@ def test_compiled_riccati_step_gives_the_eager_solution(monkeypatch: pytest.Monk
         compiled_functions.append(fn)
         return real_compile(fn, **kwargs)
 
-    monkeypatch.setattr(ilqr, "_compiled_riccati_step", None)
-    monkeypatch.setattr(ilqr, "_compiled_feedback_step", None)
+    monkeypatch.setattr(ilqr, "_COMPILED", {})
     monkeypatch.setattr(torch, "compile", recording_compile)  # ilqr calls torch.compile
     batch, n, m, T = 3, 3, 2, 15
     dyn, cost = random_lq(batch, n, m, seed=1)
