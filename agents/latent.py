@@ -43,6 +43,10 @@ class ModelDynamics:
         """``(A (B, n, n), B (B, n, m), c (B, n))``; see :meth:`E2C.linearize`."""
         return self.model.linearize(z, u, self.jacobian)
 
+    def select(self, index: Tensor) -> ModelDynamics:
+        """Itself: one model for every problem."""
+        return self
+
 
 class LatentMPCAgent:
     """Receding-horizon iLQR in the latent space of a trained E2C model.

@@ -112,6 +112,10 @@ class FiniteDifferenceDynamics:
         Bm = self._difference(f, f_ap, f_am, ok_ap, ok_am).transpose(0, 2, 1)
         return A, Bm, f
 
+    def select(self, index: Tensor) -> FiniteDifferenceDynamics:
+        """Itself: one simulator for every problem."""
+        return self
+
     def _difference(
         self,
         f: np.ndarray,

@@ -118,6 +118,10 @@ class TanhDynamics:
         c = self.step(z, u) - (A @ z[..., None]).squeeze(-1) - (B @ u[..., None]).squeeze(-1)
         return A, B, c
 
+    def select(self, index: Tensor) -> TanhDynamics:
+        """Itself: one model for every problem."""
+        return self
+
 
 class MPCTanh(torch.nn.Module):
     """:class:`TanhDynamics` in mpc.pytorch's form: ``forward(x, u)`` and ``grad_input``."""

@@ -7,8 +7,10 @@ from latentrl.planning.dynamics import (
     Dynamics,
     FunctionDynamics,
     LinearDynamics,
+    SelectableDynamics,
     pendulum_dynamics,
     rollout,
+    select_problems,
 )
 from latentrl.planning.ilqr import ILQRConfig, ILQRResult, control_bounds, riccati_step, solve_ilqr
 from latentrl.planning.mpc import MPCPlanner
@@ -24,11 +26,13 @@ __all__ = [
     "LinearDynamics",
     "MPCPlanner",
     "QuadraticCost",
+    "SelectableDynamics",
     "box_qp",
     "control_bounds",
     "pendulum_dynamics",
     "riccati_step",
     "rollout",
+    "select_problems",
     "solve_free",
     "solve_ilqr",
     "trajectory_cost",

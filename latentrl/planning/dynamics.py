@@ -7,7 +7,10 @@ Conventions shared by every implementation of :class:`Dynamics`:
   (all time steps of a trajectory at once, all line-search step sizes at once). Row ``r`` of
   such a batch belongs to problem ``r mod P``, ``P`` the number of problems (``Tensor.repeat``
   order), so dynamics with per-problem parameters (:class:`LinearDynamics` with batched
-  matrices) tile them that way. Dynamics without per-problem parameters need not care.
+  matrices) tile them that way. Dynamics without per-problem parameters need not care;
+* optionally, ``select(index)`` returns the dynamics of the problems at ``index`` only
+  (:class:`SelectableDynamics`). Planners then step and linearise only the problems still
+  iterating; without it they carry every problem's rows to the end (same results, more work).
 """
 
 from __future__ import annotations
@@ -42,6 +45,27 @@ class Dynamics(Protocol):
         """``(A (B, n, n), B (B, n, m), c (B, n))`` with ``f(z', u') ≈ A z' + B u' + c``
         near ``(z, u)``; so ``c = f(z, u) - A z - B u``."""
         ...
+
+
+class SelectableDynamics(Protocol):
+    """Dynamics that can be restricted to some of their problems (see the module docstring)."""
+
+    def select(self, index: Tensor) -> Dynamics:
+        """The dynamics of problems ``index`` (1-D int64), in its order: row ``r`` of a call
+        then belongs to problem ``index[r mod len(index)]`` of this one. Dynamics without
+        per-problem parameters return themselves."""
+        ...
+
+
+def can_select(dynamics: Dynamics) -> bool:
+    """Whether ``dynamics`` has :meth:`SelectableDynamics.select` (an attribute test: fast,
+    unlike ``isinstance`` with a protocol)."""
+    return callable(getattr(dynamics, "select", None))
+
+
+def select_problems(dynamics: Dynamics, index: Tensor) -> Dynamics | None:
+    """``dynamics.select(index)``, or None where ``dynamics`` has no ``select``."""
+    return dynamics.select(index) if can_select(dynamics) else None
 
 
 def _bmv(M: Tensor, v: Tensor) -> Tensor:
@@ -82,6 +106,10 @@ class FunctionDynamics:
         """``(A (B, n, n), B (B, n, m), c (B, n))``, exact Jacobians at ``(z, u)``."""
         (A, B), f = self._jacobians(z, u)
         return A, B, f - _bmv(A, z) - _bmv(B, u)
+
+    def select(self, index: Tensor) -> FunctionDynamics:
+        """Itself: ``fn`` has no per-problem parameters."""
+        return self
 
 
 class LinearDynamics:
@@ -139,6 +167,13 @@ class LinearDynamics:
     def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(A (B, n, n), B (B, n, m), c (B, n))``: the model itself."""
         return self._rows(z)
+
+    def select(self, index: Tensor) -> LinearDynamics:
+        """Itself when shared, else the per-problem parameters at ``index``."""
+        if self.A.ndim == 2:
+            return self
+        index = index.to(self.A.device)
+        return LinearDynamics(self.A[index], self.B[index], self.c[index])
 
 
 def rollout(dynamics: Dynamics, z0: Tensor, u: Tensor) -> Tensor:

@@ -43,7 +43,7 @@ from latentrl.planning.cost import (
     trajectory_cost,
     wrap_angles,
 )
-from latentrl.planning.dynamics import Dynamics, rollout
+from latentrl.planning.dynamics import Dynamics, can_select, rollout, select_problems
 
 __all__ = [
     "ILQRConfig",
@@ -79,8 +79,11 @@ class ILQRConfig:
     alphas: tuple[float, ...] = field(default_factory=_default_alphas)
     """Line-search step sizes, largest first; the first with sufficient decrease is taken."""
     parallel_line_search: bool = False
-    """Roll out all step sizes in one batch of ``len(alphas) · B`` rows (fewer, larger calls:
-    good on a GPU) instead of one after another until every problem has accepted one."""
+    """Roll out all step sizes in one batch of ``len(alphas) · B`` rows (one call: good on a
+    GPU). Otherwise the full step first, for every problem, and then, for the problems that
+    refused it, the other step sizes: all at once where the dynamics can select problems
+    (:class:`~latentrl.planning.SelectableDynamics`), else one after another until every
+    problem has accepted one. Either way each problem takes its largest acceptable step."""
     min_decrease_ratio: float = 1e-4
     """Accept when actual / predicted decrease exceeds this (Armijo-like)."""
     box_qp_options: BoxQPOptions = field(default_factory=BoxQPOptions)
@@ -250,12 +253,16 @@ class _Schedule:
         self.dmu = torch.ones_like(self.mu)
 
     def increase(self, mask: Tensor) -> None:
+        if not bool(mask.any()):
+            return
         f = self.cfg.mu_factor
         dmu = torch.clamp(self.dmu * f, min=f)
         mu = torch.clamp(self.mu * dmu, min=self.cfg.mu_min)
         self.dmu, self.mu = torch.where(mask, dmu, self.dmu), torch.where(mask, mu, self.mu)
 
     def decrease(self, mask: Tensor) -> None:
+        if not bool(mask.any()):
+            return
         f = self.cfg.mu_factor
         dmu = torch.clamp(self.dmu / f, max=1 / f)
         mu = self.mu * dmu
@@ -277,21 +284,38 @@ def _backward_pass(
     qp_options: BoxQPOptions,
     step: Callable[..., RiccatiStep] = riccati_step,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`_riccati_sweep` with ``step`` over the ``active (B,)`` problems only; the others
+    get zero gains, zero predicted decrease and ok flags: solved problems cost nothing while a
+    few go on."""
+    if bool(active.all()):
+        return _riccati_sweep(c, A, B, z, u, mu, low, high, k_warm, qp_options, step)
+    rows = active.nonzero().squeeze(-1)
+    k_rows, K_rows, dv_rows, ok_rows = _riccati_sweep(
+        c.rows(rows), A[:, rows], B[:, rows], z[rows], u[rows], mu[rows], low[rows],
+        high[rows], k_warm[rows], qp_options, step,
+    )  # fmt: skip
+    k = k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k_rows)
+    K = K_rows.new_zeros(k_warm.shape + K_rows.shape[-1:]).index_copy(0, rows, K_rows)
+    dv = dv_rows.new_zeros(active.shape[0], 2).index_copy(0, rows, dv_rows)
+    return k, K, dv, torch.ones_like(active).index_copy(0, rows, ok_rows)
+
+
+def _riccati_sweep(
+    c: BatchCost,
+    A: Tensor,
+    B: Tensor,
+    z: Tensor,
+    u: Tensor,
+    mu: Tensor,
+    low: Tensor,
+    high: Tensor,
+    k_warm: Tensor,
+    qp_options: BoxQPOptions,
+    step: Callable[..., RiccatiStep] = riccati_step,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gains ``k (B, T, m)``, ``K (B, T, m, n)``, predicted-decrease terms ``dv (B, 2)`` and
-    ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``.
-    Only the ``active (B,)`` problems are solved (the others get zero gains, zero predicted
-    decrease and ok flags): solved problems cost nothing while a few go on."""
-    if not bool(active.all()):
-        rows = active.nonzero().squeeze(-1)
-        k_rows, K_rows, dv_rows, ok_rows = _backward_pass(
-            active[rows], c.rows(rows),
-            A[:, rows], B[:, rows], z[rows], u[rows], mu[rows], low[rows], high[rows],
-            k_warm[rows], qp_options, step,
-        )  # fmt: skip
-        k = k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k_rows)
-        K = K_rows.new_zeros(k_warm.shape + K_rows.shape[-1:]).index_copy(0, rows, K_rows)
-        dv = dv_rows.new_zeros(active.shape[0], 2).index_copy(0, rows, dv_rows)
-        return k, K, dv, torch.ones_like(active).index_copy(0, rows, ok_rows)
+    ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``:
+    ``step`` (:func:`riccati_step` or its compiled form) from ``T - 1`` down to 0."""
     batch, T, m = u.shape
     n = z.shape[-1]
     r = residual(c, z)
@@ -301,14 +325,14 @@ def _backward_pass(
     l_xx[:, :n, :n], l_xx[:, n:, n:] = 2 * c.Q, 2 * c.R
     F = torch.cat([A, B], dim=-1).unbind(0)
     du_low, du_high = (low.unsqueeze(1) - u).unbind(1), (high.unsqueeze(1) - u).unbind(1)
-    k_warm = k_warm.unbind(1)
+    k_warm_t = k_warm.unbind(1)
     reg = mu[:, None, None] * torch.eye(m, dtype=u.dtype, device=u.device)
     V_zz = 2 * c.Q_f
     V_z = V_zz @ r[:, -1].unsqueeze(-1)
     steps = []
     # A failed step leaves NaNs in its own rows only (every op is row-wise); status flags it.
     for t in reversed(range(T)):
-        s = step(F[t], l_x[t], l_xx, V_z, V_zz, reg, du_low[t], du_high[t], k_warm[t], qp_options)
+        s = step(F[t], l_x[t], l_xx, V_z, V_zz, reg, du_low[t], du_high[t], k_warm_t[t], qp_options)
         V_z, V_zz = s.V_z, s.V_zz
         steps.append(s)
     steps.reverse()
@@ -318,6 +342,26 @@ def _backward_pass(
     dv = torch.stack([(k * Q_u).sum((1, 2, 3)), 0.5 * (k * (Q_uu @ k)).sum((1, 2, 3))], dim=-1)
     bad = torch.stack([s.status for s in steps]) == BoxQPStatus.NOT_POSITIVE_DEFINITE
     return k.squeeze(-1), torch.stack([s.K for s in steps], dim=1), dv, ~bad.any(0)
+
+
+def _take(x: Tensor, rows: Tensor | None) -> Tensor:
+    """``x[rows]``, or ``x`` itself for ``rows=None`` (all problems)."""
+    return x if rows is None else x[rows]
+
+
+def _put(full: Tensor, rows: Tensor | None, part: Tensor) -> Tensor:
+    """``full`` with ``full[rows] = part``, or ``part`` for ``rows=None``."""
+    return part if rows is None else full.index_copy(0, rows, part)
+
+
+def _problems(dynamics: Dynamics, mask: Tensor) -> tuple[Dynamics, Tensor | None]:
+    """The dynamics of the problems in ``mask (B,)`` and their indices, or ``dynamics`` and
+    None (meaning all problems) when every problem is in it or ``dynamics`` cannot select."""
+    if bool(mask.all()):
+        return dynamics, None
+    rows = mask.nonzero().squeeze(-1)
+    selected = select_problems(dynamics, rows)
+    return (dynamics, None) if selected is None else (selected, rows)
 
 
 def _line_search(
@@ -336,25 +380,36 @@ def _line_search(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per active problem, the first step size with sufficient decrease: new ``z, u, J`` (the
     old ones where none) and the acceptance mask ``(B,)``; stops once every active problem
-    has accepted a step (inactive ones are rolled out along, as rows, but never accepted)."""
-    batch, T, m = u_bar.shape
+    has accepted a step (see :attr:`ILQRConfig.parallel_line_search` for the order). Step
+    sizes are rolled out for the problems still searching only where the dynamics can select
+    problems (:func:`select_problems`), else for all of them (the others ride along as rows
+    and are never accepted)."""
     alphas = torch.tensor(config.alphas, dtype=J.dtype, device=J.device)
     z_new, u_new, J_new = z_bar, u_bar, J
     accepted = ~active  # marks the problems that need no more step sizes
     base = u_bar - _bmv(K, z_bar[:, :-1])  # ū - K z̄: the feedback's constant part
-    groups = [alphas] if config.parallel_line_search else [a.reshape(1) for a in alphas]
+    if config.parallel_line_search:
+        groups = [alphas]
+    elif can_select(dynamics):  # the rest at once, for the few that refused α = 1
+        groups = [alphas[:1], alphas[1:]]
+    else:  # the rest one by one: every row rides along each time
+        groups = list(alphas.split(1))
     for a in groups:
+        step_dynamics, rows = _problems(dynamics, ~accepted)
+        searching = _take(~accepted, rows)
+        batch, T, m = _take(u_bar, rows).shape
         reps = a.shape[0]
 
-        def tile(x: Tensor, reps: int = reps) -> Tensor:
-            """Rows stacked once per step size: row j·B + b is problem b."""
+        def tile(x: Tensor, reps: int = reps, rows: Tensor | None = rows) -> Tensor:
+            """Rows stacked once per step size: row j·R + b is problem b (of ``rows``)."""
+            x = _take(x, rows)
             return x if reps == 1 else x.repeat(reps, *([1] * (x.ndim - 1)))
 
-        offset = (base + a.view(reps, 1, 1, 1) * k).reshape(reps * batch, T, m)
+        offset = _take(base, rows) + a.view(reps, 1, 1, 1) * _take(k, rows)
         z_try, u_try = _closed_loop_rollout(
-            dynamics,
+            step_dynamics,
             tile(z_bar[:, 0]),
-            offset,
+            offset.reshape(reps * batch, T, m),
             tile(K),
             tile(low),
             tile(high),
@@ -362,22 +417,48 @@ def _line_search(
         )
         z_try = z_try.view(reps, batch, *z_try.shape[1:])
         u_try = u_try.view(reps, batch, T, m)
-        J_try = total_cost(c, z_try, u_try)  # (reps, B)
+        J_try = total_cost(c if rows is None else c.rows(rows), z_try, u_try)  # (reps, R)
+        J_rows, dv_rows = _take(J, rows), _take(dv, rows)
         a_col = a.unsqueeze(-1)
-        expected = -a_col * (dv[:, 0] + a_col * dv[:, 1])
-        decrease = J - J_try
+        expected = -a_col * (dv_rows[:, 0] + a_col * dv_rows[:, 1])
+        decrease = J_rows - J_try
         ratio = torch.where(expected > 0, decrease / expected, torch.sign(decrease))
         good = (ratio > config.min_decrease_ratio) & torch.isfinite(J_try)
         first = torch.argmax(good.to(torch.int8), dim=0)  # largest acceptable step
-        take = good.any(0) & ~accepted
+        take = good.any(0) & searching
         pick = torch.arange(batch, device=J.device)
-        z_new = torch.where(take[:, None, None], z_try[first, pick], z_new)
-        u_new = torch.where(take[:, None, None], u_try[first, pick], u_new)
-        J_new = torch.where(take, J_try[first, pick], J_new)
-        accepted = accepted | take
+        z_new = _put(
+            z_new, rows, torch.where(take[:, None, None], z_try[first, pick], _take(z_new, rows))
+        )
+        u_new = _put(
+            u_new, rows, torch.where(take[:, None, None], u_try[first, pick], _take(u_new, rows))
+        )
+        J_new = _put(J_new, rows, torch.where(take, J_try[first, pick], _take(J_new, rows)))
+        accepted = _put(accepted, rows, _take(accepted, rows) | take)
         if bool(accepted.all()):
             break
     return z_new, u_new, J_new, accepted & active
+
+
+def _linearize(dynamics: Dynamics, z: Tensor, u: Tensor, active: Tensor) -> tuple[Tensor, Tensor]:
+    """``A (T, B, n, n)``, ``B (T, B, n, m)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``, all
+    time steps in one call; zero for inactive problems where the dynamics can select."""
+    batch, T, m = u.shape
+    n = z.shape[-1]
+    lin_dynamics, rows = _problems(dynamics, active)
+    z_rows, u_rows = _take(z, rows), _take(u, rows)
+    R = z_rows.shape[0]
+    # Time-major rows (t·R + b) so that per-problem dynamics see problem b in row r mod R.
+    zt = z_rows[:, :-1].transpose(0, 1).reshape(T * R, n)
+    ut = u_rows.transpose(0, 1).reshape(T * R, m)
+    A, Bm, _ = lin_dynamics.linearize(zt, ut)
+    A, Bm = A.view(T, R, n, n), Bm.view(T, R, n, m)
+    if rows is None:
+        return A, Bm
+    return (
+        A.new_zeros(T, batch, n, n).index_copy(1, rows, A),
+        Bm.new_zeros(T, batch, n, m).index_copy(1, rows, Bm),
+    )
 
 
 def solve_ilqr(
@@ -428,11 +509,7 @@ def solve_ilqr(
         if not bool(active.any()):
             break
         iterations += active
-        # Time-major rows (t·B + b) so that per-problem dynamics see problem b in row r mod B.
-        zt = z[:, :-1].transpose(0, 1).reshape(T * batch, n)
-        ut = u.transpose(0, 1).reshape(T * batch, m)
-        A, Bm, _ = dynamics.linearize(zt, ut)
-        A, Bm = A.view(T, batch, n, n), Bm.view(T, batch, n, m)
+        A, Bm = _linearize(dynamics, z, u, active)
 
         while True:  # raise μ where Q_uu + μI is indefinite, as often as needed
             k_new, K_new, dv, ok = _backward_pass(

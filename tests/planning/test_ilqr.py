@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -205,14 +206,77 @@ def test_batched_equals_one_by_one() -> None:
         assert float(together.cost[b]) == pytest.approx(float(alone.cost[0]), rel=1e-12)
 
 
-def test_parallel_line_search_equals_sequential() -> None:
-    dyn = FunctionDynamics(pendulum_dynamics)
-    z0, u0 = pendulum_starts(3), torch.zeros(3, 30, 1, dtype=F64)
-    seq = solve_ilqr(dyn, z0, u0, pendulum_cost(3), -2.0, 2.0, ILQRConfig(max_iterations=10))
-    par_cfg = ILQRConfig(max_iterations=10, parallel_line_search=True)
-    par = solve_ilqr(dyn, z0, u0, pendulum_cost(3), -2.0, 2.0, par_cfg)
-    np.testing.assert_allclose(par.u.numpy(), seq.u.numpy(), atol=1e-10)
-    assert par.iterations.tolist() == seq.iterations.tolist()
+class RowCountingDynamics:
+    """Pendulum dynamics without ``select``, recording how many rows each call gets."""
+
+    def __init__(self) -> None:
+        self.inner = FunctionDynamics(pendulum_dynamics)
+        self.step_rows: list[int] = []
+        self.linearize_rows: list[int] = []
+
+    def step(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        self.step_rows.append(z.shape[0])
+        return self.inner.step(z, u)
+
+    def linearize(self, z: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.linearize_rows.append(z.shape[0])
+        return self.inner.linearize(z, u)
+
+
+class SelectableRowCountingDynamics(RowCountingDynamics):
+    def select(self, index: torch.Tensor) -> SelectableRowCountingDynamics:
+        return self
+
+
+def test_line_search_orders_and_problem_selection_give_the_same_solution() -> None:
+    """Step sizes one by one (dynamics without ``select``), full step first then the rest for
+    the problems that refused it (with ``select``), and all at once: the same iterates; with
+    ``select`` finished problems are no longer stepped or linearised."""
+    batch, T = 5, 30
+    z0, u0 = pendulum_starts(batch), torch.zeros(batch, T, 1, dtype=F64)
+    cfg = ILQRConfig(max_iterations=15)
+    results, dynamics = [], []
+    for dyn, config in [
+        (RowCountingDynamics(), cfg),
+        (SelectableRowCountingDynamics(), cfg),
+        (SelectableRowCountingDynamics(), replace(cfg, parallel_line_search=True)),
+    ]:
+        results.append(solve_ilqr(dyn, z0, u0, pendulum_cost(batch), -2.0, 2.0, config))
+        dynamics.append(dyn)
+    one_by_one, full_first, parallel = results
+    assert len(set(one_by_one.iterations.tolist())) > 1  # problems stop at different times
+    for other in (full_first, parallel):
+        np.testing.assert_allclose(other.u.numpy(), one_by_one.u.numpy(), atol=1e-10)
+        assert other.iterations.tolist() == one_by_one.iterations.tolist()
+    # Without select every call carries all problems (times T in linearize); with it, fewer.
+    assert set(dynamics[0].step_rows) == {batch}
+    assert set(dynamics[0].linearize_rows) == {T * batch}
+    assert min(dynamics[1].step_rows) < batch and min(dynamics[1].linearize_rows) < T * batch
+    assert sum(dynamics[1].step_rows) < sum(dynamics[0].step_rows)
+
+
+def test_linear_dynamics_select_keeps_each_problem() -> None:
+    dyn, cost = random_lq(4, 3, 2, seed=3)
+    index = torch.tensor([2, 0])
+    selected = dyn.select(index)
+    z, u = torch.randn(6, 3, dtype=F64), torch.randn(6, 2, dtype=F64)
+    for r in range(6):  # row r of the selection is problem index[r mod 2]
+        p = int(index[r % 2])
+        expected = dyn.A[p] @ z[r] + dyn.B[p] @ u[r] + dyn.c[p]
+        np.testing.assert_allclose(selected.step(z, u)[r].numpy(), expected.numpy(), atol=1e-12)
+    shared = LinearDynamics(dyn.A[0], dyn.B[0])
+    assert shared.select(index) is shared
+    # Per-problem boxed problems that finish at different times: batched = one by one.
+    z0 = 2 * torch.randn(4, 3, dtype=F64, generator=torch.Generator().manual_seed(4))
+    u0 = torch.zeros(4, 20, 2, dtype=F64)
+    together = solve_ilqr(dyn, z0, u0, cost, -0.5, 0.4, ILQRConfig(tolerance=1e-12))
+    assert len(set(together.iterations.tolist())) > 1
+    for b in range(4):
+        one = LinearDynamics(dyn.A[b], dyn.B[b], dyn.c[b])
+        one_cost = QuadraticCost(*(t[b] for t in (cost.Q, cost.R, cost.Q_f)), cost.goal[b : b + 1])
+        alone = solve_ilqr(one, z0[b : b + 1], u0[b : b + 1], one_cost, -0.5, 0.4,
+                           ILQRConfig(tolerance=1e-12))  # fmt: skip
+        np.testing.assert_allclose(together.u[b].numpy(), alone.u[0].numpy(), atol=1e-9)
 
 
 def test_pendulum_swing_up_plan_float32_and_float64() -> None:
