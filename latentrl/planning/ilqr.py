@@ -69,7 +69,10 @@ class ILQRConfig:
     max_iterations: int = 50
     tolerance: float = 1e-6
     """Converged when an accepted step lowers the cost by less than ``tolerance · |J|``, or
-    the predicted decrease of a full step is that small (with μ back at zero)."""
+    the predicted decrease of a full step is that small (with μ back at zero), or a step
+    predicted to gain that little is refused. Never below the dtype's resolution: with
+    ``eps = torch.finfo(dtype).eps`` (float32 1.2e-7), ``max(tolerance, eps) · |J|`` is about
+    one unit in the last place of ``J``, a change the line search cannot see."""
     mu_init: float = 0.0
     mu_min: float = 1e-6
     """Smallest non-zero μ: an increase starts here, a decrease below it gives μ = 0."""
@@ -505,6 +508,7 @@ def solve_ilqr(
     iterations = torch.zeros(batch, dtype=torch.long, device=z0.device)
     k = torch.zeros_like(u)
     K = torch.zeros(batch, T, m, n, dtype=u.dtype, device=u.device)
+    tolerance = max(cfg.tolerance, torch.finfo(z0.dtype).eps)
     for _ in range(cfg.max_iterations):
         if not bool(active.any()):
             break
@@ -524,7 +528,7 @@ def solve_ilqr(
         K = torch.where(active[:, None, None, None], K_new, K)
 
         # A full step would gain this little: done (unless μ still damps the step).
-        small = -(dv[:, 0] + dv[:, 1]) < cfg.tolerance * J.abs()
+        small = -(dv[:, 0] + dv[:, 1]) < tolerance * J.abs()
         done = active & small & (sched.mu <= cfg.mu_min)
         converged, active = converged | done, active & ~done
         if not bool(active.any()):
@@ -533,7 +537,7 @@ def solve_ilqr(
         z_new, u_new, J_new, accepted = _line_search(
             dynamics, c, z, u, J, k, K, dv, low, high, active, cfg
         )
-        rel_change = J - J_new < cfg.tolerance * J.abs()
+        rel_change = J - J_new < tolerance * J.abs()
         z = torch.where(accepted[:, None, None], z_new, z)
         u = torch.where(accepted[:, None, None], u_new, u)
         J = torch.where(accepted, J_new, J)

@@ -422,3 +422,29 @@ def test_cuda_matches_cpu() -> None:
         assert gpu.u.dtype == dtype and bool(gpu.converged.all())
         # Rounding may pick a different local optimum now and then: compare in aggregate.
         assert float(gpu.cost.sum()) == pytest.approx(float(cpu.cost.sum()), rel=0.05)
+
+
+def test_float32_stops_at_its_resolution() -> None:
+    """A tolerance below float32's resolution: steps predicted to gain less than about one
+    unit in the last place of J are refused by the line search (no visible decrease), and
+    the solver stops there instead of raising μ for ten more iterations; float32 then needs
+    no more iterations than float64 and ends at the same cost."""
+    gen = torch.Generator().manual_seed(8150)
+    n, m, T, batch = 8, 1, 50, 64
+    A = torch.linalg.matrix_exp(0.5 * torch.randn(n, n, generator=gen, dtype=F64))
+    A = 0.99 * A / torch.linalg.eigvals(A).abs().max()
+    B = 0.5 * torch.randn(n, m, generator=gen, dtype=F64)
+    z0 = torch.randn(batch, n, generator=gen, dtype=F64)
+    goal = 2 * torch.randn(batch, n, generator=gen, dtype=F64)
+    results = {}
+    for dtype in (torch.float32, F64):
+        eye = torch.eye(n, dtype=dtype)
+        cost = QuadraticCost(eye, 0.1 * torch.eye(m, dtype=dtype), 10 * eye, goal.to(dtype))
+        dyn = LinearDynamics(A.to(dtype), B.to(dtype))
+        u0 = torch.zeros(batch, T, m, dtype=dtype)
+        cfg = ILQRConfig(max_iterations=30, tolerance=1e-8)
+        results[dtype] = solve_ilqr(dyn, z0.to(dtype), u0, cost, -1.0, 1.0, cfg)
+    f32, f64 = results[torch.float32], results[F64]
+    assert bool(f32.converged.all()) and bool(f64.converged.all())
+    assert int(f32.iterations.max()) <= int(f64.iterations.max()) + 1
+    np.testing.assert_allclose(f32.cost.double().numpy(), f64.cost.numpy(), rtol=1e-5)
