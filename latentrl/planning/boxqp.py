@@ -22,6 +22,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from latentrl.planning.smallmat import small_matvec
+
 
 class BoxQPStatus(IntEnum):
     """Why the solver stopped (the numbering follows Tassa's ``boxQP.m``)."""
@@ -78,7 +80,7 @@ class BoxQPResult(NamedTuple):
 
 def qp_value(H: Tensor, g: Tensor, x: Tensor) -> Tensor:
     """``0.5 xᵀ H x + gᵀ x`` for ``H (B, m, m)``, ``g, x (B, m)`` -> ``(B,)``."""
-    Hx = (H @ x.unsqueeze(-1)).squeeze(-1)
+    Hx = small_matvec(H, x)
     return (x * (0.5 * Hx + g)).sum(-1)
 
 
@@ -246,7 +248,7 @@ def _box_qp_enumerate(H: Tensor, g: Tensor, lower: Tensor, upper: Tensor) -> Box
     fixed = torch.where(at_low, lower[:, None], torch.where(at_up, upper[:, None], 0.0))
     H_all = H.unsqueeze(1).expand(batch, n_faces, m, m)
     chol, ok = free_cholesky(H_all, free.expand(batch, n_faces, m))
-    rhs = -(g.unsqueeze(1) + (H_all @ fixed.unsqueeze(-1)).squeeze(-1))  # (B, P, m)
+    rhs = -(g.unsqueeze(1) + small_matvec(H_all, fixed))  # (B, P, m)
     x = torch.where(free, solve_free(chol, free.expand(batch, n_faces, m), rhs), fixed)
     in_box = (x >= lower[:, None]) & (x <= upper[:, None]) & torch.isfinite(x)
     value = qp_value(H_all, g.unsqueeze(1).expand(batch, n_faces, m), x)
@@ -276,7 +278,7 @@ def _projected_newton(
     old_value = value
     iterations = torch.zeros_like(status)
     for it in range(opts.max_iterations):
-        grad = g + (H @ x.unsqueeze(-1)).squeeze(-1)
+        grad = g + small_matvec(H, x)
         free = free_set(grad, x, lower, upper)
         chol, ok = free_cholesky(H, free)
         running = status == _RUNNING
@@ -320,7 +322,7 @@ def _projected_newton(
     else:  # out of iterations: the last step moved x, so refactor there
         moved = status == _RUNNING
         status = torch.where(moved, int(BoxQPStatus.MAX_ITERATIONS), status)
-        free = free_set(g + (H @ x.unsqueeze(-1)).squeeze(-1), x, lower, upper)
+        free = free_set(g + small_matvec(H, x), x, lower, upper)
         chol, ok = free_cholesky(H, free)
         out_free = torch.where(moved.unsqueeze(-1), free, out_free)
         out_chol = torch.where(moved[:, None, None], chol, out_chol)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
+from latentrl.planning.smallmat import small_matmul, small_matvec
 
 # Pendulum-v1's constants (gymnasium/envs/classic_control/pendulum.py); the same values as
 # latentrl.envs.pendulum, repeated here so that planning does not import the environments.
@@ -68,11 +69,6 @@ def select_problems(dynamics: Dynamics, index: Tensor) -> Dynamics | None:
     return dynamics.select(index) if can_select(dynamics) else None
 
 
-def _bmv(M: Tensor, v: Tensor) -> Tensor:
-    """Batched matrix-vector product: ``(B, p, q) @ (B, q) -> (B, p)``."""
-    return (M @ v.unsqueeze(-1)).squeeze(-1)
-
-
 class FunctionDynamics:
     """Any batched torch function ``f(z (B, n), u (B, m)) -> (B, n)`` as :class:`Dynamics`.
 
@@ -105,7 +101,7 @@ class FunctionDynamics:
     def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(A (B, n, n), B (B, n, m), c (B, n))``, exact Jacobians at ``(z, u)``."""
         (A, B), f = self._jacobians(z, u)
-        return A, B, f - _bmv(A, z) - _bmv(B, u)
+        return A, B, f - small_matvec(A, z) - small_matvec(B, u)
 
     def select(self, index: Tensor) -> FunctionDynamics:
         """Itself: ``fn`` has no per-problem parameters."""
@@ -160,9 +156,9 @@ class LinearDynamics:
         """Next states: ``z (B, n)``, ``u (B, m)`` -> ``(B, n)``."""
         A, B, c = self._params(z)
         if A.ndim == 2:  # shared: plain matrix products, no per-row copies
-            return z @ A.mT + u @ B.mT + c
+            return small_matmul(z, A.mT) + small_matmul(u, B.mT) + c
         A, B, c = self._rows(z)
-        return _bmv(A, z) + _bmv(B, u) + c
+        return small_matvec(A, z) + small_matvec(B, u) + c
 
     def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(A (B, n, n), B (B, n, m), c (B, n))``: the model itself."""

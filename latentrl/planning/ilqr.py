@@ -44,6 +44,7 @@ from latentrl.planning.cost import (
     wrap_angles,
 )
 from latentrl.planning.dynamics import Dynamics, can_select, rollout, select_problems
+from latentrl.planning.smallmat import small_matmul, small_matvec
 
 __all__ = [
     "ILQRConfig",
@@ -160,17 +161,17 @@ def riccati_step(
     """
     n = F.shape[-2]
     Ft = F.mT
-    Q_x = l_x + Ft @ V_z
-    Q_xx = l_xx + Ft @ V_zz @ F
+    Q_x = l_x + small_matmul(Ft, V_z)
+    Q_xx = l_xx + small_matmul(small_matmul(Ft, V_zz), F)
     Q_u, Q_uu, Q_uz = Q_x[:, n:], Q_xx[:, n:, n:], Q_xx[:, n:, :n]
     qp = box_qp(Q_uu + reg, Q_u.squeeze(-1), du_low, du_high, k_warm, qp_options)
     k = qp.x.unsqueeze(-1)
     K = -solve_free(qp.chol, qp.free, Q_uz)
     eye = torch.eye(n, dtype=F.dtype, device=F.device).expand(K.shape[0], n, n)
     M = torch.cat([eye, K], dim=1)  # (B, n + m, n): dz ↦ (dz, K dz)
-    MtQ = M.mT @ Q_xx
-    V_zz = MtQ @ M
-    V_z = M.mT @ Q_x + MtQ[:, :, n:] @ k
+    MtQ = small_matmul(M.mT, Q_xx)
+    V_zz = small_matmul(MtQ, M)
+    V_z = small_matmul(M.mT, Q_x) + small_matmul(MtQ[:, :, n:], k)
     return RiccatiStep(k, K, V_z, 0.5 * (V_zz + V_zz.mT), Q_u, Q_uu, qp.status)
 
 
@@ -196,15 +197,11 @@ def _graph_friendly(options: BoxQPOptions, m: int) -> BoxQPOptions:
     return options
 
 
-def _bmv(M: Tensor, v: Tensor) -> Tensor:
-    return (M @ v.unsqueeze(-1)).squeeze(-1)
-
-
 def _feedback_step(
     dynamics: Dynamics, offset: Tensor, K: Tensor, z: Tensor, low: Tensor, high: Tensor
 ) -> tuple[Tensor, Tensor]:
     """``u = clamp(offset + K z)`` and the next state ``f(z, u)``."""
-    u = torch.clamp(offset + _bmv(K, z), low, high)
+    u = torch.clamp(offset + small_matvec(K, z), low, high)
     return dynamics.step(z, u), u
 
 
@@ -390,7 +387,7 @@ def _line_search(
     alphas = torch.tensor(config.alphas, dtype=J.dtype, device=J.device)
     z_new, u_new, J_new = z_bar, u_bar, J
     accepted = ~active  # marks the problems that need no more step sizes
-    base = u_bar - _bmv(K, z_bar[:, :-1])  # ū - K z̄: the feedback's constant part
+    base = u_bar - small_matvec(K, z_bar[:, :-1])  # ū - K z̄: the feedback's constant part
     if config.parallel_line_search:
         groups = [alphas]
     elif can_select(dynamics):  # the rest at once, for the few that refused α = 1

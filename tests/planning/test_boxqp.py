@@ -8,6 +8,7 @@ import torch
 from scipy.optimize import lsq_linear, minimize
 
 from latentrl.planning import boxqp
+from latentrl.planning.smallmat import small_matmul, small_matvec
 from latentrl.planning.boxqp import (
     BoxQPOptions,
     BoxQPStatus,
@@ -174,3 +175,19 @@ def test_faces_traced_by_torch_compile_match_the_cached_ones(
         assert torch.equal(traced_low, at_low) and torch.equal(traced_up, at_up)
         assert not (at_low[0].any() or at_up[0].any())  # face 0: every dimension free
         assert at_low.shape == (3**m, m) and not (at_low & at_up).any()
+
+
+def test_small_matmul_traced_equals_matmul() -> None:
+    """The broadcast-and-sum form used while compiling equals ``@``, batch dims broadcast."""
+    gen = torch.Generator().manual_seed(5)
+    cases = [
+        (torch.randn(4, 3, 5, generator=gen), torch.randn(4, 5, 2, generator=gen)),
+        (torch.randn(6, 3, generator=gen), torch.randn(3, 3, generator=gen)),  # rows @ shared
+        (torch.randn(2, 7, 4, 4, generator=gen), torch.randn(2, 1, 4, 1, generator=gen)),
+    ]
+    compiled = torch.compile(small_matmul)
+    for a, b in cases:
+        torch.testing.assert_close(compiled(a, b), a @ b)
+        assert small_matmul(a, b).equal(a @ b)  # eager: the plain product
+    M, v = torch.randn(5, 3, 4, generator=gen), torch.randn(5, 4, generator=gen)
+    torch.testing.assert_close(torch.compile(small_matvec)(M, v), (M @ v[..., None])[..., 0])
