@@ -8,7 +8,6 @@ import torch
 from scipy.optimize import lsq_linear, minimize
 
 from latentrl.planning import boxqp
-from latentrl.planning.smallmat import small_matmul, small_matvec
 from latentrl.planning.boxqp import (
     BoxQPOptions,
     BoxQPStatus,
@@ -17,6 +16,7 @@ from latentrl.planning.boxqp import (
     cholesky_solve,
     solve_free,
 )
+from latentrl.planning.smallmat import small_matmul, small_matvec
 
 F64 = torch.float64
 
