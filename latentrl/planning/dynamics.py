@@ -169,7 +169,11 @@ class LinearDynamics:
         if self.A.ndim == 2:
             return self
         index = index.to(self.A.device)
-        return LinearDynamics(self.A[index], self.B[index], self.c[index])
+        selected = LinearDynamics(self.A[index], self.B[index], self.c[index])
+        if self._cached is not None:  # converted already: so a compiled step sees one state
+            key, params = self._cached
+            selected._cached = (key, tuple(p[index.to(p.device)] for p in params))
+        return selected
 
 
 def rollout(dynamics: Dynamics, z0: Tensor, u: Tensor) -> Tensor:
