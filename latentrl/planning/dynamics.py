@@ -66,7 +66,8 @@ def can_select(dynamics: Dynamics) -> bool:
 
 def select_problems(dynamics: Dynamics, index: Tensor) -> Dynamics | None:
     """``dynamics.select(index)``, or None where ``dynamics`` has no ``select``."""
-    return dynamics.select(index) if can_select(dynamics) else None
+    select: Callable[[Tensor], Dynamics] | None = getattr(dynamics, "select", None)
+    return select(index) if callable(select) else None
 
 
 class FunctionDynamics:
