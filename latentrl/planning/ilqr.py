@@ -271,36 +271,7 @@ class _Schedule:
 
 
 def _backward_pass(
-    active: Tensor,
-    c: BatchCost,
-    A: Tensor,
-    B: Tensor,
-    z: Tensor,
-    u: Tensor,
-    mu: Tensor,
-    low: Tensor,
-    high: Tensor,
-    k_warm: Tensor,
-    qp_options: BoxQPOptions,
-    step: Callable[..., RiccatiStep] = riccati_step,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`_riccati_sweep` with ``step`` over the ``active (B,)`` problems only; the others
-    get zero gains, zero predicted decrease and ok flags: solved problems cost nothing while a
-    few go on."""
-    if bool(active.all()):
-        return _riccati_sweep(c, A, B, z, u, mu, low, high, k_warm, qp_options, step)
-    rows = active.nonzero().squeeze(-1)
-    k_rows, K_rows, dv_rows, ok_rows = _riccati_sweep(
-        c.rows(rows), A[:, rows], B[:, rows], z[rows], u[rows], mu[rows], low[rows],
-        high[rows], k_warm[rows], qp_options, step,
-    )  # fmt: skip
-    k = k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k_rows)
-    K = K_rows.new_zeros(k_warm.shape + K_rows.shape[-1:]).index_copy(0, rows, K_rows)
-    dv = dv_rows.new_zeros(active.shape[0], 2).index_copy(0, rows, dv_rows)
-    return k, K, dv, torch.ones_like(active).index_copy(0, rows, ok_rows)
-
-
-def _riccati_sweep(
+    rows: Tensor | None,
     c: BatchCost,
     A: Tensor,
     B: Tensor,
@@ -314,18 +285,24 @@ def _riccati_sweep(
     step: Callable[..., RiccatiStep] = riccati_step,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gains ``k (B, T, m)``, ``K (B, T, m, n)``, predicted-decrease terms ``dv (B, 2)`` and
-    ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``; ``A, B`` are ``(T, B, ...)``:
-    ``step`` (:func:`riccati_step` or its compiled form) from ``T - 1`` down to 0."""
-    batch, T, m = u.shape
+    ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``: ``step`` (:func:`riccati_step`
+    or its compiled form) from ``T - 1`` down to 0, for the problems ``rows`` only (None: all),
+    whose linearisation ``A, B`` is ``(T, R, ...)``. The other problems get zero gains, zero
+    predicted decrease and ok flags: solved problems cost nothing while a few go on."""
+    batch = u.shape[0]
+    if rows is not None:
+        c = c.rows(rows)
+    z, u, mu, low, high = (_take(x, rows) for x in (z, u, mu, low, high))
+    R, T, m = u.shape
     n = z.shape[-1]
     r = residual(c, z)
     # Per-step inputs as lists of views (Q, R symmetric, so r Q = (Q r)ᵀ for all t at once).
     l_x = torch.cat([2 * r[:, :-1] @ c.Q, 2 * u @ c.R], dim=-1).unsqueeze(-1).unbind(1)
-    l_xx = torch.zeros(batch, n + m, n + m, dtype=u.dtype, device=u.device)
+    l_xx = torch.zeros(R, n + m, n + m, dtype=u.dtype, device=u.device)
     l_xx[:, :n, :n], l_xx[:, n:, n:] = 2 * c.Q, 2 * c.R
     F = torch.cat([A, B], dim=-1).unbind(0)
     du_low, du_high = (low.unsqueeze(1) - u).unbind(1), (high.unsqueeze(1) - u).unbind(1)
-    k_warm_t = k_warm.unbind(1)
+    k_warm_t = _take(k_warm, rows).unbind(1)
     reg = mu[:, None, None] * torch.eye(m, dtype=u.dtype, device=u.device)
     V_zz = 2 * c.Q_f
     V_z = V_zz @ r[:, -1].unsqueeze(-1)
@@ -336,12 +313,20 @@ def _riccati_sweep(
         V_z, V_zz = s.V_z, s.V_zz
         steps.append(s)
     steps.reverse()
-    k = torch.stack([s.k for s in steps], dim=1)  # (B, T, m, 1)
+    k = torch.stack([s.k for s in steps], dim=1)  # (R, T, m, 1)
     Q_u = torch.stack([s.Q_u for s in steps], dim=1)
     Q_uu = torch.stack([s.Q_uu for s in steps], dim=1)
     dv = torch.stack([(k * Q_u).sum((1, 2, 3)), 0.5 * (k * (Q_uu @ k)).sum((1, 2, 3))], dim=-1)
-    bad = torch.stack([s.status for s in steps]) == BoxQPStatus.NOT_POSITIVE_DEFINITE
-    return k.squeeze(-1), torch.stack([s.K for s in steps], dim=1), dv, ~bad.any(0)
+    ok = ~(torch.stack([s.status for s in steps]) == BoxQPStatus.NOT_POSITIVE_DEFINITE).any(0)
+    K = torch.stack([s.K for s in steps], dim=1)
+    if rows is None:
+        return k.squeeze(-1), K, dv, ok
+    return (
+        k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k.squeeze(-1)),
+        K.new_zeros((batch, *K.shape[1:])).index_copy(0, rows, K),
+        dv.new_zeros(batch, 2).index_copy(0, rows, dv),
+        ok.new_ones(batch).index_copy(0, rows, ok),
+    )
 
 
 def _take(x: Tensor, rows: Tensor | None) -> Tensor:
@@ -352,6 +337,14 @@ def _take(x: Tensor, rows: Tensor | None) -> Tensor:
 def _put(full: Tensor, rows: Tensor | None, part: Tensor) -> Tensor:
     """``full`` with ``full[rows] = part``, or ``part`` for ``rows=None``."""
     return part if rows is None else full.index_copy(0, rows, part)
+
+
+def _merge(old: Tensor, rows: Tensor | None, take: Tensor, first: Tensor, tried: Tensor) -> Tensor:
+    """``old (B, ...)`` where, for each problem ``b`` of ``rows`` (None: all) with ``take[b]``,
+    the tried value at its step size: ``tried[first[b], b]`` (``tried`` is ``(reps, R, ...)``)."""
+    each = torch.arange(take.shape[0], device=take.device)
+    mask = take.view(-1, *([1] * (old.ndim - 1)))
+    return _put(old, rows, torch.where(mask, tried[first, each], _take(old, rows)))
 
 
 def _problems(dynamics: Dynamics, mask: Tensor) -> tuple[Dynamics, Tensor | None]:
@@ -426,39 +419,33 @@ def _line_search(
         good = (ratio > config.min_decrease_ratio) & torch.isfinite(J_try)
         first = torch.argmax(good.to(torch.int8), dim=0)  # largest acceptable step
         take = good.any(0) & searching
-        pick = torch.arange(batch, device=J.device)
-        z_new = _put(
-            z_new, rows, torch.where(take[:, None, None], z_try[first, pick], _take(z_new, rows))
-        )
-        u_new = _put(
-            u_new, rows, torch.where(take[:, None, None], u_try[first, pick], _take(u_new, rows))
-        )
-        J_new = _put(J_new, rows, torch.where(take, J_try[first, pick], _take(J_new, rows)))
+        z_new = _merge(z_new, rows, take, first, z_try)
+        u_new = _merge(u_new, rows, take, first, u_try)
+        J_new = _merge(J_new, rows, take, first, J_try)
         accepted = _put(accepted, rows, _take(accepted, rows) | take)
         if bool(accepted.all()):
             break
     return z_new, u_new, J_new, accepted & active
 
 
-def _linearize(dynamics: Dynamics, z: Tensor, u: Tensor, active: Tensor) -> tuple[Tensor, Tensor]:
-    """``A (T, B, n, n)``, ``B (T, B, n, m)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``, all
-    time steps in one call; zero for inactive problems where the dynamics can select."""
-    batch, T, m = u.shape
+def _linearize(
+    dynamics: Dynamics, z: Tensor, u: Tensor, rows: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """``A (T, R, n, n)``, ``B (T, R, n, m)`` of the problems ``rows`` (None: all ``B``) along
+    ``z (B, T + 1, n)``, ``u (B, T, m)``, all time steps in one call; dynamics that cannot
+    select problems are linearised for all of them."""
+    selected = dynamics if rows is None else select_problems(dynamics, rows)
+    if selected is None:
+        A, Bm = _linearize(dynamics, z, u, None)
+        return A[:, rows], Bm[:, rows]
+    z, u = _take(z, rows), _take(u, rows)
+    R, T, m = u.shape
     n = z.shape[-1]
-    lin_dynamics, rows = _problems(dynamics, active)
-    z_rows, u_rows = _take(z, rows), _take(u, rows)
-    R = z_rows.shape[0]
     # Time-major rows (t·R + b) so that per-problem dynamics see problem b in row r mod R.
-    zt = z_rows[:, :-1].transpose(0, 1).reshape(T * R, n)
-    ut = u_rows.transpose(0, 1).reshape(T * R, m)
-    A, Bm, _ = lin_dynamics.linearize(zt, ut)
-    A, Bm = A.view(T, R, n, n), Bm.view(T, R, n, m)
-    if rows is None:
-        return A, Bm
-    return (
-        A.new_zeros(T, batch, n, n).index_copy(1, rows, A),
-        Bm.new_zeros(T, batch, n, m).index_copy(1, rows, Bm),
-    )
+    zt = z[:, :-1].transpose(0, 1).reshape(T * R, n)
+    ut = u.transpose(0, 1).reshape(T * R, m)
+    A, Bm, _ = selected.linearize(zt, ut)
+    return A.view(T, R, n, n), Bm.view(T, R, n, m)
 
 
 def solve_ilqr(
@@ -510,11 +497,12 @@ def solve_ilqr(
         if not bool(active.any()):
             break
         iterations += active
-        A, Bm = _linearize(dynamics, z, u, active)
+        rows = None if bool(active.all()) else active.nonzero().squeeze(-1)
+        A, Bm = _linearize(dynamics, z, u, rows)
 
         while True:  # raise μ where Q_uu + μI is indefinite, as often as needed
             k_new, K_new, dv, ok = _backward_pass(
-                active, c, A, Bm, z, u, sched.mu, low, high, k, qp_options, step
+                rows, c, A, Bm, z, u, sched.mu, low, high, k, qp_options, step
             )
             failed = active & ~ok
             if not bool(failed.any()):
