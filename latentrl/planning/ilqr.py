@@ -43,7 +43,7 @@ from latentrl.planning.cost import (
     trajectory_cost,
     wrap_angles,
 )
-from latentrl.planning.dynamics import Dynamics, can_select, rollout, select_problems
+from latentrl.planning.dynamics import Dynamics, can_select, select_problems
 from latentrl.planning.smallmat import small_matmul, small_matvec
 
 __all__ = [
@@ -92,13 +92,14 @@ class ILQRConfig:
     """Accept when actual / predicted decrease exceeds this (Armijo-like)."""
     box_qp_options: BoxQPOptions = field(default_factory=BoxQPOptions)
     compile: bool = False
-    """Run the backward pass's Riccati step and the line search's closed-loop step (with
-    ``dynamics.step``) through ``torch.compile``: fused kernels instead of ~100 small ops per
-    time step (for 2 <= m <= 3 the box QP then enumerates its faces, with no branch on the
-    data). The first solves of each (n, m, dtype, device, dynamics) compile for seconds to a
-    minute; worth it where the same shapes are solved many times (MPC).
-    torch recompiles a function at most ``torch._dynamo.config.recompile_limit`` times (8)
-    per process, then warns and runs it eagerly."""
+    """Run the backward pass's Riccati step, the rollouts' closed-loop step (with
+    ``dynamics.step``) and the line search's choice of step sizes through ``torch.compile``:
+    fused kernels instead of ~100 small ops per time step (for 2 <= m <= 3 the box QP then
+    enumerates its faces, with no branch on the data). The first solves of each (n, m, dtype,
+    device, dynamics) compile for seconds to a minute; worth it where the same shapes are
+    solved many times (MPC). torch recompiles a function at most
+    ``torch._dynamo.config.recompile_limit`` times (8) per process, then warns and runs it
+    eagerly."""
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1 or self.tolerance < 0:
@@ -129,8 +130,8 @@ class RiccatiStep(NamedTuple):
     K: Tensor  # (B, m, n)
     V_z: Tensor  # (B, n, 1)
     V_zz: Tensor  # (B, n, n)
-    Q_u: Tensor  # (B, m, 1)  the step α k changes the cost by about
-    Q_uu: Tensor  # (B, m, m)  α kᵀQ_u + ½ α² kᵀQ_uu k (the line search's prediction)
+    dv: Tensor  # (B, 2): kᵀQ_u and ½ kᵀQ_uu k; a step α k changes the cost by about
+    # α dv_0 + α² dv_1 (the line search's prediction, with the unregularised Q_uu)
     status: Tensor  # (B,) BoxQPStatus of the step's QP; NOT_POSITIVE_DEFINITE: a failure
 
 
@@ -172,7 +173,8 @@ def riccati_step(
     MtQ = small_matmul(M.mT, Q_xx)
     V_zz = small_matmul(MtQ, M)
     V_z = small_matmul(M.mT, Q_x) + small_matmul(MtQ[:, :, n:], k)
-    return RiccatiStep(k, K, V_z, 0.5 * (V_zz + V_zz.mT), Q_u, Q_uu, qp.status)
+    dv = torch.cat([small_matmul(k.mT, Q_u), 0.5 * small_matmul(k.mT, small_matmul(Q_uu, k))], -1)
+    return RiccatiStep(k, K, V_z, 0.5 * (V_zz + V_zz.mT), dv.view(-1, 2), qp.status)
 
 
 _COMPILED: dict[Callable[..., object], Callable[..., object]] = {}
@@ -270,9 +272,75 @@ class _Schedule:
         self.dmu, self.mu = torch.where(mask, dmu, self.dmu), torch.where(mask, mu, self.mu)
 
 
+class _SweepInputs(NamedTuple):
+    """A backward pass's inputs: per time step (tuples over ``t``) or shared by all steps."""
+
+    F: tuple[Tensor, ...]  # [A_t B_t] (R, n, n + m)
+    l_x: tuple[Tensor, ...]  # stage cost gradient (R, n + m, 1)
+    du_low: tuple[Tensor, ...]  # bounds on the control change (R, m)
+    du_high: tuple[Tensor, ...]
+    k_warm: tuple[Tensor, ...]  # box QP warm starts (R, m)
+    l_xx: Tensor  # stage cost Hessian (R, n + m, n + m)
+    reg: Tensor  # μI (R, m, m)
+    V_z: Tensor  # terminal value gradient (R, n, 1)
+    V_zz: Tensor  # terminal value Hessian (R, n, n)
+
+
+def _stage_hessian(c: BatchCost) -> Tensor:
+    """The stage cost's Hessian in x = (z, u), ``blockdiag(2Q, 2R) (B, n + m, n + m)``."""
+    (batch, n, _), m = c.Q.shape, c.R.shape[-1]
+    l_xx = c.Q.new_zeros(batch, n + m, n + m)
+    l_xx[:, :n, :n], l_xx[:, n:, n:] = 2 * c.Q, 2 * c.R
+    return l_xx
+
+
+def _sweep_inputs(
+    c: BatchCost,
+    l_xx: Tensor,
+    A: Tensor,
+    B: Tensor,
+    z: Tensor,
+    u: Tensor,
+    mu: Tensor,
+    low: Tensor,
+    high: Tensor,
+    k_warm: Tensor,
+) -> _SweepInputs:
+    """The backward pass's inputs along ``z (R, T + 1, n)``, ``u (R, T, m)`` with the
+    linearisation ``A (T, R, n, n)``, ``B (T, R, n, m)`` and stage Hessian ``l_xx``."""
+    m = u.shape[-1]
+    r = residual(c, z)
+    # Q, R symmetric, so r Q = (Q r)ᵀ for all t at once (bmm: the fewest ops at small sizes).
+    l_x = 2 * torch.cat([torch.bmm(r[:, :-1], c.Q), torch.bmm(u, c.R)], dim=-1).unsqueeze(-1)
+    V_zz = 2 * c.Q_f
+    return _SweepInputs(
+        F=torch.cat([A, B], dim=-1).unbind(0),
+        l_x=l_x.unbind(1),
+        du_low=(low.unsqueeze(1) - u).unbind(1),
+        du_high=(high.unsqueeze(1) - u).unbind(1),
+        k_warm=k_warm.unbind(1),
+        l_xx=l_xx,
+        reg=mu.view(-1, 1, 1) * torch.eye(m, dtype=u.dtype, device=u.device),
+        V_z=torch.bmm(V_zz, r[:, -1:].mT),
+        V_zz=V_zz,
+    )
+
+
+def _sweep_summary(steps: list[RiccatiStep]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gains ``k (R, T, m)``, ``K (R, T, m, n)``, predicted-decrease terms ``dv (R, 2)`` (a step
+    ``α k`` changes the cost by about ``α dv_0 + α² dv_1``) and ok flags ``(R,)`` of a
+    backward pass's steps, in time order."""
+    k = torch.stack([s.k for s in steps], dim=1).squeeze(-1)  # (R, T, m)
+    dv = torch.stack([s.dv for s in steps]).sum(0)
+    ok = (torch.stack([s.status for s in steps]) != BoxQPStatus.NOT_POSITIVE_DEFINITE).all(0)
+    return k, torch.stack([s.K for s in steps], dim=1), dv, ok
+
+
 def _backward_pass(
+    kernels: _Kernels,
     rows: Tensor | None,
     c: BatchCost,
+    l_xx: Tensor,
     A: Tensor,
     B: Tensor,
     z: Tensor,
@@ -282,47 +350,43 @@ def _backward_pass(
     high: Tensor,
     k_warm: Tensor,
     qp_options: BoxQPOptions,
-    step: Callable[..., RiccatiStep] = riccati_step,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gains ``k (B, T, m)``, ``K (B, T, m, n)``, predicted-decrease terms ``dv (B, 2)`` and
-    ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``: ``step`` (:func:`riccati_step`
-    or its compiled form) from ``T - 1`` down to 0, for the problems ``rows`` only (None: all),
-    whose linearisation ``A, B`` is ``(T, R, ...)``. The other problems get zero gains, zero
-    predicted decrease and ok flags: solved problems cost nothing while a few go on."""
+    ok flags ``(B,)`` along ``z (B, T + 1, n)``, ``u (B, T, m)``: the Riccati step from
+    ``T - 1`` down to 0, for the problems ``rows`` only (None: all), whose linearisation
+    ``A, B`` is ``(T, R, ...)``. The other problems get zero gains, zero predicted decrease and
+    ok flags: solved problems cost nothing while a few go on."""
     batch = u.shape[0]
     if rows is not None:
         c = c.rows(rows)
-    z, u, mu, low, high = (_take(x, rows) for x in (z, u, mu, low, high))
-    R, T, m = u.shape
-    n = z.shape[-1]
-    r = residual(c, z)
-    # Per-step inputs as lists of views (Q, R symmetric, so r Q = (Q r)ᵀ for all t at once).
-    l_x = torch.cat([2 * r[:, :-1] @ c.Q, 2 * u @ c.R], dim=-1).unsqueeze(-1).unbind(1)
-    l_xx = torch.zeros(R, n + m, n + m, dtype=u.dtype, device=u.device)
-    l_xx[:, :n, :n], l_xx[:, n:, n:] = 2 * c.Q, 2 * c.R
-    F = torch.cat([A, B], dim=-1).unbind(0)
-    du_low, du_high = (low.unsqueeze(1) - u).unbind(1), (high.unsqueeze(1) - u).unbind(1)
-    k_warm_t = _take(k_warm, rows).unbind(1)
-    reg = mu[:, None, None] * torch.eye(m, dtype=u.dtype, device=u.device)
-    V_zz = 2 * c.Q_f
-    V_z = V_zz @ r[:, -1].unsqueeze(-1)
+    z, u, mu, low, high, k_taken, l_xx = (
+        _take(x, rows) for x in (z, u, mu, low, high, k_warm, l_xx)
+    )
+    inputs = _sweep_inputs(c, l_xx, A, B, z, u, mu, low, high, k_taken)
+    V_z, V_zz = inputs.V_z, inputs.V_zz
     steps = []
     # A failed step leaves NaNs in its own rows only (every op is row-wise); status flags it.
-    for t in reversed(range(T)):
-        s = step(F[t], l_x[t], l_xx, V_z, V_zz, reg, du_low[t], du_high[t], k_warm_t[t], qp_options)
+    for t in reversed(range(u.shape[1])):
+        s = kernels.riccati_step(
+            inputs.F[t],
+            inputs.l_x[t],
+            inputs.l_xx,
+            V_z,
+            V_zz,
+            inputs.reg,
+            inputs.du_low[t],
+            inputs.du_high[t],
+            inputs.k_warm[t],
+            qp_options,
+        )
         V_z, V_zz = s.V_z, s.V_zz
         steps.append(s)
     steps.reverse()
-    k = torch.stack([s.k for s in steps], dim=1)  # (R, T, m, 1)
-    Q_u = torch.stack([s.Q_u for s in steps], dim=1)
-    Q_uu = torch.stack([s.Q_uu for s in steps], dim=1)
-    dv = torch.stack([(k * Q_u).sum((1, 2, 3)), 0.5 * (k * (Q_uu @ k)).sum((1, 2, 3))], dim=-1)
-    ok = ~(torch.stack([s.status for s in steps]) == BoxQPStatus.NOT_POSITIVE_DEFINITE).any(0)
-    K = torch.stack([s.K for s in steps], dim=1)
+    k, K, dv, ok = _sweep_summary(steps)
     if rows is None:
-        return k.squeeze(-1), K, dv, ok
+        return k, K, dv, ok
     return (
-        k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k.squeeze(-1)),
+        k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k),
         K.new_zeros((batch, *K.shape[1:])).index_copy(0, rows, K),
         dv.new_zeros(batch, 2).index_copy(0, rows, dv),
         ok.new_ones(batch).index_copy(0, rows, ok),
@@ -339,12 +403,37 @@ def _put(full: Tensor, rows: Tensor | None, part: Tensor) -> Tensor:
     return part if rows is None else full.index_copy(0, rows, part)
 
 
-def _merge(old: Tensor, rows: Tensor | None, take: Tensor, first: Tensor, tried: Tensor) -> Tensor:
-    """``old (B, ...)`` where, for each problem ``b`` of ``rows`` (None: all) with ``take[b]``,
-    the tried value at its step size: ``tried[first[b], b]`` (``tried`` is ``(reps, R, ...)``)."""
+def _pick_steps(
+    c: BatchCost,
+    z_try: Tensor,
+    u_try: Tensor,
+    z: Tensor,
+    u: Tensor,
+    J: Tensor,
+    dv: Tensor,
+    alphas: Tensor,
+    searching: Tensor,
+    min_decrease_ratio: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """For ``R`` problems with current ``z (R, T + 1, n)``, ``u (R, T, m)``, ``J (R,)`` and
+    predicted-decrease terms ``dv (R, 2)``, and their rollouts at the step sizes ``alphas
+    (reps,)``, ``z_try (reps, R, T + 1, n)``, ``u_try (reps, R, T, m)``: where a ``searching``
+    problem has a step size with sufficient decrease, the largest one's ``z, u, J``, else the
+    current ones; and that mask, ``take (R,)``."""
+    J_try = total_cost(c, z_try, u_try)  # (reps, R)
+    a = alphas.unsqueeze(-1)
+    expected = -a * (dv[:, 0] + a * dv[:, 1])
+    decrease = J - J_try
+    ratio = torch.where(expected > 0, decrease / expected, torch.sign(decrease))
+    good = (ratio > min_decrease_ratio) & torch.isfinite(J_try)
+    first = torch.argmax(good.to(torch.int8), dim=0)  # largest acceptable step
+    take = good.any(0) & searching
     each = torch.arange(take.shape[0], device=take.device)
-    mask = take.view(-1, *([1] * (old.ndim - 1)))
-    return _put(old, rows, torch.where(mask, tried[first, each], _take(old, rows)))
+
+    def pick(current: Tensor, tried: Tensor) -> Tensor:
+        return torch.where(take.view(-1, *([1] * (current.ndim - 1))), tried[first, each], current)
+
+    return pick(z, z_try), pick(u, u_try), pick(J, J_try), take
 
 
 def _problems(dynamics: Dynamics, mask: Tensor) -> tuple[Dynamics, Tensor | None]:
@@ -358,6 +447,7 @@ def _problems(dynamics: Dynamics, mask: Tensor) -> tuple[Dynamics, Tensor | None
 
 
 def _line_search(
+    kernels: _Kernels,
     dynamics: Dynamics,
     c: BatchCost,
     z_bar: Tensor,
@@ -406,22 +496,25 @@ def _line_search(
             tile(K),
             tile(low),
             tile(high),
-            _maybe_compiled(_feedback_step, config.compile),
+            kernels.feedback_step,
         )
-        z_try = z_try.view(reps, batch, *z_try.shape[1:])
-        u_try = u_try.view(reps, batch, T, m)
-        J_try = total_cost(c if rows is None else c.rows(rows), z_try, u_try)  # (reps, R)
-        J_rows, dv_rows = _take(J, rows), _take(dv, rows)
-        a_col = a.unsqueeze(-1)
-        expected = -a_col * (dv_rows[:, 0] + a_col * dv_rows[:, 1])
-        decrease = J_rows - J_try
-        ratio = torch.where(expected > 0, decrease / expected, torch.sign(decrease))
-        good = (ratio > config.min_decrease_ratio) & torch.isfinite(J_try)
-        first = torch.argmax(good.to(torch.int8), dim=0)  # largest acceptable step
-        take = good.any(0) & searching
-        z_new = _merge(z_new, rows, take, first, z_try)
-        u_new = _merge(u_new, rows, take, first, u_try)
-        J_new = _merge(J_new, rows, take, first, J_try)
+        z_rows, u_rows, J_rows, take = kernels.pick_steps(
+            c if rows is None else c.rows(rows),
+            z_try.view(reps, batch, *z_try.shape[1:]),
+            u_try.view(reps, batch, T, m),
+            _take(z_new, rows),  # the current z̄, ū, J of every problem still searching
+            _take(u_new, rows),
+            _take(J_new, rows),
+            _take(dv, rows),
+            a,
+            searching,
+            config.min_decrease_ratio,
+        )
+        z_new, u_new, J_new = (
+            _put(z_new, rows, z_rows),
+            _put(u_new, rows, u_rows),
+            _put(J_new, rows, J_rows),
+        )
         accepted = _put(accepted, rows, _take(accepted, rows) | take)
         if bool(accepted.all()):
             break
@@ -446,6 +539,21 @@ def _linearize(
     ut = u.transpose(0, 1).reshape(T * R, m)
     A, Bm, _ = selected.linearize(zt, ut)
     return A.view(T, R, n, n), Bm.view(T, R, n, m)
+
+
+class _Kernels(NamedTuple):
+    """The solver's batched pieces, plain or each through ``torch.compile``
+    (:attr:`ILQRConfig.compile`): the Python around them only loops over time steps and
+    selects problems."""
+
+    riccati_step: Callable[..., RiccatiStep]
+    feedback_step: Callable[..., tuple[Tensor, Tensor]]
+    pick_steps: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]
+
+
+def _kernels(compiled: bool) -> _Kernels:
+    functions = (riccati_step, _feedback_step, _pick_steps)
+    return _Kernels(*(_maybe_compiled(fn, compiled) for fn in functions))
 
 
 def solve_ilqr(
@@ -476,16 +584,23 @@ def solve_ilqr(
     c = batch_cost(cost, batch, n, m, z0)
     low, high = control_bounds(u_low, u_high, batch, m, z0)
     u = torch.clamp(u_init.to(z0), low.unsqueeze(1), high.unsqueeze(1))
-    z = rollout(dynamics, z0, u)
-    J = total_cost(c, z, u)
-    if z.shape != (batch, T + 1, n) or not bool(torch.isfinite(J).all()):
+    z1 = dynamics.step(z0, u[:, 0])
+    if z1.shape != z0.shape:
         raise UserError(
-            f"dynamics.step must map (B, {n}), (B, {m}) to finite (B, {n}) states; "
-            f"the initial rollout gave shape {tuple(z.shape)} and cost {J.tolist()}"
+            f"dynamics.step must map (B, {n}), (B, {m}) to (B, {n}) states, it gave shape "
+            f"{tuple(z1.shape)}"
+        )
+    kernels = _kernels(cfg.compile)
+    no_feedback = u.new_zeros(batch, T, m, n)
+    z = _closed_loop_rollout(dynamics, z0, u, no_feedback, low, high, kernels.feedback_step)[0]
+    J = total_cost(c, z, u)
+    if not bool(torch.isfinite(J).all()):
+        raise UserError(
+            f"dynamics.step must give finite states; the initial rollout's cost is {J.tolist()}"
         )
 
-    step = _maybe_compiled(riccati_step, cfg.compile)
     qp_options = _graph_friendly(cfg.box_qp_options, m) if cfg.compile else cfg.box_qp_options
+    l_xx = _stage_hessian(c)
     sched = _Schedule(cfg, z0)
     active = torch.ones(batch, dtype=torch.bool, device=z0.device)
     converged = torch.zeros_like(active)
@@ -502,7 +617,7 @@ def solve_ilqr(
 
         while True:  # raise μ where Q_uu + μI is indefinite, as often as needed
             k_new, K_new, dv, ok = _backward_pass(
-                rows, c, A, Bm, z, u, sched.mu, low, high, k, qp_options, step
+                kernels, rows, c, l_xx, A, Bm, z, u, sched.mu, low, high, k, qp_options
             )
             failed = active & ~ok
             if not bool(failed.any()):
@@ -513,19 +628,17 @@ def solve_ilqr(
         K = torch.where(active[:, None, None, None], K_new, K)
 
         # A full step would gain this little: done (unless μ still damps the step).
-        small = -(dv[:, 0] + dv[:, 1]) < tolerance * J.abs()
+        small = dv.sum(-1) > -tolerance * J.abs()
         done = active & small & (sched.mu <= cfg.mu_min)
         converged, active = converged | done, active & ~done
         if not bool(active.any()):
             break
 
         z_new, u_new, J_new, accepted = _line_search(
-            dynamics, c, z, u, J, k, K, dv, low, high, active, cfg
+            kernels, dynamics, c, z, u, J, k, K, dv, low, high, active, cfg
         )
         rel_change = J - J_new < tolerance * J.abs()
-        z = torch.where(accepted[:, None, None], z_new, z)
-        u = torch.where(accepted[:, None, None], u_new, u)
-        J = torch.where(accepted, J_new, J)
+        z, u, J = z_new, u_new, J_new  # the line search keeps the old ones where it refused
         sched.decrease(accepted)
         rejected = active & ~accepted
         sched.increase(rejected)

@@ -169,7 +169,7 @@ def test_compiled_riccati_step_gives_the_eager_solution(monkeypatch: pytest.Monk
         np.testing.assert_allclose(compiled.u.numpy(), eager.u.numpy(), atol=1e-9)
         np.testing.assert_allclose(compiled.K.numpy(), eager.K.numpy(), atol=1e-8)
         assert compiled.iterations.tolist() == eager.iterations.tolist()
-    assert compiled_functions == [riccati_step, ilqr._feedback_step]  # made once, then shared
+    assert compiled_functions == list(ilqr._kernels(False))  # made once, then shared
 
 
 def pendulum_cost(batch: int, dtype: torch.dtype = F64, terminal: float = 10.0) -> QuadraticCost:
@@ -336,7 +336,9 @@ def test_riccati_step_against_formulas() -> None:
     H = Q_uu + 0.5 * eye
     np.testing.assert_allclose(s.k.numpy(), -torch.linalg.solve(H, Q_u).numpy(), atol=1e-10)
     np.testing.assert_allclose(s.K.numpy(), -torch.linalg.solve(H, Q_uz).numpy(), atol=1e-10)
-    np.testing.assert_allclose(s.Q_uu.numpy(), Q_uu.numpy(), atol=1e-12)
+    # Predicted change terms kᵀQ_u and ½kᵀQ_uu k, with the unregularised Q_uu.
+    dv_terms = torch.cat([s.k.mT @ Q_u, 0.5 * s.k.mT @ Q_uu @ s.k], -1).squeeze(1)
+    np.testing.assert_allclose(s.dv.numpy(), dv_terms.numpy(), atol=1e-10)
     assert s.status.tolist() == [BoxQPStatus.UNCONSTRAINED] * batch
 
     s0 = riccati_step(F, l_x, l_xx, V_z, V_zz, 0 * eye, -inf, inf)
@@ -345,9 +347,8 @@ def test_riccati_step_against_formulas() -> None:
     np.testing.assert_allclose(s0.V_zz.numpy(), V_zz_ref.numpy(), atol=1e-9)
     np.testing.assert_allclose(s0.V_z.numpy(), V_z_ref.numpy(), atol=1e-9)
     # Predicted change of the full Newton step: kᵀQ_u + ½kᵀQ_uu k = -½ Q_uᵀQ_uu⁻¹Q_u.
-    dv = s0.k.mT @ s0.Q_u + 0.5 * s0.k.mT @ s0.Q_uu @ s0.k
     dv_ref = -0.5 * Q_u.mT @ torch.linalg.solve(Q_uu, Q_u)
-    np.testing.assert_allclose(dv.numpy(), dv_ref.numpy(), atol=1e-9)
+    np.testing.assert_allclose(s0.dv.sum(-1).numpy(), dv_ref.reshape(-1).numpy(), atol=1e-9)
 
     # Boxed, μ > 0: k from the box QP; V from Tassa's eq. 11 with the unregularised Q_uu.
     low, high = -0.2 * torch.ones(batch, m, dtype=F64), 0.2 * torch.ones(batch, m, dtype=F64)
@@ -397,6 +398,10 @@ def test_user_errors_are_clear() -> None:
         solve_ilqr(dyn, z0, u0, QuadraticCost(torch.eye(2), cost.R, cost.Q_f, cost.goal))
     with pytest.raises(UserError, match="alphas"):
         ILQRConfig(alphas=(2.0,))
+    with pytest.raises(UserError, match=r"to \(B, 3\) states, it gave shape \(2, 2\)"):
+        solve_ilqr(FunctionDynamics(lambda z, u: z[:, :2]), z0, u0, cost)
+    with pytest.raises(UserError, match="finite states"):
+        solve_ilqr(FunctionDynamics(lambda z, u: z + math.inf), z0, u0, cost)
 
 
 @pytest.mark.gpu
