@@ -43,7 +43,7 @@ from latentrl.planning.cost import (
     trajectory_cost,
     wrap_angles,
 )
-from latentrl.planning.dynamics import Dynamics, can_select, select_problems
+from latentrl.planning.dynamics import Dynamics, can_select, rollout, select_problems
 from latentrl.planning.smallmat import small_matmul, small_matvec
 
 __all__ = [
@@ -590,15 +590,14 @@ def solve_ilqr(
             f"dynamics.step must map (B, {n}), (B, {m}) to (B, {n}) states, it gave shape "
             f"{tuple(z1.shape)}"
         )
-    kernels = _kernels(cfg.compile)
-    no_feedback = u.new_zeros(batch, T, m, n)
-    z = _closed_loop_rollout(dynamics, z0, u, no_feedback, low, high, kernels.feedback_step)[0]
+    z = torch.cat([z0.unsqueeze(1), rollout(dynamics, z1, u[:, 1:])], dim=1)  # (B, T + 1, n)
     J = total_cost(c, z, u)
     if not bool(torch.isfinite(J).all()):
         raise UserError(
             f"dynamics.step must give finite states; the initial rollout's cost is {J.tolist()}"
         )
 
+    kernels = _kernels(cfg.compile)
     qp_options = _graph_friendly(cfg.box_qp_options, m) if cfg.compile else cfg.box_qp_options
     l_xx = _stage_hessian(c)
     sched = _Schedule(cfg, z0)
