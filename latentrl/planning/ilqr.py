@@ -92,7 +92,7 @@ class ILQRConfig:
     """Accept when actual / predicted decrease exceeds this (Armijo-like)."""
     box_qp_options: BoxQPOptions = field(default_factory=BoxQPOptions)
     compile: bool = False
-    """Run the backward pass's Riccati step, the rollouts' closed-loop step (with
+    """Run the backward pass's Riccati step, the line search's closed-loop step (with
     ``dynamics.step``) and the line search's choice of step sizes through ``torch.compile``:
     fused kernels instead of ~100 small ops per time step (for 2 <= m <= 3 the box QP then
     enumerates its faces, with no branch on the data). The first solves of each (n, m, dtype,
@@ -273,14 +273,14 @@ class _Schedule:
 
 
 class _SweepInputs(NamedTuple):
-    """A backward pass's inputs: per time step (tuples over ``t``) or shared by all steps."""
+    """A backward pass's inputs besides the stage Hessian: per time step (tuples over ``t``)
+    or shared by all steps."""
 
     F: tuple[Tensor, ...]  # [A_t B_t] (R, n, n + m)
     l_x: tuple[Tensor, ...]  # stage cost gradient (R, n + m, 1)
     du_low: tuple[Tensor, ...]  # bounds on the control change (R, m)
     du_high: tuple[Tensor, ...]
     k_warm: tuple[Tensor, ...]  # box QP warm starts (R, m)
-    l_xx: Tensor  # stage cost Hessian (R, n + m, n + m)
     reg: Tensor  # μI (R, m, m)
     V_z: Tensor  # terminal value gradient (R, n, 1)
     V_zz: Tensor  # terminal value Hessian (R, n, n)
@@ -296,7 +296,6 @@ def _stage_hessian(c: BatchCost) -> Tensor:
 
 def _sweep_inputs(
     c: BatchCost,
-    l_xx: Tensor,
     A: Tensor,
     B: Tensor,
     z: Tensor,
@@ -307,7 +306,7 @@ def _sweep_inputs(
     k_warm: Tensor,
 ) -> _SweepInputs:
     """The backward pass's inputs along ``z (R, T + 1, n)``, ``u (R, T, m)`` with the
-    linearisation ``A (T, R, n, n)``, ``B (T, R, n, m)`` and stage Hessian ``l_xx``."""
+    linearisation ``A (T, R, n, n)``, ``B (T, R, n, m)``."""
     m = u.shape[-1]
     r = residual(c, z)
     # Q, R symmetric, so r Q = (Q r)ᵀ for all t at once (bmm: the fewest ops at small sizes).
@@ -319,7 +318,6 @@ def _sweep_inputs(
         du_low=(low.unsqueeze(1) - u).unbind(1),
         du_high=(high.unsqueeze(1) - u).unbind(1),
         k_warm=k_warm.unbind(1),
-        l_xx=l_xx,
         reg=mu.view(-1, 1, 1) * torch.eye(m, dtype=u.dtype, device=u.device),
         V_z=torch.bmm(V_zz, r[:, -1:].mT),
         V_zz=V_zz,
@@ -362,7 +360,7 @@ def _backward_pass(
     z, u, mu, low, high, k_taken, l_xx = (
         _take(x, rows) for x in (z, u, mu, low, high, k_warm, l_xx)
     )
-    inputs = _sweep_inputs(c, l_xx, A, B, z, u, mu, low, high, k_taken)
+    inputs = _sweep_inputs(c, A, B, z, u, mu, low, high, k_taken)
     V_z, V_zz = inputs.V_z, inputs.V_zz
     steps = []
     # A failed step leaves NaNs in its own rows only (every op is row-wise); status flags it.
@@ -370,7 +368,7 @@ def _backward_pass(
         s = kernels.riccati_step(
             inputs.F[t],
             inputs.l_x[t],
-            inputs.l_xx,
+            l_xx,
             V_z,
             V_zz,
             inputs.reg,
@@ -386,10 +384,10 @@ def _backward_pass(
     if rows is None:
         return k, K, dv, ok
     return (
-        k_warm.new_zeros(k_warm.shape).index_copy(0, rows, k),
-        K.new_zeros((batch, *K.shape[1:])).index_copy(0, rows, K),
-        dv.new_zeros(batch, 2).index_copy(0, rows, dv),
-        ok.new_ones(batch).index_copy(0, rows, ok),
+        _put(torch.zeros_like(k_warm), rows, k),
+        _put(K.new_zeros((batch, *K.shape[1:])), rows, K),
+        _put(dv.new_zeros(batch, 2), rows, dv),
+        _put(ok.new_ones(batch), rows, ok),
     )
 
 
