@@ -2,9 +2,17 @@
 
 Each run contributes, per agent, the episode means of its ``eval/results.json`` (written by
 :mod:`latentrl.evaluate`) and its training numbers from ``summary.json`` (the probe R²). Runs
-are grouped by experiment and preset (from ``config.json``); within a group every number is
-reported as mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)`` over the ``k``
-per-run means, so the spread is between seeds, not between episodes of one run.
+are grouped by experiment, preset and settings: the training config (``config.json``) and the
+plan and eval settings the evaluation ran with (``results.json``), all but the training seed
+and the fields that do not change a number (:data:`IGNORED_SETTINGS`). Runs of one preset whose
+settings differ are separate groups, named ``A``, ``B``, ... after the preset and listed under
+the table with the settings that tell them apart. Within a group every number is reported as
+mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)`` over the ``k`` per-run
+means, so the spread is between seeds, not between episodes of one run.
+
+The oracle and random agents do not depend on the trained model: a group that evaluated the
+latent agent alone shows them from the other runs compared that ran the same env, start states,
+episode length and baseline settings (marked ``*`` and listed under the table).
 
 Outputs: a text table (one row per experiment and agent), a bar plot PNG with standard-error
 bars, and the same numbers as JSON beside the PNG.
@@ -12,6 +20,7 @@ bars, and the same numbers as JSON beside the PNG.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from latentrl.checkpoint import CONFIG_FILE
-from latentrl.config import load_config
+from latentrl.config import (
+    EvalConfig,
+    ExperimentConfig,
+    PlanConfig,
+    from_dict,
+    load_config,
+    to_dict,
+)
 from latentrl.errors import UserError
 from latentrl.evaluate import EVAL_DIR, RESULTS_FILE, mean_and_se
 from latentrl.logging import SUMMARY_FILE
@@ -30,6 +46,21 @@ from latentrl.logging import SUMMARY_FILE
 DEFAULT_OUT = Path("compare.png")
 AGENT_ORDER = ("latent", "oracle", "random")
 """Agents in this order first (the latent agent with its two baselines), any others after."""
+BASELINES = ("oracle", "random")
+"""Agents whose results do not depend on the trained model, only on the evaluation protocol."""
+IGNORED_SETTINGS = frozenset(
+    {
+        "train.seed",  # what varies within a group
+        "train.device",
+        "train.compile",
+        "train.image_every",
+        "data.workers",
+        "eval.agents",
+        "eval.gifs",
+        "eval.device",
+    }
+)
+"""Settings left out when grouping runs: the seed, and fields that change no reported number."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +95,15 @@ class RunResults:
     """agent -> metric key -> the run's mean over its episodes."""
     training: dict[str, float]
     """summary.json's numbers (``probe/r2_mean``, ``val/...``)."""
+    settings: dict[str, Any]
+    """``section.field`` -> value of the settings that shape the run's numbers
+    (:func:`run_settings`)."""
+    protocol: str | None
+    """What the baseline agents' results depend on (env, start states, episode length, the
+    oracle's horizon and the evaluation seed), as JSON; None where results.json lacks it."""
 
     @property
-    def group(self) -> str:
+    def preset_name(self) -> str:
         return f"{self.experiment} ({self.preset})"
 
 
@@ -84,13 +121,18 @@ NO_RUNS = Stat(math.nan, math.nan, 0)
 
 @dataclass(frozen=True)
 class Group:
-    """Runs of one experiment and preset, with their statistics across seeds."""
+    """Runs of one experiment, preset and settings, with their statistics across seeds."""
 
     name: str
     runs: tuple[RunResults, ...]
     agents: dict[str, dict[str, Stat]]
     """agent -> metric key -> Stat over the runs that evaluated that agent."""
     training: dict[str, Stat]
+    differs: dict[str, Any]
+    """The settings in which this group differs from another group of its preset (empty when
+    its preset has one group)."""
+    borrowed: dict[str, tuple[Path, ...]]
+    """Baseline agent -> the runs of other groups its numbers come from (same protocol)."""
 
 
 @dataclass(frozen=True)
@@ -131,18 +173,51 @@ def eval_means(results: Mapping[str, Any], where: Path) -> dict[str, dict[str, f
         ) from None
 
 
+def run_settings(
+    config: ExperimentConfig, results: Mapping[str, Any], where: Path
+) -> dict[str, Any]:
+    """``section.field`` -> value of what shapes a run's numbers: its training config, with the
+    ``plan`` and ``eval`` sections its evaluation ran with (``results``; the config's own in
+    older results without them), less :data:`IGNORED_SETTINGS`."""
+    sections = {"plan": PlanConfig, "eval": EvalConfig}
+    try:
+        used = {k: from_dict(cls, results[k]) for k, cls in sections.items() if k in results}
+    except (UserError, TypeError) as exc:
+        raise UserError(f"{where}: unreadable plan or eval settings ({exc})") from None
+    flat = to_dict(dataclasses.replace(config, **used))
+    return {
+        f"{section}.{key}": value
+        for section, fields in flat.items()
+        if isinstance(fields, dict)
+        for key, value in fields.items()
+        if f"{section}.{key}" not in IGNORED_SETTINGS
+    }
+
+
+def baseline_protocol(results: Mapping[str, Any], settings: Mapping[str, Any]) -> str | None:
+    """What the oracle's and the random agent's numbers depend on, as one JSON string; None
+    without the start states (results.json of older runs)."""
+    if "start_states" not in results:
+        return None
+    keys = ("data.env_id", "eval.oracle_horizon", "eval.seed")
+    parts = [results.get("horizon"), results["start_states"], *(settings[k] for k in keys)]
+    return json.dumps(parts)
+
+
 def read_run(run_dir: Path | str) -> RunResults:
     """The config, evaluation and training summary of one run directory."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
-    results = run_dir / EVAL_DIR / RESULTS_FILE
-    if not results.is_file():
+    results_path = run_dir / EVAL_DIR / RESULTS_FILE
+    if not results_path.is_file():
         raise UserError(
             f"{run_dir} has no evaluation yet (no {EVAL_DIR}/{RESULTS_FILE}); "
             f"run `latentrl evaluate {run_dir}` first"
         )
     config = load_config(run_dir / CONFIG_FILE)
+    results = read_json(results_path)
+    settings = run_settings(config, results, results_path)
     summary = run_dir / SUMMARY_FILE
     training = read_json(summary) if summary.is_file() else {}
     return RunResults(
@@ -150,8 +225,10 @@ def read_run(run_dir: Path | str) -> RunResults:
         experiment=config.name,
         preset=config.preset,
         seed=config.train.seed,
-        agents=eval_means(read_json(results), results),
+        agents=eval_means(results, results_path),
         training={k: float(v) for k, v in training.items() if isinstance(v, int | float)},
+        settings=settings,
+        protocol=baseline_protocol(results, settings),
     )
 
 
@@ -178,21 +255,55 @@ def _agent_stats(runs: Sequence[RunResults], agent: str) -> dict[str, Stat]:
     return {m.key: across([x.get(m.key, math.nan) for x in per_run]) for m in EVAL_METRICS}
 
 
+def _settings_key(run: RunResults) -> str:
+    return json.dumps(run.settings, sort_keys=True)
+
+
+def _differences(members: Sequence[Sequence[RunResults]]) -> list[dict[str, Any]]:
+    """Per group of one preset, its values of the settings not shared by all the groups."""
+    first = [runs[0].settings for runs in members]
+    varying = [k for k in first[0] if len({json.dumps(x.get(k)) for x in first}) > 1]
+    return [{k: x.get(k) for k in varying} for x in first]
+
+
 def group_runs(runs: Sequence[RunResults]) -> list[Group]:
-    """Runs grouped by experiment and preset, in order of first appearance."""
-    by_name: dict[str, list[RunResults]] = {}
+    """Runs grouped by experiment, preset and settings, in order of first appearance; a
+    preset's groups are named ``A``, ``B``, ... when it has several."""
+    by_preset: dict[str, dict[str, list[RunResults]]] = {}
     for run in runs:
-        by_name.setdefault(run.group, []).append(run)
+        by_preset.setdefault(run.preset_name, {}).setdefault(_settings_key(run), []).append(run)
     groups = []
-    for name, members in by_name.items():
-        agents = _ordered(a for r in members for a in r.agents)
-        training = {
-            m.key: across([r.training.get(m.key, math.nan) for r in members]) for m in TRAIN_METRICS
-        }
-        groups.append(
-            Group(name, tuple(members), {a: _agent_stats(members, a) for a in agents}, training)
-        )
+    for preset_name, by_settings in by_preset.items():
+        members = list(by_settings.values())
+        several = len(members) > 1
+        for i, (group_runs_, differs) in enumerate(
+            zip(members, _differences(members), strict=True)
+        ):
+            name = f"{preset_name} {chr(ord('A') + i)}" if several else preset_name
+            groups.append(_group(name, group_runs_, differs, runs))
     return groups
+
+
+def _group(
+    name: str, members: Sequence[RunResults], differs: dict[str, Any], every: Sequence[RunResults]
+) -> Group:
+    """A group's statistics; a baseline agent none of its runs evaluated comes from the runs in
+    ``every`` with the same protocol."""
+    agents = _ordered(a for r in members for a in r.agents)
+    stats = {a: _agent_stats(members, a) for a in agents}
+    borrowed: dict[str, tuple[Path, ...]] = {}
+    protocol = members[0].protocol
+    for agent in BASELINES:
+        donors = [r for r in every if agent in r.agents and r.protocol == protocol]
+        if agent not in stats and protocol is not None and donors:
+            stats[agent] = _agent_stats(donors, agent)
+            borrowed[agent] = tuple(r.run_dir for r in donors)
+    training = {
+        m.key: across([r.training.get(m.key, math.nan) for r in members]) for m in TRAIN_METRICS
+    }
+    return Group(
+        name, tuple(members), {a: stats[a] for a in _ordered(stats)}, training, differs, borrowed
+    )
 
 
 # --- outputs ----------------------------------------------------------------------------------
@@ -209,21 +320,35 @@ def format_stat(stat: Stat, metric: Metric) -> str:
 
 
 def format_table(groups: Sequence[Group]) -> str:
-    """One row per experiment and agent: mean ± standard error across seeds."""
+    """One row per experiment and agent: mean ± standard error across seeds; under it, what
+    tells apart the groups of one preset and where borrowed baselines come from."""
     header = ["experiment", "seeds", "agent", *(m.title for m in EVAL_METRICS + TRAIN_METRICS)]
     rows = [header]
     for g in groups:
         seeds = " ".join(str(r.seed) for r in g.runs)
         for i, (agent, stats) in enumerate(g.agents.items()):
             row = [g.name, seeds] if i == 0 else ["", ""]
-            row += [agent, *(format_stat(stats[m.key], m) for m in EVAL_METRICS)]
+            row += [agent + ("*" if agent in g.borrowed else "")]
+            row += [format_stat(stats[m.key], m) for m in EVAL_METRICS]
             latent = agent == "latent" or (i == 0 and "latent" not in g.agents)
             row += [format_stat(g.training[m.key], m) if latent else "" for m in TRAIN_METRICS]
             rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    note = "mean ± standard error across runs (seeds); each run: its mean over episodes"
-    return "\n".join([*lines, note])
+    lines.append("mean ± standard error across runs (seeds); each run: its mean over episodes")
+    for g in groups:
+        if g.differs:
+            values = ", ".join(f"{k}={json.dumps(v)}" for k, v in g.differs.items())
+            lines.append(f"{g.name}: {values}")
+        by_donors: dict[tuple[Path, ...], list[str]] = {}
+        for agent, donors in g.borrowed.items():
+            by_donors.setdefault(donors, []).append(f"{agent}*")
+        for donors, agents in by_donors.items():
+            lines.append(
+                f"{', '.join(agents)} of {g.name}: from {', '.join(map(str, donors))} (same env, "
+                "starts and protocol; these agents do not depend on the trained model)"
+            )
+    return "\n".join(lines)
 
 
 def plot_comparison(groups: Sequence[Group], path: Path) -> None:
@@ -272,6 +397,8 @@ def comparison_json(groups: Sequence[Group]) -> dict[str, Any]:
                 for agent, stats in g.agents.items()
             },
             "training": {key: _stat_json(s) for key, s in g.training.items()},
+            "differs": g.differs,
+            "borrowed": {agent: [str(d) for d in donors] for agent, donors in g.borrowed.items()},
         }
         for g in groups
     }

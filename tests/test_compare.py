@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,7 +12,7 @@ from PIL import Image
 
 from latentrl.cli import main
 from latentrl.compare import compare_runs, read_run
-from latentrl.config import preset, save_config
+from latentrl.config import apply_overrides, preset, save_config, to_dict
 from latentrl.errors import UserError
 
 SE3 = 1 / math.sqrt(3)  # s.e. of three values 1 apart per unit of their spacing: sd 1 / sqrt 3
@@ -53,22 +52,24 @@ def make_run(
     seed: int,
     agents: dict[str, dict[str, float]] | None,
     probe_r2: float | None = None,
+    overrides: tuple[str, ...] = (),
+    evaluated: dict[str, object] | None = None,
+    name: str | None = None,
 ) -> Path:
-    """A run directory with config.json, summary.json and (unless ``agents`` is None) an
-    evaluation."""
-    run = root / f"{experiment}__{seed}"
+    """A run directory with config.json (the debug preset with ``--set`` ``overrides``),
+    summary.json and (unless ``agents`` is None) an evaluation, whose results.json also holds
+    the entries of ``evaluated`` (e.g. the plan and eval settings the evaluation ran with)."""
+    run = root / (name or f"{experiment}__{seed}")
     run.mkdir(parents=True)
-    config = preset(experiment, "debug")
-    save_config(
-        dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed)),
-        run / "config.json",
-    )
+    config = apply_overrides(preset(experiment, "debug"), [f"train.seed={seed}", *overrides])
+    save_config(config, run / "config.json")
     if probe_r2 is not None:
         summary = {"val/state_loss": 1.0, "probe/r2_mean": probe_r2, "epochs": 3}
         (run / "summary.json").write_text(json.dumps(summary))
     if agents is not None:
         (run / "eval").mkdir()
-        (run / "eval" / "results.json").write_text(json.dumps(results_json(agents)))
+        results = results_json(agents) | (evaluated or {})
+        (run / "eval" / "results.json").write_text(json.dumps(results))
     return run
 
 
@@ -185,3 +186,91 @@ def test_cli_prints_the_table_and_exits_2_with_one_line_on_errors(
         "(no eval/results.json); run `latentrl evaluate "
         f"{bare}` first"
     )
+
+
+def test_runs_of_one_preset_with_other_settings_are_separate_groups(tmp_path: Path) -> None:
+    """Runs that share a preset name but not their settings are not pooled: each set of
+    settings is a group, named A, B, ..., listed with the settings that set it apart. Fields
+    that change no number (device, GIFs) and the seed do not split a group."""
+    plan = to_dict(preset("pendulum", "debug").plan)
+
+    def run(seed: int, steps: float, overrides: tuple[str, ...] = (), r: float = 0.01) -> Path:
+        evaluated = {"plan": plan | {"r": r}}
+        latent = {"latent": metrics(steps, 1.0, 100.0, 10.0)}
+        return make_run(tmp_path, "pendulum", seed, latent, 0.9, overrides, evaluated)
+
+    runs = [
+        run(0, 0.2),
+        run(1, 0.4, ('train.device="cpu"', "eval.gifs=0")),  # the same settings as seed 0
+        run(2, 0.8, ("data.chain_length=1", "train.multi_step_horizon=1")),
+        run(3, 0.6, r=0.001),  # evaluated with another plan
+    ]
+    result = compare_runs(runs, tmp_path / "c.png", echo=lambda _: None)
+    names = [g.name for g in result.groups]
+    assert names == ["pendulum (debug) A", "pendulum (debug) B", "pendulum (debug) C"]
+    assert [[r.seed for r in g.runs] for g in result.groups] == [[0, 1], [2], [3]]
+    assert row_cells(result.table, "latent")[:4] == [
+        "pendulum (debug) A", "0 1", "latent", "30.0 ± 10.0"  # 20 and 40: sd 14.1, se 10
+    ]  # fmt: skip
+    assert row_cells(result.table, "latent", 1)[3] == "80.0"  # not pooled with seeds 0, 1
+    differs = {
+        "data.chain_length": [16, 1, 16],
+        "train.multi_step_horizon": [8, 1, 8],
+        "plan.r": [0.01, 0.01, 0.001],
+    }
+    assert [g.differs for g in result.groups] == [
+        {k: v[i] for k, v in sorted(differs.items())} for i in range(3)
+    ]
+    lines = result.table.splitlines()
+    assert (
+        "pendulum (debug) B: data.chain_length=1, train.multi_step_horizon=1, plan.r=0.01" in lines
+    )
+    data = json.loads(result.json_path.read_text())
+    assert data["pendulum (debug) C"]["differs"]["plan.r"] == 0.001
+    assert data["pendulum (debug) A"]["seeds"] == [0, 1]
+
+
+def test_a_latent_only_group_shows_the_baselines_of_runs_with_its_protocol(
+    tmp_path: Path,
+) -> None:
+    """The oracle and random agents depend on the env, the start states, the episode length,
+    the oracle's horizon and the evaluation seed only: a group without them takes them from
+    other runs with the same protocol (marked *), never from runs with other starts."""
+    starts = {"start_states": [[3.1, 0.0], [3.2, 0.0]]}
+    baselines = {"oracle": metrics(0.7, 1.0, 300.0, 40.0), "random": metrics(0.0, 0.0, 1700.0, 0.1)}
+    old = make_run(
+        tmp_path, "pendulum", 0, {"latent": metrics(0.1, 0.0, 900.0, 9.0), **baselines},
+        overrides=("data.chain_length=1", "train.multi_step_horizon=1"), evaluated=starts,
+    )  # fmt: skip
+    other_starts = make_run(
+        tmp_path, "pendulum", 5, {"oracle": metrics(0.2, 0.0, 1.0, 1.0)}, name="other",
+        overrides=("data.chain_length=1", "train.multi_step_horizon=1"),
+        evaluated={"start_states": [[0.0, 0.0], [0.1, 0.0]]},
+    )  # fmt: skip
+    new = [
+        make_run(tmp_path, "pendulum", s, {"latent": metrics(0.5 + 0.1 * s, 1.0, 400.0, 30.0)},
+                 evaluated=starts)
+        for s in (1, 2)
+    ]  # fmt: skip
+    result = compare_runs([*new, old, other_starts], tmp_path / "c.png", echo=lambda _: None)
+    groups = {g.name: g for g in result.groups}
+    assert list(groups) == ["pendulum (debug) A", "pendulum (debug) B"]  # old and other: one
+    latest = groups["pendulum (debug) A"]
+    assert list(latest.agents) == ["latent", "oracle", "random"]
+    assert latest.borrowed == {"oracle": (old,), "random": (old,)}  # not other_starts' oracle
+    assert latest.agents["oracle"]["steps_in_goal"].mean == pytest.approx(0.7)
+    assert row_cells(result.table, "oracle*")[:2] == ["oracle*", "70.0"]
+    assert row_cells(result.table, "random*")[1] == "0.0"
+    assert f"oracle*, random* of pendulum (debug) A: from {old} (same env, starts" in result.table
+    assert groups["pendulum (debug) B"].borrowed == {}  # its own oracle, over its two runs
+    data = json.loads(result.json_path.read_text())
+    assert data["pendulum (debug) A"]["borrowed"] == {"oracle": [str(old)], "random": [str(old)]}
+
+
+def test_refuses_unreadable_evaluation_settings(tmp_path: Path) -> None:
+    run = make_run(
+        tmp_path, "pendulum", 0, {"latent": metrics(0.5, 1.0, 1.0, 1.0)},
+        evaluated={"plan": {"horizon": "forty"}},
+    )  # fmt: skip
+    with pytest.raises(UserError, match=r"results.json: unreadable plan or eval settings"):
+        compare_runs([run], tmp_path / "c.png")
