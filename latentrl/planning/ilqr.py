@@ -12,8 +12,10 @@ rollouts ``u = clamp(ū + α k + K (z - z̄))``. Levenberg-Marquardt regularisat
 the step acceptance and the convergence test are per problem: a problem that has converged
 (or given up) stops changing while the others go on.
 
-The cost, with its angle wrapping (the pendulum oracle plans on unwrapped ``(θ, θ̇)``), is in
-:mod:`latentrl.planning.cost`; its public names are re-exported here for older imports.
+The backward pass's and the line search's pieces over the horizon are in
+:mod:`latentrl.planning.sweeps`. The cost, with its angle wrapping (the pendulum oracle plans
+on unwrapped ``(θ, θ̇)``), is in :mod:`latentrl.planning.cost`; its public names are
+re-exported here for older imports.
 """
 
 from __future__ import annotations
@@ -27,24 +29,27 @@ import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
-from latentrl.planning.boxqp import (
-    ENUMERATE_MAX,
-    BoxQPOptions,
-    BoxQPStatus,
-    box_qp,
-    solve_free,
-)
+from latentrl.planning.boxqp import ENUMERATE_MAX, BoxQPOptions
 from latentrl.planning.cost import (
     BatchCost,
     QuadraticCost,
     batch_cost,
-    residual,
     total_cost,
     trajectory_cost,
     wrap_angles,
 )
 from latentrl.planning.dynamics import Dynamics, can_select, rollout, select_problems
-from latentrl.planning.smallmat import small_matmul, small_matvec
+from latentrl.planning.smallmat import small_matvec
+from latentrl.planning.sweeps import (
+    RiccatiStep,
+    closed_loop_rollout,
+    feedback_chunk,
+    riccati_chunk,
+    riccati_step,
+    riccati_sweep,
+    stage_hessian,
+    sweep_inputs,
+)
 
 __all__ = [
     "ILQRConfig",
@@ -92,14 +97,14 @@ class ILQRConfig:
     """Accept when actual / predicted decrease exceeds this (Armijo-like)."""
     box_qp_options: BoxQPOptions = field(default_factory=BoxQPOptions)
     compile: bool = False
-    """Run the backward pass's Riccati step, the line search's closed-loop step (with
-    ``dynamics.step``) and the line search's choice of step sizes through ``torch.compile``:
-    fused kernels instead of ~100 small ops per time step (for 2 <= m <= 3 the box QP then
-    enumerates its faces, with no branch on the data). The first solves of each (n, m, dtype,
-    device, dynamics) compile for seconds to a minute; worth it where the same shapes are
-    solved many times (MPC). torch recompiles a function at most
-    ``torch._dynamo.config.recompile_limit`` times (8) per process, then warns and runs it
-    eagerly."""
+    """Run the backward pass's Riccati steps, the line search's closed-loop steps (with
+    ``dynamics.step``), each a chunk of time steps to a call (:mod:`latentrl.planning.sweeps`),
+    and its choice of step sizes through ``torch.compile``: fused kernels instead of ~100 small ops
+    per time step (for 2 <= m <= 3 the box QP then enumerates its faces, with no branch on the
+    data). The first solves of each (n, m, dtype, device, dynamics) compile for seconds to a
+    minute; worth it where the same shapes are solved many times (MPC). torch recompiles a
+    function at most ``torch._dynamo.config.recompile_limit`` times (8) per process, then warns
+    and runs it eagerly."""
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1 or self.tolerance < 0:
@@ -121,60 +126,6 @@ class ILQRResult(NamedTuple):
     cost: Tensor  # total cost of (z, u), (B,)
     iterations: Tensor  # iterations each problem ran, int64 (B,)
     converged: Tensor  # bool (B,): False after max_iterations or giving up (μ > mu_max)
-
-
-class RiccatiStep(NamedTuple):
-    """One backward step: gains, value expansion at ``t`` and predicted-decrease terms."""
-
-    k: Tensor  # (B, m, 1)
-    K: Tensor  # (B, m, n)
-    V_z: Tensor  # (B, n, 1)
-    V_zz: Tensor  # (B, n, n)
-    dv: Tensor  # (B, 2): kᵀQ_u and ½ kᵀQ_uu k; a step α k changes the cost by about
-    # α dv_0 + α² dv_1 (the line search's prediction, with the unregularised Q_uu)
-    status: Tensor  # (B,) BoxQPStatus of the step's QP; NOT_POSITIVE_DEFINITE: a failure
-
-
-def riccati_step(
-    F: Tensor,
-    l_x: Tensor,
-    l_xx: Tensor,
-    V_z: Tensor,
-    V_zz: Tensor,
-    reg: Tensor,
-    du_low: Tensor,
-    du_high: Tensor,
-    k_warm: Tensor | None = None,
-    qp_options: BoxQPOptions | None = None,
-) -> RiccatiStep:
-    """Control-limited Riccati step from ``t + 1`` to ``t``, in the joint variable x = (z, u).
-
-    ``F = [A B] (B, n, n + m)``; stage cost gradient ``l_x = [l_z; l_u] (B, n + m, 1)`` and
-    Hessian ``l_xx (B, n + m, n + m)`` (a state-control cross term is allowed); next value
-    ``V_z (B, n, 1)``, ``V_zz (B, n, n)`` (vectors are columns: each product is one batched
-    matmul); Levenberg-Marquardt term
-    ``reg = μI (B, m, m)``; bounds on the control change ``du_low, du_high`` and the QP warm
-    start ``k_warm`` are ``(B, m)``. With ``Q_x = l_x + Fᵀ V_z``, ``Q_xx = l_xx + Fᵀ V_zz F``:
-    ``k = argmin ½ kᵀ(Q_uu + μI)k + Q_uᵀk`` within the bounds (box QP), ``K = -(Q_uu + μI)_ff⁻¹
-    Q_uz`` on free rows and 0 on clamped ones, and with ``M = [I; K]`` the value update
-    ``V_zz = Mᵀ Q_xx M``, ``V_z = Mᵀ Q_x + Mᵀ Q_xu k`` uses the unregularised ``Q_uu``
-    (Tassa et al. 2014, eq. 11).
-    """
-    n = F.shape[-2]
-    Ft = F.mT
-    Q_x = l_x + small_matmul(Ft, V_z)
-    Q_xx = l_xx + small_matmul(small_matmul(Ft, V_zz), F)
-    Q_u, Q_uu, Q_uz = Q_x[:, n:], Q_xx[:, n:, n:], Q_xx[:, n:, :n]
-    qp = box_qp(Q_uu + reg, Q_u.squeeze(-1), du_low, du_high, k_warm, qp_options)
-    k = qp.x.unsqueeze(-1)
-    K = -solve_free(qp.chol, qp.free, Q_uz)
-    eye = torch.eye(n, dtype=F.dtype, device=F.device).expand(K.shape[0], n, n)
-    M = torch.cat([eye, K], dim=1)  # (B, n + m, n): dz ↦ (dz, K dz)
-    MtQ = small_matmul(M.mT, Q_xx)
-    V_zz = small_matmul(MtQ, M)
-    V_z = small_matmul(M.mT, Q_x) + small_matmul(MtQ[:, :, n:], k)
-    dv = torch.cat([small_matmul(k.mT, Q_u), 0.5 * small_matmul(k.mT, small_matmul(Q_uu, k))], -1)
-    return RiccatiStep(k, K, V_z, 0.5 * (V_zz + V_zz.mT), dv.view(-1, 2), qp.status)
 
 
 _COMPILED: dict[Callable[..., object], Callable[..., object]] = {}
@@ -199,33 +150,6 @@ def _graph_friendly(options: BoxQPOptions, m: int) -> BoxQPOptions:
     return options
 
 
-def _feedback_step(
-    dynamics: Dynamics, offset: Tensor, K: Tensor, z: Tensor, low: Tensor, high: Tensor
-) -> tuple[Tensor, Tensor]:
-    """``u = clamp(offset + K z)`` and the next state ``f(z, u)``."""
-    u = torch.clamp(offset + small_matvec(K, z), low, high)
-    return dynamics.step(z, u), u
-
-
-def _closed_loop_rollout(
-    dynamics: Dynamics,
-    z0: Tensor,
-    offset: Tensor,
-    K: Tensor,
-    low: Tensor,
-    high: Tensor,
-    step: Callable[..., tuple[Tensor, Tensor]] = _feedback_step,
-) -> tuple[Tensor, Tensor]:
-    """States and controls of ``u_t = clamp(offset_t + K_t z_t)`` from ``z0 (R, n)``, where
-    ``offset = ū + α k - K z̄`` ``(R, T, m)``; rows as in ``z0``."""
-    zs, us = [z0], []
-    for off, K_t in zip(offset.unbind(1), K.unbind(1), strict=True):
-        z_next, u_t = step(dynamics, off, K_t, zs[-1], low, high)
-        us.append(u_t)
-        zs.append(z_next)
-    return torch.stack(zs, dim=1), torch.stack(us, dim=1)
-
-
 def control_bounds(
     u_low: Tensor | float | None, u_high: Tensor | float | None, batch: int, m: int, like: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -238,7 +162,7 @@ def control_bounds(
             raise UserError(
                 f"{name} must be a float, ({m},) or ({batch}, {m}), got {tuple(t.shape)}"
             )
-        return t.expand(batch, m)
+        return t.expand(batch, m).contiguous()  # one stride for every compiled call
 
     low, high = one(u_low, -math.inf, "u_low"), one(u_high, math.inf, "u_high")
     if bool((low > high).any()):
@@ -272,68 +196,6 @@ class _Schedule:
         self.dmu, self.mu = torch.where(mask, dmu, self.dmu), torch.where(mask, mu, self.mu)
 
 
-class _SweepInputs(NamedTuple):
-    """A backward pass's inputs besides the stage Hessian: per time step (tuples over ``t``)
-    or shared by all steps."""
-
-    F: tuple[Tensor, ...]  # [A_t B_t] (R, n, n + m)
-    l_x: tuple[Tensor, ...]  # stage cost gradient (R, n + m, 1)
-    du_low: tuple[Tensor, ...]  # bounds on the control change (R, m)
-    du_high: tuple[Tensor, ...]
-    k_warm: tuple[Tensor, ...]  # box QP warm starts (R, m)
-    reg: Tensor  # μI (R, m, m)
-    V_z: Tensor  # terminal value gradient (R, n, 1)
-    V_zz: Tensor  # terminal value Hessian (R, n, n)
-
-
-def _stage_hessian(c: BatchCost) -> Tensor:
-    """The stage cost's Hessian in x = (z, u), ``blockdiag(2Q, 2R) (B, n + m, n + m)``."""
-    (batch, n, _), m = c.Q.shape, c.R.shape[-1]
-    l_xx = c.Q.new_zeros(batch, n + m, n + m)
-    l_xx[:, :n, :n], l_xx[:, n:, n:] = 2 * c.Q, 2 * c.R
-    return l_xx
-
-
-def _sweep_inputs(
-    c: BatchCost,
-    A: Tensor,
-    B: Tensor,
-    z: Tensor,
-    u: Tensor,
-    mu: Tensor,
-    low: Tensor,
-    high: Tensor,
-    k_warm: Tensor,
-) -> _SweepInputs:
-    """The backward pass's inputs along ``z (R, T + 1, n)``, ``u (R, T, m)`` with the
-    linearisation ``A (T, R, n, n)``, ``B (T, R, n, m)``."""
-    m = u.shape[-1]
-    r = residual(c, z)
-    # Q, R symmetric, so r Q = (Q r)ᵀ for all t at once (bmm: the fewest ops at small sizes).
-    l_x = 2 * torch.cat([torch.bmm(r[:, :-1], c.Q), torch.bmm(u, c.R)], dim=-1).unsqueeze(-1)
-    V_zz = 2 * c.Q_f
-    return _SweepInputs(
-        F=torch.cat([A, B], dim=-1).unbind(0),
-        l_x=l_x.unbind(1),
-        du_low=(low.unsqueeze(1) - u).unbind(1),
-        du_high=(high.unsqueeze(1) - u).unbind(1),
-        k_warm=k_warm.unbind(1),
-        reg=mu.view(-1, 1, 1) * torch.eye(m, dtype=u.dtype, device=u.device),
-        V_z=torch.bmm(V_zz, r[:, -1:].mT),
-        V_zz=V_zz,
-    )
-
-
-def _sweep_summary(steps: list[RiccatiStep]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gains ``k (R, T, m)``, ``K (R, T, m, n)``, predicted-decrease terms ``dv (R, 2)`` (a step
-    ``α k`` changes the cost by about ``α dv_0 + α² dv_1``) and ok flags ``(R,)`` of a
-    backward pass's steps, in time order."""
-    k = torch.stack([s.k for s in steps], dim=1).squeeze(-1)  # (R, T, m)
-    dv = torch.stack([s.dv for s in steps]).sum(0)
-    ok = (torch.stack([s.status for s in steps]) != BoxQPStatus.NOT_POSITIVE_DEFINITE).all(0)
-    return k, torch.stack([s.K for s in steps], dim=1), dv, ok
-
-
 def _backward_pass(
     kernels: _Kernels,
     rows: Tensor | None,
@@ -360,27 +222,8 @@ def _backward_pass(
     z, u, mu, low, high, k_taken, l_xx = (
         _take(x, rows) for x in (z, u, mu, low, high, k_warm, l_xx)
     )
-    inputs = _sweep_inputs(c, A, B, z, u, mu, low, high, k_taken)
-    V_z, V_zz = inputs.V_z, inputs.V_zz
-    steps = []
-    # A failed step leaves NaNs in its own rows only (every op is row-wise); status flags it.
-    for t in reversed(range(u.shape[1])):
-        s = kernels.riccati_step(
-            inputs.F[t],
-            inputs.l_x[t],
-            l_xx,
-            V_z,
-            V_zz,
-            inputs.reg,
-            inputs.du_low[t],
-            inputs.du_high[t],
-            inputs.k_warm[t],
-            qp_options,
-        )
-        V_z, V_zz = s.V_z, s.V_zz
-        steps.append(s)
-    steps.reverse()
-    k, K, dv, ok = _sweep_summary(steps)
+    inputs = sweep_inputs(c, A, B, z, u, mu, low, high, k_taken)
+    k, K, dv, ok = riccati_sweep(inputs, l_xx, qp_options, kernels.riccati_chunk)
     if rows is None:
         return k, K, dv, ok
     return (
@@ -487,14 +330,14 @@ def _line_search(
             return x if reps == 1 else x.repeat(reps, *([1] * (x.ndim - 1)))
 
         offset = _take(base, rows) + a.view(reps, 1, 1, 1) * _take(k, rows)
-        z_try, u_try = _closed_loop_rollout(
+        z_try, u_try = closed_loop_rollout(
             step_dynamics,
             tile(z_bar[:, 0]),
             offset.reshape(reps * batch, T, m),
             tile(K),
             tile(low),
             tile(high),
-            kernels.feedback_step,
+            kernels.feedback_chunk,
         )
         z_rows, u_rows, J_rows, take = kernels.pick_steps(
             c if rows is None else c.rows(rows),
@@ -541,16 +384,16 @@ def _linearize(
 
 class _Kernels(NamedTuple):
     """The solver's batched pieces, plain or each through ``torch.compile``
-    (:attr:`ILQRConfig.compile`): the Python around them only loops over time steps and
-    selects problems."""
+    (:attr:`ILQRConfig.compile`): the Python around them only loops over chunks of time steps
+    and selects problems."""
 
-    riccati_step: Callable[..., RiccatiStep]
-    feedback_step: Callable[..., tuple[Tensor, Tensor]]
+    riccati_chunk: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]]
+    feedback_chunk: Callable[..., tuple[Tensor, Tensor, Tensor]]
     pick_steps: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]
 
 
 def _kernels(compiled: bool) -> _Kernels:
-    functions = (riccati_step, _feedback_step, _pick_steps)
+    functions = (riccati_chunk, feedback_chunk, _pick_steps)
     return _Kernels(*(_maybe_compiled(fn, compiled) for fn in functions))
 
 
@@ -597,7 +440,7 @@ def solve_ilqr(
 
     kernels = _kernels(cfg.compile)
     qp_options = _graph_friendly(cfg.box_qp_options, m) if cfg.compile else cfg.box_qp_options
-    l_xx = _stage_hessian(c)
+    l_xx = stage_hessian(c)
     sched = _Schedule(cfg, z0)
     active = torch.ones(batch, dtype=torch.bool, device=z0.device)
     converged = torch.zeros_like(active)

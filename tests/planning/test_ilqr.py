@@ -22,6 +22,7 @@ from latentrl.planning import (
     pendulum_dynamics,
     riccati_step,
     solve_ilqr,
+    sweeps,
     trajectory_cost,
 )
 
@@ -475,3 +476,13 @@ def test_compiled_solve_with_selected_problems_stays_within_the_recompile_limit(
     assert len(set(compiled.iterations.tolist())) > 1  # problems leave at different times
     eager = solve_ilqr(dyn, z0, u0, cost, -0.3, 0.2, ILQRConfig(max_iterations=30))
     np.testing.assert_allclose(compiled.u.numpy(), eager.u.numpy(), atol=1e-9)
+
+
+def test_time_steps_are_split_into_chunks_of_one_length() -> None:
+    """One chunk length per horizon (each length is a graph to compile), the largest that
+    divides T up to the cap; the chunks cover 0 .. T - 1 once, in order."""
+    lengths = {T: {c.stop - c.start for c in sweeps.chunks(T)} for T in (1, 7, 10, 13, 15, 40, 50)}
+    assert lengths == {1: {1}, 7: {7}, 10: {10}, 13: {1}, 15: {5}, 40: {10}, 50: {10}}
+    assert [t for c in sweeps.chunks(50) for t in range(c.start, c.stop)] == list(range(50))
+    assert {c.stop - c.start for c in sweeps.chunks(50, most=1)} == {1}
+    assert [sweeps.riccati_steps_per_call(m) for m in (1, 2, 3)] == [sweeps.CHUNK_STEPS, 5, 5]
