@@ -276,11 +276,11 @@ def group_runs(runs: Sequence[RunResults]) -> list[Group]:
     for preset_name, by_settings in by_preset.items():
         members = list(by_settings.values())
         several = len(members) > 1
-        for i, (group_runs_, differs) in enumerate(
+        for i, (member_runs, differs) in enumerate(
             zip(members, _differences(members), strict=True)
         ):
             name = f"{preset_name} {chr(ord('A') + i)}" if several else preset_name
-            groups.append(_group(name, group_runs_, differs, runs))
+            groups.append(_group(name, member_runs, differs, runs))
     return groups
 
 
