@@ -24,7 +24,7 @@ from latentrl.envs.contract import require_control_env
 from latentrl.errors import UserError
 from latentrl.models import E2C
 from latentrl.models.e2c import JacobianKind
-from latentrl.planning import ILQRConfig, MPCPlanner, QuadraticCost
+from latentrl.planning import Dynamics, ILQRConfig, MPCPlanner, QuadraticCost
 from latentrl.plots import image_grid
 
 
@@ -46,6 +46,53 @@ class ModelDynamics:
     def select(self, index: Tensor) -> ModelDynamics:
         """Itself: one model for every problem."""
         return self
+
+
+class BlockedDirections:
+    """Planner dynamics whose controls lose, per problem, their component along a blocked
+    direction: ``g(z, u) = f(z, P u)`` with ``P = I - d dᵀ`` for a unit ``d`` (a zero ``d``
+    blocks nothing). ``inner`` is shared by all problems (as :class:`ModelDynamics` is);
+    ``directions (B, m)``; row ``r`` of a call is problem ``r mod B``."""
+
+    def __init__(self, inner: Dynamics, directions: Tensor) -> None:
+        self.inner = inner
+        self.directions = directions
+        eye = torch.eye(directions.shape[-1], dtype=directions.dtype, device=directions.device)
+        self.projections = eye - directions.unsqueeze(-1) * directions.unsqueeze(-2)
+
+    def _rows(self, like: Tensor) -> Tensor:
+        reps, rest = divmod(like.shape[0], self.projections.shape[0])
+        if rest:
+            raise UserError(
+                f"BlockedDirections holds {self.projections.shape[0]} problems; a batch of "
+                f"{like.shape[0]} rows is not a multiple"
+            )
+        return self.projections.repeat(reps, 1, 1)
+
+    def step(self, z: Tensor, u: Tensor) -> Tensor:
+        """``f(z (R, n), P u (R, m)) -> (R, n)``."""
+        return self.inner.step(z, (self._rows(u) @ u.unsqueeze(-1)).squeeze(-1))
+
+    def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(A, B P, c)`` from the inner linearisation at ``(z, P u)``: ``g ≈ A z + B P u + c``."""
+        P = self._rows(u)
+        A, B, c = self.inner.linearize(z, (P @ u.unsqueeze(-1)).squeeze(-1))
+        return A, B @ P, c
+
+    def select(self, index: Tensor) -> BlockedDirections:
+        """The directions of the problems at ``index``."""
+        return BlockedDirections(self.inner, self.directions[index])
+
+
+def blocked_directions(moved: Tensor, predicted: Tensor, u: Tensor, ratio: float) -> Tensor:
+    """Unit directions ``(B, m)`` of the controls ``u (B, m)`` whose latent move ``moved (B, n)``
+    fell short of ``ratio`` times the model's ``predicted (B, n)`` one; zero rows elsewhere
+    (and where the model predicted no move)."""
+    size = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
+    expected = torch.linalg.vector_norm(predicted, dim=-1, keepdim=True)
+    short = torch.linalg.vector_norm(moved, dim=-1, keepdim=True) < ratio * expected
+    blocked = short & (size > 0) & (expected > 0)
+    return torch.where(blocked, u / size.clamp(min=torch.finfo(u.dtype).tiny), 0.0)
 
 
 class LatentMPCAgent:
@@ -84,8 +131,9 @@ class LatentMPCAgent:
         cost = QuadraticCost(
             Q=p.q * eye, R=p.r * torch.eye(m, **like), Q_f=p.q_f * eye, goal=torch.zeros(n, **like)
         )
+        self.model_dynamics = ModelDynamics(model, p.jacobian)
         self.planner = MPCPlanner(
-            ModelDynamics(model, p.jacobian),
+            self.model_dynamics,
             cost,
             p.horizon,
             low,
@@ -107,6 +155,7 @@ class LatentMPCAgent:
         self.latent: Tensor | None = None
         """Encoder means ``(B, n)`` of the last observations given to :meth:`act`."""
         self._batch: int | None = None
+        self._last_action: Tensor | None = None  # (B, m), for plan.blocked_ratio
 
     @classmethod
     def from_run(
@@ -133,8 +182,10 @@ class LatentMPCAgent:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.goal_latent = self.encode(goal[None])[0]
         self.planner.reset(batch_size, goal=self.goal_latent)
+        self.planner.dynamics = self.model_dynamics
         self.latent = None
         self._batch = batch_size
+        self._last_action = None
 
     def act(self, obs: np.ndarray, states: np.ndarray | None = None) -> np.ndarray:
         """Actions float32 ``(B, m)`` for observations uint8 ``(B, k, H, W)``; ``states`` is
@@ -142,9 +193,17 @@ class LatentMPCAgent:
         if self.goal_latent is None:
             raise UserError("call reset(goal_obs, batch_size) before act()")
         x = check_batch(obs, self.obs_shape, self._batch)
-        self.latent = self.encode(x)
+        previous, self.latent = self.latent, self.encode(x)
         with torch.no_grad():  # torch.func inside linearize still differentiates
+            ratio = self.plan_config.blocked_ratio
+            if ratio > 0 and previous is not None and self._last_action is not None:
+                predicted = self.model.step(previous, self._last_action) - previous
+                directions = blocked_directions(
+                    self.latent - previous, predicted, self._last_action, ratio
+                )
+                self.planner.dynamics = BlockedDirections(self.model_dynamics, directions)
             u = self.planner.plan(self.latent)
+        self._last_action = u
         return u.cpu().numpy().astype(np.float32)
 
     def encode(self, obs: np.ndarray) -> Tensor:

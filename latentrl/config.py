@@ -123,6 +123,12 @@ class PlanConfig:
     """iLQR iterations per solve (warm-started solves need a few)."""
     jacobian: Literal["exact", "e2c"] = "exact"
     """Linearise with the exact Jacobian of the mean transition, or E2C's own A_t, B_t."""
+    blocked_ratio: float = 0.0
+    """When an episode's latent moved less than this fraction of what the model predicted for
+    the last action (0: off), its next solve treats that action's direction d as blocked: the
+    planner's dynamics see controls without their component along d, f(z, (I - d dᵀ) u). For
+    contact a transition linear in u cannot represent (planar: a push into a wall moves
+    nothing, pulling away moves freely). With m = 1 a blocked episode plans with no control."""
 
     def __post_init__(self) -> None:
         if self.horizon < 1 or not 1 <= self.replan_every <= self.horizon:
@@ -138,6 +144,8 @@ class PlanConfig:
             raise UserError("plan: need restarts >= 0, shooting >= 0 and max_iterations >= 1")
         if not self.shooting_beyond >= 0:
             raise UserError(f"plan.shooting_beyond must be >= 0, got {self.shooting_beyond}")
+        if not 0 <= self.blocked_ratio <= 1:
+            raise UserError(f"plan.blocked_ratio must be in [0, 1], got {self.blocked_ratio}")
         if self.shooting_steps is not None and (
             isinstance(self.shooting_steps, bool) or self.shooting_steps < 1
         ):
