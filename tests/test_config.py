@@ -89,6 +89,8 @@ def test_optional_fields_are_type_checked() -> None:
         ("plan.shooting_beyond=NaN", "shooting_beyond must be >= 0"),
         ("plan.r=NaN", "need q >= 0, q_f >= 0, r > 0"),
         ("plan.shooting_beyond=half", "PlanConfig.shooting_beyond must be a number, got 'half'"),
+        ("plan.blocked_ratio=1.5", r"blocked_ratio must be in \[0, 1\], got 1.5"),
+        ("plan.blocked_ratio=NaN", r"blocked_ratio must be in \[0, 1\]"),
     ],
 )
 def test_impossible_multi_step_and_shooting_settings_are_refused(
