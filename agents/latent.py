@@ -48,51 +48,74 @@ class ModelDynamics:
         return self
 
 
+MAX_BLOCKED = 4
+"""Blocked directions an episode keeps while it stays stuck (the latest first)."""
+
+
 class BlockedDirections:
-    """Planner dynamics whose controls lose, per problem, their component along a blocked
-    direction: ``g(z, u) = f(z, P u)`` with ``P = I - d dᵀ`` for a unit ``d`` (a zero ``d``
-    blocks nothing). ``inner`` is shared by all problems (as :class:`ModelDynamics` is);
-    ``directions (B, m)``; row ``r`` of a call is problem ``r mod B``."""
+    """Planner dynamics in which a push along a blocked direction does nothing, as at a contact.
+
+    Per problem up to ``K`` unit directions ``d_k``, ``directions (B, K, m)`` (zero rows: none),
+    and ``g(z, u) = f(z, M u)`` with ``M = I - Σ_{k: d_kᵀu > 0} d_k d_kᵀ``: the component of
+    ``u`` into a blocked direction is removed, pulling away from it is kept. ``M`` is constant
+    on each piece of this map, so ``linearize`` is exact there: ``(A, B M, c)``. ``inner`` is
+    shared by all problems (as :class:`ModelDynamics` is); row ``r`` of a call is problem
+    ``r mod B``."""
 
     def __init__(self, inner: Dynamics, directions: Tensor) -> None:
         self.inner = inner
         self.directions = directions
-        eye = torch.eye(directions.shape[-1], dtype=directions.dtype, device=directions.device)
-        self.projections = eye - directions.unsqueeze(-1) * directions.unsqueeze(-2)
 
-    def _rows(self, like: Tensor) -> Tensor:
-        reps, rest = divmod(like.shape[0], self.projections.shape[0])
+    def _controls(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """``M u (R, m)`` and ``M (R, m, m)`` for ``u (R, m)``."""
+        reps, rest = divmod(u.shape[0], self.directions.shape[0])
         if rest:
             raise UserError(
-                f"BlockedDirections holds {self.projections.shape[0]} problems; a batch of "
-                f"{like.shape[0]} rows is not a multiple"
+                f"BlockedDirections holds {self.directions.shape[0]} problems; a batch of "
+                f"{u.shape[0]} rows is not a multiple"
             )
-        return self.projections.repeat(reps, 1, 1)
+        d = self.directions.repeat(reps, 1, 1)  # (R, K, m)
+        pushing = ((d @ u.unsqueeze(-1)) > 0).to(u.dtype)  # (R, K, 1)
+        eye = torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
+        M = eye - (pushing.unsqueeze(-1) * d.unsqueeze(-1) * d.unsqueeze(-2)).sum(1)
+        return (M @ u.unsqueeze(-1)).squeeze(-1), M
 
     def step(self, z: Tensor, u: Tensor) -> Tensor:
-        """``f(z (R, n), P u (R, m)) -> (R, n)``."""
-        return self.inner.step(z, (self._rows(u) @ u.unsqueeze(-1)).squeeze(-1))
+        """``f(z (R, n), M u (R, m)) -> (R, n)``."""
+        return self.inner.step(z, self._controls(u)[0])
 
     def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(A, B P, c)`` from the inner linearisation at ``(z, P u)``: ``g ≈ A z + B P u + c``."""
-        P = self._rows(u)
-        A, B, c = self.inner.linearize(z, (P @ u.unsqueeze(-1)).squeeze(-1))
-        return A, B @ P, c
+        """``(A, B M, c)`` from the inner linearisation at ``(z, M u)``: ``g ≈ A z + B M u + c``."""
+        v, M = self._controls(u)
+        A, B, c = self.inner.linearize(z, v)
+        return A, B @ M, c
 
     def select(self, index: Tensor) -> BlockedDirections:
         """The directions of the problems at ``index``."""
         return BlockedDirections(self.inner, self.directions[index])
 
 
-def blocked_directions(moved: Tensor, predicted: Tensor, u: Tensor, ratio: float) -> Tensor:
-    """Unit directions ``(B, m)`` of the controls ``u (B, m)`` whose latent move ``moved (B, n)``
-    fell short of ``ratio`` times the model's ``predicted (B, n)`` one; zero rows elsewhere
-    (and where the model predicted no move)."""
+def blocked_directions(
+    moved: Tensor, predicted: Tensor, u: Tensor, ratio: float
+) -> tuple[Tensor, Tensor]:
+    """Of the controls ``u (B, m)`` that the model predicted to move the latent by ``predicted
+    (B, n)``: unit directions ``(B, m)`` of those whose move ``moved (B, n)`` fell short of
+    ``ratio`` times it (zero rows elsewhere), and a mask ``(B,)`` of those that did not."""
     size = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
     expected = torch.linalg.vector_norm(predicted, dim=-1, keepdim=True)
+    tried = (size > 0) & (expected > 0)
     short = torch.linalg.vector_norm(moved, dim=-1, keepdim=True) < ratio * expected
-    blocked = short & (size > 0) & (expected > 0)
-    return torch.where(blocked, u / size.clamp(min=torch.finfo(u.dtype).tiny), 0.0)
+    directions = torch.where(tried & short, u / size.clamp(min=torch.finfo(u.dtype).tiny), 0.0)
+    return directions, (tried & ~short).squeeze(-1)
+
+
+def update_blocked(kept: Tensor, new: Tensor, moved: Tensor) -> Tensor:
+    """Blocked directions ``(B, K, m)`` after a step: a problem with a ``new (B, m)`` blocked
+    direction puts it first and keeps the others (the oldest drops out), one that ``moved
+    (B,)`` as predicted clears them, one that did neither (no push tried) keeps ``kept``."""
+    stuck = (new != 0).any(-1)[:, None, None]
+    kept = torch.where(stuck, torch.cat([new.unsqueeze(1), kept[:, :-1]], dim=1), kept)
+    return torch.where(moved[:, None, None], 0.0, kept)
 
 
 class LatentMPCAgent:
@@ -156,6 +179,7 @@ class LatentMPCAgent:
         """Encoder means ``(B, n)`` of the last observations given to :meth:`act`."""
         self._batch: int | None = None
         self._last_action: Tensor | None = None  # (B, m), for plan.blocked_ratio
+        self._blocked: Tensor | None = None  # (B, MAX_BLOCKED, m), for plan.blocked_ratio
 
     @classmethod
     def from_run(
@@ -186,6 +210,7 @@ class LatentMPCAgent:
         self.latent = None
         self._batch = batch_size
         self._last_action = None
+        self._blocked = None
 
     def act(self, obs: np.ndarray, states: np.ndarray | None = None) -> np.ndarray:
         """Actions float32 ``(B, m)`` for observations uint8 ``(B, k, H, W)``; ``states`` is
@@ -197,14 +222,23 @@ class LatentMPCAgent:
         with torch.no_grad():  # torch.func inside linearize still differentiates
             ratio = self.plan_config.blocked_ratio
             if ratio > 0 and previous is not None and self._last_action is not None:
-                predicted = self.model.step(previous, self._last_action) - previous
-                directions = blocked_directions(
-                    self.latent - previous, predicted, self._last_action, ratio
-                )
-                self.planner.dynamics = BlockedDirections(self.model_dynamics, directions)
+                self._blocked = self._update_blocked(previous, ratio)
+                self.planner.dynamics = BlockedDirections(self.model_dynamics, self._blocked)
             u = self.planner.plan(self.latent)
         self._last_action = u
         return u.cpu().numpy().astype(np.float32)
+
+    def _update_blocked(self, previous: Tensor, ratio: float) -> Tensor:
+        """:func:`update_blocked` after the last action took the latent from ``previous`` to
+        :attr:`latent`."""
+        u = self._last_action
+        assert u is not None and self.latent is not None
+        predicted = self.model.step(previous, u) - previous
+        new, moved = blocked_directions(self.latent - previous, predicted, u, ratio)
+        kept = self._blocked
+        if kept is None:
+            kept = new.new_zeros(new.shape[0], MAX_BLOCKED, new.shape[-1])
+        return update_blocked(kept, new, moved)
 
     def encode(self, obs: np.ndarray) -> Tensor:
         """Encoder means ``(B, n)`` of observations uint8 ``(B, k, H, W)``."""

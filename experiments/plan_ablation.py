@@ -48,6 +48,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no_shooting": ("plan.shooting=0",),
     "shooting_always": ("plan.shooting=1024", "plan.shooting_beyond=0"),
     "shooting_far": ("plan.shooting=1024", "plan.shooting_beyond=0.5"),
+    "blocked=0.5": ("plan.blocked_ratio=0.5",),
+    "blocked=0.25": ("plan.blocked_ratio=0.25",),
 }
 
 

@@ -125,10 +125,11 @@ class PlanConfig:
     """Linearise with the exact Jacobian of the mean transition, or E2C's own A_t, B_t."""
     blocked_ratio: float = 0.0
     """When an episode's latent moved less than this fraction of what the model predicted for
-    the last action (0: off), its next solve treats that action's direction d as blocked: the
-    planner's dynamics see controls without their component along d, f(z, (I - d dᵀ) u). For
-    contact a transition linear in u cannot represent (planar: a push into a wall moves
-    nothing, pulling away moves freely). With m = 1 a blocked episode plans with no control."""
+    the last action (0: off), its next solves treat that action's direction d as blocked
+    while the episode stays stuck: the planner's dynamics see controls without their push
+    into d, ``f(z, u - max(0, dᵀu) d)``, up to 4 such directions, cleared once it moves. For
+    contact that a transition linear in u cannot represent (planar: a push into a wall moves
+    nothing, pulling away moves freely)."""
 
     def __post_init__(self) -> None:
         if self.horizon < 1 or not 1 <= self.replan_every <= self.horizon:

@@ -12,7 +12,13 @@ from point_mass import ENV_ID as POINT_MASS_ID
 from torch import Tensor, nn
 
 from latentrl.agents import Agent, LatentMPCAgent
-from latentrl.agents.latent import BlockedDirections, blocked_directions, plan_steps
+from latentrl.agents.latent import (
+    MAX_BLOCKED,
+    BlockedDirections,
+    blocked_directions,
+    plan_steps,
+    update_blocked,
+)
 from latentrl.checkpoint import CONFIG_FILE, TrainerState, save_checkpoint
 from latentrl.config import DataConfig, ExperimentConfig, PlanConfig, save_config
 from latentrl.envs import goal_observation, make_env
@@ -208,49 +214,63 @@ def test_blocked_directions_are_the_actions_that_moved_the_latent_too_little() -
     u = torch.tensor([[2.0, 2.0], [2.0, 0.0], [0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
     predicted = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
     moved = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
-    d = blocked_directions(moved, predicted, u, ratio=0.5)
+    d, free = blocked_directions(moved, predicted, u, ratio=0.5)
     # blocked: moved 0.1 of a predicted 1.41; free: 0.9 of 1; no action; no predicted move
     np.testing.assert_allclose(d.numpy(), [[0.5**0.5, 0.5**0.5], [0, 0], [0, 0], [0, 0]])
+    assert free.tolist() == [False, True, False, False]  # only a tried move that worked frees
 
 
-def test_blocked_dynamics_ignore_the_blocked_component_exactly() -> None:
-    """g(z, u) = f(z, (I - d dᵀ) u): a push along d moves nothing, a push across it moves as
-    before; linearize gives g's exact Jacobian; rows tile as problem r mod B; select picks."""
+def test_blocked_dynamics_drop_pushes_into_blocked_directions_exactly() -> None:
+    """g(z, u) = f(z, u - Σ max(0, d_kᵀu) d_k): a push into a blocked direction moves nothing,
+    pulling away and moving across move as before, two blocks at a corner stop both pushes;
+    linearize gives g's exact Jacobian; rows tile as problem r mod B; select picks."""
     W = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
     inner = FunctionDynamics(lambda z, u: z + torch.tanh(u @ W.mT))
-    d = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)  # problem 1: nothing blocked
+    root = 0.5**0.5
+    d = torch.tensor(
+        [
+            [[1.0, 0.0], [0.0, 0.0]],  # a wall on the right
+            [[1.0, 0.0], [0.0, 0.0]],
+            [[root, root], [-root, root]],  # a corner: down-right and down-left blocked
+            [[0.0, 0.0], [0.0, 0.0]],  # nothing blocked
+        ],
+        dtype=torch.float64,
+    )
     g = BlockedDirections(inner, d)
-    z = torch.tensor([[0.2, -0.1], [0.3, 0.4]], dtype=torch.float64)
-    u = torch.tensor([[1.5, -0.7], [1.5, -0.7]], dtype=torch.float64)
-    expected = inner.step(z, torch.tensor([[0.0, -0.7], [1.5, -0.7]], dtype=torch.float64))
-    np.testing.assert_allclose(g.step(z, u).numpy(), expected.numpy())
+    z = torch.tensor([[0.2, -0.1], [0.3, 0.4], [0.0, 0.1], [0.5, 0.5]], dtype=torch.float64)
+    u = torch.tensor([[1.5, -0.7], [-1.5, -0.7], [0.0, 2.0], [1.5, -0.7]], dtype=torch.float64)
+    seen = torch.tensor([[0.0, -0.7], [-1.5, -0.7], [0.0, 0.0], [1.5, -0.7]], dtype=torch.float64)
+    np.testing.assert_allclose(g.step(z, u).numpy(), inner.step(z, seen).numpy(), atol=1e-12)
     A, B, c = g.linearize(z, u)
-    for b in range(2):  # g's exact Jacobian at each problem's (z, u)
+    for b in range(4):  # g's exact Jacobian at each problem's (z, u)
         one = BlockedDirections(inner, d[b : b + 1])
         J_z, J_u = torch.func.jacrev(
             lambda z1, u1, one=one: one.step(z1[None], u1[None])[0], argnums=(0, 1)
         )(z[b], u[b])
         np.testing.assert_allclose(A[b].numpy(), J_z.numpy(), atol=1e-12)
         np.testing.assert_allclose(B[b].numpy(), J_u.numpy(), atol=1e-12)
-    np.testing.assert_allclose(B[0, :, 0].numpy(), [0.0, 0.0])  # the blocked column
+    np.testing.assert_allclose(B[0, :, 0].numpy(), [0.0, 0.0])  # pushing right: no effect
+    np.testing.assert_allclose(B[2].numpy(), np.zeros((2, 2)), atol=1e-12)  # the corner
     lin = (A @ z[..., None] + B @ u[..., None]).squeeze(-1) + c
     np.testing.assert_allclose(lin.numpy(), g.step(z, u).numpy(), atol=1e-12)
     tiled = g.step(z.repeat(3, 1), u.repeat(3, 1))  # line-search tiling: row j·B + b
     np.testing.assert_allclose(tiled.numpy(), g.step(z, u).repeat(3, 1).numpy())
-    np.testing.assert_allclose(g.select(torch.tensor([1])).step(z[1:], u[1:]).numpy(),
-                               inner.step(z[1:], u[1:]).numpy())  # fmt: skip
-    with pytest.raises(UserError, match="holds 2 problems; a batch of 3 rows"):
-        g.step(z.repeat(2, 1)[:3], u.repeat(2, 1)[:3])
+    np.testing.assert_allclose(g.select(torch.tensor([3])).step(z[3:], u[3:]).numpy(),
+                               inner.step(z[3:], u[3:]).numpy())  # fmt: skip
+    with pytest.raises(UserError, match="holds 4 problems; a batch of 6 rows"):
+        g.step(z.repeat(2, 1)[:6], u.repeat(2, 1)[:6])
 
 
 def test_an_action_that_did_not_move_the_latent_is_blocked_in_the_next_solve(
     pendulum,
     run_dir: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    """plan.blocked_ratio: the same image twice (no move, where the model predicts one) blocks
-    the first action's direction for the second solve; a reset forgets it; 0 leaves it off."""
+    """plan.blocked_ratio: the same image again (no move, where the model predicts one) blocks
+    the last action's direction for the next solve, one-sided; a reset forgets it; 0 leaves
+    it off."""
     task = pendulum.unwrapped
-    obs = task.observe(task.sample_start_states(2, np.random.default_rng(1)))
+    starts = task.sample_start_states(2, np.random.default_rng(1))
+    obs = task.observe(starts)
     for ratio in (0.0, 0.5):
         agent = LatentMPCAgent.from_run(
             run_dir, pendulum, plan=PlanConfig(horizon=6, max_iterations=3, blocked_ratio=ratio)
@@ -263,16 +283,35 @@ def test_an_action_that_did_not_move_the_latent_is_blocked_in_the_next_solve(
             assert dynamics is agent.model_dynamics
             continue
         assert isinstance(dynamics, BlockedDirections)
+        assert dynamics.directions.shape == (2, MAX_BLOCKED, 1)
+        np.testing.assert_allclose(dynamics.directions[:, 0].numpy(), np.sign(first))
+        assert not dynamics.directions[:, 1:].any()
         z = agent.latent
-        with torch.no_grad():
-            moved = agent.model.step(z, torch.as_tensor(first)) - z
-        assert bool((torch.linalg.vector_norm(moved, dim=-1) > 0).all())  # the model predicts
-        np.testing.assert_allclose(dynamics.directions.numpy(), np.sign(first), atol=1e-6)
-        with torch.no_grad():  # any control now acts like none: the only direction is blocked
-            blocked, still = (
-                dynamics.step(z, torch.ones(2, 1)),
-                agent.model.step(z, torch.zeros(2, 1)),
+        with torch.no_grad():  # a push into the blocked side acts like none, the other side acts
+            push, still = (
+                dynamics.step(z, torch.as_tensor(first)),
+                agent.model.step(z, 0 * z[:, :1]),
             )
-        np.testing.assert_allclose(blocked.numpy(), still.numpy())
+            pull = dynamics.step(z, -torch.as_tensor(first))
+            free = agent.model.step(z, -torch.as_tensor(first))
+        np.testing.assert_allclose(push.numpy(), still.numpy())
+        np.testing.assert_allclose(pull.numpy(), free.numpy())
         agent.reset(goal_observation(task), 2)
         assert agent.planner.dynamics is agent.model_dynamics
+
+
+def test_blocked_directions_pile_up_while_stuck_and_clear_on_a_move() -> None:
+    kept = torch.zeros(3, 3, 2)
+    kept[:, 0] = torch.tensor([1.0, 0.0])  # every problem: right blocked
+    new = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])  # problem 0: down blocked too
+    moved = torch.tensor([False, True, False])  # problem 1 moved; problem 2 did not push
+    after = update_blocked(kept, new, moved)
+    np.testing.assert_array_equal(after[0].numpy(), [[0, 1], [1, 0], [0, 0]])  # latest first
+    assert not after[1].any()
+    np.testing.assert_array_equal(after[2].numpy(), kept[2].numpy())
+    full = update_blocked(after, torch.tensor([[-1.0, 0.0]] * 3), torch.zeros(3, dtype=torch.bool))
+    np.testing.assert_array_equal(full[0].numpy(), [[-1, 0], [0, 1], [1, 0]])  # at most K
+    np.testing.assert_array_equal(
+        update_blocked(full, torch.tensor([[0.0, -1.0]] * 3), torch.zeros(3, dtype=torch.bool))[0]
+        .numpy(), [[0, -1], [-1, 0], [0, 1]],
+    )  # fmt: skip
