@@ -351,6 +351,11 @@ def format_table(groups: Sequence[Group]) -> str:
     return "\n".join(lines)
 
 
+def _tick_label(group: Group) -> str:
+    """The group's name, over the settings that set it apart (one a line)."""
+    return "\n".join([group.name, *(f"{k}={json.dumps(v)}" for k, v in group.differs.items())])
+
+
 def plot_comparison(groups: Sequence[Group], path: Path) -> None:
     """Bar plot PNG: a panel per metric, experiments on the x axis, a bar per agent with
     standard-error bars (ms/step on a log scale)."""
@@ -370,7 +375,7 @@ def plot_comparison(groups: Sequence[Group], path: Path) -> None:
             errors = [0.0 if math.isnan(s.se) else s.se * metric.scale for s in stats]
             ax.bar(x, heights, width, yerr=errors, capsize=2, label=agent)
         ax.set_title(metric.title)
-        ax.set_xticks(range(len(groups)), [g.name for g in groups], rotation=20, ha="right")
+        ax.set_xticks(range(len(groups)), [_tick_label(g) for g in groups], rotation=20, ha="right")
         if metric.key == "ms_per_step":
             ax.set_yscale("log")
     handles, labels = axes[0].get_legend_handles_labels()
