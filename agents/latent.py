@@ -5,7 +5,9 @@ at each step the observation's encoder mean ``z_t`` is the planner's state, the 
 transition ``f(z, u) = A(z) z + B(z) u + o(z)`` its dynamics (``model.step`` and
 ``model.linearize``), and the cost ``Σ q |z_t - z_goal|² + r |u_t|² + q_f |z_T - z_goal|²``
 (:class:`~latentrl.config.PlanConfig`). The agent sees pixels only: the true states handed to
-:meth:`~LatentMPCAgent.act` are never read.
+:meth:`~LatentMPCAgent.act` are never read. With ``plan.blocked_ratio`` it also watches its own
+latent: a push that moved it much less than the model predicted is dropped from the planner's
+dynamics while the episode stays stuck (:class:`BlockedDirections`).
 """
 
 from __future__ import annotations
@@ -222,19 +224,19 @@ class LatentMPCAgent:
         with torch.no_grad():  # torch.func inside linearize still differentiates
             ratio = self.plan_config.blocked_ratio
             if ratio > 0 and previous is not None and self._last_action is not None:
-                self._blocked = self._update_blocked(previous, ratio)
+                self._blocked = self._update_blocked(
+                    previous, self.latent, self._last_action, ratio
+                )
                 self.planner.dynamics = BlockedDirections(self.model_dynamics, self._blocked)
             u = self.planner.plan(self.latent)
         self._last_action = u
         return u.cpu().numpy().astype(np.float32)
 
-    def _update_blocked(self, previous: Tensor, ratio: float) -> Tensor:
-        """:func:`update_blocked` after the last action took the latent from ``previous`` to
-        :attr:`latent`."""
-        u = self._last_action
-        assert u is not None and self.latent is not None
+    def _update_blocked(self, previous: Tensor, latent: Tensor, u: Tensor, ratio: float) -> Tensor:
+        """:func:`update_blocked` after the action ``u (B, m)`` took the latents ``previous
+        (B, n)`` to ``latent (B, n)``."""
         predicted = self.model.step(previous, u) - previous
-        new, moved = blocked_directions(self.latent - previous, predicted, u, ratio)
+        new, moved = blocked_directions(latent - previous, predicted, u, ratio)
         kept = self._blocked
         if kept is None:
             kept = new.new_zeros(new.shape[0], MAX_BLOCKED, new.shape[-1])
