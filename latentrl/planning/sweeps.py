@@ -87,8 +87,9 @@ def riccati_steps_per_call(m: int) -> int:
     """Most Riccati steps per call of the backward pass's batched piece: :data:`CHUNK_STEPS`
     where the box QP is closed-form (m = 1), 5 where it enumerates its 3^m faces: a larger
     graph per step, whose compile time weighs more. Measured at n = 8, m = 2, T = 50, B = 256
-    (torch 2.13, 2-core CPU): the first solve in a process took 274 s with 10 steps to a call,
-    159 s with 5 and 61 s with 1 on a cold inductor cache (15 s with 5 once the cache in
+    (torch 2.13, 2-core CPU): the first solve in a process took 274 s with 10 steps to a call
+    and 61 s with 1 (both before inputs were made contiguous), and 159 s with 5, on a cold
+    inductor cache (15 s with 5 once the cache in
     ``/tmp/torchinductor_<user>`` holds the graphs); at B = 1, T = 10 a solve took 2.0-2.7 ms
     with 5 or 10 steps to a call and 2.7-3.4 ms with 1."""
     return CHUNK_STEPS if m == 1 else 5
