@@ -262,7 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.FIELD=VALUE",
         help="change an eval.* or plan.* setting, e.g. --set plan.horizon=30 (repeatable)",
     )
-    evaluate.add_argument("--overwrite", action="store_true", help="replace RUN_DIR/eval/")
+    evaluate.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="evaluate again into RUN_DIR/eval/; agents not run again keep their results if "
+        "they ran on the same episodes and settings",
+    )
     _add_wandb_option(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 

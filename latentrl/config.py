@@ -70,8 +70,13 @@ class TrainConfig:
     multi_step_encoder_gradient: float = 1.0
     """Share of the multi-step term's gradient that reaches the encoder (through z_t); 0: the
     term trains the transition only and leaves the latent geometry to E2C's terms."""
+    curvature_radius: float = 0.2
+    """Radius, in latent units, of the neighbourhood the curvature term (``loss.curvature``,
+    off by default) asks the transition to be affine in."""
 
     def __post_init__(self) -> None:
+        if not self.curvature_radius > 0:
+            raise UserError(f"train.curvature_radius must be > 0, got {self.curvature_radius}")
         if self.multi_step_horizon < 1:
             raise UserError(f"train.multi_step_horizon must be >= 1, got {self.multi_step_horizon}")
         if not 0.0 <= self.multi_step_encoder_gradient <= 1.0:
@@ -299,8 +304,13 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
                 multi_step_encoder_gradient=encoder_gradient,
             ),
             # a smoke test of the planner, not a result: the 40-step plan of the full preset
-            # made the debug evaluation 2.5 of its 2.7 minutes
-            plan=PlanConfig(horizon=20, max_iterations=10),
+            # made the debug evaluation 2.5 of its 2.7 minutes. Planar's blocked pushes cost
+            # nothing until a push is blocked, so its debug runs plan with them as well.
+            plan=PlanConfig(
+                horizon=20,
+                max_iterations=10,
+                blocked_ratio=_FULL_PLANS.get(experiment, PlanConfig()).blocked_ratio,
+            ),
             eval=EvalConfig(episodes=4, gifs=1),
         )
     return ExperimentConfig(

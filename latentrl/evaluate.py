@@ -21,6 +21,12 @@ aggregate metrics per agent), ``trajectories.npz`` (states, actions, costs per a
 ``videos/latent_episode_XX.gif`` (observation | decoded latent | decoded plan at several
 steps ahead), ``metrics.jsonl`` (per-step means), ``summary.json``; W&B gets the same under
 ``eval/<agent>/<metric>`` in a run with job type ``evaluate``, grouped by experiment.
+
+Evaluating again (``overwrite=True``, ``latentrl evaluate --overwrite``) replaces the agents it
+runs; an earlier agent it does not run stays, with its trajectories and GIFs, when it ran on the
+same episodes (env, start states, horizon, goal region) with the settings its numbers depend on
+(the eval seed; the plan for the latent agent; the oracle's horizon). Otherwise it is dropped,
+and the evaluation says so.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import math
 import os
 import shutil
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +49,7 @@ import torch
 from latentrl.agents import Agent, LatentMPCAgent, OracleMPCAgent, RandomAgent
 from latentrl.agents.latent import plan_steps
 from latentrl.checkpoint import CONFIG_FILE
-from latentrl.config import ExperimentConfig, apply_overrides, load_config, to_dict
+from latentrl.config import AGENTS, ExperimentConfig, apply_overrides, load_config, to_dict
 from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode
@@ -223,16 +230,104 @@ def evaluate_run(
                 config.data.env_id, task, agent, starts, horizon, filmed, frame_fn
             )
         results = build_results(run_dir, config, task, starts, rollouts)
+        kept = keep_earlier_agents(out, results, rollouts, echo) if existing else {}
         fps = int(env.metadata.get("render_fps", 20))
         table = format_table(results)
         if existing:  # replaced only now: a failed evaluation keeps the previous one
             shutil.rmtree(out)
+        for path, gif in kept.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(gif)
         _write_artifacts(out, config, results, rollouts, task, fps, wandb_mode, run_dir.name)
     finally:
         torch.set_num_threads(threads)
         env.close()
     echo(table)
     return EvalResult(out, results, table)
+
+
+PROTOCOL_FIELDS = ("env_id", "episodes", "horizon", "goal_radius", "final_steps", "start_states")
+"""What every agent of one results.json shares: the same episodes from the same starts."""
+
+
+def agent_settings(results: dict[str, Any], agent: str) -> dict[str, Any]:
+    """The settings of ``results.json`` that ``agent``'s numbers depend on, beside the protocol:
+    the eval seed for all, the plan for the latent agent, the oracle's own horizon."""
+    ev = results["eval"]
+    settings: dict[str, Any] = {"seed": ev["seed"]}
+    if agent == "latent":
+        settings["plan"] = results["plan"]
+    elif agent == "oracle":
+        settings["oracle_horizon"] = ev["oracle_horizon"]
+    return settings
+
+
+def keep_earlier_agents(
+    out: Path,
+    results: dict[str, Any],
+    rollouts: dict[str, Rollout],
+    echo: Callable[[str], None],
+) -> dict[Path, bytes]:
+    """Carry the agents of the evaluation in ``out`` that were not run again into ``results``
+    and ``rollouts`` (in place), where they ran on the same episodes with the same settings;
+    returns their GIFs (path -> bytes) to write back. An unreadable earlier evaluation keeps
+    nothing."""
+    try:
+        earlier = json.loads((out / RESULTS_FILE).read_text())
+        with np.load(out / TRAJECTORIES_FILE) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        candidates = [name for name in earlier["agents"] if name not in rollouts]
+        same_episodes = all(earlier[f] == _as_json(results[f]) for f in PROTOCOL_FIELDS)
+        names = [
+            name
+            for name in candidates
+            if same_episodes
+            and agent_settings(earlier, name) == _as_json(agent_settings(results, name))
+        ]
+        kept = {
+            name: Rollout(
+                arrays[f"{name}/states"],
+                arrays[f"{name}/actions"],
+                arrays[f"{name}/costs"],
+                np.full(results["horizon"], np.nan),
+                None,
+            )
+            for name in names
+        }
+        gifs = {
+            path: path.read_bytes()
+            for name in names
+            for path in sorted((out / VIDEOS_DIR).glob(f"{name}_episode_*.gif"))
+        }
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        echo(f"the earlier evaluation in {out} is unreadable ({exc}); it is replaced whole")
+        return {}
+    dropped = sorted(set(candidates) - set(names))
+    if dropped:
+        echo(
+            f"dropped the earlier results of {', '.join(dropped)}: other start states or "
+            "settings than this evaluation's"
+        )
+    if not names:
+        return {}
+    echo(f"kept the earlier results of {', '.join(names)} (same episodes and settings)")
+    order = [
+        name for name in dict.fromkeys((*AGENTS, *rollouts)) if name in rollouts or name in kept
+    ]
+    results["agents"] = {
+        name: results["agents"][name] if name in rollouts else earlier["agents"][name]
+        for name in order
+    }
+    results["eval"] = results["eval"] | {"agents": order}
+    merged = {name: rollouts[name] if name in rollouts else kept[name] for name in order}
+    rollouts.clear()
+    rollouts.update(merged)
+    return gifs
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 def _eval_config(run_dir: Path, overrides: Sequence[str]) -> ExperimentConfig:

@@ -8,6 +8,8 @@ Per transition (x_t, u_t, x_{t+1}), averaged over the batch, in nats per image:
       + w_trans * KL(Q^ || q(z_{t+1} | x_{t+1}))       (E2C's lambda; 1.0 by default, E2C used 0.25)
       + w_multi * 1/(K-1) sum_{k=2..K} 1/2 |z^_{t+k} - mu_{t+k}|^2_{Sigma_{t+k}^-1}   (optional)
       + w_multi_pred * -log p(x_{t+k} | z^_{t+k}),  k ~ U{2..K} per window               (optional)
+      + w_curv * 1/4 |f(z_t + d, u_t + e) + f(z_t - d, u_t - e) - 2 f(z_t, u_t)|^2 / delta^4
+                                                                                      (optional)
 
 Q^ = N(A mu_t + B u_t + o, A diag(sigma_t^2) A^T [+ s^2 I]) with (A, B, o) from the
 transition network at the sampled z_t. z^_{t+1} = A z_t + B u_t + o [+ s eps] pushes that
@@ -24,6 +26,14 @@ The optional multi-step prediction term grounds the same rollout in pixels inste
 z^_{t+k} at one random k per window and scores the true image x_{t+k}, E2C's prediction term k
 steps ahead. One random k (an unbiased estimate of the mean over k) costs one decoder pass per
 row instead of K - 1.
+
+The optional curvature term (PCC's, Levine et al. 2020, in a Jacobian-free form) asks the mean
+transition f(z, u) = A(z) z + B(z) u + o(z) to be close to affine around each encoded z_t:
+with (d, e) ~ N(0, delta^2 I) the symmetric second difference is (d, e)^T H (d, e) + O(delta^4),
+so the term is 1/4 of the squared second derivative of f along a random direction, in units that
+do not depend on delta (the neighbourhood's radius). The planner linearises f; a latent in which
+f bends (a map folded around itself) gives it linearisations that hold only nearby. Its gradient
+reaches the encoder through z_t, so it shapes the latent as well as the transition.
 """
 
 from __future__ import annotations
@@ -66,6 +76,8 @@ class LossWeights:
     multi_step_prediction: float = 0.0
     """-log p(x_{t+k} | z^_{t+k}) at one random k in 2..K per window (module docstring); like
     ``multi_step`` computed only with a :class:`Continuation` and a weight other than 0."""
+    curvature: float = 0.0
+    """The curvature term (module docstring); computed only when this weight is not 0."""
 
 
 class Continuation(NamedTuple):
@@ -190,6 +202,20 @@ def random_step_prediction_nll(
     return nll * valid.to(nll.dtype) * (valid.numel() / valid.sum().clamp_min(1))
 
 
+def curvature_penalty(
+    model: E2C, z: Tensor, u: Tensor, radius: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """1/4 |f(z + d, u + e) + f(z - d, u - e) - 2 f(z, u)|^2 / radius^4 with (d, e) drawn from
+    N(0, radius^2 I): ``z (B, n)``, ``u (B, m)`` -> ``(B,)``. Zero where f is affine; for
+    small radii it tends to 1/4 |(d, e)^T H (d, e)|^2 / radius^4, H the Hessian of f."""
+    if radius <= 0:
+        raise ValueError(f"the curvature radius must be > 0, got {radius}")
+    d = radius * torch.randn(z.shape, dtype=z.dtype, device=z.device, generator=generator)
+    e = radius * torch.randn(u.shape, dtype=u.dtype, device=u.device, generator=generator)
+    second = model.step(z + d, u + e) + model.step(z - d, u - e) - 2.0 * model.step(z, u)
+    return 0.25 * second.square().sum(-1) / radius**4
+
+
 def observation_nll(model: E2C, decoded: Tensor, target: Tensor) -> Tensor:
     """-log p(target | z) under the model's likelihood, nats per image: ``(B,)``.
 
@@ -208,6 +234,7 @@ def e2c_loss(
     weights: LossWeights | None = None,
     continuation: Continuation | None = None,
     encoder_gradient: float = 1.0,
+    curvature_radius: float = 0.1,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The E2C objective (module docstring) and detached scalar metrics.
 
@@ -215,7 +242,8 @@ def e2c_loss(
     With a ``continuation`` the multi-step terms with a weight other than 0 are added (metrics
     ``loss/multi_step``, ``loss/multi_step_prediction``); their gradient reaches the encoder
     through z_t scaled by ``encoder_gradient`` (0: they train the transition and decoder only).
-    The latent targets never pass a gradient.
+    The latent targets never pass a gradient. With a curvature weight other than 0 the
+    curvature term (``loss/curvature``) is added, its neighbourhood ``curvature_radius`` wide.
     Metric keys: ``loss/total`` and ``loss/<term>`` (unweighted batch means of each term),
     ``diag/det_A_{mean,min,max}``, ``diag/abs_vr_mean``, ``diag/latent_std_mean``,
     ``diag/prediction_error`` (mean |mean of Q^ - mean of q(z_{t+1}|x_{t+1})|_2) and, for
@@ -270,6 +298,8 @@ def e2c_loss(
             terms["multi_step_prediction"] = random_step_prediction_nll(
                 model, predicted, future, continuation.valid, dtype
             )
+    if w.curvature != 0:
+        terms["curvature"] = curvature_penalty(model, z_t, u_t, curvature_radius)
     total = torch.stack([getattr(w, name) * term for name, term in terms.items()]).sum(0).mean()
 
     with torch.no_grad():

@@ -318,6 +318,7 @@ class _Loop:
                 self.config.loss,
                 self.continuation(index),
                 cfg.multi_step_encoder_gradient,
+                cfg.curvature_radius,
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -380,7 +381,12 @@ class _Loop:
                 )
                 batch = data.batch(index)
                 _, metrics = e2c_loss(
-                    self.model, batch.obs, batch.action, batch.next_obs, self.config.loss
+                    self.model,
+                    batch.obs,
+                    batch.action,
+                    batch.next_obs,
+                    self.config.loss,
+                    curvature_radius=self.config.train.curvature_radius,
                 )
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value * len(index)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from latentrl.config import (
+    EXPERIMENTS,
     DataConfig,
     apply_overrides,
     load_config,
@@ -91,6 +92,8 @@ def test_optional_fields_are_type_checked() -> None:
         ("plan.shooting_beyond=half", "PlanConfig.shooting_beyond must be a number, got 'half'"),
         ("plan.blocked_ratio=1.5", r"blocked_ratio must be in \[0, 1\], got 1.5"),
         ("plan.blocked_ratio=NaN", r"blocked_ratio must be in \[0, 1\]"),
+        ("train.curvature_radius=0", "curvature_radius must be > 0, got 0"),
+        ("train.curvature_radius=NaN", "curvature_radius must be > 0"),
     ],
 )
 def test_impossible_multi_step_and_shooting_settings_are_refused(
@@ -107,3 +110,9 @@ def test_impossible_multi_step_and_shooting_settings_are_refused(
     config = apply_overrides(preset("pendulum"), fine)
     assert (config.train.multi_step_encoder_gradient, config.plan.shooting_steps) == (0.0, 60)
     assert config.plan.shooting_beyond == 0.5
+
+
+@pytest.mark.parametrize("name", ["debug", "full"])
+def test_only_planar_plans_with_blocked_pushes_in_both_presets(name: str) -> None:
+    ratios = {experiment: preset(experiment, name).plan.blocked_ratio for experiment in EXPERIMENTS}
+    assert ratios == {"pendulum": 0.0, "planar": 0.5, "mujoco_pendulum": 0.0, "cartpole": 0.0}

@@ -240,6 +240,61 @@ def test_cli_evaluate_prints_the_table(
     assert "has no checkpoint yet; train it" in capsys.readouterr().err
 
 
+def test_evaluating_again_keeps_the_agents_it_does_not_run_where_their_settings_hold(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "again"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval"))
+    out = run / "eval"
+    messages: list[str] = []
+
+    def again(*changes: str) -> dict:
+        messages.clear()
+        result = evaluate_run(
+            run, [*FAST, *changes], wandb_mode="disabled", overwrite=True, echo=messages.append
+        )
+        return result.results
+
+    first = again()
+    first_arrays = dict(np.load(out / "trajectories.npz"))
+    # the latent agent alone, with another plan: the oracle and random agents do not plan
+    second = again('eval.agents=["latent"]', "plan.max_iterations=2")
+    assert list(second["agents"]) == ["latent", "oracle", "random"]
+    assert second["eval"]["agents"] == ["latent", "oracle", "random"]
+    assert second["plan"]["max_iterations"] == 2
+    assert second["agents"]["oracle"] == first["agents"]["oracle"]
+    assert second["agents"]["random"] == first["agents"]["random"]
+    assert "kept the earlier results of oracle, random (same episodes and settings)" in messages
+    assert json.loads((out / "results.json").read_text()) == second
+    arrays = dict(np.load(out / "trajectories.npz"))
+    assert list(arrays) == list(first_arrays)
+    for key in ("oracle/states", "random/actions", "random/costs"):
+        np.testing.assert_array_equal(arrays[key], first_arrays[key])
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [
+        "latent_episode_00.gif",
+        "latent_episode_01.gif",
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eval/oracle/cost"] == first["agents"]["oracle"]["aggregate"]["cost"]["mean"]
+
+    # the oracle alone with the first plan: the latent agent planned otherwise, so it goes
+    third = again('eval.agents=["oracle"]')
+    assert list(third["agents"]) == ["oracle", "random"]
+    assert any("dropped the earlier results of latent" in m for m in messages)
+    assert not (out / "videos").exists() or not any((out / "videos").iterdir())
+
+    # other start states: nothing earlier holds
+    fourth = again('eval.agents=["random"]', "eval.seed=5")
+    assert list(fourth["agents"]) == ["random"]
+    assert any("dropped the earlier results of oracle" in m for m in messages)
+
+    # an unreadable earlier evaluation is replaced whole, with one line saying so
+    (out / "trajectories.npz").write_bytes(b"not a zip file")
+    fifth = again('eval.agents=["oracle"]', "eval.seed=5")
+    assert list(fifth["agents"]) == ["oracle"]
+    assert any("is unreadable" in m and "replaced whole" in m for m in messages)
+
+
 def test_plan_ablation_script_scores_each_variant_on_the_same_starts(
     trained_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -115,3 +115,32 @@ def test_planar_ceiling_bounds_the_preset_starts_and_refuses_other_envs(
     (other / "results.json").write_text('{"env_id": "latentrl/Pendulum-v0"}')
     assert script["main"]([str(tmp_path / "run")]) == 2
     assert "not latentrl/Planar-v0" in capsys.readouterr().err
+
+
+def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scipy.stats import spearmanr
+
+    script = runpy.run_path(str(ROOT / "experiments" / "planar_latent_map.py"))
+    ticks, states = script["field_grid"]()
+    assert (ticks[0], ticks[-1], len(states)) == (1.5, 38.5, len(ticks) ** 2)
+    # a bowl around the goal with a second dip at (10, 20) and a blocked cell beside it
+    x, y = states[:, 0].reshape(len(ticks), -1), states[:, 1].reshape(len(ticks), -1)
+    bowl = np.hypot(x - 36, y - 36) - 5.0 * np.exp(-((x - 10) ** 2 + (y - 20) ** 2) / 0.25)
+    bowl[(x == 10.5) & (y == 20)] = np.nan
+    assert script["spurious_minima"](bowl, ticks).tolist() == [[10.0, 20.0]]  # not the goal
+    true_distance = np.hypot(x - 36, y - 36)
+    true_distance[~script["planar_is_free"](states).reshape(x.shape)] = np.nan
+    assert len(script["spurious_minima"](true_distance, ticks)) == 0  # around disc obstacles
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(size=200)
+    b = a + 0.5 * b
+    assert script["rank_correlation"](a, b) == pytest.approx(spearmanr(a, b).statistic)
+    run = tmp_path / "pendulum_run"
+    run.mkdir()
+    save_config(preset("pendulum", "debug"), run / "config.json")
+    assert script["main"]([str(run)]) == 2
+    assert "is a run of latentrl/Pendulum-v0, not of latentrl/Planar-v0" in capsys.readouterr().err
+    assert script["main"]([str(tmp_path / "missing")]) == 2
+    assert "not a latentrl run directory" in capsys.readouterr().err

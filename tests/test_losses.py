@@ -19,6 +19,7 @@ from latentrl.losses import (
     Continuation,
     LossWeights,
     bernoulli_nll,
+    curvature_penalty,
     e2c_loss,
     gaussian_nll,
     kl_diag_gaussian_std_normal,
@@ -224,8 +225,8 @@ def test_metric_names_are_stable_and_total_is_the_weighted_sum() -> None:
     x, u, x_next = blob_transitions(8)
     weights = LossWeights(reconstruction=0.5, prediction=2.0, kl_prior=3.0, kl_transition=0.7)
     loss, metrics = e2c_loss(model, x, u, x_next, weights)
-    no_continuation = {"multi_step", "multi_step_prediction"}
-    terms = {f.name for f in dataclasses.fields(LossWeights)} - no_continuation
+    off_by_default = {"multi_step", "multi_step_prediction", "curvature"}
+    terms = {f.name for f in dataclasses.fields(LossWeights)} - off_by_default
     assert {k for k in metrics if k.startswith("loss/")} == {"loss/total"} | {
         f"loss/{t}" for t in terms
     }
@@ -349,8 +350,12 @@ def test_the_multi_step_term_rolls_on_and_ignores_rows_without_a_window() -> Non
     weights = LossWeights(multi_step=0.5)
     torch.manual_seed(3)
     loss, metrics = e2c_loss(model, x, u, x_next, weights, continuation)
-    terms = {f.name for f in dataclasses.fields(LossWeights)} - {"multi_step_prediction"}
+    terms = {f.name for f in dataclasses.fields(LossWeights)} - {
+        "multi_step_prediction",
+        "curvature",
+    }
     assert "loss/multi_step_prediction" not in metrics  # weight 0: not computed
+    assert "loss/curvature" not in metrics
     expected = sum(getattr(weights, t) * metrics[f"loss/{t}"] for t in terms)
     torch.testing.assert_close(loss.detach(), expected)
     assert metrics["loss/multi_step"] > 0
@@ -451,3 +456,66 @@ def test_the_multi_step_prediction_term_alone_trains_encoder_transition_and_deco
     for part in ("encoder.", "transition_net.", "decoder."):
         grads = [p.grad for n, p in model.named_parameters() if n.startswith(part)]
         assert any(g is not None and g.abs().max() > 0 for g in grads), part
+
+
+# --- the curvature term -------------------------------------------------------------------------
+
+
+class QuadraticDynamics:
+    """f(z, u) = M (z, u) + 1/2 [(z, u)^T H_i (z, u)]_i: a stand-in for the model's ``step``."""
+
+    def __init__(self, n: int, m: int, quadratic: bool, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.linear = torch.randn(n, n + m, generator=g, dtype=F64)
+        hessians = torch.randn(n, n + m, n + m, generator=g, dtype=F64)
+        self.hessians = (hessians + hessians.transpose(1, 2)) * float(quadratic)
+
+    def step(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([z, u], dim=-1)
+        return x @ self.linear.T + 0.5 * torch.einsum("bj,ijk,bk->bi", x, self.hessians, x)
+
+
+def test_the_curvature_penalty_is_zero_for_affine_dynamics() -> None:
+    affine = QuadraticDynamics(3, 2, quadratic=False)
+    z, u = torch.randn(16, 3, dtype=F64), torch.randn(16, 2, dtype=F64)
+    penalty = curvature_penalty(affine, z, u, 0.5)  # type: ignore[arg-type]
+    torch.testing.assert_close(penalty, torch.zeros(16, dtype=F64), atol=1e-20, rtol=0)
+
+
+@pytest.mark.parametrize("radius", [1e-2, 0.3, 2.0])
+def test_the_curvature_penalty_is_a_quarter_of_the_squared_second_derivative(
+    radius: float,
+) -> None:
+    dynamics = QuadraticDynamics(3, 2, quadratic=True)
+    z, u = torch.randn(16, 3, dtype=F64), torch.randn(16, 2, dtype=F64)
+    penalty = curvature_penalty(
+        dynamics,  # type: ignore[arg-type]
+        z,
+        u,
+        radius,
+        generator=torch.Generator().manual_seed(7),
+    )
+    # the same unit directions, drawn as the penalty draws them: z's part, then u's
+    g = torch.Generator().manual_seed(7)
+    d = torch.randn(z.shape, dtype=F64, generator=g)
+    e = torch.randn(u.shape, dtype=F64, generator=g)
+    direction = torch.cat([d, e], dim=-1)
+    second = torch.einsum("bj,ijk,bk->bi", direction, dynamics.hessians, direction)
+    torch.testing.assert_close(penalty, 0.25 * second.square().sum(-1))  # for every radius
+    with pytest.raises(ValueError, match="radius must be > 0"):
+        curvature_penalty(dynamics, z, u, 0.0)  # type: ignore[arg-type]
+
+
+def test_the_curvature_term_is_weighted_and_shapes_encoder_and_transition() -> None:
+    model = tiny_model()
+    x, u, x_next = blob_transitions(8)
+    weights = LossWeights(0.0, 0.0, 0.0, 0.0, curvature=3.0)
+    loss, metrics = e2c_loss(model, x, u, x_next, weights, curvature_radius=0.1)
+    assert metrics["loss/curvature"] > 0
+    torch.testing.assert_close(loss.detach(), 3.0 * metrics["loss/curvature"])
+    loss.backward()
+    for part in ("encoder.", "transition_net."):
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(part)]
+        assert any(g is not None and g.abs().max() > 0 for g in grads), part
+    decoder = [p.grad for n, p in model.named_parameters() if n.startswith("decoder.")]
+    assert all(g is None or g.abs().max() == 0 for g in decoder)  # images play no part

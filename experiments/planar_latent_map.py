@@ -1,0 +1,151 @@
+"""Where does a planar model's latent cost point? A map of |z(s) - z(goal)| over the field.
+
+The latent planner descends the latent distance to the goal's encoding. Where that distance has
+a minimum away from the goal, the planner drives the agent there and stays: the map shows such
+basins, and the latent codes coloured by x and y show the folds behind them. Printed per run:
+the grid points (0.5 px apart, free states only) where the latent distance is lower than at all
+8 neighbours, other than the goal's own (the true distance has none: the obstacles are discs),
+and the Spearman rank correlation between latent and true distance to the goal (1: the latent
+cost orders the states as the true one does).
+
+    python experiments/planar_latent_map.py runs/Planar-v0__planar__0__* --out map.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+
+from latentrl.checkpoint import CONFIG_FILE, load_model
+from latentrl.config import load_config
+from latentrl.envs.planar import (
+    AGENT_RADIUS,
+    FIELD_SIZE,
+    GOAL,
+    GOAL_RADIUS,
+    planar_is_free,
+    render_planar,
+)
+from latentrl.errors import UserError
+
+ENV_ID = "latentrl/Planar-v0"
+GRID_STEP = 0.5
+
+
+def field_grid() -> tuple[np.ndarray, np.ndarray]:
+    """Grid coordinates ``(k,)`` over the state box and the states ``(k * k, 2)`` (x, y)."""
+    ticks = np.arange(AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS + 1e-9, GRID_STEP)
+    x, y = np.meshgrid(ticks, ticks)
+    return ticks, np.stack([x.ravel(), y.ravel()], axis=1)
+
+
+def spurious_minima(distance: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    """States ``(j, 2)`` where ``distance (k, k)`` (rows y, NaN where blocked) is below all 8
+    neighbours, the goal region excepted."""
+    padded = np.pad(distance, 1, constant_values=np.nan)
+    neighbours = np.stack(
+        [
+            padded[1 + di : 1 + di + distance.shape[0], 1 + dj : 1 + dj + distance.shape[1]]
+            for di in (-1, 0, 1)
+            for dj in (-1, 0, 1)
+            if (di, dj) != (0, 0)
+        ]
+    )
+    with np.errstate(invalid="ignore"):
+        lowest = np.all(np.isnan(neighbours) | (distance[None] < neighbours), axis=0)
+    rows, cols = np.nonzero(lowest & ~np.isnan(distance))
+    states = np.stack([ticks[cols], ticks[rows]], axis=1)
+    return states[np.linalg.norm(states - GOAL, axis=1) > GOAL_RADIUS]
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho of two ``(n,)`` samples without ties."""
+    ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
+@torch.no_grad()
+def latent_map(run_dir: Path) -> dict[str, np.ndarray | float]:
+    """The latent distance to the goal over :func:`field_grid`, its minima and the codes."""
+    if not (run_dir / CONFIG_FILE).exists():
+        raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
+    env_id = load_config(run_dir / CONFIG_FILE).data.env_id
+    if env_id != ENV_ID:
+        raise UserError(f"{run_dir} is a run of {env_id}, not of {ENV_ID}")
+    model, _ = load_model(run_dir)
+    ticks, states = field_grid()
+    free = planar_is_free(states)
+    images = render_planar(np.concatenate([states[free], GOAL[None]]))[:, None]
+    codes = model.encode(torch.from_numpy(images)).mean.double().numpy()
+    z, z_goal = codes[:-1], codes[-1]
+    distance = np.full(len(states), np.nan)
+    distance[free] = np.linalg.norm(z - z_goal, axis=1)
+    true_distance = np.where(free, np.linalg.norm(states - GOAL, axis=1), np.nan)
+    grid = distance.reshape(len(ticks), len(ticks))
+    return {
+        "ticks": ticks,
+        "distance": grid,
+        "states": states[free],
+        "codes": z,
+        "minima": spurious_minima(grid, ticks),
+        "true_minima": spurious_minima(true_distance.reshape(grid.shape), ticks),
+        "rank_correlation": rank_correlation(distance[free], true_distance[free]),
+    }
+
+
+def plot_maps(maps: dict[str, dict], path: Path) -> None:
+    fig, axes = plt.subplots(len(maps), 3, figsize=(13, 4.2 * len(maps)), squeeze=False)
+    extent = (AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS, AGENT_RADIUS)
+    for row, (name, m) in zip(axes, maps.items(), strict=True):
+        image = row[0].imshow(m["distance"], extent=extent, cmap="viridis")
+        row[0].scatter(*m["minima"].T, marker="x", color="red", s=25, label="spurious minimum")
+        row[0].scatter(*GOAL, marker="*", color="white", s=120, label="goal")
+        row[0].set(title=f"{name}\n|z(s) - z(goal)|, ρ = {m['rank_correlation']:.2f}")
+        row[0].set(xlabel="x (px)", ylabel="y (px)")
+        row[0].legend(loc="upper left", fontsize=7)
+        fig.colorbar(image, ax=row[0], shrink=0.8)
+        for ax, axis, label in ((row[1], 0, "x"), (row[2], 1, "y")):
+            # every third point keeps the picture and a third of the file
+            codes, states = m["codes"][::3], m["states"][::3]
+            ax.scatter(*codes[:, :2].T, c=states[:, axis], s=2, cmap="viridis")
+            ax.set(title=f"latent codes coloured by {label}", xlabel="z1", ylabel="z2")
+            ax.set_aspect("equal", adjustable="datalim")
+    fig.tight_layout()
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+    Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)  # 3x smaller
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="trained planar run directories")
+    parser.add_argument("--out", type=Path, default=Path("planar_latent_map.png"))
+    args = parser.parse_args(argv)
+    try:
+        maps = {str(run): latent_map(run) for run in args.runs}
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, m in maps.items():
+        minima = ", ".join(f"({x:g}, {y:g})" for x, y in m["minima"])
+        print(
+            f"{name}: rank correlation {m['rank_correlation']:.3f}; {len(m['minima'])} "
+            f"minima away from the goal (the true distance: {len(m['true_minima'])}): "
+            f"{minima or 'none'}"
+        )
+    plot_maps(maps, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
