@@ -2,7 +2,8 @@
 
 The latent planner descends the latent distance to the goal's encoding. Where that distance has
 a minimum away from the goal, the planner drives the agent there and stays: the map shows such
-basins, and the latent codes coloured by x and y show the folds behind them. Printed per run:
+basins, and the latent codes coloured by x and y (on their two principal axes where the latent
+has more than 2 dimensions) show the folds behind them. Printed per run:
 the grid points (0.5 px apart, free states only) where the latent distance is lower than at all
 8 neighbours, other than the goal's own (the true distance has none: the obstacles are discs),
 and the Spearman rank correlation between latent and true distance to the goal (1: the latent
@@ -67,6 +68,15 @@ def spurious_minima(distance: np.ndarray, ticks: np.ndarray) -> np.ndarray:
     return states[np.linalg.norm(states - GOAL, axis=1) > GOAL_RADIUS]
 
 
+def principal_plane(codes: np.ndarray) -> np.ndarray:
+    """``codes (k, n)`` as they are for n = 2, else on their two principal axes: ``(k, 2)``."""
+    if codes.shape[1] == 2:
+        return codes
+    centred = codes - codes.mean(axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    return centred @ axes[:2].T
+
+
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rho of two ``(n,)`` samples without ties."""
     ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
@@ -95,7 +105,8 @@ def latent_map(run_dir: Path) -> dict[str, np.ndarray | float]:
         "ticks": ticks,
         "distance": grid,
         "states": states[free],
-        "codes": z,
+        "codes": principal_plane(z),
+        "latent_dim": z.shape[1],
         "minima": spurious_minima(grid, ticks),
         "true_minima": spurious_minima(true_distance.reshape(grid.shape), ticks),
         "rank_correlation": rank_correlation(distance[free], true_distance[free]),
@@ -116,8 +127,9 @@ def plot_maps(maps: dict[str, dict], path: Path) -> None:
         for ax, axis, label in ((row[1], 0, "x"), (row[2], 1, "y")):
             # every third point keeps the picture and a third of the file
             codes, states = m["codes"][::3], m["states"][::3]
-            ax.scatter(*codes[:, :2].T, c=states[:, axis], s=2, cmap="viridis")
-            ax.set(title=f"latent codes coloured by {label}", xlabel="z1", ylabel="z2")
+            ax.scatter(*codes.T, c=states[:, axis], s=2, cmap="viridis")
+            names = ("z1", "z2") if m["latent_dim"] == 2 else ("1st principal axis", "2nd")
+            ax.set(title=f"latent codes coloured by {label}", xlabel=names[0], ylabel=names[1])
             ax.set_aspect("equal", adjustable="datalim")
     fig.tight_layout()
     fig.savefig(path, dpi=60)

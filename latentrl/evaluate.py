@@ -311,9 +311,7 @@ def keep_earlier_agents(
     if not names:
         return {}
     echo(f"kept the earlier results of {', '.join(names)} (same episodes and settings)")
-    order = [
-        name for name in dict.fromkeys((*AGENTS, *rollouts)) if name in rollouts or name in kept
-    ]
+    order = [name for name in AGENTS if name in rollouts or name in kept]
     results["agents"] = {
         name: results["agents"][name] if name in rollouts else earlier["agents"][name]
         for name in order

@@ -137,6 +137,18 @@ def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
     a, b = rng.normal(size=200), rng.normal(size=200)
     b = a + 0.5 * b
     assert script["rank_correlation"](a, b) == pytest.approx(spearmanr(a, b).statistic)
+    flat = rng.normal(size=(50, 2))  # a plane in 3-D keeps its distances on its principal axes
+    lifted = (
+        np.concatenate([flat, np.zeros((50, 1))], axis=1) @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    )
+    plane = script["principal_plane"](lifted)
+    assert plane.shape == (50, 2)
+    np.testing.assert_allclose(
+        np.linalg.norm(plane[:, None] - plane[None], axis=-1),
+        np.linalg.norm(flat[:, None] - flat[None], axis=-1),
+        atol=1e-10,
+    )
+    assert script["principal_plane"](flat) is flat
     run = tmp_path / "pendulum_run"
     run.mkdir()
     save_config(preset("pendulum", "debug"), run / "config.json")
