@@ -7,7 +7,8 @@ has more than 2 dimensions) show the folds behind them. Printed per run:
 the grid points (0.5 px apart, free states only) where the latent distance is lower than at all
 8 neighbours, other than the goal's own (the true distance has none: the obstacles are discs),
 and the Spearman rank correlation between latent and true distance to the goal (1: the latent
-cost orders the states as the true one does).
+cost orders the states as the true one does). For an evaluated run the map also marks where
+the latent agent's failed episodes ended, and the script counts those within 2 px of a minimum.
 
     python experiments/planar_latent_map.py runs/Planar-v0__planar__0__* --out map.png
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -40,6 +42,8 @@ from latentrl.errors import UserError
 
 ENV_ID = "latentrl/Planar-v0"
 GRID_STEP = 0.5
+NEAR_PX = 2.0
+"""A failed episode ended "at" a minimum when its final state is this close to it."""
 
 
 def field_grid() -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +87,33 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
 
 
+def failed_ends(run_dir: Path) -> np.ndarray | None:
+    """Final states ``(k, 2)`` of the latent agent's episodes that ended outside the goal
+    region, from the run's evaluation; None if the latent agent was not evaluated."""
+    path = run_dir / "eval" / "trajectories.npz"
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as trajectories:
+            if "latent/states" not in trajectories.files:
+                return None
+            ends = trajectories["latent/states"][:, -1]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise UserError(
+            f"cannot read {path} ({exc}); evaluate the run again with "
+            f"`latentrl evaluate {run_dir} --overwrite`"
+        ) from None
+    return ends[np.linalg.norm(ends - GOAL, axis=1) > GOAL_RADIUS]
+
+
+def near_any(points: np.ndarray, targets: np.ndarray, within: float) -> np.ndarray:
+    """Boolean ``(k,)``: ``points (k, 2)`` within ``within`` of any of ``targets (j, 2)``."""
+    if len(targets) == 0:
+        return np.zeros(len(points), dtype=bool)
+    gaps = np.linalg.norm(points[:, None] - targets[None], axis=-1)
+    return gaps.min(axis=1) <= within
+
+
 @torch.no_grad()
 def latent_map(run_dir: Path) -> dict[str, np.ndarray | float]:
     """The latent distance to the goal over :func:`field_grid`, its minima and the codes."""
@@ -110,6 +141,7 @@ def latent_map(run_dir: Path) -> dict[str, np.ndarray | float]:
         "minima": spurious_minima(grid, ticks),
         "true_minima": spurious_minima(true_distance.reshape(grid.shape), ticks),
         "rank_correlation": rank_correlation(distance[free], true_distance[free]),
+        "failed_ends": failed_ends(run_dir),
     }
 
 
@@ -118,11 +150,23 @@ def plot_maps(maps: dict[str, dict], path: Path) -> None:
     extent = (AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS, AGENT_RADIUS)
     for row, (name, m) in zip(axes, maps.items(), strict=True):
         image = row[0].imshow(m["distance"], extent=extent, cmap="viridis")
-        row[0].scatter(*m["minima"].T, marker="x", color="red", s=25, label="spurious minimum")
+        row[0].scatter(*m["minima"].T, marker="x", color="white", s=25, label="minimum")
+        if m["failed_ends"] is not None and len(m["failed_ends"]):
+            row[0].scatter(
+                *m["failed_ends"].T,
+                facecolors="none",
+                edgecolors="red",
+                linewidths=2.0,
+                s=90,
+                label="a failed episode's end",
+            )
         row[0].scatter(*GOAL, marker="*", color="white", s=120, label="goal")
         row[0].set(title=f"{name}\n|z(s) - z(goal)|, ρ = {m['rank_correlation']:.2f}")
         row[0].set(xlabel="x (px)", ylabel="y (px)")
-        row[0].legend(loc="upper left", fontsize=7)
+        row[0].set(xlim=(0, FIELD_SIZE), ylim=(FIELD_SIZE, 0))  # ends at a wall stay visible
+        row[0].legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=7, facecolor="0.5"
+        )
         fig.colorbar(image, ax=row[0], shrink=0.8)
         for ax, axis, label in ((row[1], 0, "x"), (row[2], 1, "y")):
             # every third point keeps the picture and a third of the file
@@ -154,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             f"minima away from the goal (the true distance: {len(m['true_minima'])}): "
             f"{minima or 'none'}"
         )
+        if m["failed_ends"] is not None:
+            ends = m["failed_ends"]
+            near = int(near_any(ends, m["minima"], NEAR_PX).sum())
+            print(
+                f"  its latent agent's evaluation: {len(ends)} episodes ended outside the goal "
+                f"region, {near} of them within {NEAR_PX:g} px of one of these minima"
+            )
     plot_maps(maps, args.out)
     print(f"wrote {args.out}")
     return 0

@@ -149,6 +149,21 @@ def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
         atol=1e-10,
     )
     assert script["principal_plane"](flat) is flat
+    # where an evaluated run's failed episodes ended, and whether at a minimum
+    evaluated = tmp_path / "evaluated"
+    (evaluated / "eval").mkdir(parents=True)
+    assert script["failed_ends"](evaluated) is None  # not evaluated
+    states = np.zeros((3, 41, 2))
+    states[:, -1] = [[36.5, 36.0], [10.0, 21.0], [1.5, 16.0]]  # in goal, failed, failed
+    np.savez(evaluated / "eval" / "trajectories.npz", **{"latent/states": states})
+    ends = script["failed_ends"](evaluated)
+    np.testing.assert_array_equal(ends, [[10.0, 21.0], [1.5, 16.0]])
+    near = script["near_any"](ends, np.array([[10.0, 20.0], [30.0, 30.0]]), 2.0)
+    assert near.tolist() == [True, False]
+    assert script["near_any"](ends, np.zeros((0, 2)), 2.0).tolist() == [False, False]
+    (evaluated / "eval" / "trajectories.npz").write_bytes(b"garbage")
+    with pytest.raises(script["UserError"], match="evaluate the run again"):
+        script["failed_ends"](evaluated)
     run = tmp_path / "pendulum_run"
     run.mkdir()
     save_config(preset("pendulum", "debug"), run / "config.json")
