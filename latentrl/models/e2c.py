@@ -59,6 +59,9 @@ class ModelConfig:
     """Bound on |v^T r|, so det A = 1 + v^T r stays in (1 - bound, 1 + bound)."""
     condition_on_action: bool = False
     """Feed u to the transition network too (E2C: no, A, B, o depend on z only)."""
+    global_transition: bool = False
+    """One (A, B, o) for every z, learned as parameters: E2C's globally linear variant. Exact
+    for dynamics that do not depend on where the system is (planar away from obstacles)."""
 
     def __post_init__(self) -> None:
         for name in ("obs_shape", "hidden_sizes", "conv_channels", "transition_hidden_sizes"):
@@ -96,6 +99,8 @@ class ModelConfig:
                     f"image size {H}x{W} is not divisible by {stride} = 2**len(conv_channels);"
                     " use fewer conv_channels, resize the images, or the mlp encoder/decoder"
                 )
+        if self.global_transition and self.condition_on_action:
+            fail("a global transition reads neither z nor u: drop condition_on_action")
         floor = MIN_GAUSSIAN_STD if self.learn_gaussian_std else 0.0
         if not self.gaussian_std > floor:
             fail(f"gaussian_std must be > {floor:.4g}, got {self.gaussian_std}")
@@ -139,6 +144,7 @@ class E2C(nn.Module):
             c.transition_hidden_sizes,
             c.max_abs_vr,
             c.condition_on_action,
+            c.global_transition,
         )
 
     def forward(self, x: Tensor) -> Gaussian:

@@ -75,6 +75,7 @@ class Transition(nn.Module):
         hidden_sizes: Sequence[int] = (100, 100),
         max_abs_vr: float = 0.95,
         condition_on_action: bool = False,
+        global_transition: bool = False,
     ) -> None:
         super().__init__()
         n, m = latent_dim, action_dim
@@ -82,7 +83,12 @@ class Transition(nn.Module):
         self.condition_on_action = condition_on_action
         self.max_norm = math.sqrt(max_abs_vr)
         in_dim = n + m if condition_on_action else n
-        self.net = build_mlp([in_dim, *hidden_sizes, 3 * n + n * m])
+        self.net: nn.Module | None = None
+        self.constant: nn.Parameter | None = None
+        if global_transition:  # random, not zero: v = r = 0 is a saddle of A = I + v r^T
+            self.constant = nn.Parameter(0.1 * torch.randn(3 * n + n * m))
+        else:
+            self.net = build_mlp([in_dim, *hidden_sizes, 3 * n + n * m])
 
     def forward(self, z: Tensor, u: Tensor) -> LocalLinear:
         """z ``(B, n)``, u ``(B, m)`` -> A ``(B, n, n)``, B ``(B, n, m)``, o, v, r ``(B, n)``."""
@@ -92,7 +98,11 @@ class Transition(nn.Module):
                 f"transition expects z (B, {n}) and u (B, {m}), got z {tuple(z.shape)} and "
                 f"u {tuple(u.shape)}; check latent_dim and action_dim in the model config"
             )
-        h = self.net(torch.cat([z, u], dim=-1) if self.condition_on_action else z)
+        if self.constant is not None:
+            h = self.constant.expand(z.shape[0], -1)
+        else:
+            assert self.net is not None
+            h = self.net(torch.cat([z, u], dim=-1) if self.condition_on_action else z)
         raw_v, raw_r, raw_B, o = h.split([n, n, n * m, n], dim=-1)
         v = bound_norm(raw_v, self.max_norm)
         r = bound_norm(raw_r, self.max_norm)

@@ -57,6 +57,7 @@ def random_images(batch: int, shape: tuple[int, ...] = (2, 8, 8), seed: int = 0)
         ({"transition_noise": -0.1}, "transition_noise"),
         ({"gaussian_std": 0.0}, "gaussian_std"),
         ({"gaussian_std": 1e-3, "learn_gaussian_std": True}, "gaussian_std"),
+        ({"global_transition": True, "condition_on_action": True}, "drop condition_on_action"),
     ],
 )
 def test_config_rejects_bad_values_with_a_clear_message(
@@ -224,6 +225,21 @@ def test_exact_linearization_is_the_jacobian_of_step(condition_on_action: bool) 
         torch.testing.assert_close(B[i], J_u, rtol=1e-10, atol=1e-12)
     f = model.step(z, u)
     torch.testing.assert_close(c, f - (A @ z[..., None])[..., 0] - (B @ u[..., None])[..., 0])
+
+
+def test_a_global_transition_is_one_linear_map_that_trains() -> None:
+    model = tiny_model(global_transition=True).double()
+    z, u = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    lin = model.transition(z, u)
+    for M in (lin.A, lin.B, lin.o):  # the same for every z
+        torch.testing.assert_close(M, M[:1].expand_as(M))
+    A, B, _ = model.linearize(z, u)  # exact Jacobians: the same matrices
+    torch.testing.assert_close(A, lin.A)
+    torch.testing.assert_close(B, lin.B)
+    assert [name for name, _ in model.transition_net.named_parameters()] == ["constant"]
+    model.step(z, u).square().sum().backward()
+    constant = model.transition_net.constant
+    assert constant is not None and constant.grad is not None and constant.grad.abs().min() > 0
 
 
 def test_exact_linearization_works_in_float32_and_without_grad() -> None:
