@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from latentrl.data import check_chain_length
 from latentrl.errors import UserError
-from latentrl.losses import LossWeights
+from latentrl.losses import CURVATURE_RADIUS, LossWeights
 from latentrl.models import ModelConfig
 
 
@@ -70,7 +70,7 @@ class TrainConfig:
     multi_step_encoder_gradient: float = 1.0
     """Share of the multi-step term's gradient that reaches the encoder (through z_t); 0: the
     term trains the transition only and leaves the latent geometry to E2C's terms."""
-    curvature_radius: float = 0.2
+    curvature_radius: float = CURVATURE_RADIUS
     """Radius, in latent units, of the neighbourhood the curvature term (``loss.curvature``,
     off by default) asks the transition to be affine in."""
 

@@ -54,6 +54,9 @@ from latentrl.models import (
     transition_covariance,
 )
 
+CURVATURE_RADIUS = 0.2
+"""Default radius, in latent units, of the curvature term's steps (train.curvature_radius)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
@@ -234,7 +237,7 @@ def e2c_loss(
     weights: LossWeights | None = None,
     continuation: Continuation | None = None,
     encoder_gradient: float = 1.0,
-    curvature_radius: float = 0.1,
+    curvature_radius: float = CURVATURE_RADIUS,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The E2C objective (module docstring) and detached scalar metrics.
 
