@@ -7,7 +7,10 @@ transition ``f(z, u) = A(z) z + B(z) u + o(z)`` its dynamics (``model.step`` and
 (:class:`~latentrl.config.PlanConfig`). The agent sees pixels only: the true states handed to
 :meth:`~LatentMPCAgent.act` are never read. With ``plan.blocked_ratio`` it also watches its own
 latent: a push that moved it much less than the model predicted is dropped from the planner's
-dynamics while the episode stays stuck (:class:`BlockedDirections`).
+dynamics while the episode stays stuck (:class:`BlockedDirections`). With
+``plan.roadmap_lookahead`` it plans towards a subgoal on the shortest path to the goal through
+a roadmap of the training frames instead of straight to the goal
+(:class:`~latentrl.agents.roadmap.FrameRoadmap`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from torch import Tensor
 
 from latentrl.agents.agent import check_batch, check_image
+from latentrl.agents.roadmap import FrameRoadmap, roadmap_of_run
 from latentrl.checkpoint import load_model
 from latentrl.config import ExperimentConfig, PlanConfig
 from latentrl.envs.contract import require_control_env
@@ -137,10 +141,18 @@ class LatentMPCAgent:
         u_high: np.ndarray,
         plan: PlanConfig | None = None,
         seed: int = 0,
+        roadmap: FrameRoadmap | None = None,
     ) -> None:
         self.model = model.eval()
         self.plan_config = plan or PlanConfig()
         p = self.plan_config
+        if p.roadmap_lookahead > 0 and roadmap is None:
+            raise UserError(
+                "plan.roadmap_lookahead > 0 needs a roadmap of the training frames: load the "
+                "agent with LatentMPCAgent.from_run, or pass roadmap=roadmap_of_run(run_dir, "
+                "model)"
+            )
+        self.roadmap = roadmap if p.roadmap_lookahead > 0 else None
         weights = next(model.parameters())
         self.device, dtype = weights.device, weights.dtype
         self.obs_shape = tuple(model.config.obs_shape)
@@ -179,6 +191,8 @@ class LatentMPCAgent:
         """Encoder mean of the goal image ``(n,)``, set by :meth:`reset`."""
         self.latent: Tensor | None = None
         """Encoder means ``(B, n)`` of the last observations given to :meth:`act`."""
+        self.subgoal_latent: Tensor | None = None
+        """Planner goals ``(B, n)`` of the last :meth:`act` with a roadmap (else None)."""
         self._batch: int | None = None
         self._last_action: Tensor | None = None  # (B, m), for plan.blocked_ratio
         self._blocked: Tensor | None = None  # (B, MAX_BLOCKED, m), for plan.blocked_ratio
@@ -198,8 +212,10 @@ class LatentMPCAgent:
         """
         model, config = load_model(run_dir, device)
         check_run_env(config, env, Path(run_dir))
+        plan = plan or config.plan
+        roadmap = roadmap_of_run(run_dir, model) if plan.roadmap_lookahead > 0 else None
         space = env.action_space
-        return cls(model, space.low, space.high, plan or config.plan, seed)
+        return cls(model, space.low, space.high, plan, seed, roadmap)
 
     def reset(self, goal_obs: np.ndarray, batch_size: int) -> None:
         """Encode the goal image uint8 ``(k, H, W)`` and forget the previous plan."""
@@ -207,9 +223,12 @@ class LatentMPCAgent:
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.goal_latent = self.encode(goal[None])[0]
+        if self.roadmap is not None:
+            self.roadmap.set_goal(torch.as_tensor(goal), self.goal_latent)
         self.planner.reset(batch_size, goal=self.goal_latent)
         self.planner.dynamics = self.model_dynamics
         self.latent = None
+        self.subgoal_latent = None
         self._batch = batch_size
         self._last_action = None
         self._blocked = None
@@ -228,6 +247,11 @@ class LatentMPCAgent:
                     previous, self.latent, self._last_action, ratio
                 )
                 self.planner.dynamics = BlockedDirections(self.model_dynamics, self._blocked)
+            if self.roadmap is not None:
+                nodes = self.roadmap.locate(torch.as_tensor(x), self.latent)
+                lookahead = self.plan_config.roadmap_lookahead
+                self.subgoal_latent = self.roadmap.subgoals(nodes, lookahead)
+                self.planner.set_goal(self.subgoal_latent)
             u = self.planner.plan(self.latent)
         self._last_action = u
         return u.cpu().numpy().astype(np.float32)

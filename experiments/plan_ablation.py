@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentrl.agents import LatentMPCAgent
+from latentrl.agents import LatentMPCAgent, roadmap_of_run
 from latentrl.agents.latent import check_run_env
 from latentrl.checkpoint import load_model
 from latentrl.config import apply_overrides
@@ -50,6 +50,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "shooting_far": ("plan.shooting=1024", "plan.shooting_beyond=0.5"),
     "blocked=0.5": ("plan.blocked_ratio=0.5",),
     "blocked=0.25": ("plan.blocked_ratio=0.25",),
+    "no_roadmap": ("plan.roadmap_lookahead=0",),
+    "roadmap=1": ("plan.roadmap_lookahead=1",),
+    "roadmap=1.5": ("plan.roadmap_lookahead=1.5",),
+    "roadmap=2": ("plan.roadmap_lookahead=2",),
+    "roadmap=3": ("plan.roadmap_lookahead=3",),
 }
 
 
@@ -92,10 +97,13 @@ def ablate(
         print(f"{run_dir.name}: {episodes} episodes of {steps} steps, common {common or 'none'}")
         print("| variant | steps in goal | success | cost | ms/step |\n|---|---|---|---|---|")
         rows = []
+        roadmap = None  # built once, for the first variant that plans with it
         for name in names:
             plan = apply_overrides(config, [*common, *VARIANTS[name]]).plan
+            if plan.roadmap_lookahead > 0 and roadmap is None:
+                roadmap = roadmap_of_run(run_dir, model)
             space = env.action_space
-            agent = LatentMPCAgent(model, space.low, space.high, plan, seed)
+            agent = LatentMPCAgent(model, space.low, space.high, plan, seed, roadmap)
             start = time.perf_counter()
             rollout = run_episodes(config.data.env_id, task, agent, starts, steps)
             row = {"variant": name, "plan": vars(plan), "seconds": time.perf_counter() - start}

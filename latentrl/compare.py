@@ -337,9 +337,8 @@ def format_table(groups: Sequence[Group]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append("mean ± standard error across runs (seeds); each run: its mean over episodes")
     for g in groups:
-        if g.differs:
-            values = ", ".join(f"{k}={json.dumps(v)}" for k, v in g.differs.items())
-            lines.append(f"{g.name}: {values}")
+        if (line := settings_line(g)) is not None:
+            lines.append(line)
         by_donors: dict[tuple[Path, ...], list[str]] = {}
         for agent, donors in g.borrowed.items():
             by_donors.setdefault(donors, []).append(f"{agent}*")
@@ -351,9 +350,12 @@ def format_table(groups: Sequence[Group]) -> str:
     return "\n".join(lines)
 
 
-def _tick_label(group: Group) -> str:
-    """The group's name, over the settings that set it apart (one a line)."""
-    return "\n".join([group.name, *(f"{k}={json.dumps(v)}" for k, v in group.differs.items())])
+def settings_line(group: Group) -> str | None:
+    """``"NAME: key=value, ..."``: the settings that set the group apart, or None."""
+    if not group.differs:
+        return None
+    values = ", ".join(f"{k}={json.dumps(v)}" for k, v in group.differs.items())
+    return f"{group.name}: {values}"
 
 
 def plot_comparison(groups: Sequence[Group], path: Path) -> None:
@@ -375,9 +377,13 @@ def plot_comparison(groups: Sequence[Group], path: Path) -> None:
             errors = [0.0 if math.isnan(s.se) else s.se * metric.scale for s in stats]
             ax.bar(x, heights, width, yerr=errors, capsize=2, label=agent)
         ax.set_title(metric.title)
-        ax.set_xticks(range(len(groups)), [_tick_label(g) for g in groups], rotation=20, ha="right")
+        ax.set_xticks(range(len(groups)), [g.name for g in groups], rotation=20, ha="right")
         if metric.key == "ms_per_step":
             ax.set_yscale("log")
+    # under the panels, not in the tick labels: a long setting there ran into the next label
+    settings = [line for g in groups if (line := settings_line(g)) is not None]
+    if settings:
+        figure.supxlabel("\n".join(settings), fontsize="small")
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside upper center", ncols=len(agents), frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,14 @@ import torch
 from latentrl.agents import Agent, LatentMPCAgent, OracleMPCAgent, RandomAgent
 from latentrl.agents.latent import plan_steps
 from latentrl.checkpoint import CONFIG_FILE
-from latentrl.config import AGENTS, ExperimentConfig, apply_overrides, load_config, to_dict
+from latentrl.config import (
+    AGENTS,
+    ExperimentConfig,
+    PlanConfig,
+    apply_overrides,
+    load_config,
+    to_dict,
+)
 from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode
@@ -252,11 +259,12 @@ PROTOCOL_FIELDS = ("env_id", "episodes", "horizon", "goal_radius", "final_steps"
 
 def agent_settings(results: dict[str, Any], agent: str) -> dict[str, Any]:
     """The settings of ``results.json`` that ``agent``'s numbers depend on, beside the protocol:
-    the eval seed for all, the plan for the latent agent, the oracle's own horizon."""
+    the eval seed for all, the plan for the latent agent, the oracle's own horizon. A plan
+    written before a field existed ran with that field's default."""
     ev = results["eval"]
     settings: dict[str, Any] = {"seed": ev["seed"]}
     if agent == "latent":
-        settings["plan"] = results["plan"]
+        settings["plan"] = _as_json(asdict(PlanConfig())) | results["plan"]
     elif agent == "oracle":
         settings["oracle_horizon"] = ev["oracle_horizon"]
     return settings

@@ -92,6 +92,9 @@ def test_optional_fields_are_type_checked() -> None:
         ("plan.shooting_beyond=half", "PlanConfig.shooting_beyond must be a number, got 'half'"),
         ("plan.blocked_ratio=1.5", r"blocked_ratio must be in \[0, 1\], got 1.5"),
         ("plan.blocked_ratio=NaN", r"blocked_ratio must be in \[0, 1\]"),
+        ("plan.roadmap_lookahead=-1", "roadmap_lookahead must be finite and >= 0, got -1"),
+        ("plan.roadmap_lookahead=NaN", "roadmap_lookahead must be finite and >= 0"),
+        ("plan.roadmap_lookahead=2", "roadmap_lookahead and plan.shooting do not combine"),
         ("train.curvature_radius=0", "curvature_radius must be > 0, got 0"),
         ("train.curvature_radius=NaN", "curvature_radius must be > 0"),
     ],
@@ -113,6 +116,9 @@ def test_impossible_multi_step_and_shooting_settings_are_refused(
 
 
 @pytest.mark.parametrize("name", ["debug", "full"])
-def test_only_planar_plans_with_blocked_pushes_in_both_presets(name: str) -> None:
-    ratios = {experiment: preset(experiment, name).plan.blocked_ratio for experiment in EXPERIMENTS}
+def test_only_planar_plans_with_blocked_pushes_and_a_roadmap_in_both_presets(name: str) -> None:
+    plans = {experiment: preset(experiment, name).plan for experiment in EXPERIMENTS}
+    ratios = {experiment: plan.blocked_ratio for experiment, plan in plans.items()}
     assert ratios == {"pendulum": 0.0, "planar": 0.5, "mujoco_pendulum": 0.0, "cartpole": 0.0}
+    lookaheads = {experiment: plan.roadmap_lookahead for experiment, plan in plans.items()}
+    assert lookaheads == {"pendulum": 0.0, "planar": 2.0, "mujoco_pendulum": 0.0, "cartpole": 0.0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import runpy
@@ -18,7 +19,13 @@ from latentrl.collect import collect
 from latentrl.config import DataConfig, EvalConfig, ExperimentConfig, PlanConfig, TrainConfig
 from latentrl.envs import make_env
 from latentrl.errors import UserError
-from latentrl.evaluate import episode_metrics, evaluate_run, final_steps, mean_and_se
+from latentrl.evaluate import (
+    agent_settings,
+    episode_metrics,
+    evaluate_run,
+    final_steps,
+    mean_and_se,
+)
 from latentrl.logging import read_metrics
 from latentrl.models import ModelConfig
 from latentrl.train import train
@@ -293,6 +300,20 @@ def test_evaluating_again_keeps_the_agents_it_does_not_run_where_their_settings_
     fifth = again('eval.agents=["oracle"]', "eval.seed=5")
     assert list(fifth["agents"]) == ["oracle"]
     assert any("is unreadable" in m and "replaced whole" in m for m in messages)
+
+
+def test_a_plan_written_before_a_field_existed_ran_with_its_default() -> None:
+    plan = json.loads(json.dumps(dataclasses.asdict(PlanConfig())))
+    older = {key: value for key, value in plan.items() if key != "roadmap_lookahead"}
+
+    def results(plan: dict) -> dict:
+        return {"eval": {"seed": 0, "oracle_horizon": None}, "plan": plan}
+
+    assert agent_settings(results(older), "latent") == agent_settings(results(plan), "latent")
+    other = older | {"horizon": plan["horizon"] + 1}
+    assert agent_settings(results(other), "latent") != agent_settings(results(plan), "latent")
+    roadmap = plan | {"roadmap_lookahead": 2.0}
+    assert agent_settings(results(older), "latent") != agent_settings(results(roadmap), "latent")
 
 
 def test_plan_ablation_script_scores_each_variant_on_the_same_starts(

@@ -73,6 +73,25 @@ def test_run_experiment_collects_trains_and_evaluates(tmp_path: Path) -> None:
     assert 0.0 <= summary["eval/oracle/steps_in_goal"] <= 1.0
 
 
+def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> None:
+    """Planar's presets plan with blocked pushes and the roadmap, built from the run's dataset
+    at evaluation (2,000 transitions: enough frames near the goal to link it)."""
+    overrides = [o for o in TINY if not o.startswith("data.")] + ["data.transitions=2000"]
+    (result,) = run_experiment(
+        "planar",
+        "debug",
+        overrides=overrides,
+        runs_root=tmp_path / "runs",
+        data_root=tmp_path / "data",
+        wandb_mode="disabled",
+    )
+    results = _assert_evaluated(result.train.run_dir, episodes=2, horizon=10)
+    assert results["plan"]["roadmap_lookahead"] == 2.0 and results["plan"]["blocked_ratio"] == 0.5
+    episodes = results["agents"]["latent"]["episodes"]
+    assert [len(e["start_state"]) for e in episodes] == [2, 2]
+    assert all(0.0 <= e["steps_in_goal"] <= 1.0 for e in episodes)
+
+
 def test_cli_run_without_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "run",

@@ -106,7 +106,7 @@ class MPCPlanner:
         """Forget the plan; optionally set the batch size, a new goal ``(n,)``/``(B, n)`` and
         the first warm start ``u_init (B, T, m)`` (default zeros, clamped into the box)."""
         if goal is not None:
-            self.cost = dataclasses.replace(self.cost, goal=goal)
+            self.set_goal(goal)
         self._batch = batch_size
         if u_init is not None and u_init.shape[1:] != (self.horizon, self.m):
             raise UserError(f"u_init must be (B, {self.horizon}, {self.m}), got "
@@ -116,6 +116,10 @@ class MPCPlanner:
         self._index = 0
         self._steps = 0
         self._start_distance = None
+
+    def set_goal(self, goal: Tensor) -> None:
+        """Move the goal ``(n,)``/``(B, n)`` and keep the plan as the next warm start."""
+        self.cost = dataclasses.replace(self.cost, goal=goal)
 
     @property
     def last_plan(self) -> ILQRResult | None:
