@@ -48,6 +48,7 @@ MIN_LENGTH = 1e-2
 """Shortest link, in steps: identical frames are linked, and positive lengths keep every
 shortest path strictly descending (no zero-length cycles to walk around)."""
 _BLOCK = 2048  # rows per distance block: bounds scratch memory
+_LOCATE_BLOCK = 256  # observations per block of locate: candidates x images in memory
 
 
 def dataset_frames(dataset: TransitionDataset) -> tuple[Tensor, Tensor, Tensor]:
@@ -222,10 +223,17 @@ class FrameRoadmap:
     def locate(self, obs: Tensor, latents: Tensor) -> Tensor:
         """Nodes ``(B,)`` of observations uint8 ``(B, k, H, W)`` with encoder means ``latents
         (B, n)``: of their nearest frames in latent space, the one with the closest image."""
-        near = nearest_in_latent(latents.to(self.latents), self.latents, LOCATE_CANDIDATES)
-        seen = flat_images(obs.to(self.images.device)).unsqueeze(1)  # (B, 1, D)
-        distance = flat_images(self.images[near.reshape(-1)]).reshape(*near.shape, -1) - seen
-        return near.gather(1, distance.norm(dim=-1).argmin(1, keepdim=True)).squeeze(1)
+        latents = latents.to(self.latents)
+        obs = obs.to(self.images.device)
+        nodes = []
+        for start in range(0, obs.shape[0], _LOCATE_BLOCK):
+            z, x = latents[start : start + _LOCATE_BLOCK], obs[start : start + _LOCATE_BLOCK]
+            near = nearest_in_latent(z, self.latents, LOCATE_CANDIDATES)  # (b, c)
+            seen = flat_images(x).unsqueeze(1)  # (b, 1, D)
+            frames = flat_images(self.images[near.reshape(-1)]).reshape(*near.shape, -1)
+            closest = (frames - seen).norm(dim=-1).argmin(1, keepdim=True)
+            nodes.append(near.gather(1, closest).squeeze(1))
+        return torch.cat(nodes)
 
     def subgoal_nodes(self, nodes: Tensor, lookahead: float) -> Tensor:
         """For problems at ``nodes (B,)``: the first node on the shortest path whose cost-to-go

@@ -9,8 +9,14 @@ the grid points (0.5 px apart, free states only) where the latent distance is lo
 and the Spearman rank correlation between latent and true distance to the goal (1: the latent
 cost orders the states as the true one does). For an evaluated run the map also marks where
 the latent agent's failed episodes ended, and the script counts those within 2 px of a minimum.
+With ``--roadmap`` a second map shows what the agent follows with ``plan.roadmap_lookahead``:
+the cost-to-go, in steps, of each state's node on the roadmap of the run's training frames
+(:class:`latentrl.agents.FrameRoadmap`), and its rank correlation with the true distance. (Its
+grid minima are not counted: the agent walks the roadmap's paths rather than descending this
+map, and a map of nodes' costs is noisy at the grid's 0.5 px.)
 
     python experiments/planar_latent_map.py runs/Planar-v0__planar__0__* --out map.png
+    python experiments/planar_latent_map.py RUN --roadmap    # needs the run's dataset
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from latentrl.agents import roadmap_of_run
 from latentrl.checkpoint import CONFIG_FILE, load_model
 from latentrl.config import load_config
 from latentrl.envs.planar import (
@@ -115,8 +122,9 @@ def near_any(points: np.ndarray, targets: np.ndarray, within: float) -> np.ndarr
 
 
 @torch.no_grad()
-def latent_map(run_dir: Path) -> dict[str, np.ndarray | float]:
-    """The latent distance to the goal over :func:`field_grid`, its minima and the codes."""
+def latent_map(run_dir: Path, roadmap: bool = False) -> dict[str, np.ndarray | float]:
+    """The latent distance to the goal over :func:`field_grid`, its minima and the codes; with
+    ``roadmap`` also the roadmap's cost-to-go (``road_*`` keys)."""
     if not (run_dir / CONFIG_FILE).exists():
         raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
     env_id = load_config(run_dir / CONFIG_FILE).data.env_id
@@ -132,7 +140,14 @@ def latent_map(run_dir: Path) -> dict[str, np.ndarray | float]:
     distance[free] = np.linalg.norm(z - z_goal, axis=1)
     true_distance = np.where(free, np.linalg.norm(states - GOAL, axis=1), np.nan)
     grid = distance.reshape(len(ticks), len(ticks))
-    return {
+    road = roadmap_costs(run_dir, model, images, codes, free) if roadmap else {}
+    if road:
+        road_grid = road["cost"].reshape(grid.shape)
+        road = {
+            "road_cost": road_grid,
+            "road_rank_correlation": rank_correlation(road["cost"][free], true_distance[free]),
+        }
+    return road | {
         "ticks": ticks,
         "distance": grid,
         "states": states[free],
@@ -145,30 +160,56 @@ def latent_map(run_dir: Path) -> dict[str, np.ndarray | float]:
     }
 
 
-def plot_maps(maps: dict[str, dict], path: Path) -> None:
-    fig, axes = plt.subplots(len(maps), 3, figsize=(13, 4.2 * len(maps)), squeeze=False)
+def roadmap_costs(
+    run_dir: Path, model: torch.nn.Module, images: np.ndarray, codes: np.ndarray, free: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Cost-to-go ``(k * k,)`` (NaN where blocked) of the roadmap node of each free grid state,
+    whose ``images`` and ``codes`` come first, the goal's last."""
+    roadmap = roadmap_of_run(run_dir, model)
+    latents = torch.from_numpy(codes).to(roadmap.latents)
+    frames = torch.from_numpy(images)
+    roadmap.set_goal(frames[-1], latents[-1])
+    assert roadmap.cost is not None
+    cost = np.full(len(free), np.nan)
+    cost[free] = roadmap.cost[roadmap.locate(frames[:-1], latents[:-1])].double().numpy()
+    return {"cost": cost}
+
+
+def _field_panel(ax, fig, values, m: dict, minima: np.ndarray | None, title: str) -> None:  # type: ignore[no-untyped-def]
+    """A map over the field with its minima, the failed episodes' ends and the goal."""
     extent = (AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS, AGENT_RADIUS)
-    for row, (name, m) in zip(axes, maps.items(), strict=True):
-        image = row[0].imshow(m["distance"], extent=extent, cmap="viridis")
-        row[0].scatter(*m["minima"].T, marker="x", color="white", s=25, label="minimum")
-        if m["failed_ends"] is not None and len(m["failed_ends"]):
-            row[0].scatter(
-                *m["failed_ends"].T,
-                facecolors="none",
-                edgecolors="red",
-                linewidths=2.0,
-                s=90,
-                label="a failed episode's end",
-            )
-        row[0].scatter(*GOAL, marker="*", color="white", s=120, label="goal")
-        row[0].set(title=f"{name}\n|z(s) - z(goal)|, ρ = {m['rank_correlation']:.2f}")
-        row[0].set(xlabel="x (px)", ylabel="y (px)")
-        row[0].set(xlim=(0, FIELD_SIZE), ylim=(FIELD_SIZE, 0))  # ends at a wall stay visible
-        row[0].legend(
-            loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=7, facecolor="0.5"
+    image = ax.imshow(values, extent=extent, cmap="viridis")
+    if minima is not None:
+        ax.scatter(*minima.T, marker="x", color="white", s=25, label="minimum")
+    if m["failed_ends"] is not None and len(m["failed_ends"]):
+        ax.scatter(
+            *m["failed_ends"].T,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=2.0,
+            s=90,
+            label="a failed episode's end",
         )
-        fig.colorbar(image, ax=row[0], shrink=0.8)
-        for ax, axis, label in ((row[1], 0, "x"), (row[2], 1, "y")):
+    ax.scatter(*GOAL, marker="*", color="white", s=120, label="goal")
+    ax.set(title=title, xlabel="x (px)", ylabel="y (px)")
+    ax.set(xlim=(0, FIELD_SIZE), ylim=(FIELD_SIZE, 0))  # ends at a wall stay visible
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=7, facecolor="0.5")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+
+
+def plot_maps(maps: dict[str, dict], path: Path) -> None:
+    roadmap = any("road_cost" in m for m in maps.values())
+    columns = 4 if roadmap else 3
+    fig, axes = plt.subplots(
+        len(maps), columns, figsize=(4.4 * columns, 4.2 * len(maps)), squeeze=False
+    )
+    for row, (name, m) in zip(axes, maps.items(), strict=True):
+        title = f"{Path(name).name}\n|z(s) - z(goal)|, ρ = {m['rank_correlation']:.2f}"
+        _field_panel(row[0], fig, m["distance"], m, m["minima"], title)
+        if roadmap:
+            title = f"roadmap cost-to-go (steps), ρ = {m['road_rank_correlation']:.2f}"
+            _field_panel(row[1], fig, m["road_cost"], m, None, title)
+        for ax, axis, label in ((row[-2], 0, "x"), (row[-1], 1, "y")):
             # every third point keeps the picture and a third of the file
             codes, states = m["codes"][::3], m["states"][::3]
             ax.scatter(*codes.T, c=states[:, axis], s=2, cmap="viridis")
@@ -185,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="trained planar run directories")
     parser.add_argument("--out", type=Path, default=Path("planar_latent_map.png"))
+    parser.add_argument("--roadmap", action="store_true", help="also map the roadmap's cost-to-go")
     args = parser.parse_args(argv)
     try:
-        maps = {str(run): latent_map(run) for run in args.runs}
+        maps = {str(run): latent_map(run, args.roadmap) for run in args.runs}
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -198,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             f"minima away from the goal (the true distance: {len(m['true_minima'])}): "
             f"{minima or 'none'}"
         )
+        if "road_cost" in m:
+            print(f"  roadmap cost-to-go: rank correlation {m['road_rank_correlation']:.3f}")
         if m["failed_ends"] is not None:
             ends = m["failed_ends"]
             near = int(near_any(ends, m["minima"], NEAR_PX).sum())

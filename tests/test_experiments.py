@@ -171,3 +171,39 @@ def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
     assert "is a run of latentrl/Pendulum-v0, not of latentrl/Planar-v0" in capsys.readouterr().err
     assert script["main"]([str(tmp_path / "missing")]) == 2
     assert "not a latentrl run directory" in capsys.readouterr().err
+
+
+def test_planar_latent_map_adds_the_roadmaps_cost_to_go(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import torch
+    from PIL import Image
+
+    from latentrl.checkpoint import TrainerState, save_checkpoint
+    from latentrl.collect import collect
+    from latentrl.models import E2C
+    from latentrl.train import RUN_FILE
+
+    script = runpy.run_path(str(ROOT / "experiments" / "planar_latent_map.py"))
+    config = preset("planar", "debug")
+    run = tmp_path / "planar_run"
+    run.mkdir()
+    save_config(config, run / "config.json")
+    torch.manual_seed(0)
+    model = E2C(config.model)
+    save_checkpoint(
+        run, model, torch.optim.AdamW(model.parameters()), torch.Generator(), TrainerState(0, 0)
+    )
+    out = tmp_path / "map.png"
+    assert script["main"]([str(run), "--roadmap", "--out", str(out)]) == 2
+    assert "roadmap_lookahead needs the run's training data" in capsys.readouterr().err
+
+    data = collect("latentrl/Planar-v0", 2000, tmp_path / "data", seed=0, progress=False)
+    (run / RUN_FILE).write_text(json.dumps({"dataset": str(data)}))
+    assert script["main"]([str(run), "--roadmap", "--out", str(out)]) == 0
+    assert "  roadmap cost-to-go: rank correlation " in capsys.readouterr().out
+    with Image.open(out) as image:  # four panels a row: the roadmap's map is the second
+        width, height = image.size
+    assert width > 3.5 * height
