@@ -301,13 +301,15 @@ class LatentMPCAgent:
         """One video frame per row after :meth:`act` on ``obs`` uint8 ``(b, k, H, W)`` (the
         first ``b`` rows of that call): uint8 ``(b, scale H, ...)``, panels left to right:
         the observation's last frame, the decoded current latent, the decoded plan at
-        :func:`plan_steps` steps ahead (last frame of each decoded stack)."""
+        :func:`plan_steps` steps ahead (last frame of each decoded stack), and with a roadmap
+        the decoded subgoal the plan aimed at."""
         rows = list(range(len(obs)))
         plan = self.decoded_plan(rows)[:, :, -1]  # (b, T + 1, H, W)
         ahead = plan[:, plan_steps(plan.shape[1] - 1)]
-        panels = np.concatenate(
-            [obs[:, -1:], self.decoded_latent(rows)[:, -1:], ahead], axis=1
-        )  # (b, panels, H, W)
+        parts = [obs[:, -1:], self.decoded_latent(rows)[:, -1:], ahead]
+        if self.subgoal_latent is not None:
+            parts.append(self.decode(self.subgoal_latent[rows])[:, -1:])
+        panels = np.concatenate(parts, axis=1)  # (b, panels, H, W)
         return np.stack([image_grid([row], scale=scale) for row in panels])
 
 

@@ -1,5 +1,5 @@
 """E2C's planar system (latentrl/Planar-v0): steer a point around six obstacles to the goal
-from one 40x40 image, 2-D latent space.
+from one 40x40 image, 3-D latent space (E2C used 2; 3 planned better here, docs/benchmarks.md).
 
 Collects the dataset once, trains and evaluates one run per seed, then prints mean ± standard
 error across seeds for the latent agent beside the oracle and random agents, and writes a bar

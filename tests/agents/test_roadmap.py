@@ -265,6 +265,11 @@ def test_with_a_roadmap_the_agent_goes_around_what_its_model_does_not_know(
             x = torch.as_tensor(task.observe(rollout.states[:, -2]))
             expected = roadmap.subgoals(roadmap.locate(x, model.encode(x).mean), lookahead)
             torch.testing.assert_close(agent.planner.cost.goal, expected)
+            x = task.observe(rollout.states[:, -1])
+            agent.act(x)
+            frames = agent.video_frames(x[:2])  # a last panel: the decoded subgoal
+            panels = 2 + 4 + 1
+            assert frames.shape == (2, 80, panels * 80 + (panels - 1) * 2)
     env.close()
     # measured: 6 of 6 with the roadmap, 1 of 6 without (lookahead 3: 5 of 6; from (20, 20),
     # through the 2 px gap between two obstacles, lookahead 2 stalls at its edge)
