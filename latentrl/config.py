@@ -286,8 +286,9 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
         raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     env_id = EXPERIMENTS[experiment]
     obs_shape, action_dim = _OBSERVATIONS[env_id]
-    # Planar in 3 latent dimensions, not E2C's 2: with the roadmap its four seeds scored 61.5%
-    # of the steps in goal against 54.8% in 2 (docs/benchmarks.md, "Planar: a roadmap").
+    # Planar in 3 latent dimensions, not E2C's 2: with the roadmap four seeds scored 61.5% of
+    # the steps in goal against 54.8% in 2, a fifth held out 66.0% (docs/benchmarks.md,
+    # "Planar: a roadmap of the training frames").
     latent_dim = {"cartpole": 8}.get(experiment, 3)
     # Fully connected encoder and decoder everywhere: on cart-pole's 2 x 64 x 64 frames the conv
     # encoder / deconv decoder collapsed to the prior in its first two epochs (KL 0.05 nats,
