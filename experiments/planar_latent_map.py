@@ -140,12 +140,12 @@ def latent_map(run_dir: Path, roadmap: bool = False) -> dict[str, np.ndarray | f
     distance[free] = np.linalg.norm(z - z_goal, axis=1)
     true_distance = np.where(free, np.linalg.norm(states - GOAL, axis=1), np.nan)
     grid = distance.reshape(len(ticks), len(ticks))
-    road = roadmap_costs(run_dir, model, images, codes, free) if roadmap else {}
-    if road:
-        road_grid = road["cost"].reshape(grid.shape)
+    road = {}
+    if roadmap:
+        cost = roadmap_costs(run_dir, model, images, codes, free)
         road = {
-            "road_cost": road_grid,
-            "road_rank_correlation": rank_correlation(road["cost"][free], true_distance[free]),
+            "road_cost": cost.reshape(grid.shape),
+            "road_rank_correlation": rank_correlation(cost[free], true_distance[free]),
         }
     return road | {
         "ticks": ticks,
@@ -162,7 +162,7 @@ def latent_map(run_dir: Path, roadmap: bool = False) -> dict[str, np.ndarray | f
 
 def roadmap_costs(
     run_dir: Path, model: torch.nn.Module, images: np.ndarray, codes: np.ndarray, free: np.ndarray
-) -> dict[str, np.ndarray]:
+) -> np.ndarray:
     """Cost-to-go ``(k * k,)`` (NaN where blocked) of the roadmap node of each free grid state,
     whose ``images`` and ``codes`` come first, the goal's last."""
     roadmap = roadmap_of_run(run_dir, model)
@@ -172,7 +172,7 @@ def roadmap_costs(
     assert roadmap.cost is not None
     cost = np.full(len(free), np.nan)
     cost[free] = roadmap.cost[roadmap.locate(frames[:-1], latents[:-1])].double().numpy()
-    return {"cost": cost}
+    return cost
 
 
 def _field_panel(ax, fig, values, m: dict, minima: np.ndarray | None, title: str) -> None:  # type: ignore[no-untyped-def]
