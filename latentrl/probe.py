@@ -7,7 +7,7 @@ and scored on the validation split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,17 +43,16 @@ def r_squared(prediction: Tensor, target: Tensor) -> Tensor:
     return 1.0 - residual / total
 
 
-def fit_probe(
+def train_probe(
     z_train: Tensor,
     y_train: Tensor,
-    z_val: Tensor,
-    y_val: Tensor,
     *,
     steps: int = 1_500,
     hidden: int = 64,
     seed: int = 0,
-) -> Tensor:
-    """Fit an MLP z -> y (full-batch Adam) and return its validation R^2 per column ``(f,)``."""
+) -> Callable[[Tensor], Tensor]:
+    """Fit an MLP z -> y (full-batch Adam on standardised inputs and targets); returns the
+    fitted map ``z (N, n) -> y (N, f)``, without gradients, on ``z_train``'s device."""
     generator = torch.Generator().manual_seed(seed)
     z_mean, z_std = z_train.mean(0), z_train.std(0).clamp_min(1e-6)
     y_mean, y_std = y_train.mean(0), y_train.std(0).clamp_min(1e-6)
@@ -77,9 +76,27 @@ def fit_probe(
         nn.functional.mse_loss(probe(inputs), targets).backward()
         optimizer.step()
         schedule.step()
-    with torch.no_grad():
-        prediction = probe((z_val - z_mean) / z_std) * y_std + y_mean
-    return r_squared(prediction, y_val)
+
+    def predict(z: Tensor) -> Tensor:
+        with torch.no_grad():
+            return probe((z - z_mean) / z_std) * y_std + y_mean
+
+    return predict
+
+
+def fit_probe(
+    z_train: Tensor,
+    y_train: Tensor,
+    z_val: Tensor,
+    y_val: Tensor,
+    *,
+    steps: int = 1_500,
+    hidden: int = 64,
+    seed: int = 0,
+) -> Tensor:
+    """:func:`train_probe` on the training split; its validation R^2 per column ``(f,)``."""
+    probe = train_probe(z_train, y_train, steps=steps, hidden=hidden, seed=seed)
+    return r_squared(probe(z_val), y_val)
 
 
 class Rollouts(NamedTuple):
@@ -90,15 +107,24 @@ class Rollouts(NamedTuple):
     states: np.ndarray  # float64 (steps + 1, episodes, d)
 
 
-def random_rollouts(env: Any, *, episodes: int = 64, steps: int = 40, seed: int = 0) -> Rollouts:
+def random_rollouts(
+    env: Any,
+    *,
+    episodes: int = 64,
+    steps: int = 40,
+    seed: int = 0,
+    starts: np.ndarray | None = None,
+) -> Rollouts:
     """``episodes`` true rollouts for :func:`open_loop_error` and :func:`latent_stretch`.
 
-    Starts are drawn by ``env.sample_states``, actions uniformly from the action box, and the
-    states follow ``env.next_states``.
+    Starts are drawn by ``env.sample_states`` (or given: ``starts (episodes, d)``), actions
+    uniformly from the action box, and the states follow ``env.next_states``.
     """
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
-    states = [env.sample_states(episodes, rng)]
+    if starts is not None and starts.shape[0] != episodes:
+        raise ValueError(f"expected {episodes} start states, got {starts.shape[0]}")
+    states = [env.sample_states(episodes, rng) if starts is None else starts]
     observations, actions = [env.observe(states[0])], []
     for _ in range(steps):
         actions.append(rng.uniform(low, high, size=(episodes, *low.shape)).astype(np.float32))

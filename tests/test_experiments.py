@@ -207,3 +207,64 @@ def test_planar_latent_map_adds_the_roadmaps_cost_to_go(
     with Image.open(out) as image:  # four panels a row: the roadmap's map is the second
         width, height = image.size
     assert width > 3.5 * height
+
+
+def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import torch
+
+    from latentrl.checkpoint import TrainerState, save_checkpoint
+    from latentrl.collect import collect
+    from latentrl.envs import make_env, require_control_env
+    from latentrl.models import E2C
+    from latentrl.train import RUN_FILE
+
+    script = runpy.run_path(str(ROOT / "experiments" / "near_goal.py"))
+    task = require_control_env(make_env("latentrl/Pendulum-v0"))
+    box = task.state_space
+    states = script["near_goal_states"](task, 500, np.random.default_rng(0), 0.2)
+    half = 0.2 * (box.high - box.low) / 2
+    assert np.all(np.abs(states - task.goal_state()) <= half + 1e-12)
+    assert np.abs(states - task.goal_state()).max(0) == pytest.approx(half, rel=0.05)
+    # an angle read as (cos, sin) just across the cut at pi is 0.2 rad off, not 2 pi - 0.2
+    truth = np.array([[np.pi - 0.1, 1.0]])
+    read = np.array([[np.cos(-np.pi + 0.1), np.sin(-np.pi + 0.1), 1.5]])
+    np.testing.assert_allclose(script["state_errors"](task, read, truth), [[0.2, 0.5]], atol=1e-12)
+
+    class Echo:  # returns the states it reads as its actions
+        def reset(self, goal_obs: np.ndarray, batch_size: int) -> None:
+            pass
+
+        def act(self, obs: np.ndarray, states: np.ndarray) -> np.ndarray:
+            return states
+
+    inner = np.tile([[0.5, 1.0]], (20_000, 1))
+    exact = script["NoisyStateAgent"](Echo(), task, np.zeros(2))
+    np.testing.assert_allclose(exact.act(None, inner), inner, atol=1e-8)
+    noisy = script["NoisyStateAgent"](Echo(), task, np.array([0.1, 0.3])).act(None, inner)
+    np.testing.assert_allclose((noisy - inner).std(0), [0.1, 0.3], rtol=0.03)
+
+    config = preset("pendulum", "debug")
+    run = tmp_path / "pendulum_run"
+    run.mkdir()
+    save_config(config, run / "config.json")
+    assert script["main"]([str(run)]) == 2  # no checkpoint yet
+    assert "checkpoint" in capsys.readouterr().err
+    torch.manual_seed(0)
+    model = E2C(config.model)
+    save_checkpoint(
+        run, model, torch.optim.AdamW(model.parameters()), torch.Generator(), TrainerState(0, 0)
+    )
+    data = collect("latentrl/Pendulum-v0", 600, tmp_path / "data", seed=0, progress=False)
+    (run / RUN_FILE).write_text(json.dumps({"dataset": str(data)}))
+    args = [str(run), "--states", "16", "--oracle-noise", "0", "--episodes", "2"]
+    assert script["main"](args) == 0
+    report = json.loads((run / "near_goal.json").read_text())
+    assert set(report["open_loop_error/near goal"]) == {"1", "5", "10", "20", "40"}
+    assert set(report["probe_rmse"]["near goal"]) == {"theta", "theta_dot"}
+    (oracle,) = report["oracle_noise"]
+    assert oracle["std"] == [0.0, 0.0] and oracle["success"][0] == 1.0  # the plain oracle
+    assert "| near goal |" in capsys.readouterr().out
