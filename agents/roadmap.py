@@ -40,6 +40,7 @@ from torch import Tensor
 from latentrl.data import TransitionDataset, load_transitions
 from latentrl.errors import UserError
 from latentrl.models import E2C
+from latentrl.probe import encoder_means
 from latentrl.train import dataset_of_run
 
 NEIGHBOURS = 10
@@ -175,15 +176,7 @@ class FrameRoadmap:
     def from_dataset(cls, model: E2C, dataset: TransitionDataset) -> FrameRoadmap:
         """The roadmap of a dataset's frames, encoded by ``model`` (on its device)."""
         frames, source, target = dataset_frames(dataset)
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            latents = torch.cat(
-                [
-                    model.encode(frames[s : s + _BLOCK].to(device)).mean
-                    for s in range(0, frames.shape[0], _BLOCK)
-                ]
-            )
-        return cls(latents, frames, source, target)
+        return cls(encoder_means(model, frames), frames, source, target)
 
     @property
     def frames(self) -> int:

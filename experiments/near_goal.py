@@ -43,6 +43,7 @@ from latentrl.errors import UserError
 from latentrl.evaluate import mean_and_se, rollout_metrics, run_episodes
 from latentrl.probe import (
     encode_rollouts,
+    encoder_means,
     open_loop_error,
     random_rollouts,
     state_features,
@@ -127,6 +128,8 @@ def measure(
 ) -> dict[str, Any]:
     if count < 2:
         raise UserError(f"--states must be at least 2, got {count}")
+    if noise_scales and episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {episodes}")
     if any(s < 0 for s in noise_scales):
         raise UserError(f"--oracle-noise scales must be >= 0, got {noise_scales}")
     torch.set_num_threads(1)  # the rollouts' tensors are small; the probe's fit is too
@@ -185,10 +188,7 @@ def probe_errors(
         {"obs_shape": config.model.obs_shape, "action_dim": config.model.action_dim},
     )
     names, angles = list(task.state_names), list(task.angle_dims)
-    with torch.no_grad():
-        z = torch.cat(
-            [model.encode(data.obs[i : i + 2048]).mean for i in range(0, len(data), 2048)]
-        )
+    z = encoder_means(model, data.obs)
     targets, _ = state_features(data.state, names, angles)
     probe = train_probe(z, targets, steps=3_000, hidden=128)
     out = {}

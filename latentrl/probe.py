@@ -144,6 +144,20 @@ def state_step_sizes(
     return np.linalg.norm(step / span, axis=-1)
 
 
+ENCODE_BLOCK = 2048
+"""Images per encoder pass in :func:`encoder_means`: bounds the activations' memory."""
+
+
+@torch.no_grad()
+def encoder_means(model: Any, images: Tensor, block: int = ENCODE_BLOCK) -> Tensor:
+    """Encoder means ``(N, n)`` of images uint8 ``(N, k, H, W)``, ``block`` at a time, on the
+    model's device."""
+    device = next(model.parameters()).device
+    return torch.cat(
+        [model.encode(images[s : s + block].to(device)).mean for s in range(0, len(images), block)]
+    )
+
+
 @torch.no_grad()
 def encode_rollouts(model: Any, observations: np.ndarray) -> Tensor:
     """Encoder means ``(steps + 1, episodes, n)`` of rollout observations ``(steps + 1,

@@ -40,6 +40,7 @@ from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
 from latentrl.probe import (
     encode_rollouts,
+    encoder_means,
     fit_probe,
     latent_stretch,
     open_loop_error,
@@ -424,11 +425,7 @@ class _Loop:
         model.train()
 
     def latent_means(self, data: TransitionDataset) -> torch.Tensor:
-        chunks = [
-            self.model.encode(data.obs[start : start + VALIDATION_BATCH]).mean
-            for start in range(0, len(data), VALIDATION_BATCH)
-        ]
-        return torch.cat(chunks).float().cpu()
+        return encoder_means(self.model, data.obs, VALIDATION_BATCH).float().cpu()
 
     def latent_map(self) -> np.ndarray:
         means = self.latent_means(self.val_set).numpy()

@@ -253,6 +253,8 @@ def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
     save_config(config, run / "config.json")
     assert script["main"]([str(run)]) == 2  # no checkpoint yet
     assert "checkpoint" in capsys.readouterr().err
+    assert script["main"]([str(run), "--oracle-noise", "1", "--episodes", "0"]) == 2
+    assert "--episodes must be at least 1" in capsys.readouterr().err
     torch.manual_seed(0)
     model = E2C(config.model)
     save_checkpoint(
