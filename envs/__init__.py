@@ -53,6 +53,7 @@ _ENVIRONMENTS: dict[str, tuple[str, int]] = {
     "latentrl/Planar-v0": ("latentrl.envs.planar:PlanarEnv", 40),
     "latentrl/PendulumSwingup-v0": ("latentrl.envs.mujoco_swingup:PendulumSwingupEnv", 200),
     "latentrl/CartpoleSwingup-v0": ("latentrl.envs.mujoco_swingup:CartpoleSwingupEnv", 200),
+    "latentrl/CartpoleSwingupGap2-v0": ("latentrl.envs.mujoco_swingup:CartpoleSwingupGap2Env", 200),
 }
 ENV_IDS: tuple[str, ...] = tuple(_ENVIRONMENTS)
 

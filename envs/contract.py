@@ -120,6 +120,39 @@ def goal_observation(env: ControlEnv) -> np.ndarray:
     return env.observe(env.goal_state()[None])[0]
 
 
+NEAR_GOAL_FRACTION = 0.2
+"""Near the goal: within this fraction of the state box's half-width of the goal state in
+every coordinate."""
+
+
+def sample_near_goal_states(
+    env: ControlEnv, n: int, rng: np.random.Generator, fraction: float = NEAR_GOAL_FRACTION
+) -> np.ndarray:
+    """``n`` valid states ``(n, d)`` drawn uniformly from the box of half-width ``fraction`` of
+    the state box's around the goal state (angles wrapped), redrawing those that are not valid
+    (outside the state box, in an obstacle). Raises UserError when almost none are valid."""
+    if not 0 < fraction <= 1:
+        raise UserError(f"the near-goal fraction must lie in (0, 1], got {fraction}")
+    box = env.state_space
+    half = fraction * (box.high - box.low) / 2
+    states = np.empty((n, len(half)))
+    filled, draws = 0, 0
+    while filled < n:
+        if draws > 100 * n + 1000:
+            raise UserError(
+                f"fewer than 1% of the states within {fraction} of the state box's half-width "
+                "of the goal are valid; use a larger fraction"
+            )
+        batch = env.goal_state() + rng.uniform(-1.0, 1.0, size=(n - filled, len(half))) * half
+        for dim in env.angle_dims:
+            batch[:, dim] = wrap_angle(batch[:, dim])
+        draws += len(batch)
+        valid = batch[env.is_valid(batch)]
+        states[filled : filled + len(valid)] = valid
+        filled += len(valid)
+    return states
+
+
 def check_states(env: ControlEnv, states: np.ndarray) -> np.ndarray:
     """Return ``states`` as float64 ``(n, d)``, or raise InvalidStateError naming the bad one."""
     space = env.state_space

@@ -14,7 +14,8 @@ Conventions shared by both tasks:
   Pendulum-v1 clips its speed at 8) and the cart's position into the rail (the soft joint limit
   lets it overshoot by millimetres), so every reachable state is valid.
 * **Observation** uint8 ``(2, H, W)``: frame 1 is rendered at ``qpos``, frame 0 at
-  ``qpos - qvel * dt`` (a first-order reconstruction of the previous configuration). The
+  ``qpos - qvel * k * dt`` (a first-order reconstruction of the configuration k control steps
+  earlier; ``k = frame_gap`` of the task, 1 but for CartpoleSwingupGap2-v0's 2). The
   observation is therefore a pure function of the state: a reset into ``s`` and a step that lands
   in ``s`` look the same, and ``observe`` can make datasets from sampled states.
 * **Task**: start hanging (``theta = pi +- 0.2``, at rest, cart at 0); goal upright at rest (cart
@@ -27,6 +28,7 @@ Conventions shared by both tasks:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,9 @@ class SwingupTask:
     """Diagonal of the quadratic state cost, applied to the state with its angle wrapped."""
     action_weight: float = 1e-3
     """Weight of ``u^2`` in the cost."""
+    frame_gap: int = 1
+    """Control steps between the observation's two frames: frame 0 shows ``qpos - qvel *
+    frame_gap * dt``. A longer gap moves the pole further between them, so slow speeds show."""
 
 
 PENDULUM = SwingupTask(
@@ -91,6 +96,10 @@ CARTPOLE = SwingupTask(
     max_velocity=(5.0, 10.0),
     state_weights=(0.1, 1.0, 0.0, 0.1),
 )
+# At 64 px for the 4.4 m view the pole's tip moves 0.7 px between frames one step apart at
+# 1 rad/s. Two steps apart, a pixel readout gets theta_dot near upright to 0.10 rad/s instead
+# of 0.17 (experiments/observation_readout.py, docs/benchmarks.md).
+CARTPOLE_GAP2 = dataclasses.replace(CARTPOLE, frame_gap=2)
 
 
 def state_box(model: mujoco.MjModel, max_velocity: tuple[float, ...]) -> spaces.Box:
@@ -351,10 +360,11 @@ class _SwingupEnv(MujocoEnv):
 
     def observe(self, states: np.ndarray) -> np.ndarray:
         """uint8 ``(n, 2, H, W)`` observations of valid ``states`` (n, d); frame 0 at
-        ``qpos - qvel * dt``, frame 1 at ``qpos``. Leaves the simulation untouched."""
+        ``qpos - qvel * frame_gap * dt``, frame 1 at ``qpos``. Leaves the simulation untouched."""
         arr = check_states(self, states)
         qpos, qvel = arr[:, : self.model.nq], arr[:, self.model.nq :]
-        return luminance(self._frames.render(np.stack([qpos - qvel * self.dt, qpos], axis=1)))
+        earlier = qpos - qvel * (self.task.frame_gap * self.dt)
+        return luminance(self._frames.render(np.stack([earlier, qpos], axis=1)))
 
     def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """True dynamics: ``(n, d)`` states one control step after ``states`` (n, d) under
@@ -417,3 +427,10 @@ class CartpoleSwingupEnv(_SwingupEnv):
     ``envs/assets/cartpole.xml``."""
 
     task = CARTPOLE
+
+
+class CartpoleSwingupGap2Env(CartpoleSwingupEnv):
+    """CartpoleSwingupGap2-v0: the cart-pole of v0 (the same dynamics, task and cost) with the
+    observation's two frames two control steps apart instead of one."""
+
+    task = CARTPOLE_GAP2

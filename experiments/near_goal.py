@@ -3,7 +3,8 @@ would score if it knew the state only that well.
 
 A swing-up is won or lost in the last steps: the planner has to read the velocities near the
 goal well enough to brake. For one trained run this measures, on states drawn near the goal
-(:func:`near_goal_states`) and on states drawn from the whole state box:
+(:func:`latentrl.envs.contract.sample_near_goal_states`) and on states drawn from the whole
+state box:
 
 * the model's open-loop error after 1, 5, 10, 20 and 40 random-action steps
   (:func:`latentrl.probe.open_loop_error`: 1.0 is as far off as a random latent);
@@ -38,7 +39,12 @@ from latentrl.agents.latent import check_run_env
 from latentrl.checkpoint import load_model
 from latentrl.data import load_transitions
 from latentrl.envs import make_env, require_control_env
-from latentrl.envs.contract import ControlEnv, wrap_angle
+from latentrl.envs.contract import (
+    NEAR_GOAL_FRACTION,
+    ControlEnv,
+    sample_near_goal_states,
+    wrap_angle,
+)
 from latentrl.errors import UserError
 from latentrl.evaluate import mean_and_se, rollout_metrics, run_episodes
 from latentrl.probe import (
@@ -46,42 +52,13 @@ from latentrl.probe import (
     encoder_means,
     open_loop_error,
     random_rollouts,
+    state_errors,
     state_features,
     train_probe,
 )
 from latentrl.train import dataset_of_run
 
-NEAR_FRACTION = 0.2
-"""Near the goal: within this fraction of the state box's half-width in every coordinate."""
 ERROR_STEPS = (1, 5, 10, 20, 40)
-
-
-def near_goal_states(
-    task: ControlEnv, n: int, rng: np.random.Generator, fraction: float = NEAR_FRACTION
-) -> np.ndarray:
-    """``n`` states drawn uniformly from the box of half-width ``fraction`` of the state box's
-    around the goal state (angles wrapped, clipped into the state box): ``(n, d)``."""
-    box = task.state_space  # type: ignore[attr-defined]
-    half = fraction * (box.high - box.low) / 2
-    states = task.goal_state() + rng.uniform(-1.0, 1.0, size=(n, len(half))) * half
-    for dim in task.angle_dims:
-        states[:, dim] = wrap_angle(states[:, dim])
-    return np.clip(states, box.low, box.high)
-
-
-def state_errors(task: ControlEnv, predicted: np.ndarray, states: np.ndarray) -> np.ndarray:
-    """Per-coordinate errors ``(N, d)`` of probe outputs (angles as cos, sin; see
-    :func:`latentrl.probe.state_features`) against the true ``states (N, d)``."""
-    columns, col = [], 0
-    for dim in range(states.shape[1]):
-        if dim in task.angle_dims:
-            angle = np.arctan2(predicted[:, col + 1], predicted[:, col])
-            columns.append(wrap_angle(angle - states[:, dim]))
-            col += 2
-        else:
-            columns.append(predicted[:, col] - states[:, dim])
-            col += 1
-    return np.stack(columns, axis=1)
 
 
 class NoisyStateAgent:
@@ -139,10 +116,10 @@ def measure(
         check_run_env(config, env, run_dir)
         task = require_control_env(env)
         rng = np.random.default_rng(seed)
-        sets = {"near goal": near_goal_states(task, count, rng), "state box": None}
-        report: dict[str, Any] = {"run": str(run_dir), "near_fraction": NEAR_FRACTION}
+        sets = {"near goal": sample_near_goal_states(task, count, rng), "state box": None}
+        report: dict[str, Any] = {"run": str(run_dir), "near_fraction": NEAR_GOAL_FRACTION}
         print(
-            f"{run_dir.name}: {count} states per set, near goal = within {NEAR_FRACTION} of "
+            f"{run_dir.name}: {count} states per set, near goal = within {NEAR_GOAL_FRACTION} of "
             "the state box's half-width"
         )
         print("\n| starts | open-loop error " + " | ".join(f"@{k}" for k in ERROR_STEPS) + " |")
@@ -195,7 +172,7 @@ def probe_errors(
     for name, states in (("near goal", near), ("state box", task.sample_states(len(near), rng))):
         with torch.no_grad():
             latent = model.encode(torch.as_tensor(task.observe(states))).mean
-        errors = state_errors(task, probe(latent).double().numpy(), states)
+        errors = state_errors(probe(latent).double().numpy(), states, angles)
         rms = np.sqrt(np.mean(errors**2, axis=0))
         out[name] = {n: float(v) for n, v in zip(names, rms, strict=True)}
     return out

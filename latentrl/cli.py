@@ -42,6 +42,7 @@ def _collect(args: argparse.Namespace) -> int:
             workers=args.workers,
             chunk_size=args.chunk_size,
             chain_length=args.chain_length,
+            near_goal_share=args.near_goal_share,
             env_kwargs=args.env_kwargs,
             overwrite=args.overwrite,
             resume=args.resume,
@@ -200,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="uniform mode: transitions per chain from each drawn state, for a multi-step "
         "loss (default: 1, independent transitions)",
+    )
+    collect.add_argument(
+        "--near-goal-share",
+        type=float,
+        default=0.0,
+        help="uniform mode: share of the chains that start near the goal state rather than "
+        "anywhere (default: 0)",
     )
     collect.add_argument("--env-kwargs", type=_json_object, default={}, help="JSON object")
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset")

@@ -6,7 +6,9 @@ Two modes:
   the action box, the next state from the env's true dynamics, and both observations rendered
   from the states (``observe``). With ``chain_length`` L > 1 each drawn state starts a chain
   of L transitions under uniform random controls, stored as consecutive rows: what a
-  multi-step loss trains on. Bytes do not depend on the number of workers: states and
+  multi-step loss trains on. With ``near_goal_share`` f > 0, a share f of each chunk's chains
+  start near the goal instead (:func:`latentrl.envs.contract.sample_near_goal_states`), where a
+  uniform draw rarely goes. Bytes do not depend on the number of workers: states and
   controls are drawn in this process, workers only render and simulate.
 * ``rollout``: random-policy episodes on a Gymnasium vector env of ``workers`` copies.
   Gymnasium 1.x resets a finished sub-env on the *next* ``step``; that step's transition
@@ -32,8 +34,14 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from tqdm import tqdm
 
-from latentrl.data import CollectionSpec, DatasetWriter, check_chain_length
+from latentrl.data import (
+    CollectionSpec,
+    DatasetWriter,
+    check_chain_length,
+    check_near_goal_share,
+)
 from latentrl.envs import ControlEnv, make_env, require_control_env
+from latentrl.envs.contract import sample_near_goal_states
 from latentrl.errors import UserError
 
 MODES = ("uniform", "rollout")
@@ -50,6 +58,7 @@ def collect(
     workers: int = 1,
     chunk_size: int = 10_000,
     chain_length: int = 1,
+    near_goal_share: float = 0.0,
     env_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
     resume: bool = False,
@@ -67,6 +76,7 @@ def collect(
     if workers < 1 or chunk_size < 1:
         raise UserError(f"workers and chunk size must be >= 1, got {workers} and {chunk_size}")
     check_chain_length(chain_length, mode)
+    check_near_goal_share(near_goal_share, mode)
     if overwrite and resume:
         raise UserError("--overwrite and --resume exclude each other")
     env_kwargs = dict(env_kwargs or {})
@@ -82,6 +92,7 @@ def collect(
             env_kwargs=env_kwargs,
             num_envs=workers if mode == "rollout" else 1,
             chain_length=chain_length,
+            near_goal_share=near_goal_share,
         )
         writer = DatasetWriter(
             Path(out_dir),
@@ -165,11 +176,15 @@ def uniform_inputs(
     env: ControlEnv, spec: CollectionSpec, index: int, low: np.ndarray, high: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Chain start states ``(c, d)`` and controls ``(c, L, m)`` of chunk ``index``, drawn from
-    ``[seed, index]``; c = ceil(count / L), and the last chain is cut to fill the chunk."""
+    ``[seed, index]``; c = ceil(count / L), and the last chain is cut to fill the chunk. The
+    first ``round(c * near_goal_share)`` chains start near the goal, the others anywhere."""
     rng = np.random.default_rng([spec.seed, index])
     length = spec.chain_length
     chains = -(-spec.chunk_count(index) // length)
-    states = env.sample_states(chains, rng)
+    near = round(chains * spec.near_goal_share)
+    states = env.sample_states(chains - near, rng)
+    if near:
+        states = np.concatenate([sample_near_goal_states(env, near, rng), states])
     actions = rng.uniform(low, high, size=(chains * length, low.shape[0])).astype(np.float32)
     return states, actions.reshape(chains, length, -1)
 

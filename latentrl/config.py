@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from latentrl.data import check_chain_length
+from latentrl.data import check_chain_length, check_near_goal_share
 from latentrl.errors import UserError
 from latentrl.losses import CURVATURE_RADIUS, LossWeights
 from latentrl.models import ModelConfig
@@ -36,12 +36,16 @@ class DataConfig:
     chain_length: int = 1
     """Uniform mode: transitions per chain from each drawn start state (random controls),
     the windows train.multi_step_horizon needs; 1: independent transitions (E2C)."""
+    near_goal_share: float = 0.0
+    """Uniform mode: share of the chains that start near the goal state (within 0.2 of the
+    state box's half-width in every coordinate) rather than anywhere; 0: all uniform (E2C)."""
     validation_fraction: float = 0.1
     workers: int = 1
     """Collection worker processes (MuJoCo envs render faster with 2)."""
 
     def __post_init__(self) -> None:
         check_chain_length(self.chain_length, self.mode)
+        check_near_goal_share(self.near_goal_share, self.mode)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ class CollectionSpec:
     chain_length: int = 1
     """Uniform mode: transitions per chain. A chain starts at a uniformly drawn state and
     follows random controls, so row i + 1 continues row i; 1 gives independent transitions."""
+    near_goal_share: float = 0.0
+    """Uniform mode: share of each chunk's chains that start near the goal
+    (:func:`latentrl.envs.contract.sample_near_goal_states`) rather than anywhere."""
 
     def num_chunks(self) -> int:
         return -(-self.transitions // self.chunk_size)
@@ -70,8 +73,9 @@ class CollectionSpec:
         return min(self.chunk_size, self.transitions - index * self.chunk_size)
 
     def as_dict(self) -> dict[str, Any]:
-        """The spec as metadata keys; ``chain_length`` only when it is not 1, so datasets
-        collected before chains existed keep their metadata."""
+        """The spec as metadata keys; ``chain_length`` and ``near_goal_share`` only when they
+        differ from their defaults, so datasets collected before they existed keep their
+        metadata."""
         spec = {
             "env_id": self.env_id,
             "env_kwargs": dict(self.env_kwargs),
@@ -81,9 +85,23 @@ class CollectionSpec:
             "chunk_size": self.chunk_size,
             "num_envs": self.num_envs,
         }
-        if self.chain_length != 1:
-            spec["chain_length"] = self.chain_length
+        for key, default in OPTIONAL_SPEC_KEYS.items():
+            if getattr(self, key) != default:
+                spec[key] = getattr(self, key)
         return spec
+
+
+OPTIONAL_SPEC_KEYS: dict[str, Any] = {"chain_length": 1, "near_goal_share": 0.0}
+"""Spec keys written to the metadata only when they differ from these defaults."""
+
+
+def check_near_goal_share(share: float, mode: str) -> None:
+    """UserError unless ``share`` lies in [0, 1], and is 0 outside uniform mode."""
+    if not 0 <= share <= 1 or (share > 0 and mode != "uniform"):
+        raise UserError(
+            f"near_goal_share must lie in [0, 1] and applies to uniform mode only (rollouts "
+            f"start where the env's reset puts them), got {share} with mode {mode!r}"
+        )
 
 
 def check_chain_length(chain_length: int, mode: str) -> None:
@@ -221,8 +239,9 @@ class DatasetWriter:
                 "pass --resume to finish it or --overwrite to start again"
             )
         previous = {key: existing.get(key) for key in self.spec.as_dict()}
-        if existing.get("chain_length", 1) != self.spec.chain_length:
-            previous["chain_length"] = existing.get("chain_length", 1)
+        for key, default in OPTIONAL_SPEC_KEYS.items():
+            if existing.get(key, default) != getattr(self.spec, key):
+                previous[key] = existing.get(key, default)
         if previous != self.spec.as_dict():
             raise UserError(
                 f"cannot resume {directory}: it was collected with {previous}, "

@@ -26,7 +26,8 @@ def dataset_dir(data: DataConfig, root: Path = DATA_ROOT) -> Path:
     """Where the dataset of ``data`` lives: one directory per distinct collection."""
     env_name = data.env_id.replace(":", "_").split("/")[-1]
     chains = f"__chain{data.chain_length}" if data.chain_length > 1 else ""
-    return root / f"{env_name}__{data.mode}__{data.transitions}__seed{data.seed}{chains}"
+    near = f"__near{data.near_goal_share:g}" if data.near_goal_share > 0 else ""
+    return root / f"{env_name}__{data.mode}__{data.transitions}__seed{data.seed}{chains}{near}"
 
 
 def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
@@ -43,6 +44,7 @@ def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
         seed=data.seed,
         workers=data.workers,
         chain_length=data.chain_length,
+        near_goal_share=data.near_goal_share,
         resume=meta is not None,
     )
 

@@ -36,6 +36,23 @@ def state_features(
     return torch.stack(columns, dim=1), labels
 
 
+def state_errors(
+    predicted: np.ndarray, states: np.ndarray, angle_dims: Sequence[int]
+) -> np.ndarray:
+    """Per-coordinate errors ``(N, d)`` of predicted :func:`state_features` ``(N, f)`` (angles
+    as cos, sin) against the true ``states (N, d)``; an angle's error is wrapped to [-pi, pi)."""
+    columns, col = [], 0
+    for dim in range(states.shape[1]):
+        if dim in angle_dims:
+            angle = np.arctan2(predicted[:, col + 1], predicted[:, col])
+            columns.append((angle - states[:, dim] + np.pi) % (2 * np.pi) - np.pi)
+            col += 2
+        else:
+            columns.append(predicted[:, col] - states[:, dim])
+            col += 1
+    return np.stack(columns, axis=1)
+
+
 def r_squared(prediction: Tensor, target: Tensor) -> Tensor:
     """Coefficient of determination per column: ``(f,)``."""
     residual = (prediction - target).square().sum(0)

@@ -151,3 +151,40 @@ def test_chain_length_is_checked(tmp_path: Path) -> None:
         collect(POINT_MASS_ID, 100, tmp_path / "r", mode="rollout", chain_length=4)
     with pytest.raises(UserError, match="chain_length must be >= 1"):
         collect(POINT_MASS_ID, 100, tmp_path / "z", chain_length=0)
+
+
+def test_a_near_goal_share_of_the_chains_starts_near_the_goal(tmp_path: Path) -> None:
+    from point_mass import GOAL_X, PointMassEnv, point_mass_step
+
+    kwargs = {"chunk_size": 400, "chain_length": 4, "progress": False}
+    plain = collect(POINT_MASS_ID, 800, tmp_path / "plain", **kwargs)
+    out = collect(POINT_MASS_ID, 800, tmp_path / "near", near_goal_share=0.25, **kwargs)
+    data = load_transitions(out)
+    states = data.state.numpy()
+    np.testing.assert_array_equal(data.next_state.numpy(), point_mass_step(states, data.action))
+    np.testing.assert_array_equal(data.obs.numpy(), PointMassEnv().observe(states))
+    starts = states[::4]  # each chunk holds 100 chains, the first 25 of them near the goal
+    near = (np.abs(starts[:, 0] - GOAL_X) <= 0.2 + 1e-12) & (np.abs(starts[:, 1]) <= 0.4 + 1e-12)
+    assert near.reshape(2, 100)[:, :25].all()
+    assert near.reshape(2, 100)[:, 25:].mean() < 0.1  # a uniform start is near it 4% of the time
+    assert json.loads((out / METADATA_FILE).read_text())["near_goal_share"] == 0.25
+    assert "near_goal_share" not in json.loads((plain / METADATA_FILE).read_text())
+    two = collect(POINT_MASS_ID, 800, tmp_path / "two", near_goal_share=0.25, workers=2, **kwargs)
+    assert _bytes(two) == _bytes(out)
+    with pytest.raises(UserError, match="cannot resume"):
+        (out / METADATA_FILE).write_text(
+            json.dumps({**json.loads((out / METADATA_FILE).read_text()), "complete": False})
+        )
+        collect(POINT_MASS_ID, 800, out, resume=True, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"near_goal_share": 1.5}, r"near_goal_share must lie in \[0, 1\]"),
+        ({"near_goal_share": 0.5, "mode": "rollout"}, "uniform mode only"),
+    ],
+)
+def test_near_goal_share_is_checked(tmp_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        collect(POINT_MASS_ID, 100, tmp_path / "bad", **kwargs)

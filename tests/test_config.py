@@ -64,6 +64,10 @@ def test_chained_datasets_get_their_own_directory() -> None:
     chained = dataset_dir(DataConfig(chain_length=16), root)
     assert plain == root / "Pendulum-v0__uniform__20000__seed0"
     assert chained == root / "Pendulum-v0__uniform__20000__seed0__chain16"
+    near = dataset_dir(DataConfig(chain_length=16, near_goal_share=0.25), root)
+    assert near == root / "Pendulum-v0__uniform__20000__seed0__chain16__near0.25"
+    with pytest.raises(UserError, match="near_goal_share must lie in"):
+        apply_overrides(preset("cartpole"), ["data.near_goal_share=-0.1"])
 
 
 def test_optional_fields_are_type_checked() -> None:

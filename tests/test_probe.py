@@ -17,6 +17,7 @@ from latentrl.probe import (
     open_loop_error,
     r_squared,
     random_rollouts,
+    state_errors,
     state_features,
     state_step_sizes,
 )
@@ -36,6 +37,19 @@ def test_state_features_split_angles_into_cos_and_sin() -> None:
     features, names = state_features(states, ["theta", "theta_dot"], angle_dims=[0])
     assert names == ["cos_theta", "sin_theta", "theta_dot"]
     assert torch.allclose(features, torch.tensor([[1.0, 0.0, 3.0], [0.0, 1.0, -1.0]]), atol=1e-7)
+
+
+def test_state_errors_read_angles_from_cos_and_sin_across_the_cut() -> None:
+    # an angle read just across the cut at pi is 0.2 rad off, not 2 pi - 0.2
+    truth = np.array([[np.pi - 0.1, 1.0], [0.5, -2.0]])
+    read = np.array(
+        [[np.cos(-np.pi + 0.1), np.sin(-np.pi + 0.1), 1.5], [np.cos(0.4), np.sin(0.4), -2.0]]
+    )
+    np.testing.assert_allclose(
+        state_errors(read, truth, [0]), [[0.2, 0.5], [-0.1, 0.0]], atol=1e-12
+    )
+    features, _ = state_features(torch.from_numpy(truth), ["theta", "theta_dot"], [0])
+    np.testing.assert_allclose(state_errors(features.double().numpy(), truth, [0]), 0, atol=1e-6)
 
 
 def test_fit_probe_recovers_a_smooth_function() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from latentrl.envs.contract import check_render_mode
+from latentrl.envs.contract import check_render_mode, sample_near_goal_states
 from latentrl.envs.pendulum import PixelPendulumEnv
 from latentrl.envs.planar import PlanarEnv
+from latentrl.errors import UserError
 
 
 @pytest.mark.parametrize("env_class", [PixelPendulumEnv, PlanarEnv])
@@ -22,3 +24,26 @@ def test_check_render_mode_names_the_supported_modes() -> None:
     assert check_render_mode(None, metadata) is None
     with pytest.raises(ValueError, match=r"\['rgb_array'\] or None"):
         check_render_mode("ansi", metadata)
+
+
+def test_near_goal_states_fill_the_box_around_the_goal() -> None:
+    env = PixelPendulumEnv()
+    box = env.state_space
+    states = sample_near_goal_states(env, 500, np.random.default_rng(0), 0.2)
+    half = 0.2 * (box.high - box.low) / 2
+    assert states.shape == (500, 2)
+    assert np.all(np.abs(states - env.goal_state()) <= half + 1e-12)
+    assert np.abs(states - env.goal_state()).max(0) == pytest.approx(half, rel=0.05)
+
+
+def test_near_goal_states_are_redrawn_off_the_obstacles() -> None:
+    env = PlanarEnv()
+    # a box as large as the state box around planar's goal corner: most of it lies outside
+    # the walls or in obstacles
+    states = sample_near_goal_states(env, 2_000, np.random.default_rng(0), 1.0)
+    assert env.is_valid(states).all()
+    assert len(np.unique(states, axis=0)) == 2_000
+    box = env.state_space
+    assert np.all(np.abs(states - env.goal_state()) <= (box.high - box.low) / 2)
+    with pytest.raises(UserError, match="near-goal fraction must lie in"):
+        sample_near_goal_states(env, 10, np.random.default_rng(0), 0.0)

@@ -18,13 +18,19 @@ from latentrl.envs import (
     require_control_env,
     wrap_angle,
 )
-from latentrl.envs.mujoco_swingup import CartpoleSwingupEnv, PendulumSwingupEnv, luminance
+from latentrl.envs.mujoco_swingup import (
+    CartpoleSwingupEnv,
+    CartpoleSwingupGap2Env,
+    PendulumSwingupEnv,
+    luminance,
+)
 
 PENDULUM_ID = "latentrl/PendulumSwingup-v0"
 CARTPOLE_ID = "latentrl/CartpoleSwingup-v0"
-OBS_SHAPES = {PENDULUM_ID: (2, 48, 48), CARTPOLE_ID: (2, 64, 64)}
-ACTION_BOUNDS = {PENDULUM_ID: 2.0, CARTPOLE_ID: 5.0}
-ANGLE = {PENDULUM_ID: 0, CARTPOLE_ID: 1}  # index of theta in the state
+CARTPOLE_GAP2_ID = "latentrl/CartpoleSwingupGap2-v0"
+OBS_SHAPES = {PENDULUM_ID: (2, 48, 48), CARTPOLE_ID: (2, 64, 64), CARTPOLE_GAP2_ID: (2, 64, 64)}
+ACTION_BOUNDS = {PENDULUM_ID: 2.0, CARTPOLE_ID: 5.0, CARTPOLE_GAP2_ID: 5.0}
+ANGLE = {PENDULUM_ID: 0, CARTPOLE_ID: 1, CARTPOLE_GAP2_ID: 1}  # index of theta in the state
 
 
 @pytest.fixture(scope="module", params=list(OBS_SHAPES))
@@ -213,9 +219,11 @@ def test_cost_and_goal_distance(env, env_id: str) -> None:
 
 
 def test_invalid_states_raise(env, env_id: str) -> None:
+    cartpole = [[2.0, 0, 0, 0], [0, 4.0, 0, 0], [0, 0, 9.0, 0], [0, 0, 0, 100.0], [0, 0]]
     bad_states = {
         PENDULUM_ID: [[4.0, 0.0], [0.0, 100.0], [np.nan, 0.0], [0.0]],
-        CARTPOLE_ID: [[2.0, 0, 0, 0], [0, 4.0, 0, 0], [0, 0, 9.0, 0], [0, 0, 0, 100.0], [0, 0]],
+        CARTPOLE_ID: cartpole,
+        CARTPOLE_GAP2_ID: cartpole,
     }
     for state in map(np.array, bad_states[env_id]):
         with pytest.raises(InvalidStateError):
@@ -324,3 +332,22 @@ def test_async_vector_env_with_spawn_steps_two_envs(env, env_id: str) -> None:
     finally:
         venv.close()
     np.testing.assert_array_equal(obs, env.observe(info["state"]))
+
+
+def test_cartpole_gap2_is_v0_with_its_frames_two_steps_apart(cartpole) -> None:
+    gap2 = CartpoleSwingupGap2Env()
+    try:
+        states = np.array([[0.3, 0.5, 1.2, -2.5], [-1.0, -3.0, -0.4, 4.0], [0.0, 0.1, 0.0, 0.0]])
+        twice = states.copy()
+        twice[:, 2:] *= 2  # v0's frame 0 at twice the speed lies where gap2's lies
+        obs_gap2, obs_twice = gap2.observe(states), cartpole.observe(twice)
+        np.testing.assert_array_equal(obs_gap2[:, 0], obs_twice[:, 0])
+        np.testing.assert_array_equal(obs_gap2[:, 1], cartpole.observe(states)[:, 1])
+        assert not np.array_equal(obs_gap2[:2, 0], cartpole.observe(states)[:2, 0])
+        actions = np.array([[5.0], [-2.0], [0.5]])
+        np.testing.assert_array_equal(
+            gap2.next_states(states, actions), cartpole.next_states(states, actions)
+        )
+        np.testing.assert_array_equal(gap2.cost(states, actions), cartpole.cost(states, actions))
+    finally:
+        gap2.close()
