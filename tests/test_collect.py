@@ -188,3 +188,12 @@ def test_a_near_goal_share_of_the_chains_starts_near_the_goal(tmp_path: Path) ->
 def test_near_goal_share_is_checked(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         collect(POINT_MASS_ID, 100, tmp_path / "bad", **kwargs)
+
+
+def test_cli_passes_the_near_goal_share_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "near"
+    args = ["collect", POINT_MASS_ID, "--transitions", "40", "--out", str(out)]
+    assert cli.main([*args, "--near-goal-share", "0.5"]) == 0
+    assert json.loads((out / METADATA_FILE).read_text())["near_goal_share"] == 0.5
+    assert cli.main([*args[:-1], str(tmp_path / "bad"), "--near-goal-share", "2"]) == 2
+    assert "near_goal_share must lie in [0, 1]" in capsys.readouterr().err
