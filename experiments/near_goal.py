@@ -170,8 +170,7 @@ def probe_errors(
     probe = train_probe(z, targets, steps=3_000, hidden=128)
     out = {}
     for name, states in (("near goal", near), ("state box", task.sample_states(len(near), rng))):
-        with torch.no_grad():
-            latent = model.encode(torch.as_tensor(task.observe(states))).mean
+        latent = encoder_means(model, torch.as_tensor(task.observe(states)))
         errors = state_errors(probe(latent).double().numpy(), states, angles)
         rms = np.sqrt(np.mean(errors**2, axis=0))
         out[name] = {n: float(v) for n, v in zip(names, rms, strict=True)}

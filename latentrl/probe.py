@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from latentrl.envs.contract import wrap_angle
 from latentrl.losses import roll_mean
 
 
@@ -45,7 +46,7 @@ def state_errors(
     for dim in range(states.shape[1]):
         if dim in angle_dims:
             angle = np.arctan2(predicted[:, col + 1], predicted[:, col])
-            columns.append((angle - states[:, dim] + np.pi) % (2 * np.pi) - np.pi)
+            columns.append(wrap_angle(angle - states[:, dim]))
             col += 2
         else:
             columns.append(predicted[:, col] - states[:, dim])

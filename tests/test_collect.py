@@ -161,7 +161,9 @@ def test_a_near_goal_share_of_the_chains_starts_near_the_goal(tmp_path: Path) ->
     out = collect(POINT_MASS_ID, 800, tmp_path / "near", near_goal_share=0.25, **kwargs)
     data = load_transitions(out)
     states = data.state.numpy()
-    np.testing.assert_array_equal(data.next_state.numpy(), point_mass_step(states, data.action))
+    np.testing.assert_array_equal(
+        data.next_state.numpy(), point_mass_step(states, data.action.numpy())
+    )
     np.testing.assert_array_equal(data.obs.numpy(), PointMassEnv().observe(states))
     starts = states[::4]  # each chunk holds 100 chains, the first 25 of them near the goal
     near = (np.abs(starts[:, 0] - GOAL_X) <= 0.2 + 1e-12) & (np.abs(starts[:, 1]) <= 0.4 + 1e-12)
