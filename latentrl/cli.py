@@ -127,7 +127,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         overrides.append(f"eval.agents={json.dumps(args.agents)}")
     try:
         result = evaluate_run(
-            args.run_dir, overrides, wandb_mode=args.wandb, overwrite=args.overwrite
+            args.run_dir,
+            overrides,
+            wandb_mode=args.wandb,
+            overwrite=args.overwrite,
+            baselines_from=args.baselines_from,
         )
     except KeyboardInterrupt:
         return 130
@@ -275,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="evaluate again into RUN_DIR/eval/; agents not run again keep their results if "
         "they ran on the same episodes and settings",
+    )
+    evaluate.add_argument(
+        "--baselines-from",
+        type=Path,
+        metavar="OTHER_RUN",
+        help="take the oracle and random agents from OTHER_RUN's evaluation instead of running "
+        "them again, where they ran on the same episodes and settings (they do not depend on "
+        "the model)",
     )
     _add_wandb_option(evaluate)
     evaluate.set_defaults(handler=_evaluate)

@@ -38,7 +38,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -207,16 +207,26 @@ def evaluate_run(
     *,
     wandb_mode: str | None = None,
     overwrite: bool = False,
+    baselines_from: Path | str | None = None,
     echo: Callable[[str], None] = print,
 ) -> EvalResult:
     """Evaluate the run in ``run_dir`` with its ``eval`` and ``plan`` config sections,
-    changed by ``overrides`` (``eval.*``/``plan.*`` assignments); writes ``run_dir/eval/``."""
+    changed by ``overrides`` (``eval.*``/``plan.*`` assignments); writes ``run_dir/eval/``.
+
+    ``baselines_from``: another evaluated run whose oracle and random agents (they do not
+    depend on the model) are taken instead of run again, where they ran on the same episodes
+    with the same settings; ``results.json`` names it under ``baselines_from``."""
     run_dir = Path(run_dir)
     config = _eval_config(run_dir, overrides)
     out = run_dir / EVAL_DIR
     existing = out.exists() and any(out.iterdir())
     if existing and not overwrite:
         raise UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
+    if baselines_from is not None and not (Path(baselines_from) / EVAL_DIR / RESULTS_FILE).exists():
+        raise UserError(
+            f"{baselines_from} holds no evaluation ({EVAL_DIR}/{RESULTS_FILE}) to take the "
+            "oracle and random agents from: evaluate it first, or leave --baselines-from out"
+        )
     ev = config.eval
     env = make_env(config.data.env_id)
     threads = torch.get_num_threads()
@@ -226,8 +236,20 @@ def evaluate_run(
     try:
         task = require_control_env(env)
         horizon = _horizon(env, task, ev.horizon)
-        agents = _make_agents(run_dir, config, env, task)
         starts = task.sample_start_states(ev.episodes, np.random.default_rng(ev.seed))
+        header = results_header(run_dir, config, task, starts, horizon)
+        baselines = EarlierAgents({}, {}, {}, {})
+        if baselines_from is not None:
+            source = Path(baselines_from)
+            asked = [name for name in ev.agents if name in MODEL_FREE_AGENTS]
+            found = reusable_agents(source / EVAL_DIR, header, asked, echo)
+            origins = {name: found.origins.get(name, str(source)) for name in found.entries}
+            baselines = replace(found, origins=origins)
+            if baselines.entries:
+                names = ", ".join(baselines.entries)
+                echo(f"took {names} from {source} (same episodes and settings)")
+        to_run = [name for name in ev.agents if name not in baselines.entries]
+        agents = _make_agents(run_dir, config, env, task, to_run)
         rollouts: dict[str, Rollout] = {}
         for name, agent in agents.items():
             echo(f"evaluating {name}: {ev.episodes} episodes of {horizon} steps")
@@ -236,15 +258,18 @@ def evaluate_run(
             rollouts[name] = run_episodes(
                 config.data.env_id, task, agent, starts, horizon, filmed, frame_fn
             )
-        results = build_results(run_dir, config, task, starts, rollouts)
-        kept = keep_earlier_agents(out, results, rollouts, echo) if existing else {}
+        results = header | {"agents": agent_results(task, starts, rollouts)}
+        merge_agents(results, rollouts, baselines)
+        kept = baselines.gifs
+        if existing:
+            kept = kept | keep_earlier_agents(out, results, rollouts, echo)
         fps = int(env.metadata.get("render_fps", 20))
         table = format_table(results)
         if existing:  # replaced only now: a failed evaluation keeps the previous one
             shutil.rmtree(out)
         for path, gif in kept.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(gif)
+            (out / path).parent.mkdir(parents=True, exist_ok=True)
+            (out / path).write_bytes(gif)
         _write_artifacts(out, config, results, rollouts, task, fps, wandb_mode, run_dir.name)
     finally:
         torch.set_num_threads(threads)
@@ -270,6 +295,96 @@ def agent_settings(results: dict[str, Any], agent: str) -> dict[str, Any]:
     return settings
 
 
+MODEL_FREE_AGENTS = ("oracle", "random")
+"""The agents whose episodes do not depend on the run's model."""
+
+
+@dataclass(frozen=True)
+class EarlierAgents:
+    """Agents of an earlier evaluation: their ``results.json`` entries, rollouts (no timings,
+    no frames: the entries hold the timings), GIFs (path relative to the eval dir -> bytes),
+    and the runs they were first evaluated in, where that was another run (``baselines_from``
+    of that ``results.json``)."""
+
+    entries: dict[str, Any]
+    rollouts: dict[str, Rollout]
+    gifs: dict[Path, bytes]
+    origins: dict[str, str]
+
+
+def reusable_agents(
+    eval_dir: Path, results: dict[str, Any], names: Sequence[str], echo: Callable[[str], None]
+) -> EarlierAgents:
+    """Of ``names``, the agents of the evaluation in ``eval_dir`` that ran on the episodes of
+    ``results`` (:data:`PROTOCOL_FIELDS`) with the settings their numbers depend on; says which
+    it drops and why. An unreadable evaluation gives none."""
+    try:
+        earlier = json.loads((eval_dir / RESULTS_FILE).read_text())
+        with np.load(eval_dir / TRAJECTORIES_FILE) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        candidates = [name for name in names if name in earlier["agents"]]
+        same_episodes = all(earlier[f] == _as_json(results[f]) for f in PROTOCOL_FIELDS)
+        kept = [
+            name
+            for name in candidates
+            if same_episodes
+            and agent_settings(earlier, name) == _as_json(agent_settings(results, name))
+        ]
+        rollouts = {
+            name: Rollout(
+                arrays[f"{name}/states"],
+                arrays[f"{name}/actions"],
+                arrays[f"{name}/costs"],
+                np.full(results["horizon"], np.nan),
+                None,
+            )
+            for name in kept
+        }
+        gifs = {
+            Path(VIDEOS_DIR) / path.name: path.read_bytes()
+            for name in kept
+            for path in sorted((eval_dir / VIDEOS_DIR).glob(f"{name}_episode_*.gif"))
+        }
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        echo(f"the earlier evaluation in {eval_dir} is unreadable ({exc}); nothing is kept from it")
+        return EarlierAgents({}, {}, {}, {})
+    dropped = sorted(set(candidates) - set(kept))
+    if dropped:
+        echo(
+            f"dropped the earlier results of {', '.join(dropped)} in {eval_dir}: other start "
+            "states or settings than this evaluation's"
+        )
+    origins = earlier.get("baselines_from", {})
+    return EarlierAgents(
+        {name: earlier["agents"][name] for name in kept},
+        rollouts,
+        gifs,
+        {name: origins[name] for name in kept if name in origins},
+    )
+
+
+def merge_agents(
+    results: dict[str, Any], rollouts: dict[str, Rollout], earlier: EarlierAgents
+) -> None:
+    """Add the ``earlier`` agents to ``results`` and ``rollouts`` (in place), all in
+    :data:`~latentrl.config.AGENTS` order; ``results["eval"]["agents"]`` lists them and
+    ``results["baselines_from"]`` the other runs they were evaluated in."""
+    order = [name for name in AGENTS if name in rollouts or name in earlier.entries]
+    results["agents"] = {
+        name: results["agents"][name] if name in rollouts else earlier.entries[name]
+        for name in order
+    }
+    results["eval"] = results["eval"] | {"agents": order}
+    origins = results.get("baselines_from", {}) | earlier.origins
+    if origins:
+        results["baselines_from"] = origins
+    merged = {
+        name: rollouts[name] if name in rollouts else earlier.rollouts[name] for name in order
+    }
+    rollouts.clear()
+    rollouts.update(merged)
+
+
 def keep_earlier_agents(
     out: Path,
     results: dict[str, Any],
@@ -278,57 +393,19 @@ def keep_earlier_agents(
 ) -> dict[Path, bytes]:
     """Carry the agents of the evaluation in ``out`` that were not run again into ``results``
     and ``rollouts`` (in place), where they ran on the same episodes with the same settings;
-    returns their GIFs (path -> bytes) to write back. An unreadable earlier evaluation keeps
-    nothing."""
+    returns their GIFs (path relative to ``out`` -> bytes) to write back."""
     try:
-        earlier = json.loads((out / RESULTS_FILE).read_text())
-        with np.load(out / TRAJECTORIES_FILE) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-        candidates = [name for name in earlier["agents"] if name not in rollouts]
-        same_episodes = all(earlier[f] == _as_json(results[f]) for f in PROTOCOL_FIELDS)
-        names = [
-            name
-            for name in candidates
-            if same_episodes
-            and agent_settings(earlier, name) == _as_json(agent_settings(results, name))
-        ]
-        kept = {
-            name: Rollout(
-                arrays[f"{name}/states"],
-                arrays[f"{name}/actions"],
-                arrays[f"{name}/costs"],
-                np.full(results["horizon"], np.nan),
-                None,
-            )
-            for name in names
-        }
-        gifs = {
-            path: path.read_bytes()
-            for name in names
-            for path in sorted((out / VIDEOS_DIR).glob(f"{name}_episode_*.gif"))
-        }
-    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        echo(f"the earlier evaluation in {out} is unreadable ({exc}); it is replaced whole")
+        earlier_names = list(json.loads((out / RESULTS_FILE).read_text())["agents"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        echo(f"the earlier evaluation in {out} is unreadable ({exc}); nothing is kept from it")
         return {}
-    dropped = sorted(set(candidates) - set(names))
-    if dropped:
-        echo(
-            f"dropped the earlier results of {', '.join(dropped)}: other start states or "
-            "settings than this evaluation's"
-        )
-    if not names:
+    names = [name for name in earlier_names if name not in rollouts]
+    earlier = reusable_agents(out, results, names, echo)
+    if not earlier.entries:
         return {}
-    echo(f"kept the earlier results of {', '.join(names)} (same episodes and settings)")
-    order = [name for name in AGENTS if name in rollouts or name in kept]
-    results["agents"] = {
-        name: results["agents"][name] if name in rollouts else earlier["agents"][name]
-        for name in order
-    }
-    results["eval"] = results["eval"] | {"agents": order}
-    merged = {name: rollouts[name] if name in rollouts else kept[name] for name in order}
-    rollouts.clear()
-    rollouts.update(merged)
-    return gifs
+    echo(f"kept the earlier results of {', '.join(earlier.entries)} (same episodes and settings)")
+    merge_agents(results, rollouts, earlier)
+    return earlier.gifs
 
 
 def _as_json(value: Any) -> Any:
@@ -359,10 +436,10 @@ def _horizon(env: gym.Env, task: ControlEnv, override: int | None) -> int:
 
 
 def _make_agents(
-    run_dir: Path, config: ExperimentConfig, env: gym.Env, task: ControlEnv
+    run_dir: Path, config: ExperimentConfig, env: gym.Env, task: ControlEnv, names: Sequence[str]
 ) -> dict[str, Agent]:
     ev, agents = config.eval, {}
-    for name in ev.agents:
+    for name in names:
         if name == "latent":
             device = resolve_device(ev.device)
             agents[name] = LatentMPCAgent.from_run(run_dir, env, device, config.plan, ev.seed)
@@ -373,29 +450,14 @@ def _make_agents(
     return agents
 
 
-def build_results(
-    run_dir: Path,
-    config: ExperimentConfig,
-    task: ControlEnv,
-    starts: np.ndarray,
-    rollouts: dict[str, Rollout],
+def results_header(
+    run_dir: Path, config: ExperimentConfig, task: ControlEnv, starts: np.ndarray, horizon: int
 ) -> dict[str, Any]:
-    """The JSON-ready content of results.json."""
-    agents = {}
-    batch, horizon = next(iter(rollouts.values())).costs.shape
-    for name, r in rollouts.items():
-        per_episode = rollout_metrics(task, r)
-        aggregate = {key: _mean_se(values) for key, values in per_episode.items()}
-        aggregate["ms_per_step"] = _mean_se(1_000 * r.act_seconds)
-        episodes = [
-            {"start_state": starts[i].tolist(), **{k: float(v[i]) for k, v in per_episode.items()}}
-            for i in range(batch)
-        ]
-        agents[name] = {"aggregate": aggregate, "episodes": episodes}
+    """The JSON-ready content of results.json but its ``agents``: the protocol and settings."""
     return {
         "run_dir": str(run_dir),
         "env_id": config.data.env_id,
-        "episodes": batch,
+        "episodes": int(starts.shape[0]),
         "horizon": horizon,
         "goal_radius": float(task.goal_radius),
         "final_steps": final_steps(horizon),
@@ -405,8 +467,24 @@ def build_results(
         "plan": to_dict(config.plan),
         "gif_panels": ["observation", "decoded latent"]
         + [f"plan step {s}" for s in plan_steps(config.plan.horizon)],
-        "agents": agents,
     }
+
+
+def agent_results(
+    task: ControlEnv, starts: np.ndarray, rollouts: dict[str, Rollout]
+) -> dict[str, Any]:
+    """The ``agents`` of results.json: per agent, aggregate and per-episode metrics."""
+    agents = {}
+    for name, r in rollouts.items():
+        per_episode = rollout_metrics(task, r)
+        aggregate = {key: _mean_se(values) for key, values in per_episode.items()}
+        aggregate["ms_per_step"] = _mean_se(1_000 * r.act_seconds)
+        episodes = [
+            {"start_state": starts[i].tolist(), **{k: float(v[i]) for k, v in per_episode.items()}}
+            for i in range(starts.shape[0])
+        ]
+        agents[name] = {"aggregate": aggregate, "episodes": episodes}
+    return agents
 
 
 def _mean_se(values: np.ndarray) -> dict[str, float | None]:

@@ -76,13 +76,18 @@ def run_experiment(
     evaluate: bool = True,
 ) -> list[ExperimentResult]:
     """Collect (or reuse) the experiment's dataset, then train one run per seed and evaluate
-    it with its ``eval`` config (results in ``run_dir/eval/``)."""
-    results = []
+    it with its ``eval`` config (results in ``run_dir/eval/``). The oracle and random agents
+    do not depend on the model: they run in the first seed's evaluation, and the later seeds
+    take them from it (``baselines_from`` in their ``results.json``)."""
+    results: list[ExperimentResult] = []
     for seed in seeds:
         config = experiment_config(experiment, preset_name, seed, overrides)
         data = ensure_dataset(config.data, data_root)
         run_dir = new_run_dir(runs_root, config)
         trained = train(config, run_dir, data, wandb_mode=wandb_mode)
-        evaluation = evaluate_run(trained.run_dir, wandb_mode=wandb_mode) if evaluate else None
+        evaluation = None
+        if evaluate:
+            first = results[0].train.run_dir if results else None
+            evaluation = evaluate_run(trained.run_dir, wandb_mode=wandb_mode, baselines_from=first)
         results.append(ExperimentResult(trained, evaluation))
     return results

@@ -242,6 +242,13 @@ def test_cli_evaluate_prints_the_table(
     assert "pass --overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
 
+    other = tmp_path / "cli_other"
+    shutil.copytree(trained_run, other, ignore=shutil.ignore_patterns("eval"))
+    assert main([*args[:1], str(other), *args[2:], "--baselines-from", str(run)]) == 0
+    assert f"took oracle, random from {run}" in capsys.readouterr().out
+    assert main([*args, "--overwrite", "--baselines-from", str(tmp_path)]) == 2
+    assert "holds no evaluation" in capsys.readouterr().err
+
     (run / "checkpoint").rename(run / "elsewhere")
     assert main(["evaluate", str(run), "--overwrite", "--wandb", "disabled"]) == 2
     assert "has no checkpoint yet; train it" in capsys.readouterr().err
@@ -299,7 +306,60 @@ def test_evaluating_again_keeps_the_agents_it_does_not_run_where_their_settings_
     (out / "trajectories.npz").write_bytes(b"not a zip file")
     fifth = again('eval.agents=["oracle"]', "eval.seed=5")
     assert list(fifth["agents"]) == ["oracle"]
-    assert any("is unreadable" in m and "replaced whole" in m for m in messages)
+    assert any("is unreadable" in m and "nothing is kept" in m for m in messages)
+
+
+def test_baselines_are_taken_from_another_run_where_their_episodes_and_settings_hold(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    runs = {}
+    for name in ("a", "b", "c"):
+        runs[name] = tmp_path / name
+        shutil.copytree(trained_run, runs[name], ignore=shutil.ignore_patterns("eval"))
+    messages: list[str] = []
+
+    def evaluate(run: str, *changes: str, source: str | None = None) -> dict:
+        messages.clear()
+        result = evaluate_run(
+            runs[run],
+            [*FAST, *changes],
+            wandb_mode="disabled",
+            overwrite=True,
+            baselines_from=None if source is None else runs[source],
+            echo=messages.append,
+        )
+        return result.results
+
+    with pytest.raises(UserError, match=r"holds no evaluation.*evaluate it first"):
+        evaluate("b", source="a")
+    first = evaluate("a")
+    assert "baselines_from" not in first
+
+    second = evaluate("b", source="a")
+    assert f"took oracle, random from {runs['a']} (same episodes and settings)" in messages
+    assert not any(m.startswith(("evaluating oracle", "evaluating random")) for m in messages)
+    assert "evaluating latent: 2 episodes of 20 steps" in messages
+    assert list(second["agents"]) == ["latent", "oracle", "random"]
+    assert second["agents"]["oracle"] == first["agents"]["oracle"]
+    assert second["agents"]["random"] == first["agents"]["random"]
+    assert second["baselines_from"] == {"oracle": str(runs["a"]), "random": str(runs["a"])}
+    a_arrays, b_arrays = (dict(np.load(runs[r] / "eval" / "trajectories.npz")) for r in "ab")
+    assert list(b_arrays) == list(a_arrays)
+    np.testing.assert_array_equal(b_arrays["oracle/states"], a_arrays["oracle/states"])
+    assert json.loads((runs["b"] / "eval" / "results.json").read_text()) == second
+
+    # taken again from b, they still name the run they ran in; so does an evaluation again
+    # of the latent agent alone, which keeps them
+    assert evaluate("c", source="b")["baselines_from"]["oracle"] == str(runs["a"])
+    kept = evaluate("c", 'eval.agents=["latent"]')
+    assert kept["baselines_from"] == {"oracle": str(runs["a"]), "random": str(runs["a"])}
+
+    # other start states: they run again, and nothing names another run
+    other = evaluate("b", "eval.seed=5", source="a")
+    assert any("dropped the earlier results of oracle, random" in m for m in messages)
+    assert "evaluating oracle: 2 episodes of 20 steps" in messages
+    assert "baselines_from" not in other
+    assert other["agents"]["oracle"] != first["agents"]["oracle"]
 
 
 def test_a_plan_written_before_a_field_existed_ran_with_its_default() -> None:

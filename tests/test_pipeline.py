@@ -73,6 +73,25 @@ def test_run_experiment_collects_trains_and_evaluates(tmp_path: Path) -> None:
     assert 0.0 <= summary["eval/oracle/steps_in_goal"] <= 1.0
 
 
+def test_later_seeds_take_the_oracle_and_random_agents_from_the_first(tmp_path: Path) -> None:
+    first, second = run_experiment(
+        "pendulum",
+        "debug",
+        seeds=(3, 4),
+        overrides=TINY,
+        runs_root=tmp_path / "runs",
+        data_root=tmp_path / "data",
+        wandb_mode="disabled",
+    )
+    assert first.evaluation is not None and second.evaluation is not None
+    assert "baselines_from" not in first.evaluation.results
+    results = _assert_evaluated(second.train.run_dir, episodes=2, horizon=10)
+    origin = str(first.train.run_dir)
+    assert results["baselines_from"] == {"oracle": origin, "random": origin}
+    assert results["agents"]["oracle"] == first.evaluation.results["agents"]["oracle"]
+    assert results["agents"]["latent"] != first.evaluation.results["agents"]["latent"]
+
+
 def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> None:
     """Planar's presets plan with blocked pushes and the roadmap, built from the run's dataset
     at evaluation (2,000 transitions: enough frames near the goal to link it)."""
