@@ -26,7 +26,9 @@ Evaluating again (``overwrite=True``, ``latentrl evaluate --overwrite``) replace
 runs; an earlier agent it does not run stays, with its trajectories and GIFs, when it ran on the
 same episodes (env, start states, horizon, goal region) with the settings its numbers depend on
 (the eval seed; the plan for the latent agent; the oracle's horizon). Otherwise it is dropped,
-and the evaluation says so.
+and the evaluation says so. The oracle and random agents do not depend on the model: with
+``baselines_from`` (``latentrl evaluate --baselines-from OTHER_RUN``; ``latentrl run`` for every
+seed after the first) they are taken, on the same condition, from another run's evaluation.
 """
 
 from __future__ import annotations
@@ -369,6 +371,8 @@ def merge_agents(
     """Add the ``earlier`` agents to ``results`` and ``rollouts`` (in place), all in
     :data:`~latentrl.config.AGENTS` order; ``results["eval"]["agents"]`` lists them and
     ``results["baselines_from"]`` the other runs they were evaluated in."""
+    if not earlier.entries:
+        return
     order = [name for name in AGENTS if name in rollouts or name in earlier.entries]
     results["agents"] = {
         name: results["agents"][name] if name in rollouts else earlier.entries[name]
