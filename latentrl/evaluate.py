@@ -320,6 +320,8 @@ def reusable_agents(
     """Of ``names``, the agents of the evaluation in ``eval_dir`` that ran on the episodes of
     ``results`` (:data:`PROTOCOL_FIELDS`) with the settings their numbers depend on; says which
     it drops and why. An unreadable evaluation gives none."""
+    if not names:
+        return EarlierAgents({}, {}, {}, {})
     try:
         earlier = json.loads((eval_dir / RESULTS_FILE).read_text())
         with np.load(eval_dir / TRAJECTORIES_FILE) as npz:
