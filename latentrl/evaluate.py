@@ -240,7 +240,7 @@ def evaluate_run(
         horizon = _horizon(env, task, ev.horizon)
         starts = task.sample_start_states(ev.episodes, np.random.default_rng(ev.seed))
         header = results_header(run_dir, config, task, starts, horizon)
-        baselines = EarlierAgents({}, {}, {}, {})
+        baselines = EarlierAgents.none()
         if baselines_from is not None:
             source = Path(baselines_from)
             asked = [name for name in ev.agents if name in MODEL_FREE_AGENTS]
@@ -313,20 +313,30 @@ class EarlierAgents:
     gifs: dict[Path, bytes]
     origins: dict[str, str]
 
+    @classmethod
+    def none(cls) -> EarlierAgents:
+        return cls({}, {}, {}, {})
+
 
 def reusable_agents(
-    eval_dir: Path, results: dict[str, Any], names: Sequence[str], echo: Callable[[str], None]
+    eval_dir: Path,
+    results: dict[str, Any],
+    names: Sequence[str] | None,
+    echo: Callable[[str], None],
 ) -> EarlierAgents:
-    """Of ``names``, the agents of the evaluation in ``eval_dir`` that ran on the episodes of
-    ``results`` (:data:`PROTOCOL_FIELDS`) with the settings their numbers depend on; says which
-    it drops and why. An unreadable evaluation gives none."""
-    if not names:
-        return EarlierAgents({}, {}, {}, {})
+    """Of ``names`` (None: all those not in ``results["agents"]``), the agents of the
+    evaluation in ``eval_dir`` that ran on the episodes of ``results``
+    (:data:`PROTOCOL_FIELDS`) with the settings their numbers depend on; says which it drops
+    and why. An unreadable evaluation gives none, and says so."""
+    if names is not None and not names:
+        return EarlierAgents.none()
     try:
         earlier = json.loads((eval_dir / RESULTS_FILE).read_text())
+        if names is None:
+            names = [name for name in earlier["agents"] if name not in results["agents"]]
+        candidates = [name for name in names if name in earlier["agents"]]
         with np.load(eval_dir / TRAJECTORIES_FILE) as npz:
             arrays = {key: npz[key] for key in npz.files}
-        candidates = [name for name in names if name in earlier["agents"]]
         same_episodes = all(earlier[f] == _as_json(results[f]) for f in PROTOCOL_FIELDS)
         kept = [
             name
@@ -351,7 +361,7 @@ def reusable_agents(
         }
     except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         echo(f"the earlier evaluation in {eval_dir} is unreadable ({exc}); nothing is kept from it")
-        return EarlierAgents({}, {}, {}, {})
+        return EarlierAgents.none()
     dropped = sorted(set(candidates) - set(kept))
     if dropped:
         echo(
@@ -400,13 +410,7 @@ def keep_earlier_agents(
     """Carry the agents of the evaluation in ``out`` that were not run again into ``results``
     and ``rollouts`` (in place), where they ran on the same episodes with the same settings;
     returns their GIFs (path relative to ``out`` -> bytes) to write back."""
-    try:
-        earlier_names = list(json.loads((out / RESULTS_FILE).read_text())["agents"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        echo(f"the earlier evaluation in {out} is unreadable ({exc}); nothing is kept from it")
-        return {}
-    names = [name for name in earlier_names if name not in rollouts]
-    earlier = reusable_agents(out, results, names, echo)
+    earlier = reusable_agents(out, results, None, echo)
     if not earlier.entries:
         return {}
     echo(f"kept the earlier results of {', '.join(earlier.entries)} (same episodes and settings)")
