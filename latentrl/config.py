@@ -378,7 +378,9 @@ def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     unknown = set(data) - names
     if unknown:
         raise UserError(
-            f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}"
+            f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}. "
+            "Another version of latentrl wrote them: load the file with that checkout, or "
+            "delete the unknown field(s) from it to load it here without what they set"
         )
     values = {
         key: _convert(hints[key], value, f"{cls.__name__}.{key}") for key, value in data.items()
@@ -459,4 +461,7 @@ def load_config(path: Any) -> ExperimentConfig:
         raise UserError(f"no config at {path}") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc})") from None
-    return from_dict(ExperimentConfig, data)
+    try:
+        return from_dict(ExperimentConfig, data)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None

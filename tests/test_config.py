@@ -58,6 +58,27 @@ def test_a_config_written_before_chains_still_loads(tmp_path: Path) -> None:
     assert load_config(tmp_path / "again.json") == preset("pendulum")
 
 
+def test_a_config_from_another_version_names_the_file_the_field_and_the_way_out(
+    tmp_path: Path,
+) -> None:
+    data = to_dict(preset("planar"))
+    data["plan"]["stuck_lookahead"] = 1.0
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError) as refused:
+        load_config(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: unknown PlanConfig field(s) ['stuck_lookahead']")
+    assert "Another version of latentrl wrote them" in message
+    del data["plan"]["stuck_lookahead"]
+    path.write_text(json.dumps(data))
+    assert load_config(path) == preset("planar")
+    data["train"]["epochs"] = "many"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"config\.json: TrainConfig\.epochs must be int"):
+        load_config(path)
+
+
 def test_chained_datasets_get_their_own_directory() -> None:
     root = Path("data")
     plain = dataset_dir(DataConfig(), root)
