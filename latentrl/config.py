@@ -78,10 +78,18 @@ class TrainConfig:
     curvature_radius: float = CURVATURE_RADIUS
     """Radius, in latent units, of the neighbourhood the curvature term (``loss.curvature``,
     off by default) asks the transition to be affine in."""
+    move_gate_blocked_share: float = 0.5
+    """For the move gate's term (``loss.move_gate``): a training push counts as blocked when
+    its frames changed less than this share of the median change per unit push."""
 
     def __post_init__(self) -> None:
         if not self.curvature_radius > 0:
             raise UserError(f"train.curvature_radius must be > 0, got {self.curvature_radius}")
+        if not 0.0 < self.move_gate_blocked_share < 1.0:
+            raise UserError(
+                "train.move_gate_blocked_share must lie in (0, 1), got "
+                f"{self.move_gate_blocked_share}"
+            )
         if self.multi_step_horizon < 1:
             raise UserError(f"train.multi_step_horizon must be >= 1, got {self.multi_step_horizon}")
         if not 0.0 <= self.multi_step_encoder_gradient <= 1.0:
@@ -233,6 +241,11 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        if self.loss.move_gate != 0 and not self.model.move_gate:
+            raise UserError(
+                f"loss.move_gate={self.loss.move_gate:g} trains a move gate, but the model has "
+                "none; set model.move_gate=true, or loss.move_gate=0"
+            )
         horizon, data = self.train.multi_step_horizon, self.data
         if horizon > 1 and data.mode == "uniform" and data.chain_length < horizon:
             raise UserError(

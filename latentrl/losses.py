@@ -10,6 +10,7 @@ Per transition (x_t, u_t, x_{t+1}), averaged over the batch, in nats per image:
       + w_multi_pred * -log p(x_{t+k} | z^_{t+k}),  k ~ U{2..K} per window               (optional)
       + w_curv * 1/4 |f(z_t + d, u_t + e) + f(z_t - d, u_t - e) - 2 f(z_t, u_t)|^2 / delta^4
                                                                                       (optional)
+      + w_gate * -log Bernoulli(moved_t | g(z_t, u_t))                                (optional)
 
 Q^ = N(A mu_t + B u_t + o, A diag(sigma_t^2) A^T [+ s^2 I]) with (A, B, o) from the
 transition network at the sampled z_t. z^_{t+1} = A z_t + B u_t + o [+ s eps] pushes that
@@ -34,6 +35,15 @@ so the term is 1/4 of the squared second derivative of f along a random directio
 do not depend on delta (the neighbourhood's radius). The planner linearises f; a latent in which
 f bends (a map folded around itself) gives it linearisations that hold only nearby. Its gradient
 reaches the encoder through z_t, so it shapes the latent as well as the transition.
+
+The optional move-gate term trains the gate of a transition built with ``model.move_gate``
+(g(z, u) in (0, 1), the share of the predicted move that happens) as a classifier of whether
+a push moved, on labels read from the pixels: a push whose frames changed less than a share of
+the training set's median change per unit push (:func:`frame_change_per_push`) is blocked;
+on planar's 20,000 transitions a share of 0.5 flags 70% of the pushes that end short of their
+size (the true states as the reference) and none of the free ones. Through the
+prediction error alone the gate learnt no contacts on planar: the free moves, most of the
+data, pull it open everywhere (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -81,6 +91,9 @@ class LossWeights:
     ``multi_step`` computed only with a :class:`Continuation` and a weight other than 0."""
     curvature: float = 0.0
     """The curvature term (module docstring); computed only when this weight is not 0."""
+    move_gate: float = 0.0
+    """The move gate's classification term (module docstring), in nats per transition; needs
+    ``model.move_gate`` and is computed only when this weight is not 0."""
 
 
 class Continuation(NamedTuple):
@@ -229,6 +242,23 @@ def observation_nll(model: E2C, decoded: Tensor, target: Tensor) -> Tensor:
     return gaussian_nll(decoded, model.decoder.log_std(), target)
 
 
+def frame_change_per_push(x_t: Tensor, x_next: Tensor, u_t: Tensor) -> Tensor:
+    """``(B,)``: summed absolute change of the frames, in [0, 1] pixel units, per unit |u_t|.
+
+    x_t, x_next: images ``(B, k, H, W)``, uint8 or float in [0, 1]; u_t: ``(B, m)``. A zero
+    push counts as 1e-6 long.
+    """
+    change = to_unit_interval(x_next, torch.float32) - to_unit_interval(x_t, torch.float32)
+    per_image = change.abs().flatten(1).sum(1)
+    return per_image / u_t.to(torch.float32).norm(dim=-1).clamp_min(1e-6)
+
+
+def move_gate_nll(model: E2C, z_t: Tensor, u_t: Tensor, moved: Tensor) -> Tensor:
+    """``(B,)``: -log Bernoulli(moved | g(z_t, u_t)) of the model's move gate."""
+    logit = model.transition_net.gate_logit(z_t, u_t)
+    return F.binary_cross_entropy_with_logits(logit, moved.to(logit.dtype), reduction="none")
+
+
 def e2c_loss(
     model: E2C,
     x_t: Tensor,
@@ -238,6 +268,7 @@ def e2c_loss(
     continuation: Continuation | None = None,
     encoder_gradient: float = 1.0,
     curvature_radius: float = CURVATURE_RADIUS,
+    moved: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The E2C objective (module docstring) and detached scalar metrics.
 
@@ -247,6 +278,9 @@ def e2c_loss(
     through z_t scaled by ``encoder_gradient`` (0: they train the transition and decoder only).
     The latent targets never pass a gradient. With a curvature weight other than 0 the
     curvature term (``loss/curvature``) is added, its neighbourhood ``curvature_radius`` wide.
+    With a move-gate weight other than 0, ``moved`` ``(B,)`` bool says which pushes moved
+    (:func:`latentrl.train.moved_labels`) and the gate's classification term
+    (``loss/move_gate``) is added.
     Metric keys: ``loss/total`` and ``loss/<term>`` (unweighted batch means of each term),
     ``diag/det_A_{mean,min,max}``, ``diag/abs_vr_mean``, ``diag/latent_std_mean``,
     ``diag/prediction_error`` (mean |mean of Q^ - mean of q(z_{t+1}|x_{t+1})|_2) and, for
@@ -303,6 +337,10 @@ def e2c_loss(
             )
     if w.curvature != 0:
         terms["curvature"] = curvature_penalty(model, z_t, u_t, curvature_radius)
+    if w.move_gate != 0:
+        if moved is None:
+            raise ValueError("loss.move_gate needs the labels `moved` of the batch's pushes")
+        terms["move_gate"] = move_gate_nll(model, z_t, u_t, moved)
     total = torch.stack([getattr(w, name) * term for name, term in terms.items()]).sum(0).mean()
 
     with torch.no_grad():

@@ -35,7 +35,7 @@ from latentrl.data import TransitionDataset, load_transitions
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode, run_name, summary_line
-from latentrl.losses import Continuation, e2c_loss
+from latentrl.losses import Continuation, e2c_loss, frame_change_per_push
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
 from latentrl.probe import (
@@ -50,6 +50,7 @@ from latentrl.probe import (
 )
 
 VALIDATION_BATCH = 1_024
+LABEL_CHUNK = 4_096  # transitions per pass when reading the move gate's labels from the frames
 VALIDATION_SEED = 1_234  # fixed noise: validation losses of different epochs are comparable
 GRID_SAMPLES = 8
 RUN_FILE = "run.json"  # where the run's dataset lives, for --resume
@@ -227,6 +228,31 @@ def window_mask(train_set: TransitionDataset, horizon: int) -> torch.Tensor | No
     return valid
 
 
+def frame_changes(data: TransitionDataset) -> torch.Tensor:
+    """``(N,)``: :func:`latentrl.losses.frame_change_per_push` of every transition, in chunks
+    so that large datasets fit."""
+    parts = [
+        frame_change_per_push(
+            data.obs[i : i + LABEL_CHUNK],
+            data.next_obs[i : i + LABEL_CHUNK],
+            data.action[i : i + LABEL_CHUNK],
+        )
+        for i in range(0, len(data), LABEL_CHUNK)
+    ]
+    return torch.cat(parts) if parts else torch.zeros(0, device=data.obs.device)
+
+
+def moved_labels(
+    train_set: TransitionDataset, val_set: TransitionDataset, blocked_share: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N_train,)`` and ``(N_val,)`` bool: which pushes moved, for the move gate's term. A
+    push is blocked when its frames changed less than ``blocked_share`` of the training set's
+    median change per unit push."""
+    train_change = frame_changes(train_set)
+    threshold = blocked_share * train_change.median()
+    return train_change >= threshold, frame_changes(val_set) >= threshold
+
+
 class _Loop:
     """The epoch loop of one run; state lives in the model, optimizer and generators."""
 
@@ -249,6 +275,18 @@ class _Loop:
         self.total_steps = self.steps_per_epoch * config.train.epochs
         self.window_start = window_start
         """``(N,)`` bool: training row i starts a window of the multi-step term (None: off)."""
+        self.moved: torch.Tensor | None = None
+        """``(N,)`` bool: the training push i moved, for the move gate's term (None: off)."""
+        self.val_moved: torch.Tensor | None = None
+        if config.loss.move_gate != 0:
+            share = config.train.move_gate_blocked_share
+            self.moved, self.val_moved = moved_labels(train_set, val_set, share)
+            blocked = int((~self.moved).sum())
+            logger.echo(
+                f"move gate: {blocked} of {len(train_set)} training pushes count as blocked "
+                f"(their frames changed less than {share:g} of "
+                "the median change per unit push)"
+            )
         loss_fn = e2c_loss
         if config.train.compile:
             loss_fn = torch.compile(e2c_loss)
@@ -320,6 +358,7 @@ class _Loop:
                 self.continuation(index),
                 cfg.multi_step_encoder_gradient,
                 cfg.curvature_radius,
+                None if self.moved is None else self.moved[index],
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -388,6 +427,7 @@ class _Loop:
                     batch.next_obs,
                     self.config.loss,
                     curvature_radius=self.config.train.curvature_radius,
+                    moved=None if self.val_moved is None else self.val_moved[index],
                 )
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value * len(index)

@@ -122,6 +122,9 @@ def test_optional_fields_are_type_checked() -> None:
         ("plan.roadmap_lookahead=2", "roadmap_lookahead and plan.shooting do not combine"),
         ("train.curvature_radius=0", "curvature_radius must be > 0, got 0"),
         ("train.curvature_radius=NaN", "curvature_radius must be > 0"),
+        ("train.move_gate_blocked_share=1", r"move_gate_blocked_share must lie in \(0, 1\)"),
+        ("train.move_gate_blocked_share=NaN", "move_gate_blocked_share must lie in"),
+        ("loss.move_gate=10", "the model has none; set model.move_gate=true, or loss.move_gate=0"),
     ],
 )
 def test_impossible_multi_step_and_shooting_settings_are_refused(

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 from torch.distributions import (
+    Bernoulli,
     Independent,
     MultivariateNormal,
     Normal,
@@ -21,6 +22,7 @@ from latentrl.losses import (
     bernoulli_nll,
     curvature_penalty,
     e2c_loss,
+    frame_change_per_push,
     gaussian_nll,
     kl_diag_gaussian_std_normal,
     kl_transition,
@@ -30,7 +32,7 @@ from latentrl.losses import (
     random_step_prediction_nll,
     roll_mean,
 )
-from latentrl.models import E2C, ModelConfig, transition_covariance
+from latentrl.models import E2C, Gaussian, ModelConfig, transition_covariance
 
 F64 = torch.float64
 
@@ -225,7 +227,7 @@ def test_metric_names_are_stable_and_total_is_the_weighted_sum() -> None:
     x, u, x_next = blob_transitions(8)
     weights = LossWeights(reconstruction=0.5, prediction=2.0, kl_prior=3.0, kl_transition=0.7)
     loss, metrics = e2c_loss(model, x, u, x_next, weights)
-    off_by_default = {"multi_step", "multi_step_prediction", "curvature"}
+    off_by_default = {"multi_step", "multi_step_prediction", "curvature", "move_gate"}
     terms = {f.name for f in dataclasses.fields(LossWeights)} - off_by_default
     assert {k for k in metrics if k.startswith("loss/")} == {"loss/total"} | {
         f"loss/{t}" for t in terms
@@ -519,3 +521,45 @@ def test_the_curvature_term_is_weighted_and_shapes_encoder_and_transition() -> N
         assert any(g is not None and g.abs().max() > 0 for g in grads), part
     decoder = [p.grad for n, p in model.named_parameters() if n.startswith("decoder.")]
     assert all(g is None or g.abs().max() == 0 for g in decoder)  # images play no part
+
+
+# --- move gate ------------------------------------------------------------------------------
+
+
+def test_frame_change_per_push_is_the_summed_pixel_change_per_unit_push() -> None:
+    x = torch.zeros(3, 2, 8, 8, dtype=torch.uint8)
+    x_next = x.clone()
+    x_next[0, 0, :2, :3] = 255  # 6 pixels changed fully
+    x_next[1, 1, 4, 4] = 51  # one pixel by 0.2
+    u = torch.tensor([[3.0, 4.0], [0.0, 0.5], [0.0, 0.0]])
+    change = frame_change_per_push(x, x_next, u)
+    torch.testing.assert_close(change, torch.tensor([6 / 5, 0.2 / 0.5, 0.0]))
+    torch.testing.assert_close(frame_change_per_push(x_next, x, u), change)  # symmetric
+    float_change = frame_change_per_push(x.float() / 255, x_next.float() / 255, u)
+    torch.testing.assert_close(float_change, change)
+
+
+def test_the_move_gate_term_is_the_bernoulli_nll_of_the_gate_at_the_sampled_latent() -> None:
+    model = tiny_model(move_gate=True)
+    x, u, x_next = blob_transitions(8)
+    moved = torch.tensor([True, False] * 4)
+    weights = LossWeights(move_gate=2.5)
+    torch.manual_seed(3)
+    loss, metrics = e2c_loss(model, x, u, x_next, weights, moved=moved)
+    torch.manual_seed(3)  # the same draw of z_t as inside the loss
+    q = model.encode(x)
+    z_t = Gaussian(q.mean, q.logvar).sample()
+    logit = model.transition_net.gate_logit(z_t, u)
+    expected = -Bernoulli(logits=logit).log_prob(moved.float()).mean()
+    torch.testing.assert_close(metrics["loss/move_gate"], expected.detach())
+    terms = [f.name for f in dataclasses.fields(LossWeights) if f"loss/{f.name}" in metrics]
+    total = sum(getattr(weights, t) * metrics[f"loss/{t}"] for t in terms)
+    torch.testing.assert_close(loss.detach(), total)
+    loss.backward()  # the term reaches the gate and, through z_t, the encoder
+    gate_net = model.transition_net.gate_net
+    assert gate_net is not None
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gate_net.parameters())
+    with pytest.raises(ValueError, match="needs the labels"):
+        e2c_loss(model, x, u, x_next, weights)
+    with pytest.raises(ValueError, match="no move gate"):
+        e2c_loss(tiny_model(), x, u, x_next, weights, moved=moved)

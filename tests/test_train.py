@@ -16,13 +16,15 @@ from latentrl import train as train_module
 from latentrl.checkpoint import CONFIG_FILE, load_model
 from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, TrainConfig, save_config
+from latentrl.data import load_transitions
 from latentrl.errors import UserError
 from latentrl.logging import read_metrics
-from latentrl.losses import e2c_loss
+from latentrl.losses import LossWeights, e2c_loss
 from latentrl.models import ModelConfig
 from latentrl.train import (
     TrainingDivergedError,
     _Loop,
+    moved_labels,
     new_run_dir,
     resolve_device,
     train,
@@ -191,6 +193,36 @@ def test_the_multi_step_term_trains_on_chained_data(
     with pytest.raises(UserError, match="no chains of 4 transitions"):
         train(config, tmp_path / "run2", unchained, wandb_mode="disabled")
     assert not (tmp_path / "run2").exists()
+
+
+def test_moved_labels_find_planar_contacts_from_the_pixels(tmp_path: Path) -> None:
+    # chained as in the planar presets: a chain keeps pushing where a contact stopped it
+    out = collect("latentrl/Planar-v0", 3_000, tmp_path / "pl", chain_length=16, progress=False)
+    data = load_transitions(out)
+    train_set, val_set = data.split(0.2)
+    moved, val_moved = moved_labels(train_set, val_set, blocked_share=0.5)
+    assert moved.shape == (len(train_set),) and val_moved.shape == (len(val_set),)
+    for labels, part in ((moved, train_set), (val_moved, val_set)):
+        push = part.action.double().clamp(-2, 2)  # the env clips each component to 2 px
+        free = (part.next_state - part.state - push).norm(dim=-1) < 1e-6
+        assert 0.1 < (~free).double().mean() < 0.4  # contacts are common in uniform data
+        assert labels[free].all()  # no free push counts as blocked
+        assert (~labels[~free]).double().mean() > 0.6  # most contacts are found
+
+
+def test_the_move_gate_term_trains_and_is_validated(dataset: Path, tmp_path: Path) -> None:
+    config = tiny_config(epochs=2)
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, move_gate=True),
+        loss=LossWeights(move_gate=3.0),
+    )
+    result = train(config, tmp_path / "run", dataset, wandb_mode="disabled")
+    rows = [r for r in read_metrics(result.run_dir) if "val/loss/move_gate" in r]
+    assert len(rows) == 2
+    assert all(0 < r["train/loss/move_gate"] < 2 and r["val/loss/move_gate"] > 0 for r in rows)
+    model, _ = load_model(result.run_dir)
+    assert model.transition_net.gate_net is not None
 
 
 def test_runs_started_in_the_same_second_get_their_own_directories(

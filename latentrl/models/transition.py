@@ -107,6 +107,12 @@ class Transition(nn.Module):
             assert isinstance(last, nn.Linear)
             nn.init.constant_(last.bias, GATE_INITIAL_LOGIT)
 
+    def gate_logit(self, z: Tensor, u: Tensor) -> Tensor:
+        """The move gate before its sigmoid, ``(B,)``; only with ``move_gate=True``."""
+        if self.gate_net is None:
+            raise ValueError("this transition has no move gate: build it with move_gate=True")
+        return self.gate_net(torch.cat([z, u], dim=-1)).squeeze(-1)
+
     def forward(self, z: Tensor, u: Tensor) -> LocalLinear:
         """z ``(B, n)``, u ``(B, m)`` -> A ``(B, n, n)``, B ``(B, n, m)``, o, v, r ``(B, n)``."""
         n, m = self.latent_dim, self.action_dim
@@ -125,7 +131,7 @@ class Transition(nn.Module):
         r = bound_norm(raw_r, self.max_norm)
         B = raw_B.unflatten(-1, (n, m))
         if self.gate_net is not None:
-            g = torch.sigmoid(self.gate_net(torch.cat([z, u], dim=-1)))  # (B, 1)
+            g = torch.sigmoid(self.gate_logit(z, u)).unsqueeze(-1)  # (B, 1)
             v, B, o = g * v, g.unsqueeze(-1) * B, g * o
         eye = torch.eye(n, dtype=z.dtype, device=z.device)
         A = eye + v.unsqueeze(-1) * r.unsqueeze(-2)
