@@ -355,9 +355,10 @@ def test_the_multi_step_term_rolls_on_and_ignores_rows_without_a_window() -> Non
     terms = {f.name for f in dataclasses.fields(LossWeights)} - {
         "multi_step_prediction",
         "curvature",
+        "move_gate",
     }
     assert "loss/multi_step_prediction" not in metrics  # weight 0: not computed
-    assert "loss/curvature" not in metrics
+    assert "loss/curvature" not in metrics and "loss/move_gate" not in metrics
     expected = sum(getattr(weights, t) * metrics[f"loss/{t}"] for t in terms)
     torch.testing.assert_close(loss.detach(), expected)
     assert metrics["loss/multi_step"] > 0
