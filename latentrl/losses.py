@@ -93,7 +93,9 @@ class LossWeights:
     """The curvature term (module docstring); computed only when this weight is not 0."""
     move_gate: float = 0.0
     """The move gate's classification term (module docstring), in nats per transition; needs
-    ``model.move_gate`` and is computed only when this weight is not 0."""
+    ``model.move_gate`` and is computed only when this weight is not 0. Its labels suit tasks
+    whose frames change only through the push (planar); where the state holds a velocity the
+    frames change without one, and the labels say nothing."""
 
 
 class Continuation(NamedTuple):
