@@ -231,15 +231,17 @@ def window_mask(train_set: TransitionDataset, horizon: int) -> torch.Tensor | No
 def frame_changes(data: TransitionDataset) -> torch.Tensor:
     """``(N,)``: :func:`latentrl.losses.frame_change_per_push` of every transition, in chunks
     so that large datasets fit."""
-    parts = [
-        frame_change_per_push(
-            data.obs[i : i + LABEL_CHUNK],
-            data.next_obs[i : i + LABEL_CHUNK],
-            data.action[i : i + LABEL_CHUNK],
-        )
-        for i in range(0, len(data), LABEL_CHUNK)
-    ]
-    return torch.cat(parts) if parts else torch.zeros(0, device=data.obs.device)
+    chunks = range(0, len(data), LABEL_CHUNK)
+    return torch.cat(
+        [
+            frame_change_per_push(
+                data.obs[i : i + LABEL_CHUNK],
+                data.next_obs[i : i + LABEL_CHUNK],
+                data.action[i : i + LABEL_CHUNK],
+            )
+            for i in chunks
+        ]
+    )
 
 
 def moved_labels(

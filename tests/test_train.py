@@ -221,6 +221,8 @@ def test_the_move_gate_term_trains_and_is_validated(dataset: Path, tmp_path: Pat
     rows = [r for r in read_metrics(result.run_dir) if "val/loss/move_gate" in r]
     assert len(rows) == 2
     assert all(0 < r["train/loss/move_gate"] < 2 and r["val/loss/move_gate"] > 0 for r in rows)
+    for split in ("train", "val"):  # the gate starts open and learns the blocked pushes
+        assert rows[1][f"{split}/loss/move_gate"] < rows[0][f"{split}/loss/move_gate"], split
     model, _ = load_model(result.run_dir)
     assert model.transition_net.gate_net is not None
 
