@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 from pathlib import Path
 from types import SimpleNamespace
@@ -115,6 +116,18 @@ def test_planar_ceiling_bounds_the_preset_starts_and_refuses_other_envs(
     (other / "results.json").write_text('{"env_id": "latentrl/Pendulum-v0"}')
     assert script["main"]([str(tmp_path / "run")]) == 2
     assert "not latentrl/Planar-v0" in capsys.readouterr().err
+    # a run evaluated on more starts than the preset's gets the bound of its own starts
+    wider = tmp_path / "wider" / "eval"
+    wider.mkdir(parents=True)
+    starts = [[36.0, 36.0], [36.0, 20.0], [20.0, 20.0]]  # 0, 7 and 8 steps at 2 px per axis
+    agents = {"latent": {"aggregate": {"steps_in_goal": {"mean": 0.5}}}}
+    results = {"env_id": "latentrl/Planar-v0", "start_states": starts, "agents": agents}
+    (wider / "results.json").write_text(json.dumps(results))
+    assert script["main"]([str(tmp_path / "wider")]) == 0
+    out = capsys.readouterr().out
+    assert "was evaluated on other starts" in out
+    bound = (40 + 34 + 33) / 3 / 40
+    assert f"latent 0.500 ({0.5 / bound:.0%}) of the bound {bound:.4f}" in out
 
 
 def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
