@@ -6,7 +6,7 @@ be in the region for at most ``T - k + 1`` of the ``T`` counted steps. The mean 
 evaluation's starts bounds the "% of steps in goal" of every agent on them, the oracle's too.
 Given evaluated runs, each agent's score is printed beside it as a fraction of that bound.
 
-    python experiments/planar_ceiling.py                       # the full preset's 20 starts
+    python experiments/planar_ceiling.py                       # the full preset's starts
     python experiments/planar_ceiling.py runs/Planar-v0__planar__0__*
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from latentrl.config import (
@@ -16,6 +17,7 @@ from latentrl.config import (
     save_config,
     to_dict,
 )
+from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.pipeline import dataset_dir
 
@@ -150,3 +152,14 @@ def test_only_planar_plans_with_blocked_pushes_and_a_roadmap_in_both_presets(nam
     assert ratios == {"pendulum": 0.0, "planar": 0.5, "mujoco_pendulum": 0.0, "cartpole": 0.0}
     lookaheads = {experiment: plan.roadmap_lookahead for experiment, plan in plans.items()}
     assert lookaheads == {"pendulum": 0.0, "planar": 2.0, "mujoco_pendulum": 0.0, "cartpole": 0.0}
+
+
+def test_planar_full_evaluates_100_starts_whose_first_20_are_the_other_presets() -> None:
+    episodes = {experiment: preset(experiment).eval.episodes for experiment in EXPERIMENTS}
+    assert episodes == {"pendulum": 20, "planar": 100, "mujoco_pendulum": 20, "cartpole": 20}
+    task = require_control_env(make_env("latentrl/Planar-v0"))
+    seed = preset("planar").eval.seed
+    hundred = task.sample_start_states(100, np.random.default_rng(seed))
+    twenty = task.sample_start_states(20, np.random.default_rng(seed))
+    np.testing.assert_array_equal(hundred[:20], twenty)  # earlier 20-start results stay comparable
+    assert len(np.unique(hundred, axis=0)) == 100
