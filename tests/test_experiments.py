@@ -116,7 +116,7 @@ def test_planar_ceiling_bounds_the_preset_starts_and_refuses_other_envs(
     (other / "results.json").write_text('{"env_id": "latentrl/Pendulum-v0"}')
     assert script["main"]([str(tmp_path / "run")]) == 2
     assert "not latentrl/Planar-v0" in capsys.readouterr().err
-    # a run evaluated on more starts than the preset's gets the bound of its own starts
+    # a run evaluated on another number of starts gets the bound of its own starts
     wider = tmp_path / "wider" / "eval"
     wider.mkdir(parents=True)
     starts = [[36.0, 36.0], [36.0, 20.0], [20.0, 20.0]]  # 0, 7 and 8 steps at 2 px per axis
