@@ -302,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--out",
         type=Path,
-        help="the plot: a .png file or a directory (default: ./compare.png); the JSON goes "
-        "beside it",
+        help="the plot: a .png file or a directory (default: compare.png in the directory "
+        "that holds the first RUN_DIR, e.g. runs/compare.png); the JSON goes beside it",
     )
     compare.set_defaults(handler=_compare)
     return parser

@@ -43,7 +43,8 @@ from latentrl.errors import UserError
 from latentrl.evaluate import EVAL_DIR, RESULTS_FILE, mean_and_se
 from latentrl.logging import SUMMARY_FILE
 
-DEFAULT_OUT = Path("compare.png")
+DEFAULT_NAME = "compare.png"
+"""The plot's file name when ``--out`` is a directory or not given."""
 AGENT_ORDER = ("latent", "oracle", "random")
 """Agents in this order first (the latent agent with its two baselines), any others after."""
 BASELINES = ("oracle", "random")
@@ -415,12 +416,14 @@ def comparison_json(groups: Sequence[Group]) -> dict[str, Any]:
     }
 
 
-def output_paths(out: Path | str | None) -> tuple[Path, Path]:
+def output_paths(out: Path | str | None, first_run: Path | str) -> tuple[Path, Path]:
     """The PNG and JSON paths for ``--out``: a ``.png`` file, or a directory to hold
-    ``compare.png``; default ``./compare.png``."""
-    out = DEFAULT_OUT if out is None else Path(out)
+    ``compare.png``; by default the directory that holds ``first_run`` (``runs/`` for
+    ``runs/<run>``), so a comparison lands beside the runs it compares, not in the working
+    directory."""
+    out = Path(first_run).parent if out is None else Path(out)
     if out.is_dir():
-        out = out / DEFAULT_OUT.name
+        out = out / DEFAULT_NAME
     if out.suffix.lower() != ".png":
         raise UserError(f"--out must be a .png file or a directory, got {out}")
     return out, out.with_suffix(".json")
@@ -434,7 +437,7 @@ def compare_runs(
     """Read, group and compare evaluated runs; print the table, write the plot and JSON."""
     if not run_dirs:
         raise UserError("name at least one run directory")
-    plot, data = output_paths(out)
+    plot, data = output_paths(out, run_dirs[0])
     unique: dict[Path, Path] = {}  # resolved -> as given (a run named twice counts once)
     for d in run_dirs:
         unique.setdefault(Path(d).resolve(), Path(d))

@@ -153,6 +153,21 @@ def test_runs_named_twice_count_once_and_missing_summary_is_blank(tmp_path: Path
     assert read_run(run).training == {}
 
 
+def test_without_out_the_plot_and_json_go_beside_the_first_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = make_run(tmp_path / "runs", "pendulum", 0, {"latent": metrics(0.5, 1.0, 80.0, 1.0)})
+    later = {"latent": metrics(0.7, 1.0, 70.0, 1.0)}
+    other = make_run(tmp_path / "elsewhere", "pendulum", 1, later)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = compare_runs([first, other], echo=lambda _: None)
+    assert result.plot == tmp_path / "runs" / "compare.png" and result.plot.exists()
+    assert result.json_path == tmp_path / "runs" / "compare.json" and result.json_path.exists()
+    assert list(cwd.iterdir()) == []
+
+
 def test_refuses_directories_without_a_run_or_an_evaluation(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="is not a latentrl run directory"):
         compare_runs([tmp_path], tmp_path / "c.png")
