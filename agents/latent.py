@@ -287,15 +287,19 @@ class LatentMPCAgent:
         z = self.latent if rows is None else self.latent[rows]
         return self.decode(z)
 
-    def decoded_plan(self, rows: list[int] | None = None) -> np.ndarray:
-        """Decoded latent trajectory of the last plan, uint8 ``(b, T + 1, k, H, W)``: step 0
-        is the latent the plan was made from, step t the one predicted t steps ahead."""
+    def decoded_plan(
+        self, rows: list[int] | None = None, steps: list[int] | None = None
+    ) -> np.ndarray:
+        """Decoded latent trajectory of the last plan, uint8 ``(b, S, k, H, W)``: step 0 is
+        the latent the plan was made from, step t the one predicted t steps ahead; ``steps``
+        picks S of the T + 1 (default all)."""
         z = self.planner.predicted_states
         if z is None:
             raise UserError("decoded_plan() needs a call to act() first")
         z = z if rows is None else z[rows]
-        b, steps, n = z.shape
-        return self.decode(z.reshape(b * steps, n)).reshape(b, steps, *self.obs_shape)
+        z = z if steps is None else z[:, steps]
+        b, count, n = z.shape
+        return self.decode(z.reshape(b * count, n)).reshape(b, count, *self.obs_shape)
 
     def video_frames(self, obs: np.ndarray, scale: int = 2) -> np.ndarray:
         """One video frame per row after :meth:`act` on ``obs`` uint8 ``(b, k, H, W)`` (the
@@ -304,8 +308,7 @@ class LatentMPCAgent:
         :func:`plan_steps` steps ahead (last frame of each decoded stack), and with a roadmap
         the decoded subgoal the plan aimed at."""
         rows = list(range(len(obs)))
-        plan = self.decoded_plan(rows)[:, :, -1]  # (b, T + 1, H, W)
-        ahead = plan[:, plan_steps(plan.shape[1] - 1)]
+        ahead = self.decoded_plan(rows, plan_steps(self.planner.horizon))[:, :, -1]  # (b, S, H, W)
         parts = [obs[:, -1:], self.decoded_latent(rows)[:, -1:], ahead]
         if self.subgoal_latent is not None:
             parts.append(self.decode(self.subgoal_latent[rows])[:, -1:])

@@ -203,8 +203,9 @@ class EvalConfig:
     """Seed of the start states (not of training): the same starts for every run."""
     agents: tuple[str, ...] = AGENTS
     """Which of ``latent``, ``oracle``, ``random`` to evaluate, in this order."""
-    gifs: int = 3
-    """Episodes of the latent agent saved as GIFs (observation, decoded latent, plan)."""
+    gifs: int | None = None
+    """Episodes of the latent agent saved as GIFs (observation, decoded latent, plan): the
+    first ``gifs``, or every episode when None."""
     horizon: int | None = None
     """Steps per episode; None: the env's task horizon."""
     oracle_horizon: int = 40
@@ -214,10 +215,14 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))
-        if self.episodes < 1 or self.gifs < 0 or self.oracle_horizon < 1:
+        if self.episodes < 1 or self.oracle_horizon < 1:
             raise UserError(
-                f"eval: need episodes >= 1, gifs >= 0, oracle_horizon >= 1, got "
-                f"{self.episodes}, {self.gifs}, {self.oracle_horizon}"
+                f"eval: need episodes >= 1 and oracle_horizon >= 1, got "
+                f"{self.episodes} and {self.oracle_horizon}"
+            )
+        if self.gifs is not None and (isinstance(self.gifs, bool) or self.gifs < 0):
+            raise UserError(
+                f"eval.gifs must be an int >= 0 or null (every episode), got {self.gifs!r}"
             )
         if self.horizon is not None and (isinstance(self.horizon, bool) or self.horizon < 1):
             raise UserError(f"eval.horizon must be a positive int or null, got {self.horizon!r}")
@@ -357,7 +362,7 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
                 blocked_ratio=full_plan.blocked_ratio,
                 roadmap_lookahead=full_plan.roadmap_lookahead,
             ),
-            eval=EvalConfig(episodes=4, gifs=1),
+            eval=EvalConfig(episodes=4),
         )
     return ExperimentConfig(
         name=experiment,
@@ -377,7 +382,7 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
             multi_step_encoder_gradient=encoder_gradient,
         ),
         plan=full_plan,
-        eval=EvalConfig(episodes=_FULL_EPISODES.get(experiment, 20), gifs=3),
+        eval=EvalConfig(episodes=_FULL_EPISODES.get(experiment, 20)),
     )
 
 

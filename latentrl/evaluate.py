@@ -18,9 +18,10 @@ Protocol, for the run's env (``config.data.env_id``) and its ``eval`` config sec
 Artifacts in ``RUN_DIR/eval/``: ``results.json`` (settings, start states, per-episode and
 aggregate metrics per agent), ``trajectories.npz`` (states, actions, costs per agent),
 ``states.png`` (goal distance and every state coordinate over time, all episodes),
-``videos/latent_episode_XX.gif`` (observation | decoded latent | decoded plan at several
-steps ahead), ``metrics.jsonl`` (per-step means), ``summary.json``; W&B gets the same under
-``eval/<agent>/<metric>`` in a run with job type ``evaluate``, grouped by experiment.
+``videos/latent_episode_XX.gif``, one per episode (``eval.gifs`` caps them; observation |
+decoded latent | decoded plan at several steps ahead), ``metrics.jsonl`` (per-step means),
+``summary.json``; W&B gets the same under ``eval/<agent>/<metric>`` in a run with job type
+``evaluate``, grouped by experiment.
 
 Evaluating again (``overwrite=True``, ``latentrl evaluate --overwrite``) replaces the agents it
 runs; an earlier agent it does not run stays, with its trajectories and GIFs, when it ran on the
@@ -256,7 +257,7 @@ def evaluate_run(
         for name, agent in agents.items():
             echo(f"evaluating {name}: {ev.episodes} episodes of {horizon} steps")
             frame_fn = agent.video_frames if isinstance(agent, LatentMPCAgent) else None
-            filmed = min(ev.gifs, ev.episodes)
+            filmed = ev.episodes if ev.gifs is None else min(ev.gifs, ev.episodes)
             rollouts[name] = run_episodes(
                 config.data.env_id, task, agent, starts, horizon, filmed, frame_fn
             )

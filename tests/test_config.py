@@ -34,6 +34,15 @@ def test_presets_train_the_multi_step_term_on_chained_data() -> None:
         assert config.data.chain_length >= config.train.multi_step_horizon > 1
 
 
+def test_presets_film_every_episode_and_bad_gif_counts_are_refused() -> None:
+    assert preset("planar", "full").eval.gifs is None
+    assert preset("pendulum", "debug").eval.gifs is None
+    assert apply_overrides(preset("pendulum"), ["eval.gifs=2"]).eval.gifs == 2
+    for bad in ("-1", "true", "1.5"):
+        with pytest.raises(UserError, match=r"gifs"):
+            apply_overrides(preset("pendulum"), [f"eval.gifs={bad}"])
+
+
 def test_a_multi_step_horizon_longer_than_the_chains_is_refused() -> None:
     with pytest.raises(UserError, match=r"data\.chain_length=16 or more"):
         apply_overrides(preset("pendulum"), ["train.multi_step_horizon=16", "data.chain_length=8"])

@@ -34,7 +34,6 @@ PENDULUM = "latentrl/Pendulum-v0"
 FAST = [
     "eval.episodes=2",
     "eval.horizon=20",
-    "eval.gifs=2",
     "eval.oracle_horizon=20",
     "plan.horizon=8",
     "plan.max_iterations=3",
@@ -144,7 +143,7 @@ def test_evaluation_writes_results_plot_gifs_and_logs(trained_run: Path) -> None
     plot = np.asarray(Image.open(out / "states.png"))
     assert plot.ndim == 3 and plot.shape[0] > 300 and plot.shape[1] > 600  # 3 rows, 3 columns
     gifs = sorted(p.name for p in (out / "videos").iterdir())
-    assert gifs == ["latent_episode_00.gif", "latent_episode_01.gif"]
+    assert gifs == ["latent_episode_00.gif", "latent_episode_01.gif"]  # by default one each
     frames = iio.imread(out / "videos" / gifs[0])
     panels = len(results["gif_panels"])
     assert results["gif_panels"][:2] == ["observation", "decoded latent"] and panels == 6

@@ -41,6 +41,7 @@ def _assert_evaluated(run_dir: Path, episodes: int, horizon: int) -> dict:
         "videos/latent_episode_00.gif",
     ):
         assert (out / name).exists(), name
+    assert not (out / "videos" / "latent_episode_01.gif").exists()  # eval.gifs=1 caps them
     results = json.loads((out / "results.json").read_text())
     assert list(results["agents"]) == ["latent", "oracle", "random"]
     assert results["episodes"] == episodes and results["horizon"] == horizon

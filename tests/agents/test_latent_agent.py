@@ -127,11 +127,14 @@ def test_acts_from_pixels_only_and_shows_its_plan(pendulum, run_dir: Path) -> No
     assert latent.shape == (3, 2, 48, 48) and latent.dtype == np.uint8
     assert plan.shape == (2, FAST_PLAN.horizon + 1, 2, 48, 48) and plan.dtype == np.uint8
     np.testing.assert_array_equal(plan[:, 0], latent[[0, 2]])  # the plan starts at z_t
+    np.testing.assert_array_equal(agent.decoded_plan([0, 2], [1, 3]), plan[:, [1, 3]])
     frames = agent.video_frames(obs[:2])
     assert plan_steps(FAST_PLAN.horizon) == [1, 3, 4, 6]
     panels = 2 + 4  # observation, decoded latent, the plan 1, 3, 4 and 6 steps ahead
     assert frames.shape == (2, 96, panels * 96 + (panels - 1) * 2)
     np.testing.assert_array_equal(frames[0, :96:2, :96:2], obs[0, -1])
+    one_ahead = frames[1, :96:2, 2 * 98 : 2 * 98 + 96 : 2]  # the third panel, of row 1
+    np.testing.assert_array_equal(one_ahead, agent.decoded_plan([1], [1])[0, 0, -1])
 
 
 def test_e2c_jacobians_are_selectable(pendulum, run_dir: Path) -> None:  # type: ignore[no-untyped-def]
