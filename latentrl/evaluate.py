@@ -48,6 +48,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from latentrl.agents import Agent, LatentMPCAgent, OracleMPCAgent, RandomAgent
 from latentrl.agents.latent import plan_steps
@@ -142,9 +143,12 @@ def run_episodes(
     horizon: int,
     filmed: int = 0,
     frame_fn: FrameFn | None = None,
+    label: str = "",
 ) -> Rollout:
     """Run ``agent`` from each of ``starts (B, d)`` for ``horizon`` steps in a vector env of
-    ``B`` copies of ``env_id``; ``task`` (an unwrapped instance) supplies goal and cost."""
+    ``B`` copies of ``env_id``; ``task`` (an unwrapped instance) supplies goal and cost. A
+    progress bar named ``label`` counts the steps, with the share of episodes in the goal
+    region; it is hidden when stderr is not a terminal (logs, CI)."""
     batch = starts.shape[0]
     vec = gym.vector.SyncVectorEnv(
         [lambda: make_env(env_id) for _ in range(batch)],
@@ -152,10 +156,11 @@ def run_episodes(
     )
     states = np.empty((batch, horizon + 1, starts.shape[1]))
     actions, costs, seconds, frames = [], [], np.empty(horizon), []
+    bar = tqdm(range(horizon), desc=label or None, unit="step", disable=None, leave=False)
     try:
         obs, states[:, 0] = _reset_to(vec, starts)
         agent.reset(goal_observation(task), batch)
-        for t in range(horizon):
+        for t in bar:
             start = time.perf_counter()
             u = agent.act(obs, states[:, t].copy())
             seconds[t] = time.perf_counter() - start
@@ -170,7 +175,10 @@ def run_episodes(
                     "needs episodes that run for the whole horizon (no termination)"
                 )
             states[:, t + 1] = info["state"]
+            in_goal = task.goal_distance(states[:, t + 1]) <= task.goal_radius
+            bar.set_postfix_str(f"in goal {in_goal.mean():.0%}", refresh=False)
     finally:
+        bar.close()
         vec.close()
     video = np.stack(frames, axis=1) if frames else None
     return Rollout(states, np.stack(actions, 1), np.stack(costs, 1), seconds, video)
@@ -259,7 +267,7 @@ def evaluate_run(
             frame_fn = agent.video_frames if isinstance(agent, LatentMPCAgent) else None
             filmed = ev.episodes if ev.gifs is None else min(ev.gifs, ev.episodes)
             rollouts[name] = run_episodes(
-                config.data.env_id, task, agent, starts, horizon, filmed, frame_fn
+                config.data.env_id, task, agent, starts, horizon, filmed, frame_fn, name
             )
         results = header | {"agents": agent_results(task, starts, rollouts)}
         merge_agents(results, rollouts, baselines)
