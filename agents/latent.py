@@ -31,6 +31,7 @@ from latentrl.errors import UserError
 from latentrl.models import E2C
 from latentrl.models.e2c import JacobianKind
 from latentrl.planning import Dynamics, ILQRConfig, MPCPlanner, QuadraticCost
+from latentrl.planning.dynamics import select_problems
 from latentrl.plots import image_grid
 
 
@@ -52,6 +53,59 @@ class ModelDynamics:
     def select(self, index: Tensor) -> ModelDynamics:
         """Itself: one model for every problem."""
         return self
+
+
+class MoveCorrection:
+    """Planner dynamics ``f(z, u) + ΔB u + Δc``: the inner dynamics with a fixed affine term
+    per problem, ``delta_B (B, n, m)`` and ``delta_c (B, n)`` (``plan.recorded_moves``), so
+    ``linearize`` is ``(A, B + ΔB, c + Δc)``. Row ``r`` of a call is problem ``r mod B``."""
+
+    def __init__(self, inner: Dynamics, delta_B: Tensor, delta_c: Tensor) -> None:
+        self.inner = inner
+        self.delta_B = delta_B
+        self.delta_c = delta_c
+
+    def _terms(self, rows: int) -> tuple[Tensor, Tensor]:
+        reps, rest = divmod(rows, self.delta_c.shape[0])
+        if rest:
+            raise UserError(
+                f"MoveCorrection holds {self.delta_c.shape[0]} problems; a batch of {rows} "
+                "rows is not a multiple"
+            )
+        return self.delta_B.repeat(reps, 1, 1), self.delta_c.repeat(reps, 1)
+
+    def step(self, z: Tensor, u: Tensor) -> Tensor:
+        """``f(z (R, n), u (R, m)) + ΔB u + Δc -> (R, n)``."""
+        delta_B, delta_c = self._terms(u.shape[0])
+        return self.inner.step(z, u) + (delta_B @ u.unsqueeze(-1)).squeeze(-1) + delta_c
+
+    def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(A, B + ΔB, c + Δc)`` from the inner linearisation at ``(z, u)``."""
+        A, B, c = self.inner.linearize(z, u)
+        delta_B, delta_c = self._terms(u.shape[0])
+        return A, B + delta_B, c + delta_c
+
+    def select(self, index: Tensor) -> MoveCorrection:
+        """The terms of the problems at ``index``."""
+        inner = select_problems(self.inner, index) or self.inner
+        return MoveCorrection(inner, self.delta_B[index], self.delta_c[index])
+
+
+MOVE_AGREEMENT = 0.8
+"""``plan.recorded_moves`` corrects a problem's move where a column of the model's ``B(z)`` is
+at a cosine below this from the fit's (planar: 0.5 and 0.0 helped less, docs/benchmarks.md)."""
+
+
+def move_correction(
+    model_move: tuple[Tensor, Tensor], fitted_move: tuple[Tensor, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """``(ΔB (B, n, m), Δc (B, n))`` taking the model's move ``(B_m, c_m)`` at the current
+    latents to the fitted ``(B_fit, c_fit)``, for the problems where some column of ``B_m`` is
+    at a cosine below :data:`MOVE_AGREEMENT` from ``B_fit``'s; zero for the others."""
+    (B_m, c_m), (B_fit, c_fit) = model_move, fitted_move
+    cosine = torch.nn.functional.cosine_similarity(B_m, B_fit, dim=1)  # (B, m)
+    disagree = (cosine.min(dim=-1).values < MOVE_AGREEMENT).to(B_m.dtype)
+    return disagree[:, None, None] * (B_fit - B_m), disagree[:, None] * (c_fit - c_m)
 
 
 MAX_BLOCKED = 4
@@ -98,7 +152,8 @@ class BlockedDirections:
 
     def select(self, index: Tensor) -> BlockedDirections:
         """The directions of the problems at ``index``."""
-        return BlockedDirections(self.inner, self.directions[index])
+        inner = select_problems(self.inner, index) or self.inner
+        return BlockedDirections(inner, self.directions[index])
 
 
 def blocked_directions(
@@ -241,12 +296,17 @@ class LatentMPCAgent:
         x = check_batch(obs, self.obs_shape, self._batch)
         previous, self.latent = self.latent, self.encode(x)
         with torch.no_grad():  # torch.func inside linearize still differentiates
+            dynamics: Dynamics = self.model_dynamics
+            if self.plan_config.recorded_moves > 0 and self.roadmap is not None:
+                dynamics = self._corrected_moves(torch.as_tensor(x))
             ratio = self.plan_config.blocked_ratio
             if ratio > 0 and previous is not None and self._last_action is not None:
                 self._blocked = self._update_blocked(
                     previous, self.latent, self._last_action, ratio
                 )
-                self.planner.dynamics = BlockedDirections(self.model_dynamics, self._blocked)
+            if self._blocked is not None:
+                dynamics = BlockedDirections(dynamics, self._blocked)
+            self.planner.dynamics = dynamics
             if self.roadmap is not None:
                 nodes = self.roadmap.locate(torch.as_tensor(x), self.latent)
                 lookahead = self.plan_config.roadmap_lookahead
@@ -255,6 +315,18 @@ class LatentMPCAgent:
             u = self.planner.plan(self.latent)
         self._last_action = u
         return u.cpu().numpy().astype(np.float32)
+
+    def _corrected_moves(self, obs: Tensor) -> MoveCorrection:
+        """The model's dynamics with :func:`move_correction` towards the recorded moves near
+        ``obs`` (``plan.recorded_moves``), at the current latents."""
+        assert self.roadmap is not None and self.latent is not None
+        z = self.latent
+        fitted = self.roadmap.recorded_moves(obs, self.plan_config.recorded_moves)
+        u = torch.zeros(z.shape[0], fitted[0].shape[-1], dtype=z.dtype, device=z.device)
+        A, B, c = self.model_dynamics.linearize(z, u)
+        model_move = (B, (A @ z.unsqueeze(-1)).squeeze(-1) + c - z)
+        delta_B, delta_c = move_correction(model_move, fitted)
+        return MoveCorrection(self.model_dynamics, delta_B, delta_c)
 
     def _update_blocked(self, previous: Tensor, latent: Tensor, u: Tensor, ratio: float) -> Tensor:
         """:func:`update_blocked` after the action ``u (B, m)`` took the latents ``previous

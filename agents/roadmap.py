@@ -52,6 +52,8 @@ LOCATE_CANDIDATES = 32
 MIN_LENGTH = 1e-2
 """Shortest link, in steps: identical frames are linked, and positive lengths keep every
 shortest path strictly descending (no zero-length cycles to walk around)."""
+MOVE_RIDGE = 1e-3
+"""Ridge of :func:`fit_moves`: keeps the fit defined where the recorded pushes are alike."""
 _BLOCK = 2048  # rows per distance block: bounds scratch memory
 _LOCATE_BLOCK = 256  # observations per block of locate: candidates x images in memory
 
@@ -100,6 +102,16 @@ def nearest_in_latent(queries: Tensor, latents: Tensor, k: int) -> Tensor:
     return torch.cat(blocks)
 
 
+def fit_moves(u: Tensor, moves: Tensor, ridge: float = MOVE_RIDGE) -> tuple[Tensor, Tensor]:
+    """Least squares ``moves ≈ B u + c`` per problem from ``u (b, K, m)`` and ``moves (b, K,
+    n)``, with a ridge on the normal equations: ``B (b, n, m)``, ``c (b, n)``."""
+    x = torch.cat([u, torch.ones_like(u[..., :1])], dim=-1)  # (b, K, m + 1)
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    gram = x.transpose(1, 2) @ x + ridge * eye
+    w = torch.linalg.solve(gram, x.transpose(1, 2) @ moves)  # (b, m + 1, n)
+    return w[:, :-1].transpose(1, 2), w[:, -1]
+
+
 def costs_to_go(
     nodes: int, source: Tensor, target: Tensor, length: Tensor, goal: int
 ) -> tuple[Tensor, Tensor]:
@@ -141,6 +153,7 @@ class FrameRoadmap:
         target: Tensor,
         neighbours: int = NEIGHBOURS,
         link_tolerance: float = LINK_TOLERANCE,
+        actions: Tensor | None = None,
     ) -> None:
         device = latents.device
         if frames.shape[0] != latents.shape[0] or frames.shape[0] < 2:
@@ -163,6 +176,10 @@ class FrameRoadmap:
         a, b, length = a[kept], b[kept], length[kept].clamp(min=MIN_LENGTH)
         self.links_kept = float(kept.float().mean())
         """Share of the latent neighbours whose images were close enough to link."""
+        self.actions = None if actions is None else actions.to(latents)
+        """Controls ``(N, m)`` of the recorded transitions, for :meth:`recorded_moves`."""
+        self._move_source, self._move_target = source, target
+        self._move_images: Tensor | None = None  # (N, D) float images, made on first use
         ones = torch.ones(source.shape[0], device=device)
         self._source = torch.cat([source, a, b])
         self._target = torch.cat([target, b, a])
@@ -176,7 +193,8 @@ class FrameRoadmap:
     def from_dataset(cls, model: E2C, dataset: TransitionDataset) -> FrameRoadmap:
         """The roadmap of a dataset's frames, encoded by ``model`` (on its device)."""
         frames, source, target = dataset_frames(dataset)
-        return cls(encoder_means(model, frames), frames, source, target)
+        latents = encoder_means(model, frames)
+        return cls(latents, frames, source, target, actions=dataset.action)
 
     @property
     def frames(self) -> int:
@@ -231,6 +249,21 @@ class FrameRoadmap:
             closest = (frames - seen).norm(dim=-1).argmin(1, keepdim=True)
             nodes.append(near.gather(1, closest).squeeze(1))
         return torch.cat(nodes)
+
+    def recorded_moves(self, obs: Tensor, count: int) -> tuple[Tensor, Tensor]:
+        """:func:`fit_moves` of the ``count`` recorded transitions whose first frame is
+        closest by image to each of the observations uint8 ``(B, k, H, W)``: ``B (B, n, m)``
+        and ``c (B, n)`` with ``z(next frame) - z(frame) ≈ B u + c`` there."""
+        if self.actions is None:
+            raise UserError("recorded_moves needs the roadmap built with the dataset's actions")
+        if self._move_images is None:
+            self._move_images = flat_images(self.images[self._move_source])
+        images = self._move_images
+        seen = flat_images(obs.to(images.device).reshape(obs.shape[0], -1))
+        squared = (images**2).sum(-1) - 2 * seen @ images.T  # + |seen|², the same per row
+        rows = squared.topk(min(count, images.shape[0]), largest=False).indices  # (B, K)
+        moves = self.latents[self._move_target] - self.latents[self._move_source]
+        return fit_moves(self.actions[rows], moves[rows])
 
     def subgoal_nodes(self, nodes: Tensor, lookahead: float) -> Tensor:
         """For problems at ``nodes (B,)``: the first node on the shortest path whose cost-to-go

@@ -43,6 +43,16 @@ def test_presets_film_every_episode_and_bad_gif_counts_are_refused() -> None:
             apply_overrides(preset("pendulum"), [f"eval.gifs={bad}"])
 
 
+def test_recorded_moves_need_the_roadmap_and_a_count() -> None:
+    assert preset("planar", "full").plan.recorded_moves == 32
+    assert preset("planar", "debug").plan.recorded_moves == 32
+    assert preset("pendulum", "full").plan.recorded_moves == 0
+    with pytest.raises(UserError, match=r"plan\.roadmap_lookahead > 0 as well"):
+        apply_overrides(preset("pendulum"), ["plan.recorded_moves=8"])
+    with pytest.raises(UserError, match=r"recorded_moves"):
+        apply_overrides(preset("planar"), ["plan.recorded_moves=-1"])
+
+
 def test_a_multi_step_horizon_longer_than_the_chains_is_refused() -> None:
     with pytest.raises(UserError, match=r"data\.chain_length=16 or more"):
         apply_overrides(preset("pendulum"), ["train.multi_step_horizon=16", "data.chain_length=8"])

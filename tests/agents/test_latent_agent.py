@@ -15,7 +15,9 @@ from latentrl.agents import Agent, LatentMPCAgent
 from latentrl.agents.latent import (
     MAX_BLOCKED,
     BlockedDirections,
+    MoveCorrection,
     blocked_directions,
+    move_correction,
     plan_steps,
     update_blocked,
 )
@@ -318,3 +320,51 @@ def test_blocked_directions_pile_up_while_stuck_and_clear_on_a_move() -> None:
         update_blocked(full, torch.tensor([[0.0, -1.0]] * 3), torch.zeros(3, dtype=torch.bool))[0]
         .numpy(), [[0, -1], [-1, 0], [0, 1]],
     )  # fmt: skip
+
+
+def test_move_correction_adds_a_fixed_affine_term_with_exact_jacobians() -> None:
+    """h(z, u) = f(z, u) + ΔB u + Δc per problem: step and linearize agree with torch.func,
+    rows tile as problem r mod B, select picks, and inside BlockedDirections select reaches
+    the corrected dynamics too."""
+    W = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
+    inner = FunctionDynamics(lambda z, u: z + torch.tanh(u @ W.mT) * z.cos())
+    gen = torch.Generator().manual_seed(0)
+    delta_B = torch.randn(3, 2, 2, generator=gen, dtype=torch.float64)
+    delta_c = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    h = MoveCorrection(inner, delta_B, delta_c)
+    z = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    u = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    for b in range(3):
+        expected = inner.step(z[b : b + 1], u[b : b + 1])[0] + delta_B[b] @ u[b] + delta_c[b]
+        np.testing.assert_allclose(h.step(z, u)[b].numpy(), expected.numpy(), atol=1e-12)
+        one = MoveCorrection(inner, delta_B[b : b + 1], delta_c[b : b + 1])
+        J_z, J_u = torch.func.jacrev(
+            lambda z1, u1, one=one: one.step(z1[None], u1[None])[0], argnums=(0, 1)
+        )(z[b], u[b])
+        A, B, c = h.linearize(z, u)
+        np.testing.assert_allclose(A[b].numpy(), J_z.numpy(), atol=1e-12)
+        np.testing.assert_allclose(B[b].numpy(), J_u.numpy(), atol=1e-12)
+        lin = A[b] @ z[b] + B[b] @ u[b] + c[b]
+        np.testing.assert_allclose(lin.numpy(), h.step(z, u)[b].numpy(), atol=1e-12)
+    tiled = h.step(z.repeat(2, 1), u.repeat(2, 1))
+    np.testing.assert_allclose(tiled.numpy(), h.step(z, u).repeat(2, 1).numpy())
+    picked = torch.tensor([2, 0])
+    np.testing.assert_allclose(h.select(picked).step(z[picked], u[picked]).numpy(),
+                               h.step(z, u)[picked].numpy())  # fmt: skip
+    blocked = BlockedDirections(h, torch.zeros(3, 1, 2, dtype=torch.float64))
+    np.testing.assert_allclose(blocked.select(picked).step(z[picked], u[picked]).numpy(),
+                               h.step(z, u)[picked].numpy())  # fmt: skip
+    with pytest.raises(UserError, match="holds 3 problems; a batch of 4 rows"):
+        h.step(z.repeat(2, 1)[:4], u.repeat(2, 1)[:4])
+
+
+def test_the_move_is_corrected_only_where_the_model_disagrees_with_the_fit() -> None:
+    B_model = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
+    c_model = torch.tensor([[0.1, 0.0], [0.1, 0.0]])
+    B_fit = torch.tensor([[[2.0, 0.1], [0.1, 0.5]], [[1.0, 0.0], [0.0, -1.0]]])  # agrees; flips y
+    c_fit = torch.tensor([[0.0, 0.2], [0.3, 0.3]])
+    delta_B, delta_c = move_correction((B_model, c_model), (B_fit, c_fit))
+    torch.testing.assert_close(delta_B[0], torch.zeros(2, 2))  # column cosines 0.999 and 0.98
+    torch.testing.assert_close(delta_c[0], torch.zeros(2))
+    torch.testing.assert_close(B_model[1] + delta_B[1], B_fit[1])  # the y column at cosine -1
+    torch.testing.assert_close(c_model[1] + delta_c[1], c_fit[1])

@@ -64,11 +64,12 @@ def test_costs_to_go_are_dijkstras_shortest_paths() -> None:
             assert cost[v] < cost[u]
 
 
-def _dataset(obs: np.ndarray, next_obs: np.ndarray, state: np.ndarray, next_state: np.ndarray):  # type: ignore[no-untyped-def]
+def _dataset(obs: np.ndarray, next_obs: np.ndarray, state: np.ndarray, next_state: np.ndarray,  # type: ignore[no-untyped-def]
+             action: np.ndarray | None = None):  # fmt: skip
     rows = len(obs)
     return TransitionDataset(
         torch.as_tensor(obs),
-        torch.zeros(rows, 2),
+        torch.zeros(rows, 2) if action is None else torch.as_tensor(action, dtype=torch.float32),
         torch.as_tensor(next_obs),
         torch.as_tensor(state, dtype=torch.float64),
         torch.as_tensor(next_state, dtype=torch.float64),
@@ -186,6 +187,40 @@ def test_locate_finds_the_frame_by_its_image_and_subgoals_walk_the_path(planar_f
     torch.testing.assert_close(roadmap.subgoals(nodes, far), goal_latent.expand(3, 2))
 
 
+def test_recorded_moves_fit_the_transitions_of_the_frames_that_look_like_the_observation() -> None:
+    """With a latent linear in the state (z = s / 10) and free moves, the move of a push u is
+    u / 10 everywhere, and the fit of the nearest recorded transitions recovers it; the
+    transitions it reads are those of the frames closest to the observation, not the others."""
+    rng = np.random.default_rng(3)
+    starts = rng.uniform(AGENT_RADIUS, FIELD_SIZE - AGENT_RADIUS, (3000, 2))
+    starts = starts[planar_is_free(starts) & (np.abs(starts - 20).max(1) > 12)][:800]  # rim
+    u = rng.uniform(-1, 1, starts.shape)
+    ends = planar_step(starts, u)
+    free = np.linalg.norm(ends - starts - u, axis=1) < 1e-9  # no contact on the way
+    starts, u, ends = starts[free], u[free], ends[free]
+    count = len(starts)
+    states = np.concatenate([starts, ends])
+    frames = torch.as_tensor(render_planar(states)[:, None])
+    latents = torch.as_tensor(states / 10, dtype=torch.float32)
+    source, target = torch.arange(count), count + torch.arange(count)
+    actions = torch.as_tensor(u, dtype=torch.float32)
+    roadmap = FrameRoadmap(latents, frames, source, target, actions=actions)
+    seen = np.array([[5.0, 5.0], [35.0, 33.0]])
+    B, c = roadmap.recorded_moves(torch.as_tensor(render_planar(seen)[:, None]), 16)
+    torch.testing.assert_close(B, torch.eye(2).expand(2, 2, 2) / 10, atol=2e-3, rtol=0)
+    torch.testing.assert_close(c, torch.zeros(2, 2), atol=2e-3, rtol=0)
+
+    bent = actions.clone()  # pushes recorded near (5, 5) reversed: the fit there follows them
+    near = torch.as_tensor(np.linalg.norm(starts - [5.0, 5.0], axis=1) < 6)
+    bent[near] = -bent[near]
+    bent_map = FrameRoadmap(latents, frames, source, target, actions=bent)
+    B, _ = bent_map.recorded_moves(torch.as_tensor(render_planar(seen)[:, None]), 16)
+    torch.testing.assert_close(B[0], -torch.eye(2) / 10, atol=2e-3, rtol=0)
+    torch.testing.assert_close(B[1], torch.eye(2) / 10, atol=2e-3, rtol=0)
+    with pytest.raises(UserError, match="dataset's actions"):
+        FrameRoadmap(latents, frames, source, target).recorded_moves(frames[:1], 16)
+
+
 def test_a_goal_no_frame_resembles_is_refused(planar_frames) -> None:  # type: ignore[no-untyped-def]
     states, frames, source, target = planar_frames
     roadmap = FrameRoadmap(folded(states), frames, source, target)
@@ -277,6 +312,39 @@ def test_with_a_roadmap_the_agent_goes_around_what_its_model_does_not_know(
 
     plain = LatentMPCAgent(model, -box, box, PlanConfig(horizon=4), roadmap=roadmap)
     assert plain.roadmap is None  # a roadmap without a lookahead is not used
+
+
+class ReversedPlanarModel(PlanarPositionModel):
+    """:class:`PlanarPositionModel` with its move reversed, ``f(z, u) = z - u / 10``: a model
+    that is wrong about where a push goes."""
+
+    def step(self, z: Tensor, u: Tensor) -> Tensor:
+        return z - u / 10
+
+
+def test_recorded_moves_let_a_model_that_is_wrong_about_the_move_reach_the_goal(
+    planar_chains: np.ndarray,
+) -> None:
+    chains = planar_chains
+    obs, next_obs = chains[:, :-1].reshape(-1, 2), chains[:, 1:].reshape(-1, 2)
+    image = lambda s: render_planar(s)[:, None]  # noqa: E731
+    pushes = next_obs - obs  # each recorded push as the move it made
+    model = ReversedPlanarModel()
+    data = _dataset(image(obs), image(next_obs), obs, next_obs, pushes)
+    roadmap = FrameRoadmap.from_dataset(model, data)
+    box = np.full(2, MAX_CONTROL)
+    env = make_env("latentrl/Planar-v0")
+    task = env.unwrapped
+    starts = np.array([[30.0, 36.0], [36.0, 29.0], [32.0, 32.0]])  # open field near the goal
+    reached = {}
+    for count in (0, 16):
+        plan = PlanConfig(horizon=10, max_iterations=5, roadmap_lookahead=2.0,
+                          recorded_moves=count)  # fmt: skip
+        agent = LatentMPCAgent(model, -box, box, plan, roadmap=roadmap)
+        rollout = run_episodes("latentrl/Planar-v0", task, agent, starts, 20)
+        reached[count] = task.goal_distance(rollout.states[:, -1]) <= task.goal_radius
+    env.close()
+    assert reached[16].all() and not reached[0].any(), reached
 
 
 def test_a_run_without_its_dataset_cannot_build_a_roadmap(tmp_path: Path) -> None:
