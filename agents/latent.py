@@ -10,7 +10,9 @@ latent: a push that moved it much less than the model predicted is dropped from 
 dynamics while the episode stays stuck (:class:`BlockedDirections`). With
 ``plan.roadmap_lookahead`` it plans towards a subgoal on the shortest path to the goal through
 a roadmap of the training frames instead of straight to the goal
-(:class:`~latentrl.agents.roadmap.FrameRoadmap`).
+(:class:`~latentrl.agents.roadmap.FrameRoadmap`), and with ``plan.recorded_moves`` it takes the
+move the roadmap's training transitions made near the observation where the model's move
+disagrees with it (:class:`MoveCorrection`).
 """
 
 from __future__ import annotations

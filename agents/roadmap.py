@@ -178,7 +178,8 @@ class FrameRoadmap:
         """Share of the latent neighbours whose images were close enough to link."""
         self.actions = None if actions is None else actions.to(latents)
         """Controls ``(N, m)`` of the recorded transitions, for :meth:`recorded_moves`."""
-        self._move_source, self._move_target = source, target
+        self._move_source = source
+        self._moves = latents[target] - latents[source]  # (N, n): each transition's latent move
         self._move_images: Tensor | None = None  # (N, D) float images, made on first use
         ones = torch.ones(source.shape[0], device=device)
         self._source = torch.cat([source, a, b])
@@ -262,8 +263,7 @@ class FrameRoadmap:
         seen = flat_images(obs.to(images.device).reshape(obs.shape[0], -1))
         squared = (images**2).sum(-1) - 2 * seen @ images.T  # + |seen|², the same per row
         rows = squared.topk(min(count, images.shape[0]), largest=False).indices  # (B, K)
-        moves = self.latents[self._move_target] - self.latents[self._move_source]
-        return fit_moves(self.actions[rows], moves[rows])
+        return fit_moves(self.actions[rows], self._moves[rows])
 
     def subgoal_nodes(self, nodes: Tensor, lookahead: float) -> Tensor:
         """For problems at ``nodes (B,)``: the first node on the shortest path whose cost-to-go
