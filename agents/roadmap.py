@@ -181,6 +181,7 @@ class FrameRoadmap:
         self._move_source = source
         self._moves = latents[target] - latents[source]  # (N, n): each transition's latent move
         self._move_images: Tensor | None = None  # (N, D) float images, made on first use
+        self._move_norms: Tensor | None = None  # (N,) their squared norms
         ones = torch.ones(source.shape[0], device=device)
         self._source = torch.cat([source, a, b])
         self._target = torch.cat([target, b, a])
@@ -257,11 +258,12 @@ class FrameRoadmap:
         and ``c (B, n)`` with ``z(next frame) - z(frame) ≈ B u + c`` there."""
         if self.actions is None:
             raise UserError("recorded_moves needs the roadmap built with the dataset's actions")
-        if self._move_images is None:
+        if self._move_images is None or self._move_norms is None:
             self._move_images = flat_images(self.images[self._move_source])
+            self._move_norms = (self._move_images**2).sum(-1)
         images = self._move_images
         seen = flat_images(obs.to(images.device).reshape(obs.shape[0], -1))
-        squared = (images**2).sum(-1) - 2 * seen @ images.T  # + |seen|², the same per row
+        squared = self._move_norms - 2 * seen @ images.T  # + |seen|², the same per row
         rows = squared.topk(min(count, images.shape[0]), largest=False).indices  # (B, K)
         return fit_moves(self.actions[rows], self._moves[rows])
 
