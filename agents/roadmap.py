@@ -41,7 +41,7 @@ from latentrl.data import TransitionDataset, load_transitions
 from latentrl.errors import UserError
 from latentrl.models import E2C
 from latentrl.probe import encoder_means
-from latentrl.train import dataset_of_run
+from latentrl.run_directory import dataset_of_run
 
 NEIGHBOURS = 10
 """Latent nearest neighbours each frame tries to link to."""

@@ -56,7 +56,7 @@ from latentrl.probe import (
     state_features,
     train_probe,
 )
-from latentrl.train import dataset_of_run
+from latentrl.run_directory import dataset_of_run
 
 ERROR_STEPS = (1, 5, 10, 20, 40)
 

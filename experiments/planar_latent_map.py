@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from latentrl.agents import roadmap_of_run
-from latentrl.checkpoint import CONFIG_FILE, load_model
+from latentrl.checkpoint import load_model
 from latentrl.config import load_config
 from latentrl.envs.planar import (
     AGENT_RADIUS,
@@ -46,6 +46,7 @@ from latentrl.envs.planar import (
     render_planar,
 )
 from latentrl.errors import UserError
+from latentrl.run_directory import RunDirectory
 
 ENV_ID = "latentrl/Planar-v0"
 GRID_STEP = 0.5
@@ -125,9 +126,7 @@ def near_any(points: np.ndarray, targets: np.ndarray, within: float) -> np.ndarr
 def latent_map(run_dir: Path, roadmap: bool = False) -> dict[str, np.ndarray | float]:
     """The latent distance to the goal over :func:`field_grid`, its minima and the codes; with
     ``roadmap`` also the roadmap's cost-to-go (``road_*`` keys)."""
-    if not (run_dir / CONFIG_FILE).exists():
-        raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
-    env_id = load_config(run_dir / CONFIG_FILE).data.env_id
+    env_id = load_config(RunDirectory(run_dir).require_run().config).data.env_id
     if env_id != ENV_ID:
         raise UserError(f"{run_dir} is a run of {env_id}, not of {ENV_ID}")
     model, _ = load_model(run_dir)

@@ -1,6 +1,7 @@
 """Checkpoints without pickle: safetensors for tensors, JSON for everything else.
 
-A run directory holds ``config.json`` (the :class:`ExperimentConfig`) and ``checkpoint/``::
+A run directory (:class:`latentrl.run_directory.RunDirectory`) holds ``config.json`` (the
+:class:`ExperimentConfig`) and ``checkpoint/``::
 
     model.safetensors       model weights
     optimizer.safetensors   optimizer tensors (Adam moments, step counts)
@@ -26,9 +27,7 @@ from safetensors.torch import load_file, save_file
 from latentrl.config import ExperimentConfig, load_config
 from latentrl.errors import UserError
 from latentrl.models import E2C
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoint"
+from latentrl.run_directory import CheckpointFiles, RunDirectory
 
 
 @dataclass(frozen=True)
@@ -46,19 +45,20 @@ def save_checkpoint(
     data_order: torch.Generator,
     state: TrainerState,
 ) -> None:
-    final = run_dir / CHECKPOINT_DIR
-    tmp, old = final.with_name(CHECKPOINT_DIR + ".tmp"), final.with_name(CHECKPOINT_DIR + ".old")
+    paths = RunDirectory(run_dir)
+    files = paths.checkpoint_tmp
+    final, tmp, old = paths.checkpoint.path, files.path, paths.checkpoint_old.path
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, files.model)
     tensors, groups = _flatten_optimizer(optimizer.state_dict())
-    save_file(tensors, tmp / "optimizer.safetensors")
+    save_file(tensors, files.optimizer)
     rng = {"torch_cpu": torch.get_rng_state(), "data_order": data_order.get_state()}
     if torch.cuda.is_available():
         rng["torch_cuda"] = torch.cuda.get_rng_state()
-    save_file(rng, tmp / "rng.safetensors")
+    save_file(rng, files.rng)
     trainer = {"epoch": state.epoch, "step": state.step, "param_groups": groups}
-    (tmp / "trainer.json").write_text(json.dumps(trainer, indent=2) + "\n")
+    files.trainer.write_text(json.dumps(trainer, indent=2) + "\n")
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
@@ -67,9 +67,8 @@ def save_checkpoint(
 
 
 def has_checkpoint(run_dir: Path) -> bool:
-    return (run_dir / CHECKPOINT_DIR / "trainer.json").exists() or (
-        run_dir / (CHECKPOINT_DIR + ".old") / "trainer.json"
-    ).exists()
+    paths = RunDirectory(run_dir)
+    return paths.checkpoint.is_complete() or paths.checkpoint_old.is_complete()
 
 
 def load_checkpoint(
@@ -79,12 +78,12 @@ def load_checkpoint(
     data_order: torch.Generator,
 ) -> TrainerState:
     """Restore model, optimizer and generators in place; returns the trainer state."""
-    directory = _checkpoint_dir(run_dir)
-    trainer = _read_json(directory / "trainer.json")
-    model.load_state_dict(_load_tensors(directory / "model.safetensors", "cpu"))
-    tensors = _load_tensors(directory / "optimizer.safetensors", "cpu")
+    files = _checkpoint_files(run_dir)
+    trainer = _read_json(files.trainer)
+    model.load_state_dict(_load_tensors(files.model, "cpu"))
+    tensors = _load_tensors(files.optimizer, "cpu")
     optimizer.load_state_dict(_unflatten_optimizer(tensors, trainer["param_groups"]))
-    rng = _load_tensors(directory / "rng.safetensors", "cpu")
+    rng = _load_tensors(files.rng, "cpu")
     torch.set_rng_state(rng["torch_cpu"])
     data_order.set_state(rng["data_order"])
     if "torch_cuda" in rng and torch.cuda.is_available():
@@ -97,13 +96,11 @@ def load_model(
 ) -> tuple[E2C, ExperimentConfig]:
     """The trained model of a run directory (its last checkpoint) and the run's config."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).exists():
-        raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
-    config = load_config(run_dir / CONFIG_FILE)
+    config = load_config(RunDirectory(run_dir).require_run().config)
     if not has_checkpoint(run_dir):
         raise UserError(f"run {run_dir} has no checkpoint yet; train it with `latentrl train`")
     model = E2C(config.model)
-    weights = _load_tensors(_checkpoint_dir(run_dir) / "model.safetensors", "cpu")
+    weights = _load_tensors(_checkpoint_files(run_dir).model, "cpu")
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
@@ -111,13 +108,12 @@ def load_model(
     return model.to(device).eval(), config
 
 
-def _checkpoint_dir(run_dir: Path) -> Path:
-    final = run_dir / CHECKPOINT_DIR
-    if (final / "trainer.json").exists():
-        return final
-    old = run_dir / (CHECKPOINT_DIR + ".old")  # killed between the two renames
-    if (old / "trainer.json").exists():
-        return old
+def _checkpoint_files(run_dir: Path) -> CheckpointFiles:
+    paths = RunDirectory(run_dir)
+    if paths.checkpoint.is_complete():
+        return paths.checkpoint
+    if paths.checkpoint_old.is_complete():  # killed between the two renames
+        return paths.checkpoint_old
     raise UserError(f"no checkpoint in {run_dir}")
 
 

@@ -70,16 +70,17 @@ def _check_env(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from latentrl.checkpoint import CONFIG_FILE
     from latentrl.config import apply_overrides, load_config
     from latentrl.pipeline import ensure_dataset, experiment_config
-    from latentrl.train import dataset_of_run, new_run_dir, train
+    from latentrl.run_directory import RunDirectory, new_run_dir
+    from latentrl.train import train
 
     if args.resume:
         if args.run_dir is None:
             raise UserError("--resume needs --run-dir: the run to continue")
-        config = apply_overrides(load_config(args.run_dir / CONFIG_FILE), args.set)
-        data = args.data or dataset_of_run(args.run_dir)
+        run = RunDirectory(args.run_dir)
+        config = apply_overrides(load_config(run.config), args.set)
+        data = args.data or run.dataset()
         run_dir = args.run_dir
     else:
         if args.experiment is None:

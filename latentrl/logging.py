@@ -1,12 +1,13 @@
 """One logger, several outputs: a local metrics file (always), W&B, and the console.
 
-A run directory holds everything a run records::
+A logger writes into one directory (a :class:`latentrl.run_directory.LogDirectory`: the run
+directory for training, its ``eval/`` for an evaluation)::
 
-    run_dir/metrics.jsonl      one JSON object per `Logger.log` call (always written)
-    run_dir/summary.json       final numbers, merged over `Logger.log_summary` calls
-    run_dir/images/*.png       `Logger.log_images`, named {name}_{step:07d}.png
-    run_dir/wandb_id.txt       the W&B run id, so a resumed training continues the same run
-    run_dir/wandb/             W&B's own files (offline runs are uploaded from here)
+    metrics.jsonl      one JSON object per `Logger.log` call (always written)
+    summary.json       final numbers, merged over `Logger.log_summary` calls
+    images/*.png       `Logger.log_images`, named {name}_{step:07d}.png
+    wandb_id.txt       the W&B run id, so a resumed training continues the same run
+    wandb/             W&B's own files (offline runs are uploaded from here)
 
 W&B is optional at every level: it is imported only when used, and if it fails to start or to
 log, the logger warns once and carries on with the local outputs.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import netrc
-import re
 import secrets
 import shlex
 import string
@@ -26,7 +26,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast, get_args
@@ -36,12 +35,13 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-WandbMode = Literal["online", "offline", "disabled"]
+from latentrl.run_directory import METRICS_FILE as METRICS_FILE
+from latentrl.run_directory import SUMMARY_FILE as SUMMARY_FILE
+from latentrl.run_directory import WANDB_ID_FILE as WANDB_ID_FILE
+from latentrl.run_directory import LogDirectory
+from latentrl.run_directory import run_name as run_name
 
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-WANDB_ID_FILE = "wandb_id.txt"
-IMAGES_DIR = "images"
+WandbMode = Literal["online", "offline", "disabled"]
 
 # Older spellings that wandb itself still accepts in WANDB_MODE.
 _MODE_ALIASES: dict[str, WandbMode] = {"dryrun": "offline", "run": "online"}
@@ -106,20 +106,6 @@ def wandb_logged_in(env: Mapping[str, str]) -> bool:
     return False
 
 
-def run_name(env_id: str, experiment: str, seed: int, time: datetime) -> str:
-    """cleanrl-style run name `{env}__{experiment}__{seed}__{YYYYmmdd-HHMMSS}`.
-
-    The env id loses its namespace (latentrl/Pendulum-v0 -> Pendulum-v0) and any character
-    that is not safe in a file name, since the name usually becomes a directory.
-    """
-    env = _safe_name(env_id.rsplit("/", 1)[-1])
-    return f"{env}__{_safe_name(experiment)}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
-
-
 def summary_line(
     head: str, metrics: Mapping[str, float], rate: float | None = None, unit: str = "samples"
 ) -> str:
@@ -135,7 +121,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     A truncated last line (the process was killed mid-write) is ignored with a warning; a bad
     line anywhere else raises ValueError.
     """
-    path = Path(run_dir) / METRICS_FILE
+    path = LogDirectory(Path(run_dir)).metrics
     lines = path.read_text(encoding="utf-8").splitlines()
     rows = []
     for number, line in enumerate(lines, start=1):
@@ -173,13 +159,14 @@ class Logger:
     ) -> None:
         self.wandb_mode: WandbMode = _parse_mode(wandb_mode, "wandb_mode")
         self.run_dir = Path(run_dir)
+        self.paths = LogDirectory(self.run_dir)
         self.name = name
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = self.run_dir / METRICS_FILE
+        metrics_path = self.paths.metrics
         self._time_offset = _prepare_metrics_file(metrics_path, resume, resume_step)
         self._start = time.monotonic()
         self._metrics_file = metrics_path.open("a", encoding="utf-8")
-        self.wandb_id = _load_or_create_id(self.run_dir / WANDB_ID_FILE, resume)
+        self.wandb_id = _load_or_create_id(self.paths.wandb_id, resume)
         self._wandb_run: Any = None
         self._bar: tqdm | None = None
         self._closed = False
@@ -234,7 +221,7 @@ class Logger:
         if self.wandb_mode != "offline":
             return None
         # A resumed offline run gets a new directory per session, all with the same id.
-        found = (self.run_dir / "wandb").glob(f"offline-run-*-{self.wandb_id}*")
+        found = self.paths.wandb.glob(f"offline-run-*-{self.wandb_id}*")
         paths = sorted(path for path in found if path.is_dir())
         return "wandb sync " + " ".join(shlex.quote(str(path)) for path in paths)
 
@@ -262,12 +249,11 @@ class Logger:
 
         images: name -> uint8 array (H, W) or (H, W, 3). Returns name -> PNG path.
         """
-        folder = self.run_dir / IMAGES_DIR
-        folder.mkdir(exist_ok=True)
+        self.paths.images.mkdir(exist_ok=True)
         paths = {}
         for name, image in images.items():
             _check_image(name, image)
-            paths[name] = folder / f"{_safe_name(name)}_{int(step):07d}.png"
+            paths[name] = self.paths.image(name, step)
             Image.fromarray(image).save(paths[name])
         if self._wandb_run is not None:
             import wandb
@@ -295,7 +281,7 @@ class Logger:
     def log_summary(self, metrics: Mapping[str, Any]) -> None:
         """Merge final numbers into run_dir/summary.json and the W&B run summary."""
         values = _scalars(metrics)
-        path = self.run_dir / SUMMARY_FILE
+        path = self.paths.summary
         summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         summary.update(_json_safe(values))
         _write_atomic(path, json.dumps(summary, indent=2, allow_nan=False) + "\n")

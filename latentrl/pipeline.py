@@ -16,7 +16,8 @@ from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, apply_overrides, preset
 from latentrl.data import read_metadata
 from latentrl.evaluate import EvalResult, evaluate_run
-from latentrl.train import TrainResult, new_run_dir, train
+from latentrl.run_directory import new_run_dir
+from latentrl.train import TrainResult, train
 
 DATA_ROOT = Path("data")
 RUNS_ROOT = Path("runs")

@@ -10,21 +10,17 @@ weights, optimizer state, step counter, generators and W&B run.
 
 from __future__ import annotations
 
-import itertools
-import json
 import math
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from latentrl.checkpoint import (
-    CONFIG_FILE,
     TrainerState,
     has_checkpoint,
     load_checkpoint,
@@ -32,9 +28,10 @@ from latentrl.checkpoint import (
 )
 from latentrl.config import ExperimentConfig, load_config, save_config, to_dict
 from latentrl.data import TransitionDataset, load_transitions
+from latentrl.devices import resolve_device
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
-from latentrl.logging import Logger, resolve_wandb_mode, run_name, summary_line
+from latentrl.logging import Logger, resolve_wandb_mode, summary_line
 from latentrl.losses import Continuation, e2c_loss, frame_change_per_push
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
@@ -48,12 +45,12 @@ from latentrl.probe import (
     state_features,
     state_step_sizes,
 )
+from latentrl.run_directory import RunDirectory
 
 VALIDATION_BATCH = 1_024
 LABEL_CHUNK = 4_096  # transitions per pass when reading the move gate's labels from the frames
 VALIDATION_SEED = 1_234  # fixed noise: validation losses of different epochs are comparable
 GRID_SAMPLES = 8
-RUN_FILE = "run.json"  # where the run's dataset lives, for --resume
 OPEN_LOOP_EPISODES = 64
 OPEN_LOOP_STEPS = (1, 10, 20, 40)
 """Validation reports the open-loop error (:func:`latentrl.probe.open_loop_error`) after
@@ -72,40 +69,6 @@ class TrainResult:
     final_metrics: Mapping[str, float]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"train.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
-    return device
-
-
-def dataset_of_run(run_dir: Path) -> Path:
-    """The dataset directory a run was trained on (recorded at its start)."""
-    try:
-        return Path(json.loads((Path(run_dir) / RUN_FILE).read_text())["dataset"])
-    except (OSError, json.JSONDecodeError, KeyError):
-        raise UserError(
-            f"{run_dir} does not record its dataset ({RUN_FILE}); pass --data"
-        ) from None
-
-
-def new_run_dir(root: Path, config: ExperimentConfig) -> Path:
-    """A new, empty ``root/{env}__{experiment}__{seed}__{time}``, created here so that two runs
-    started in the same second never share it (the second gets the suffix ``-2``, ...)."""
-    name = run_name(config.data.env_id, config.name, config.train.seed, datetime.now())
-    root.mkdir(parents=True, exist_ok=True)
-    for attempt in itertools.count(1):
-        run_dir = root / (name if attempt == 1 else f"{name}-{attempt}")
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            continue
-        return run_dir
-    raise AssertionError("unreachable")
-
-
 def train(
     config: ExperimentConfig,
     run_dir: Path,
@@ -116,10 +79,11 @@ def train(
 ) -> TrainResult:
     """Train ``config`` on the dataset in ``dataset_dir``, writing everything to ``run_dir``."""
     run_dir = Path(run_dir)
+    paths = RunDirectory(run_dir)
     if resume:
         if not has_checkpoint(run_dir):
             raise UserError(f"nothing to resume in {run_dir}: it has no checkpoint")
-        saved = load_config(run_dir / CONFIG_FILE)
+        saved = load_config(paths.config)
         if to_dict(saved.model) != to_dict(config.model) or saved.data != config.data:
             raise UserError(
                 f"--resume: the model or data config differs from the one {run_dir} was "
@@ -140,10 +104,8 @@ def train(
         raise
     # Only now, with the data checked, does the run directory get written.
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / CONFIG_FILE)
-    (run_dir / RUN_FILE).write_text(
-        json.dumps({"dataset": str(Path(dataset_dir).resolve())}) + "\n"
-    )
+    save_config(config, paths.config)
+    paths.record_dataset(dataset_dir)
     train_set, val_set = train_set.to(device), val_set.to(device)
     if window_start is not None:
         window_start = window_start.to(device)

@@ -197,7 +197,7 @@ def test_planar_latent_map_adds_the_roadmaps_cost_to_go(
     from latentrl.checkpoint import TrainerState, save_checkpoint
     from latentrl.collect import collect
     from latentrl.models import E2C
-    from latentrl.train import RUN_FILE
+    from latentrl.run_directory import RUN_FILE
 
     script = runpy.run_path(str(ROOT / "experiments" / "planar_latent_map.py"))
     config = preset("planar", "debug")
@@ -233,7 +233,7 @@ def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
     from latentrl.collect import collect
     from latentrl.envs import make_env, require_control_env
     from latentrl.models import E2C
-    from latentrl.train import RUN_FILE
+    from latentrl.run_directory import RUN_FILE
 
     script = runpy.run_path(str(ROOT / "experiments" / "near_goal.py"))
     task = require_control_env(make_env("latentrl/Pendulum-v0"))

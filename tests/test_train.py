@@ -13,7 +13,7 @@ import torch
 from point_mass import ENV_ID as POINT_MASS_ID
 
 from latentrl import train as train_module
-from latentrl.checkpoint import CONFIG_FILE, load_model
+from latentrl.checkpoint import load_model
 from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, TrainConfig, save_config
 from latentrl.data import load_transitions
@@ -21,11 +21,11 @@ from latentrl.errors import UserError
 from latentrl.logging import read_metrics
 from latentrl.losses import LossWeights, e2c_loss
 from latentrl.models import ModelConfig
+from latentrl.run_directory import CONFIG_FILE, new_run_dir
 from latentrl.train import (
     TrainingDivergedError,
     _Loop,
     moved_labels,
-    new_run_dir,
     resolve_device,
     train,
 )
@@ -228,15 +228,10 @@ def test_the_move_gate_term_trains_and_is_validated(dataset: Path, tmp_path: Pat
 
 
 def test_runs_started_in_the_same_second_get_their_own_directories(
-    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dataset: Path, tmp_path: Path
 ) -> None:
-    class FixedClock:
-        @staticmethod
-        def now() -> datetime:
-            return datetime(2026, 11, 21, 16, 6, 0)
-
-    monkeypatch.setattr(train_module, "datetime", FixedClock)
-    first, second = (new_run_dir(tmp_path / "runs", tiny_config()) for _ in range(2))
+    now = datetime(2026, 11, 21, 16, 6, 0)
+    first, second = (new_run_dir(tmp_path / "runs", tiny_config(), now) for _ in range(2))
     assert first != second and first.is_dir() and second.is_dir()
     assert second.name == first.name + "-2"
     # a run refused for its input leaves no empty directory behind

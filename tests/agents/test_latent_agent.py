@@ -21,13 +21,14 @@ from latentrl.agents.latent import (
     plan_steps,
     update_blocked,
 )
-from latentrl.checkpoint import CONFIG_FILE, TrainerState, save_checkpoint
+from latentrl.checkpoint import TrainerState, save_checkpoint
 from latentrl.config import DataConfig, ExperimentConfig, PlanConfig, save_config
 from latentrl.envs import goal_observation, make_env
 from latentrl.errors import UserError
 from latentrl.evaluate import episode_metrics, run_episodes
 from latentrl.models import E2C, ModelConfig
 from latentrl.planning import FunctionDynamics, pendulum_dynamics
+from latentrl.run_directory import CONFIG_FILE
 
 PENDULUM = "latentrl/Pendulum-v0"
 FAST_PLAN = PlanConfig(horizon=6, max_iterations=3, q_f=50.0)

@@ -34,7 +34,7 @@ from latentrl.errors import UserError
 from latentrl.evaluate import run_episodes
 from latentrl.models import E2C, ModelConfig
 from latentrl.planning import FunctionDynamics
-from latentrl.train import RUN_FILE
+from latentrl.run_directory import RUN_FILE
 
 MAX_STEP_PX = MAX_CONTROL * np.sqrt(2)  # the longest move of one planar step
 

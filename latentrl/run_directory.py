@@ -1,0 +1,251 @@
+"""The layout of a run directory: every path a command reads or writes in one, in one place.
+
+A run directory (``runs/{env}__{experiment}__{seed}__{time}/``) holds::
+
+    config.json                 the ExperimentConfig the run was trained with
+    run.json                    {"dataset": DIR}: where its dataset lives (for --resume)
+    metrics.jsonl               one JSON object per logged step (training)
+    summary.json                final numbers (training, probe)
+    wandb_id.txt, wandb/        the W&B run id and W&B's own files
+    images/*.png                logged images, {name}_{step:07d}.png
+    checkpoint/                 model, optimizer and generator states, trainer.json
+    checkpoint.tmp/, .old/      a checkpoint being written, the previous one being replaced
+    eval/                       the evaluation (``latentrl evaluate``):
+        results.json            protocol, settings and metrics per agent
+        trajectories.npz        states, actions, costs per agent
+        states.png              goal distance and state coordinates over time
+        videos/AGENT_episode_XX.gif
+        metrics.jsonl, summary.json, wandb_id.txt, wandb/   its own log, as above
+
+No torch here: the CLI, ``compare`` and the agent registry read runs without it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from latentrl.errors import UserError
+
+if TYPE_CHECKING:
+    from latentrl.config import ExperimentConfig
+
+CONFIG_FILE = "config.json"
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+WANDB_ID_FILE = "wandb_id.txt"
+WANDB_DIR = "wandb"
+IMAGES_DIR = "images"
+CHECKPOINT_DIR = "checkpoint"
+EVAL_DIR = "eval"
+RESULTS_FILE = "results.json"
+TRAJECTORIES_FILE = "trajectories.npz"
+PLOT_FILE = "states.png"
+VIDEOS_DIR = "videos"
+
+
+def safe_name(text: str) -> str:
+    """``text`` with every character that is not safe in a file name replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+def run_name(env_id: str, experiment: str, seed: int, time: datetime) -> str:
+    """cleanrl-style run name ``{env}__{experiment}__{seed}__{YYYYmmdd-HHMMSS}``.
+
+    The env id loses its namespace (latentrl/Pendulum-v0 -> Pendulum-v0) and any character
+    that is not safe in a file name, since the name becomes a directory.
+    """
+    env = safe_name(env_id.rsplit("/", 1)[-1])
+    return f"{env}__{safe_name(experiment)}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass(frozen=True)
+class LogDirectory:
+    """What :class:`latentrl.logging.Logger` writes into a directory: the run directory for
+    training, its ``eval/`` for an evaluation."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def wandb_id(self) -> Path:
+        return self.path / WANDB_ID_FILE
+
+    @property
+    def wandb(self) -> Path:
+        return self.path / WANDB_DIR
+
+    @property
+    def images(self) -> Path:
+        return self.path / IMAGES_DIR
+
+    def image(self, name: str, step: int) -> Path:
+        """``images/{name}_{step:07d}.png``, the name made safe for a file name."""
+        return self.images / f"{safe_name(name)}_{int(step):07d}.png"
+
+
+@dataclass(frozen=True)
+class EvalDirectory(LogDirectory):
+    """A run's ``eval/``: the artifacts of ``latentrl evaluate`` beside its own log."""
+
+    @property
+    def results(self) -> Path:
+        return self.path / RESULTS_FILE
+
+    @property
+    def trajectories(self) -> Path:
+        return self.path / TRAJECTORIES_FILE
+
+    @property
+    def states_plot(self) -> Path:
+        return self.path / PLOT_FILE
+
+    @property
+    def videos(self) -> Path:
+        return self.path / VIDEOS_DIR
+
+    def video(self, agent: str, episode: int) -> Path:
+        """``videos/{agent}_episode_{episode:02d}.gif``."""
+        return self.videos / f"{agent}_episode_{episode:02d}.gif"
+
+    def agent_videos(self, agent: str) -> list[Path]:
+        """The GIFs of ``agent`` there are, sorted by episode."""
+        return sorted(self.videos.glob(f"{agent}_episode_*.gif"))
+
+    def holds_evaluation(self) -> bool:
+        """Whether anything is in it (an evaluation, or what is left of one)."""
+        return self.path.is_dir() and any(self.path.iterdir())
+
+    def has_results(self) -> bool:
+        return self.results.is_file()
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """The files of one checkpoint folder (``checkpoint/`` or its ``.tmp``/``.old``)."""
+
+    path: Path
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def optimizer(self) -> Path:
+        return self.path / "optimizer.safetensors"
+
+    @property
+    def rng(self) -> Path:
+        return self.path / "rng.safetensors"
+
+    @property
+    def trainer(self) -> Path:
+        return self.path / "trainer.json"
+
+    def is_complete(self) -> bool:
+        """trainer.json is written last: with it, the checkpoint is whole."""
+        return self.trainer.exists()
+
+
+@dataclass(frozen=True)
+class RunDirectory(LogDirectory):
+    """A run directory: its paths, and what a command asks of one (is it a run, its dataset)."""
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def run_record(self) -> Path:
+        """``run.json``: where the run's dataset lives."""
+        return self.path / RUN_FILE
+
+    @property
+    def checkpoint(self) -> CheckpointFiles:
+        return CheckpointFiles(self.path / CHECKPOINT_DIR)
+
+    @property
+    def checkpoint_tmp(self) -> CheckpointFiles:
+        """Where a checkpoint is written before it is swapped in."""
+        return CheckpointFiles(self.path / (CHECKPOINT_DIR + ".tmp"))
+
+    @property
+    def checkpoint_old(self) -> CheckpointFiles:
+        """The previous checkpoint while the new one is swapped in."""
+        return CheckpointFiles(self.path / (CHECKPOINT_DIR + ".old"))
+
+    @property
+    def eval(self) -> EvalDirectory:
+        return EvalDirectory(self.path / EVAL_DIR)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def is_run(self) -> bool:
+        """Whether the folder holds a run (its ``config.json``)."""
+        return self.config.is_file()
+
+    def require_run(self) -> RunDirectory:
+        """``self``, or UserError when the folder holds no run."""
+        if not self.is_run():
+            raise UserError(f"{self.path} is not a latentrl run directory (no {CONFIG_FILE})")
+        return self
+
+    def record_dataset(self, dataset_dir: Path | str) -> None:
+        """Write ``run.json``: the dataset the run trains on, as an absolute path."""
+        text = json.dumps({"dataset": str(Path(dataset_dir).resolve())}) + "\n"
+        self.run_record.write_text(text)
+
+    def dataset(self) -> Path:
+        """The dataset directory the run was trained on (recorded at its start)."""
+        try:
+            return Path(json.loads(self.run_record.read_text())["dataset"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(
+                f"{self.path} does not record its dataset ({RUN_FILE}); pass --data"
+            ) from None
+
+    @classmethod
+    def create(
+        cls, root: Path, env_id: str, experiment: str, seed: int, now: datetime | None = None
+    ) -> RunDirectory:
+        """A new, empty ``root/{env}__{experiment}__{seed}__{time}``, created here so that two
+        runs started in the same second never share it (the second gets ``-2``, ...)."""
+        name = run_name(env_id, experiment, seed, datetime.now() if now is None else now)
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        for attempt in itertools.count(1):
+            path = root / (name if attempt == 1 else f"{name}-{attempt}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise AssertionError("unreachable")
+
+
+def dataset_of_run(run_dir: Path | str) -> Path:
+    """The dataset directory a run was trained on (:meth:`RunDirectory.dataset`)."""
+    return RunDirectory(Path(run_dir)).dataset()
+
+
+def new_run_dir(root: Path, config: ExperimentConfig, now: datetime | None = None) -> Path:
+    """A new, empty run directory for ``config`` under ``root`` (:meth:`RunDirectory.create`)."""
+    return RunDirectory.create(root, config.data.env_id, config.name, config.train.seed, now).path
