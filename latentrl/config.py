@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from latentrl.agents.registry import AGENT_NAMES
 from latentrl.data import check_chain_length, check_near_goal_share
 from latentrl.errors import UserError
 from latentrl.losses import CURVATURE_RADIUS, LossWeights
@@ -99,7 +100,7 @@ class TrainConfig:
             )
 
 
-AGENTS = ("latent", "oracle", "random")
+AGENTS = AGENT_NAMES
 """Agents ``latentrl evaluate`` knows: latent MPC (the trained model), oracle MPC (true state
 and dynamics), uniformly random actions."""
 
