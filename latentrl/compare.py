@@ -10,9 +10,10 @@ the table with the settings that tell them apart. Within a group every number is
 mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)`` over the ``k`` per-run
 means, so the spread is between seeds, not between episodes of one run.
 
-The oracle and random agents do not depend on the trained model: a group that evaluated the
-latent agent alone shows them from the other runs compared that ran the same env, start states,
-episode length and baseline settings (marked ``*`` and listed under the table).
+The agents that do not depend on the trained model (the oracle and random agents; see
+:mod:`latentrl.agents.registry`): a group that evaluated the latent agent alone shows them from
+the other runs compared that ran the same env, start states, episode length and baseline
+settings (marked ``*`` and listed under the table).
 
 Outputs: a text table (one row per experiment and agent), a bar plot PNG with standard-error
 bars, and the same numbers as JSON beside the PNG.
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from latentrl.checkpoint import CONFIG_FILE
+from latentrl.agents.registry import AGENT_NAMES, model_free_agents
 from latentrl.config import (
     EvalConfig,
     ExperimentConfig,
@@ -40,14 +41,15 @@ from latentrl.config import (
     to_dict,
 )
 from latentrl.errors import UserError
-from latentrl.evaluate import EVAL_DIR, RESULTS_FILE, mean_and_se
-from latentrl.logging import SUMMARY_FILE
+from latentrl.evaluate import mean_and_se
+from latentrl.results import EvalResults
+from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, RunDirectory
 
 DEFAULT_NAME = "compare.png"
 """The plot's file name when ``--out`` is a directory or not given."""
-AGENT_ORDER = ("latent", "oracle", "random")
-"""Agents in this order first (the latent agent with its two baselines), any others after."""
-BASELINES = ("oracle", "random")
+AGENT_ORDER = AGENT_NAMES
+"""Agents in registry order first (the latent agent with its two baselines), any others after."""
+BASELINES = model_free_agents()
 """Agents whose results do not depend on the trained model, only on the evaluation protocol."""
 IGNORED_SETTINGS = frozenset(
     {
@@ -158,31 +160,14 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def eval_means(results: Mapping[str, Any], where: Path) -> dict[str, dict[str, float]]:
-    """Per agent, the mean of each aggregate metric in a results.json's content:
-    ``{"agents": {agent: {"aggregate": {metric: {"mean": x, "se": s}}}}}``. The one place that
-    knows that layout."""
-    try:
-        return {
-            agent: {key: float(stats["mean"]) for key, stats in block["aggregate"].items()}
-            for agent, block in results["agents"].items()
-        }
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise UserError(
-            f"{where} does not look like latentrl evaluation results (no agents/aggregate "
-            "means); re-run `latentrl evaluate --overwrite`"
-        ) from None
-
-
-def run_settings(
-    config: ExperimentConfig, results: Mapping[str, Any], where: Path
-) -> dict[str, Any]:
+def run_settings(config: ExperimentConfig, results: EvalResults, where: Path) -> dict[str, Any]:
     """``section.field`` -> value of what shapes a run's numbers: its training config, with the
     ``plan`` and ``eval`` sections its evaluation ran with (``results``; the config's own in
     older results without them), less :data:`IGNORED_SETTINGS`."""
-    sections = {"plan": PlanConfig, "eval": EvalConfig}
+    header = results.header
+    recorded = {"plan": (PlanConfig, header.plan), "eval": (EvalConfig, header.eval)}
     try:
-        used = {k: from_dict(cls, results[k]) for k, cls in sections.items() if k in results}
+        used = {k: from_dict(cls, data) for k, (cls, data) in recorded.items() if data is not None}
     except (UserError, TypeError) as exc:
         raise UserError(f"{where}: unreadable plan or eval settings ({exc})") from None
     flat = to_dict(dataclasses.replace(config, **used))
@@ -195,38 +180,37 @@ def run_settings(
     }
 
 
-def baseline_protocol(results: Mapping[str, Any], settings: Mapping[str, Any]) -> str | None:
+def baseline_protocol(results: EvalResults, settings: Mapping[str, Any]) -> str | None:
     """What the oracle's and the random agent's numbers depend on, as one JSON string; None
     without the start states (results.json of older runs)."""
-    if "start_states" not in results:
+    header = results.header.to_json()
+    if "start_states" not in header:
         return None
     keys = ("data.env_id", "eval.oracle_horizon", "eval.seed")
-    parts = [results.get("horizon"), results["start_states"], *(settings[k] for k in keys)]
+    parts = [header["horizon"], header["start_states"], *(settings[k] for k in keys)]
     return json.dumps(parts)
 
 
 def read_run(run_dir: Path | str) -> RunResults:
     """The config, evaluation and training summary of one run directory."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
-    results_path = run_dir / EVAL_DIR / RESULTS_FILE
+    run = RunDirectory(run_dir).require_run()
+    results_path = run.eval.results
     if not results_path.is_file():
         raise UserError(
             f"{run_dir} has no evaluation yet (no {EVAL_DIR}/{RESULTS_FILE}); "
             f"run `latentrl evaluate {run_dir}` first"
         )
-    config = load_config(run_dir / CONFIG_FILE)
-    results = read_json(results_path)
+    config = load_config(run.config)
+    results = EvalResults.read(results_path)
     settings = run_settings(config, results, results_path)
-    summary = run_dir / SUMMARY_FILE
-    training = read_json(summary) if summary.is_file() else {}
+    training = read_json(run.summary) if run.summary.is_file() else {}
     return RunResults(
         run_dir=run_dir,
         experiment=config.name,
         preset=config.preset,
         seed=config.train.seed,
-        agents=eval_means(results, results_path),
+        agents=results.means(),
         training={k: float(v) for k, v in training.items() if isinstance(v, int | float)},
         settings=settings,
         protocol=baseline_protocol(results, settings),

@@ -41,7 +41,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,28 +50,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from latentrl.agents import Agent, LatentMPCAgent, OracleMPCAgent, RandomAgent
+from latentrl.agents.agent import Agent
 from latentrl.agents.latent import plan_steps
-from latentrl.checkpoint import CONFIG_FILE
-from latentrl.config import (
-    AGENTS,
-    ExperimentConfig,
-    PlanConfig,
-    apply_overrides,
-    load_config,
-    to_dict,
-)
+from latentrl.agents.registry import AGENT_NAMES, AgentContext, agent_entry
+from latentrl.config import ExperimentConfig, apply_overrides, load_config, to_dict
 from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode
 from latentrl.plots import state_plot
-from latentrl.train import resolve_device
+from latentrl.results import AgentResults, EpisodeResult, EvalHeader, EvalResults, MeanSE
+from latentrl.run_directory import (
+    EVAL_DIR,
+    RESULTS_FILE,
+    EvalDirectory,
+    RunDirectory,
+)
 
-EVAL_DIR = "eval"
-RESULTS_FILE = "results.json"
-TRAJECTORIES_FILE = "trajectories.npz"
-PLOT_FILE = "states.png"
-VIDEOS_DIR = "videos"
 FINAL_FRACTION = 0.1
 """Success: in the goal region for each of the final ``ceil(FINAL_FRACTION · T)`` steps."""
 
@@ -207,7 +201,7 @@ def _reset_to(vec: gym.vector.SyncVectorEnv, starts: np.ndarray) -> tuple[np.nda
 @dataclass(frozen=True)
 class EvalResult:
     eval_dir: Path
-    results: dict[str, Any]
+    results: EvalResults
     """The content of results.json."""
     table: str
 
@@ -224,16 +218,18 @@ def evaluate_run(
     """Evaluate the run in ``run_dir`` with its ``eval`` and ``plan`` config sections,
     changed by ``overrides`` (``eval.*``/``plan.*`` assignments); writes ``run_dir/eval/``.
 
-    ``baselines_from``: another evaluated run whose oracle and random agents (they do not
-    depend on the model) are taken instead of run again, where they ran on the same episodes
-    with the same settings; ``results.json`` names it under ``baselines_from``."""
-    run_dir = Path(run_dir)
-    config = _eval_config(run_dir, overrides)
-    out = run_dir / EVAL_DIR
-    existing = out.exists() and any(out.iterdir())
+    ``baselines_from``: another evaluated run whose agents that do not depend on the model
+    (the oracle and random agents, :mod:`latentrl.agents.registry`) are taken instead of run
+    again, where they ran on the same episodes with the same settings; ``results.json`` names
+    it under ``baselines_from``."""
+    run = RunDirectory(Path(run_dir))
+    config = _eval_config(run, overrides)
+    out = run.eval
+    existing = out.holds_evaluation()
     if existing and not overwrite:
-        raise UserError(f"{out} already holds an evaluation; pass --overwrite to replace it")
-    if baselines_from is not None and not (Path(baselines_from) / EVAL_DIR / RESULTS_FILE).exists():
+        raise UserError(f"{out.path} already holds an evaluation; pass --overwrite to replace it")
+    source = None if baselines_from is None else RunDirectory(Path(baselines_from))
+    if source is not None and not source.eval.has_results():
         raise UserError(
             f"{baselines_from} holds no evaluation ({EVAL_DIR}/{RESULTS_FILE}) to take the "
             "oracle and random agents from: evaluate it first, or leave --baselines-from out"
@@ -248,76 +244,63 @@ def evaluate_run(
         task = require_control_env(env)
         horizon = _horizon(env, task, ev.horizon)
         starts = task.sample_start_states(ev.episodes, np.random.default_rng(ev.seed))
-        header = results_header(run_dir, config, task, starts, horizon)
+        header = results_header(run.path, config, task, starts, horizon)
         baselines = EarlierAgents.none()
-        if baselines_from is not None:
-            source = Path(baselines_from)
-            asked = [name for name in ev.agents if name in MODEL_FREE_AGENTS]
-            found = reusable_agents(source / EVAL_DIR, header, asked, echo)
-            origins = {name: found.origins.get(name, str(source)) for name in found.entries}
+        if source is not None:
+            asked = [name for name in ev.agents if not agent_entry(name).uses_model]
+            found = reusable_agents(source.eval, EvalResults(header, {}), asked, echo)
+            origins = {name: found.origins.get(name, str(source.path)) for name in found.entries}
             baselines = replace(found, origins=origins)
             if baselines.entries:
                 names = ", ".join(baselines.entries)
-                echo(f"took {names} from {source} (same episodes and settings)")
+                echo(f"took {names} from {source.path} (same episodes and settings)")
         to_run = [name for name in ev.agents if name not in baselines.entries]
-        agents = _make_agents(run_dir, config, env, task, to_run)
+        agents = _make_agents(run.path, config, env, task, to_run)
         rollouts: dict[str, Rollout] = {}
         for name, agent in agents.items():
             echo(f"evaluating {name}: {ev.episodes} episodes of {horizon} steps")
-            frame_fn = agent.video_frames if isinstance(agent, LatentMPCAgent) else None
+            films = agent_entry(name).films
+            frame_fn = agent.video_frames if films else None  # type: ignore[attr-defined]
             filmed = ev.episodes if ev.gifs is None else min(ev.gifs, ev.episodes)
             rollouts[name] = run_episodes(
                 config.data.env_id, task, agent, starts, horizon, filmed, frame_fn, name
             )
-        results = header | {"agents": agent_results(task, starts, rollouts)}
-        merge_agents(results, rollouts, baselines)
+        results = EvalResults(header, agent_results(task, starts, rollouts))
+        results, rollouts = merge_agents(results, rollouts, baselines)
         kept = baselines.gifs
         if existing:
-            kept = kept | keep_earlier_agents(out, results, rollouts, echo)
+            results, rollouts, earlier_gifs = keep_earlier_agents(out, results, rollouts, echo)
+            kept = kept | earlier_gifs
         fps = int(env.metadata.get("render_fps", 20))
         table = format_table(results)
         if existing:  # replaced only now: a failed evaluation keeps the previous one
-            shutil.rmtree(out)
+            shutil.rmtree(out.path)
         for path, gif in kept.items():
-            (out / path).parent.mkdir(parents=True, exist_ok=True)
-            (out / path).write_bytes(gif)
-        _write_artifacts(out, config, results, rollouts, task, fps, wandb_mode, run_dir.name)
+            (out.path / path).parent.mkdir(parents=True, exist_ok=True)
+            (out.path / path).write_bytes(gif)
+        _write_artifacts(out, config, results, rollouts, task, fps, wandb_mode, run.name)
     finally:
         torch.set_num_threads(threads)
         env.close()
     echo(table)
-    return EvalResult(out, results, table)
+    return EvalResult(out.path, results, table)
 
 
-PROTOCOL_FIELDS = ("env_id", "episodes", "horizon", "goal_radius", "final_steps", "start_states")
-"""What every agent of one results.json shares: the same episodes from the same starts."""
-
-
-def agent_settings(results: dict[str, Any], agent: str) -> dict[str, Any]:
-    """The settings of ``results.json`` that ``agent``'s numbers depend on, beside the protocol:
-    the eval seed for all, the plan for the latent agent, the oracle's own horizon. A plan
-    written before a field existed ran with that field's default."""
-    ev = results["eval"]
-    settings: dict[str, Any] = {"seed": ev["seed"]}
-    if agent == "latent":
-        settings["plan"] = _as_json(asdict(PlanConfig())) | results["plan"]
-    elif agent == "oracle":
-        settings["oracle_horizon"] = ev["oracle_horizon"]
-    return settings
-
-
-MODEL_FREE_AGENTS = ("oracle", "random")
-"""The agents whose episodes do not depend on the run's model."""
+def agent_settings(header: EvalHeader, agent: str) -> dict[str, Any]:
+    """The settings of an evaluation that ``agent``'s numbers depend on, beside the protocol
+    (:meth:`EvalHeader.protocol`), as the registry names them: the eval seed for all, the plan
+    for the latent agent, the oracle's own horizon."""
+    return agent_entry(agent).settings(header.eval or {}, header.plan or {})
 
 
 @dataclass(frozen=True)
 class EarlierAgents:
-    """Agents of an earlier evaluation: their ``results.json`` entries, rollouts (no timings,
-    no frames: the entries hold the timings), GIFs (path relative to the eval dir -> bytes),
-    and the runs they were first evaluated in, where that was another run (``baselines_from``
-    of that ``results.json``)."""
+    """Agents of an earlier evaluation: their results, rollouts (no timings, no frames: the
+    results hold the timings), GIFs (path relative to the eval dir -> bytes), and the runs
+    they were first evaluated in, where that was another run (``baselines_from`` of that
+    ``results.json``)."""
 
-    entries: dict[str, Any]
+    entries: dict[str, AgentResults]
     rollouts: dict[str, Rollout]
     gifs: dict[Path, bytes]
     origins: dict[str, str]
@@ -328,58 +311,69 @@ class EarlierAgents:
 
 
 def reusable_agents(
-    eval_dir: Path,
-    results: dict[str, Any],
+    eval_dir: EvalDirectory,
+    results: EvalResults,
     names: Sequence[str] | None,
     echo: Callable[[str], None],
 ) -> EarlierAgents:
-    """Of ``names`` (None: all those not in ``results["agents"]``), the agents of the
-    evaluation in ``eval_dir`` that ran on the episodes of ``results``
-    (:data:`PROTOCOL_FIELDS`) with the settings their numbers depend on; says which it drops
-    and why. An unreadable evaluation gives none, and says so."""
+    """Of ``names`` (None: all those not in ``results.agents``), the agents of the evaluation
+    in ``eval_dir`` that ran on the episodes of ``results`` (the same protocol) with the
+    settings their numbers depend on; says which it drops and why. An unreadable evaluation
+    gives none, and says so."""
     if names is not None and not names:
         return EarlierAgents.none()
     try:
-        earlier = json.loads((eval_dir / RESULTS_FILE).read_text())
+        earlier = EvalResults.read(eval_dir.results)
         if names is None:
-            names = [name for name in earlier["agents"] if name not in results["agents"]]
-        candidates = [name for name in names if name in earlier["agents"]]
-        with np.load(eval_dir / TRAJECTORIES_FILE) as npz:
+            names = [name for name in earlier.agents if name not in results.agents]
+        candidates = [name for name in names if name in earlier.agents]
+        with np.load(eval_dir.trajectories) as npz:
             arrays = {key: npz[key] for key in npz.files}
-        same_episodes = all(earlier[f] == _as_json(results[f]) for f in PROTOCOL_FIELDS)
+        same_episodes = earlier.header.protocol() == results.header.protocol()
         kept = [
             name
             for name in candidates
             if same_episodes
-            and agent_settings(earlier, name) == _as_json(agent_settings(results, name))
+            and agent_settings(earlier.header, name) == agent_settings(results.header, name)
         ]
         rollouts = {
             name: Rollout(
                 arrays[f"{name}/states"],
                 arrays[f"{name}/actions"],
                 arrays[f"{name}/costs"],
-                np.full(results["horizon"], np.nan),
+                np.full(results.header.horizon, np.nan),
                 None,
             )
             for name in kept
         }
         gifs = {
-            Path(VIDEOS_DIR) / path.name: path.read_bytes()
+            path.relative_to(eval_dir.path): path.read_bytes()
             for name in kept
-            for path in sorted((eval_dir / VIDEOS_DIR).glob(f"{name}_episode_*.gif"))
+            for path in eval_dir.agent_videos(name)
         }
-    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
-        echo(f"the earlier evaluation in {eval_dir} is unreadable ({exc}); nothing is kept from it")
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        UserError,
+        zipfile.BadZipFile,
+    ) as exc:
+        echo(
+            f"the earlier evaluation in {eval_dir.path} is unreadable ({exc}); nothing is kept "
+            "from it"
+        )
         return EarlierAgents.none()
     dropped = sorted(set(candidates) - set(kept))
     if dropped:
         echo(
-            f"dropped the earlier results of {', '.join(dropped)} in {eval_dir}: other start "
-            "states or settings than this evaluation's"
+            f"dropped the earlier results of {', '.join(dropped)} in {eval_dir.path}: other "
+            "start states or settings than this evaluation's"
         )
-    origins = earlier.get("baselines_from", {})
+    origins = earlier.baselines_from
     return EarlierAgents(
-        {name: earlier["agents"][name] for name in kept},
+        {name: earlier.agents[name] for name in kept},
         rollouts,
         gifs,
         {name: origins[name] for name in kept if name in origins},
@@ -387,44 +381,38 @@ def reusable_agents(
 
 
 def merge_agents(
-    results: dict[str, Any], rollouts: dict[str, Rollout], earlier: EarlierAgents
-) -> None:
-    """Add the ``earlier`` agents to ``results`` and ``rollouts`` (in place), all in
-    :data:`~latentrl.config.AGENTS` order; ``results["eval"]["agents"]`` lists them and
-    ``results["baselines_from"]`` the other runs they were evaluated in."""
+    results: EvalResults, rollouts: dict[str, Rollout], earlier: EarlierAgents
+) -> tuple[EvalResults, dict[str, Rollout]]:
+    """``results`` and ``rollouts`` with the ``earlier`` agents added, all in registry order;
+    the eval section's ``agents`` lists them and ``baselines_from`` the other runs they were
+    evaluated in."""
     if not earlier.entries:
-        return
-    order = [name for name in AGENTS if name in rollouts or name in earlier.entries]
-    results["agents"] = {
-        name: results["agents"][name] if name in rollouts else earlier.entries[name]
-        for name in order
+        return results, rollouts
+    order = [name for name in AGENT_NAMES if name in rollouts or name in earlier.entries]
+    agents = {
+        name: results.agents[name] if name in rollouts else earlier.entries[name] for name in order
     }
-    results["eval"] = results["eval"] | {"agents": order}
-    origins = results.get("baselines_from", {}) | earlier.origins
-    if origins:
-        results["baselines_from"] = origins
     merged = {
         name: rollouts[name] if name in rollouts else earlier.rollouts[name] for name in order
     }
-    rollouts.clear()
-    rollouts.update(merged)
+    return results.with_agents(agents, earlier.origins), merged
 
 
 def keep_earlier_agents(
-    out: Path,
-    results: dict[str, Any],
+    out: EvalDirectory,
+    results: EvalResults,
     rollouts: dict[str, Rollout],
     echo: Callable[[str], None],
-) -> dict[Path, bytes]:
-    """Carry the agents of the evaluation in ``out`` that were not run again into ``results``
-    and ``rollouts`` (in place), where they ran on the same episodes with the same settings;
-    returns their GIFs (path relative to ``out`` -> bytes) to write back."""
+) -> tuple[EvalResults, dict[str, Rollout], dict[Path, bytes]]:
+    """``results`` and ``rollouts`` with the agents of the evaluation in ``out`` that were not
+    run again, where they ran on the same episodes with the same settings, and their GIFs
+    (path relative to ``out`` -> bytes) to write back."""
     earlier = reusable_agents(out, results, None, echo)
     if not earlier.entries:
-        return {}
+        return results, rollouts, {}
     echo(f"kept the earlier results of {', '.join(earlier.entries)} (same episodes and settings)")
-    merge_agents(results, rollouts, earlier)
-    return earlier.gifs
+    results, rollouts = merge_agents(results, rollouts, earlier)
+    return results, rollouts, earlier.gifs
 
 
 def _as_json(value: Any) -> Any:
@@ -432,15 +420,14 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _eval_config(run_dir: Path, overrides: Sequence[str]) -> ExperimentConfig:
-    if not (run_dir / CONFIG_FILE).exists():
-        raise UserError(f"{run_dir} is not a latentrl run directory (no {CONFIG_FILE})")
+def _eval_config(run: RunDirectory, overrides: Sequence[str]) -> ExperimentConfig:
+    run.require_run()
     for assignment in overrides:
         if not assignment.strip().startswith(("eval.", "plan.")):
             raise UserError(
                 f"evaluation changes only eval.* and plan.* settings, got --set {assignment!r}"
             )
-    return apply_overrides(load_config(run_dir / CONFIG_FILE), overrides)
+    return apply_overrides(load_config(run.config), overrides)
 
 
 def _horizon(env: gym.Env, task: ControlEnv, override: int | None) -> int:
@@ -457,72 +444,69 @@ def _horizon(env: gym.Env, task: ControlEnv, override: int | None) -> int:
 def _make_agents(
     run_dir: Path, config: ExperimentConfig, env: gym.Env, task: ControlEnv, names: Sequence[str]
 ) -> dict[str, Agent]:
-    ev, agents = config.eval, {}
-    for name in names:
-        if name == "latent":
-            device = resolve_device(ev.device)
-            agents[name] = LatentMPCAgent.from_run(run_dir, env, device, config.plan, ev.seed)
-        elif name == "oracle":
-            agents[name] = OracleMPCAgent(task, horizon=ev.oracle_horizon, seed=ev.seed)
-        else:
-            agents[name] = RandomAgent.for_env(task, seed=ev.seed)
-    return agents
+    context = AgentContext(run_dir, config, env, task)
+    return {name: agent_entry(name).build(context) for name in names}
 
 
 def results_header(
     run_dir: Path, config: ExperimentConfig, task: ControlEnv, starts: np.ndarray, horizon: int
-) -> dict[str, Any]:
-    """The JSON-ready content of results.json but its ``agents``: the protocol and settings."""
-    return {
-        "run_dir": str(run_dir),
-        "env_id": config.data.env_id,
-        "episodes": int(starts.shape[0]),
-        "horizon": horizon,
-        "goal_radius": float(task.goal_radius),
-        "final_steps": final_steps(horizon),
-        "state_names": list(task.state_names),
-        "start_states": starts.tolist(),
-        "eval": to_dict(config.eval),
-        "plan": to_dict(config.plan),
-        "gif_panels": ["observation", "decoded latent"]
-        + [f"plan step {s}" for s in plan_steps(config.plan.horizon)],
-    }
+) -> EvalHeader:
+    """The protocol and settings of an evaluation: results.json but its ``agents``."""
+    return EvalHeader(
+        run_dir=str(run_dir),
+        env_id=config.data.env_id,
+        episodes=int(starts.shape[0]),
+        horizon=horizon,
+        goal_radius=float(task.goal_radius),
+        final_steps=final_steps(horizon),
+        state_names=tuple(task.state_names),
+        start_states=tuple(tuple(s) for s in starts.tolist()),
+        eval=_as_json(to_dict(config.eval)),
+        plan=_as_json(to_dict(config.plan)),
+        gif_panels=(
+            "observation",
+            "decoded latent",
+            *(f"plan step {s}" for s in plan_steps(config.plan.horizon)),
+        ),
+    )
 
 
 def agent_results(
     task: ControlEnv, starts: np.ndarray, rollouts: dict[str, Rollout]
-) -> dict[str, Any]:
-    """The ``agents`` of results.json: per agent, aggregate and per-episode metrics."""
+) -> dict[str, AgentResults]:
+    """Per agent, aggregate and per-episode metrics."""
     agents = {}
     for name, r in rollouts.items():
         per_episode = rollout_metrics(task, r)
         aggregate = {key: _mean_se(values) for key, values in per_episode.items()}
         aggregate["ms_per_step"] = _mean_se(1_000 * r.act_seconds)
-        episodes = [
-            {"start_state": starts[i].tolist(), **{k: float(v[i]) for k, v in per_episode.items()}}
+        episodes = tuple(
+            EpisodeResult(
+                tuple(starts[i].tolist()), {k: float(v[i]) for k, v in per_episode.items()}
+            )
             for i in range(starts.shape[0])
-        ]
-        agents[name] = {"aggregate": aggregate, "episodes": episodes}
+        )
+        agents[name] = AgentResults(aggregate, episodes)
     return agents
 
 
-def _mean_se(values: np.ndarray) -> dict[str, float | None]:
+def _mean_se(values: np.ndarray) -> MeanSE:
     mean, se = mean_and_se(values)
-    return {"mean": mean, "se": se if math.isfinite(se) else None}
+    return MeanSE(mean, se if math.isfinite(se) else None)
 
 
-def summary_metrics(results: dict[str, Any]) -> dict[str, float]:
+def summary_metrics(results: EvalResults) -> dict[str, float]:
     """``eval/<agent>/<metric>`` (mean) and ``.../<metric>_se`` for the run summary."""
     out = {}
-    for agent, block in results["agents"].items():
-        for metric, stats in block["aggregate"].items():
-            out[f"eval/{agent}/{metric}"] = stats["mean"]
-            if stats["se"] is not None:
-                out[f"eval/{agent}/{metric}_se"] = stats["se"]
+    for agent, block in results.agents.items():
+        for metric, stats in block.aggregate.items():
+            out[f"eval/{agent}/{metric}"] = stats.mean
+            if stats.se is not None:
+                out[f"eval/{agent}/{metric}_se"] = stats.se
     return out
 
 
-def format_table(results: dict[str, Any]) -> str:
+def format_table(results: EvalResults) -> str:
     """A readable table: one row per agent, mean ± standard error of each metric."""
     columns = [
         ("steps in goal", "steps_in_goal", "{:.3f}"),
@@ -533,19 +517,20 @@ def format_table(results: dict[str, Any]) -> str:
     ]
     header = ["agent", *(title for title, _, _ in columns)]
     rows = [header]
-    for agent, block in results["agents"].items():
+    for agent, block in results.agents.items():
         row = [agent]
         for _, key, fmt in columns:
-            stats = block["aggregate"][key]
-            se = "" if stats["se"] is None else " ± " + fmt.format(stats["se"])
-            row.append(fmt.format(stats["mean"]) + se)
+            stats = block.aggregate[key]
+            se = "" if stats.se is None else " ± " + fmt.format(stats.se)
+            row.append(fmt.format(stats.mean) + se)
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    h = results.header
     title = (
-        f"{results['env_id']}: {results['episodes']} episodes of {results['horizon']} steps, "
-        f"goal radius {results['goal_radius']:.4g}, success = in goal for the last "
-        f"{results['final_steps']} steps"
+        f"{h.env_id}: {h.episodes} episodes of {h.horizon} steps, "
+        f"goal radius {h.goal_radius:.4g}, success = in goal for the last "
+        f"{h.final_steps} steps"
     )
     return "\n".join([title, *lines])
 
@@ -554,40 +539,41 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def _write_artifacts(
-    out: Path,
+    out: EvalDirectory,
     config: ExperimentConfig,
-    results: dict[str, Any],
+    results: EvalResults,
     rollouts: dict[str, Rollout],
     task: ControlEnv,
     fps: int,
     wandb_mode: str | None,
     run_name: str,
 ) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+    out.path.mkdir(parents=True, exist_ok=True)
+    results.write(out.results)
     arrays = {
         f"{name}/{field}": getattr(r, field)
         for name, r in rollouts.items()
         for field in ("states", "actions", "costs")
     }
-    np.savez_compressed(out / TRAJECTORIES_FILE, **arrays)
+    np.savez_compressed(out.trajectories, **arrays)
     plot = _state_plot(rollouts, task)
-    _save_png(out / PLOT_FILE, plot)
+    _save_png(out.states_plot, plot)
     videos = []
     for name, r in rollouts.items():
         for i, frames in enumerate([] if r.frames is None else r.frames):
-            videos.append(out / VIDEOS_DIR / f"{name}_episode_{i:02d}.gif")
+            videos.append(out.video(name, i))
             write_gif(videos[-1], frames, fps)
 
     mode = resolve_wandb_mode(wandb_mode, os.environ)
     with Logger(
-        out, f"{run_name}__eval", to_dict(config), mode, group=config.name, job_type="evaluate"
+        out.path, f"{run_name}__eval", to_dict(config), mode, group=config.name, job_type="evaluate"
     ) as logger:
-        for t in range(results["horizon"]):
+        horizon = results.header.horizon
+        for t in range(horizon):
             logger.log(_step_metrics(rollouts, task, t + 1), step=t + 1)
         logger.log_summary(summary_metrics(results))
         media = {"eval/states": plot} | {f"eval/videos/{path.stem}": path for path in videos}
-        logger.log_media(media, step=results["horizon"])
+        logger.log_media(media, step=horizon)
 
 
 def _state_plot(rollouts: dict[str, Rollout], task: ControlEnv) -> np.ndarray:

@@ -28,6 +28,7 @@ from latentrl.evaluate import (
 )
 from latentrl.logging import read_metrics
 from latentrl.models import ModelConfig
+from latentrl.results import EvalHeader
 from latentrl.train import train
 
 PENDULUM = "latentrl/Pendulum-v0"
@@ -93,7 +94,7 @@ def test_evaluation_writes_results_plot_gifs_and_logs(trained_run: Path) -> None
     out = trained_run / "eval"
     assert result.eval_dir == out
     results = json.loads((out / "results.json").read_text())
-    assert results == result.results
+    assert results == result.results.to_json()
     assert results["env_id"] == PENDULUM and results["horizon"] == 20
     assert results["episodes"] == 2 and results["final_steps"] == 2
     assert results["goal_radius"] == pytest.approx(np.pi / 6)
@@ -192,8 +193,8 @@ def test_a_run_from_before_the_plan_and_eval_sections_still_evaluates(
         wandb_mode="disabled",
         echo=lambda _: None,
     )
-    assert result.results["plan"] == json.loads(json.dumps(PlanConfig().__dict__))
-    assert list(result.results["agents"]) == ["random"]
+    assert result.results.header.plan == json.loads(json.dumps(PlanConfig().__dict__))
+    assert list(result.results.agents) == ["random"]
 
 
 def test_cli_evaluate_prints_the_table(
@@ -266,7 +267,7 @@ def test_evaluating_again_keeps_the_agents_it_does_not_run_where_their_settings_
         result = evaluate_run(
             run, [*FAST, *changes], wandb_mode="disabled", overwrite=True, echo=messages.append
         )
-        return result.results
+        return result.results.to_json()
 
     first = again()
     first_arrays = dict(np.load(out / "trajectories.npz"))
@@ -327,7 +328,7 @@ def test_baselines_are_taken_from_another_run_where_their_episodes_and_settings_
             baselines_from=None if source is None else runs[source],
             echo=messages.append,
         )
-        return result.results
+        return result.results.to_json()
 
     with pytest.raises(UserError, match=r"holds no evaluation.*evaluate it first"):
         evaluate("b", source="a")
@@ -365,8 +366,9 @@ def test_a_plan_written_before_a_field_existed_ran_with_its_default() -> None:
     plan = json.loads(json.dumps(dataclasses.asdict(PlanConfig())))
     older = {key: value for key, value in plan.items() if key != "roadmap_lookahead"}
 
-    def results(plan: dict) -> dict:
-        return {"eval": {"seed": 0, "oracle_horizon": None}, "plan": plan}
+    def results(plan: dict) -> EvalHeader:
+        ev = {"seed": 0, "oracle_horizon": None}
+        return EvalHeader("latentrl/Pendulum-v0", 1, 10, 0.5, 1, eval=ev, plan=plan)
 
     assert agent_settings(results(older), "latent") == agent_settings(results(plan), "latent")
     other = older | {"horizon": plan["horizon"] + 1}

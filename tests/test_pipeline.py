@@ -69,7 +69,7 @@ def test_run_experiment_collects_trains_and_evaluates(tmp_path: Path) -> None:
     assert evaluation is not None and evaluation.eval_dir == trained.run_dir / "eval"
     results_json = _assert_evaluated(trained.run_dir, episodes=2, horizon=10)
     assert not (trained.run_dir / "eval" / "videos" / "latent_episode_01.gif").exists()  # gifs=1
-    assert results_json == evaluation.results
+    assert results_json == evaluation.results.to_json()
     summary = json.loads((trained.run_dir / "eval" / "summary.json").read_text())
     assert 0.0 <= summary["eval/oracle/steps_in_goal"] <= 1.0
 
@@ -85,12 +85,13 @@ def test_later_seeds_take_the_oracle_and_random_agents_from_the_first(tmp_path: 
         wandb_mode="disabled",
     )
     assert first.evaluation is not None and second.evaluation is not None
-    assert "baselines_from" not in first.evaluation.results
+    assert "baselines_from" not in first.evaluation.results.to_json()
     results = _assert_evaluated(second.train.run_dir, episodes=2, horizon=10)
     origin = str(first.train.run_dir)
     assert results["baselines_from"] == {"oracle": origin, "random": origin}
-    assert results["agents"]["oracle"] == first.evaluation.results["agents"]["oracle"]
-    assert results["agents"]["latent"] != first.evaluation.results["agents"]["latent"]
+    earlier = first.evaluation.results.to_json()
+    assert results["agents"]["oracle"] == earlier["agents"]["oracle"]
+    assert results["agents"]["latent"] != earlier["agents"]["latent"]
 
 
 def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> None:
