@@ -38,8 +38,6 @@ import json
 import math
 import os
 import shutil
-import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,154 +46,34 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from latentrl.agents.agent import Agent
 from latentrl.agents.latent import plan_steps
-from latentrl.agents.registry import AGENT_NAMES, AgentContext, agent_entry
+from latentrl.agents.registry import AgentContext, agent_entry
 from latentrl.config import ExperimentConfig, apply_overrides, load_config, to_dict
-from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
+from latentrl.earlier_agents import (
+    EarlierAgents,
+    keep_earlier_agents,
+    merge_agents,
+    reusable_agents,
+)
+from latentrl.earlier_agents import agent_settings as agent_settings
+from latentrl.envs import ControlEnv, make_env, require_control_env
+from latentrl.episodes import FINAL_FRACTION as FINAL_FRACTION
+from latentrl.episodes import (
+    Rollout,
+    final_steps,
+    goal_distances,
+    mean_and_se,
+    rollout_metrics,
+    run_episodes,
+)
+from latentrl.episodes import episode_metrics as episode_metrics
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode
 from latentrl.plots import state_plot
 from latentrl.results import AgentResults, EpisodeResult, EvalHeader, EvalResults, MeanSE
-from latentrl.run_directory import (
-    EVAL_DIR,
-    RESULTS_FILE,
-    EvalDirectory,
-    RunDirectory,
-)
-
-FINAL_FRACTION = 0.1
-"""Success: in the goal region for each of the final ``ceil(FINAL_FRACTION · T)`` steps."""
-
-
-# --- metrics: pure functions ------------------------------------------------------------------
-
-
-def final_steps(horizon: int, fraction: float = FINAL_FRACTION) -> int:
-    """Steps at the end of an episode that count for success: ``ceil(fraction · T)``, >= 1."""
-    return max(1, math.ceil(fraction * horizon - 1e-9))  # 0.1 * 30 is 3.0000000000000004
-
-
-def episode_metrics(
-    distances: np.ndarray, costs: np.ndarray, radius: float
-) -> dict[str, np.ndarray]:
-    """Per-episode metrics ``(B,)`` from goal distances ``(B, T)`` of ``s_1 .. s_T`` and step
-    costs ``(B, T)``: fractions of steps within ``radius`` and ``radius / 2``, success (0/1),
-    trajectory cost."""
-    inside = distances <= radius
-    return {
-        "steps_in_goal": inside.mean(axis=1),
-        "steps_in_goal_half_radius": (distances <= radius / 2).mean(axis=1),
-        "success": inside[:, -final_steps(distances.shape[1]) :].all(axis=1).astype(np.float64),
-        "cost": costs.sum(axis=1),
-    }
-
-
-def goal_distances(task: ControlEnv, states: np.ndarray) -> np.ndarray:
-    """``task.goal_distance`` of states ``(B, T, d)``: ``(B, T)``."""
-    return task.goal_distance(states.reshape(-1, states.shape[-1])).reshape(states.shape[:-1])
-
-
-def mean_and_se(values: np.ndarray) -> tuple[float, float]:
-    """Mean and standard error ``std(ddof=1) / sqrt(n)`` (NaN for fewer than 2 values)."""
-    x = np.asarray(values, dtype=np.float64).reshape(-1)
-    se = float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
-    return float(np.mean(x)), se
-
-
-# --- rollouts ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """Episodes of one agent: ``B`` episodes of ``T`` steps."""
-
-    states: np.ndarray
-    """True states ``(B, T + 1, d)``, ``s_0`` (the start) to ``s_T``."""
-    actions: np.ndarray
-    """Actions ``(B, T, m)``."""
-    costs: np.ndarray
-    """``env.cost(s_t, u_t)``, ``(B, T)``."""
-    act_seconds: np.ndarray
-    """Wall time of each batched ``agent.act`` call, ``(T,)``."""
-    frames: np.ndarray | None
-    """Video frames uint8 ``(b, T, H', W')`` of the first ``b`` episodes, if asked for."""
-
-
-FrameFn = Callable[[np.ndarray], np.ndarray]
-"""Observations uint8 ``(b, k, H, W)`` of the filmed episodes -> frames uint8 ``(b, H', W')``,
-called right after ``act``."""
-
-
-def run_episodes(
-    env_id: str,
-    task: ControlEnv,
-    agent: Agent,
-    starts: np.ndarray,
-    horizon: int,
-    filmed: int = 0,
-    frame_fn: FrameFn | None = None,
-    label: str = "",
-) -> Rollout:
-    """Run ``agent`` from each of ``starts (B, d)`` for ``horizon`` steps in a vector env of
-    ``B`` copies of ``env_id``; ``task`` (an unwrapped instance) supplies goal and cost. A
-    progress bar named ``label`` counts the steps, with the share of episodes in the goal
-    region; it is hidden when stderr is not a terminal (logs, CI)."""
-    batch = starts.shape[0]
-    vec = gym.vector.SyncVectorEnv(
-        [lambda: make_env(env_id) for _ in range(batch)],
-        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-    )
-    states = np.empty((batch, horizon + 1, starts.shape[1]))
-    actions, costs, seconds, frames = [], [], np.empty(horizon), []
-    bar = tqdm(range(horizon), desc=label or None, unit="step", disable=None, leave=False)
-    try:
-        obs, states[:, 0] = _reset_to(vec, starts)
-        agent.reset(goal_observation(task), batch)
-        for t in bar:
-            start = time.perf_counter()
-            u = agent.act(obs, states[:, t].copy())
-            seconds[t] = time.perf_counter() - start
-            if frame_fn is not None and filmed:
-                frames.append(frame_fn(obs[:filmed]))
-            actions.append(u)
-            costs.append(task.cost(states[:, t], u))
-            obs, _, terminated, _, info = vec.step(u)
-            if np.any(terminated):
-                raise UserError(
-                    f"{env_id} ended an episode after {t + 1} of {horizon} steps; evaluation "
-                    "needs episodes that run for the whole horizon (no termination)"
-                )
-            states[:, t + 1] = info["state"]
-            in_goal = task.goal_distance(states[:, t + 1]) <= task.goal_radius
-            bar.set_postfix_str(f"in goal {in_goal.mean():.0%}", refresh=False)
-    finally:
-        bar.close()
-        vec.close()
-    video = np.stack(frames, axis=1) if frames else None
-    return Rollout(states, np.stack(actions, 1), np.stack(costs, 1), seconds, video)
-
-
-def rollout_metrics(task: ControlEnv, rollout: Rollout) -> dict[str, np.ndarray]:
-    """:func:`episode_metrics` of a rollout's states ``s_1 .. s_T`` and costs."""
-    distances = goal_distances(task, rollout.states[:, 1:])
-    return episode_metrics(distances, rollout.costs, task.goal_radius)
-
-
-def _reset_to(vec: gym.vector.SyncVectorEnv, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reset copy ``i`` of ``vec`` into ``starts[i]``: observations and reported states."""
-    obs, info = vec.reset(options={"state": starts[0]})
-    states = np.array(info["state"], dtype=np.float64)
-    for i in range(1, len(starts)):
-        mask = np.arange(len(starts)) == i
-        obs, info = vec.reset(options={"state": starts[i], "reset_mask": mask})
-        states[i] = info["state"][i]
-    return obs, states
-
-
-# --- the evaluation ---------------------------------------------------------------------------
+from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, EvalDirectory, RunDirectory
 
 
 @dataclass(frozen=True)
@@ -284,135 +162,6 @@ def evaluate_run(
         env.close()
     echo(table)
     return EvalResult(out.path, results, table)
-
-
-def agent_settings(header: EvalHeader, agent: str) -> dict[str, Any]:
-    """The settings of an evaluation that ``agent``'s numbers depend on, beside the protocol
-    (:meth:`EvalHeader.protocol`), as the registry names them: the eval seed for all, the plan
-    for the latent agent, the oracle's own horizon."""
-    return agent_entry(agent).settings(header.eval or {}, header.plan or {})
-
-
-@dataclass(frozen=True)
-class EarlierAgents:
-    """Agents of an earlier evaluation: their results, rollouts (no timings, no frames: the
-    results hold the timings), GIFs (path relative to the eval dir -> bytes), and the runs
-    they were first evaluated in, where that was another run (``baselines_from`` of that
-    ``results.json``)."""
-
-    entries: dict[str, AgentResults]
-    rollouts: dict[str, Rollout]
-    gifs: dict[Path, bytes]
-    origins: dict[str, str]
-
-    @classmethod
-    def none(cls) -> EarlierAgents:
-        return cls({}, {}, {}, {})
-
-
-def reusable_agents(
-    eval_dir: EvalDirectory,
-    results: EvalResults,
-    names: Sequence[str] | None,
-    echo: Callable[[str], None],
-) -> EarlierAgents:
-    """Of ``names`` (None: all those not in ``results.agents``), the agents of the evaluation
-    in ``eval_dir`` that ran on the episodes of ``results`` (the same protocol) with the
-    settings their numbers depend on; says which it drops and why. An unreadable evaluation
-    gives none, and says so."""
-    if names is not None and not names:
-        return EarlierAgents.none()
-    try:
-        earlier = EvalResults.read(eval_dir.results)
-        if names is None:
-            names = [name for name in earlier.agents if name not in results.agents]
-        candidates = [name for name in names if name in earlier.agents]
-        with np.load(eval_dir.trajectories) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-        same_episodes = earlier.header.protocol() == results.header.protocol()
-        kept = [
-            name
-            for name in candidates
-            if same_episodes
-            and agent_settings(earlier.header, name) == agent_settings(results.header, name)
-        ]
-        rollouts = {
-            name: Rollout(
-                arrays[f"{name}/states"],
-                arrays[f"{name}/actions"],
-                arrays[f"{name}/costs"],
-                np.full(results.header.horizon, np.nan),
-                None,
-            )
-            for name in kept
-        }
-        gifs = {
-            path.relative_to(eval_dir.path): path.read_bytes()
-            for name in kept
-            for path in eval_dir.agent_videos(name)
-        }
-    except (
-        OSError,
-        EOFError,
-        ValueError,
-        KeyError,
-        TypeError,
-        UserError,
-        zipfile.BadZipFile,
-    ) as exc:
-        echo(
-            f"the earlier evaluation in {eval_dir.path} is unreadable ({exc}); nothing is kept "
-            "from it"
-        )
-        return EarlierAgents.none()
-    dropped = sorted(set(candidates) - set(kept))
-    if dropped:
-        echo(
-            f"dropped the earlier results of {', '.join(dropped)} in {eval_dir.path}: other "
-            "start states or settings than this evaluation's"
-        )
-    origins = earlier.baselines_from
-    return EarlierAgents(
-        {name: earlier.agents[name] for name in kept},
-        rollouts,
-        gifs,
-        {name: origins[name] for name in kept if name in origins},
-    )
-
-
-def merge_agents(
-    results: EvalResults, rollouts: dict[str, Rollout], earlier: EarlierAgents
-) -> tuple[EvalResults, dict[str, Rollout]]:
-    """``results`` and ``rollouts`` with the ``earlier`` agents added, all in registry order;
-    the eval section's ``agents`` lists them and ``baselines_from`` the other runs they were
-    evaluated in."""
-    if not earlier.entries:
-        return results, rollouts
-    order = [name for name in AGENT_NAMES if name in rollouts or name in earlier.entries]
-    agents = {
-        name: results.agents[name] if name in rollouts else earlier.entries[name] for name in order
-    }
-    merged = {
-        name: rollouts[name] if name in rollouts else earlier.rollouts[name] for name in order
-    }
-    return results.with_agents(agents, earlier.origins), merged
-
-
-def keep_earlier_agents(
-    out: EvalDirectory,
-    results: EvalResults,
-    rollouts: dict[str, Rollout],
-    echo: Callable[[str], None],
-) -> tuple[EvalResults, dict[str, Rollout], dict[Path, bytes]]:
-    """``results`` and ``rollouts`` with the agents of the evaluation in ``out`` that were not
-    run again, where they ran on the same episodes with the same settings, and their GIFs
-    (path relative to ``out`` -> bytes) to write back."""
-    earlier = reusable_agents(out, results, None, echo)
-    if not earlier.entries:
-        return results, rollouts, {}
-    echo(f"kept the earlier results of {', '.join(earlier.entries)} (same episodes and settings)")
-    results, rollouts = merge_agents(results, rollouts, earlier)
-    return results, rollouts, earlier.gifs
 
 
 def _as_json(value: Any) -> Any:
