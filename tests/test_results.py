@@ -14,6 +14,9 @@ from latentrl.results import AgentResults, EvalHeader, EvalResults, MeanSE
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results_pendulum.json"
 """results.json of a Pendulum-v0 run, written by ``latentrl evaluate`` before these types."""
+BASELINES = Path(__file__).parent / "fixtures" / "results_pendulum_baselines.json"
+"""The same run evaluated again by that code, with ``--overwrite --baselines-from`` the run of
+:data:`FIXTURE`: its oracle and random agents were taken from there."""
 
 
 def test_a_results_json_written_before_the_types_reads_and_writes_back_the_same() -> None:
@@ -38,6 +41,20 @@ def test_a_results_json_written_before_the_types_reads_and_writes_back_the_same(
     steps = [e.metrics["steps_in_goal"] for e in oracle.episodes]
     assert oracle.aggregate["steps_in_goal"].mean == pytest.approx(sum(steps) / 4)
     assert results.means()["oracle"]["success"] == oracle.aggregate["success"].mean
+
+
+def test_results_written_with_baselines_from_another_run_read_and_write_back_the_same() -> None:
+    results = EvalResults.read(BASELINES)
+    text = json.dumps(results.to_json(), indent=2, allow_nan=False) + "\n"
+    assert text == BASELINES.read_text()
+    origin = results.baselines_from["oracle"]
+    assert results.baselines_from == {"oracle": origin, "random": origin}
+    assert list(results.to_json())[-2:] == ["agents", "baselines_from"]
+    first = EvalResults.read(FIXTURE)
+    assert results.header.protocol() == first.header.protocol()
+    assert results.agents["oracle"] == first.agents["oracle"]
+    assert results.agents["latent"].episodes == first.agents["latent"].episodes
+    assert results.agents["latent"].aggregate["cost"] == first.agents["latent"].aggregate["cost"]
 
 
 def test_results_that_took_agents_from_another_run_keep_their_origins(tmp_path: Path) -> None:
