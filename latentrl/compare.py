@@ -10,10 +10,10 @@ the table with the settings that tell them apart. Within a group every number is
 mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)`` over the ``k`` per-run
 means, so the spread is between seeds, not between episodes of one run.
 
-The agents that do not depend on the trained model (the oracle and random agents; see
-:mod:`latentrl.agents.registry`): a group that evaluated the latent agent alone shows them from
-the other runs compared that ran the same env, start states, episode length and baseline
-settings (marked ``*`` and listed under the table).
+The oracle and random agents do not depend on the trained model (the agent registry,
+:mod:`latentrl.agents.registry`, says which agents do not): a group that evaluated the latent
+agent alone shows them from the other runs compared that ran the same env, start states,
+episode length and baseline settings (marked ``*`` and listed under the table).
 
 Outputs: a text table (one row per experiment and agent), a bar plot PNG with standard-error
 bars, and the same numbers as JSON beside the PNG.
@@ -40,8 +40,8 @@ from latentrl.config import (
     load_config,
     to_dict,
 )
+from latentrl.episodes import mean_and_se
 from latentrl.errors import UserError
-from latentrl.evaluate import mean_and_se
 from latentrl.results import EvalResults
 from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, RunDirectory
 

@@ -15,8 +15,9 @@ Protocol, for the run's env (``config.data.env_id``) and its ``eval`` config sec
   per control step (one batched call for all ``B`` episodes, in ms). Aggregates: mean and
   standard error over episodes (over control steps for the time).
 
-Artifacts in ``RUN_DIR/eval/``: ``results.json`` (settings, start states, per-episode and
-aggregate metrics per agent), ``trajectories.npz`` (states, actions, costs per agent),
+Artifacts in ``RUN_DIR/eval/`` (paths: :class:`latentrl.run_directory.EvalDirectory`):
+``results.json`` (settings, start states, per-episode and aggregate metrics per agent;
+:class:`latentrl.results.EvalResults`), ``trajectories.npz`` (states, actions, costs per agent),
 ``states.png`` (goal distance and every state coordinate over time, all episodes),
 ``videos/latent_episode_XX.gif``, one per episode (``eval.gifs`` caps them; observation |
 decoded latent | decoded plan at several steps ahead), ``metrics.jsonl`` (per-step means),
