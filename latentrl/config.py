@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from latentrl.data import check_chain_length, check_near_goal_share
 from latentrl.errors import UserError
-from latentrl.losses import LossConfig, MultiStepConfig
+from latentrl.losses import LossConfig, MultiStepConfig, upgrade_legacy_loss
 from latentrl.models import ModelConfig
 
 
@@ -473,6 +473,6 @@ def load_config(path: Any) -> ExperimentConfig:
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc})") from None
     try:
-        return from_dict(ExperimentConfig, data)
+        return from_dict(ExperimentConfig, upgrade_legacy_loss(data))
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None

@@ -9,7 +9,8 @@
   :mod:`~latentrl.losses.multi_step`, :mod:`~latentrl.losses.multi_step_prediction`,
   :mod:`~latentrl.losses.curvature`;
 - :mod:`~latentrl.losses.objective`: :class:`LossConfig` (the ``loss`` section) and
-  :func:`objective`, which composes the terms.
+  :func:`objective`, which composes the terms;
+- :mod:`~latentrl.losses.legacy`: :func:`upgrade_legacy_loss` for older ``config.json``.
 """
 
 from latentrl.losses.curvature import CURVATURE_RADIUS, CurvatureConfig, curvature_penalty
@@ -21,6 +22,7 @@ from latentrl.losses.gaussian_kl import (
 )
 from latentrl.losses.kl_prior import KLPriorConfig
 from latentrl.losses.kl_transition import KLTransitionConfig
+from latentrl.losses.legacy import upgrade_legacy_loss
 from latentrl.losses.likelihoods import bernoulli_nll, gaussian_nll, observation_nll
 from latentrl.losses.multi_step import MultiStepConfig, multi_step_error
 from latentrl.losses.multi_step_prediction import (
@@ -61,5 +63,6 @@ __all__ = [
     "random_step_prediction_nll",
     "roll_mean",
     "scale_gradient",
+    "upgrade_legacy_loss",
     "with_rollout",
 ]
