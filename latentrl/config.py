@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from latentrl.data import check_chain_length, check_near_goal_share
 from latentrl.errors import UserError
-from latentrl.losses import LossConfig, MultiStepConfig, upgrade_legacy_loss
+from latentrl.losses import LossConfig, MultiStepConfig, legacy_key_hint, upgrade_legacy_loss
 from latentrl.models import ModelConfig
 
 
@@ -443,6 +443,8 @@ def apply_overrides(config: ExperimentConfig, assignments: Sequence[str]) -> Exp
         path = key.strip().split(".")
         if not sep or not all(path):
             raise UserError(f"--set expects section.field=value, got {assignment!r}")
+        if (hint := legacy_key_hint(key.strip())) is not None:
+            raise UserError(f"--set {key.strip()}: {hint}")
         target = data
         for part in path[:-1]:
             if not isinstance(target.get(part), dict):

@@ -144,12 +144,17 @@ def test_optional_fields_are_type_checked() -> None:
         ("loss.curvature.radius=0", r"loss\.curvature\.radius must be finite and > 0, got 0"),
         ("loss.curvature.radius=NaN", r"loss\.curvature\.radius must be finite and > 0"),
         ("loss.curvature.weight=-1", r"loss\.curvature\.weight must be finite and >= 0, got -1"),
+        ("loss.move_gate.weight=10", r"--set loss\.move_gate\.weight: no config section"),
+        ("model.move_gate=true", r"^--set model\.move_gate: belonged to the move gate, an exp"),
         (
-            "loss.move_gate.weight=10",
-            r"--set loss\.move_gate\.weight: no config section 'move_gate'",
+            "train.multi_step_horizon=4",
+            r"^--set train\.multi_step_horizon: moved to loss\.multi_step\.horizon in "
+            r"latentrl 0\.2$",
         ),
-        ("model.move_gate=true", r"--set model\.move_gate: no field 'move_gate'"),
-        ("train.multi_step_horizon=4", r"--set train\.multi_step_horizon: no field"),
+        (
+            "loss.curvature=1",
+            r"^--set loss\.curvature: a section since latentrl 0\.2: set loss\.curvature\.weight$",
+        ),
     ],
 )
 def test_impossible_multi_step_and_shooting_settings_are_refused(

@@ -22,7 +22,7 @@ from latentrl.losses.gaussian_kl import (
 )
 from latentrl.losses.kl_prior import KLPriorConfig
 from latentrl.losses.kl_transition import KLTransitionConfig
-from latentrl.losses.legacy import upgrade_legacy_loss
+from latentrl.losses.legacy import legacy_key_hint, upgrade_legacy_loss
 from latentrl.losses.likelihoods import bernoulli_nll, gaussian_nll, observation_nll
 from latentrl.losses.multi_step import MultiStepConfig, multi_step_error
 from latentrl.losses.multi_step_prediction import (
@@ -56,6 +56,7 @@ __all__ = [
     "gaussian_nll",
     "kl_diag_gaussian_std_normal",
     "kl_linear_transition",
+    "legacy_key_hint",
     "log_abs_det_rank_one",
     "multi_step_error",
     "objective",

@@ -21,10 +21,39 @@ MOVED_TRAIN_FIELDS = {
 }
 """``train.<old>`` -> ``loss.<term>.<field>``."""
 
+TERM_NAMES = (
+    "reconstruction",
+    "prediction",
+    "kl_prior",
+    "kl_transition",
+    "multi_step",
+    "multi_step_prediction",
+    "curvature",
+)
+"""The terms whose flat weight ``loss.<term>`` became ``loss.<term>.weight``."""
+
 GATE_REMOVED = (
     "this run used the move gate, an experiment removed in latentrl 0.2; evaluate it with "
     "commit c8db581"
 )
+
+
+GATE_KEYS = ("model.move_gate", "loss.move_gate", "train.move_gate_blocked_share")
+
+
+def legacy_key_hint(key: str) -> str | None:
+    """What became of a config key of the old layout (``section.field``, as ``--set`` takes it),
+    in words that follow the key ("train.curvature_radius: moved to ..."); None for a key that
+    did not change."""
+    section, _, name = key.partition(".")
+    if key in GATE_KEYS:
+        return "belonged to the move gate, an experiment removed in latentrl 0.2"
+    if section == "train" and name in MOVED_TRAIN_FIELDS:
+        term, field = MOVED_TRAIN_FIELDS[name]
+        return f"moved to loss.{term}.{field} in latentrl 0.2"
+    if section == "loss" and name in TERM_NAMES:
+        return f"a section since latentrl 0.2: set loss.{name}.weight"
+    return None
 
 
 def upgrade_legacy_loss(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from latentrl.losses import (
     CurvatureConfig,
     LossConfig,
     MultiStepConfig,
+    legacy_key_hint,
     upgrade_legacy_loss,
 )
 from latentrl.models import E2C
@@ -149,3 +150,21 @@ def test_a_model_of_an_old_config_has_the_state_dict_keys_of_its_checkpoint() ->
     }  # fmt: skip
     model = E2C(load_config(LEGACY / "planar_debug.json").model)
     assert set(model.state_dict()) == old_checkpoint_keys
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("train.multi_step_horizon", "moved to loss.multi_step.horizon in latentrl 0.2"),
+        ("train.multi_step_encoder_gradient", "moved to loss.multi_step.encoder_gradient in"),
+        ("train.curvature_radius", "moved to loss.curvature.radius in latentrl 0.2"),
+        ("loss.kl_transition", "a section since latentrl 0.2: set loss.kl_transition.weight"),
+        ("loss.move_gate", "belonged to the move gate, an experiment removed in latentrl 0.2"),
+        ("model.move_gate", "belonged to the move gate"),
+        ("train.move_gate_blocked_share", "belonged to the move gate"),
+    ],
+)
+def test_old_keys_get_a_hint_and_current_keys_none(key: str, hint: str) -> None:
+    assert (legacy_key_hint(key) or "").startswith(hint)
+    for current in ("loss.curvature.weight", "loss.multi_step.horizon", "train.epochs", "data"):
+        assert legacy_key_hint(current) is None
