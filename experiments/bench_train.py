@@ -27,7 +27,7 @@ from torch import Tensor
 
 from latentrl.config import preset
 from latentrl.envs.pendulum import PixelPendulumEnv
-from latentrl.losses import e2c_loss
+from latentrl.losses import objective
 from latentrl.models import E2C
 from latentrl.train import resolve_device
 
@@ -115,7 +115,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = E2C(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    loss_fn = torch.compile(e2c_loss) if args.compile else e2c_loss
+    loss_fn = torch.compile(objective) if args.compile else objective
 
     def latentrl_step(x_t: Tensor, u_t: Tensor, x_next: Tensor) -> None:
         loss, _ = loss_fn(model, x_t, u_t, x_next)
@@ -154,7 +154,7 @@ def main() -> None:
         naive_model.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
         x_t, u_t, x_next = batches[0]
         torch.manual_seed(1)
-        a = float(e2c_loss(model, x_t, u_t, x_next)[0])
+        a = float(objective(model, x_t, u_t, x_next)[0])
         torch.manual_seed(1)
         b = float(naive_float64_loss(naive_model, x_t, u_t, x_next))
     print(f"same objective: latentrl {a:.3f} vs naive {b:.3f} nats")

@@ -170,14 +170,26 @@ def run_settings(config: ExperimentConfig, results: EvalResults, where: Path) ->
         used = {k: from_dict(cls, data) for k, (cls, data) in recorded.items() if data is not None}
     except (UserError, TypeError) as exc:
         raise UserError(f"{where}: unreadable plan or eval settings ({exc})") from None
-    flat = to_dict(dataclasses.replace(config, **used))
+    sections_dict = to_dict(dataclasses.replace(config, **used))
     return {
-        f"{section}.{key}": value
-        for section, fields in flat.items()
+        key: value
+        for section, fields in sections_dict.items()
         if isinstance(fields, dict)
-        for key, value in fields.items()
-        if f"{section}.{key}" not in IGNORED_SETTINGS
+        for key, value in _flatten(fields, section).items()
+        if key not in IGNORED_SETTINGS
     }
+
+
+def _flatten(fields: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``prefix.key`` (``prefix.key.field`` for nested sections such as ``loss.curvature``)
+    -> value."""
+    flat: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}.{key}")
+        else:
+            flat[f"{prefix}.{key}"] = value
+    return flat
 
 
 def baseline_protocol(results: EvalResults, settings: Mapping[str, Any]) -> str | None:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from latentrl.agents.registry import AGENT_NAMES
 from latentrl.data import check_chain_length, check_near_goal_share
 from latentrl.errors import UserError
-from latentrl.losses import CURVATURE_RADIUS, LossWeights
+from latentrl.losses import LossConfig, MultiStepConfig, legacy_key_hint, upgrade_legacy_loss
 from latentrl.models import ModelConfig
 
 
@@ -36,7 +36,7 @@ class DataConfig:
     """Collection seed; kept apart from the training seed so seeds of one experiment share data."""
     chain_length: int = 1
     """Uniform mode: transitions per chain from each drawn start state (random controls),
-    the windows train.multi_step_horizon needs; 1: independent transitions (E2C)."""
+    the windows loss.multi_step.horizon needs; 1: independent transitions (E2C)."""
     near_goal_share: float = 0.0
     """Uniform mode: share of the chains that start near the goal state (within 0.2 of the
     state box's half-width in every coordinate) rather than anywhere; 0: all uniform (E2C)."""
@@ -70,34 +70,6 @@ class TrainConfig:
     """Epochs between image grids and latent maps (always at the end as well)."""
     probe_steps: int = 1_500
     """Adam steps of the latent-to-state probe fitted at the end of training."""
-    multi_step_horizon: int = 1
-    """K: transitions the multi-step loss term rolls through (1: off, only E2C's terms). Needs
-    chained data, data.chain_length >= K."""
-    multi_step_encoder_gradient: float = 1.0
-    """Share of the multi-step term's gradient that reaches the encoder (through z_t); 0: the
-    term trains the transition only and leaves the latent geometry to E2C's terms."""
-    curvature_radius: float = CURVATURE_RADIUS
-    """Radius, in latent units, of the neighbourhood the curvature term (``loss.curvature``,
-    off by default) asks the transition to be affine in."""
-    move_gate_blocked_share: float = 0.5
-    """For the move gate's term (``loss.move_gate``): a training push counts as blocked when
-    its frames changed less than this share of the median change per unit push."""
-
-    def __post_init__(self) -> None:
-        if not self.curvature_radius > 0:
-            raise UserError(f"train.curvature_radius must be > 0, got {self.curvature_radius}")
-        if not 0.0 < self.move_gate_blocked_share < 1.0:
-            raise UserError(
-                "train.move_gate_blocked_share must lie in (0, 1), got "
-                f"{self.move_gate_blocked_share}"
-            )
-        if self.multi_step_horizon < 1:
-            raise UserError(f"train.multi_step_horizon must be >= 1, got {self.multi_step_horizon}")
-        if not 0.0 <= self.multi_step_encoder_gradient <= 1.0:
-            raise UserError(
-                "train.multi_step_encoder_gradient must be in [0, 1], got "
-                f"{self.multi_step_encoder_gradient}"
-            )
 
 
 AGENTS = AGENT_NAMES
@@ -257,23 +229,18 @@ class ExperimentConfig:
     preset: str
     data: DataConfig
     model: ModelConfig
-    loss: LossWeights = field(default_factory=LossWeights)
+    loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        if self.loss.move_gate != 0 and not self.model.move_gate:
-            raise UserError(
-                f"loss.move_gate={self.loss.move_gate:g} trains a move gate, but the model has "
-                "none; set model.move_gate=true, or loss.move_gate=0"
-            )
-        horizon, data = self.train.multi_step_horizon, self.data
+        horizon, data = self.loss.multi_step.horizon, self.data
         if horizon > 1 and data.mode == "uniform" and data.chain_length < horizon:
             raise UserError(
-                f"train.multi_step_horizon={horizon} needs chains of at least {horizon} "
+                f"loss.multi_step.horizon={horizon} needs chains of at least {horizon} "
                 f"transitions, but data.chain_length={data.chain_length}; set "
-                f"data.chain_length={horizon} or more, or train.multi_step_horizon=1"
+                f"data.chain_length={horizon} or more, or loss.multi_step.horizon=1"
             )
 
 
@@ -350,6 +317,9 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
     # less often (docs/benchmarks.md); on planar it scored 0.610 against 0.640 over five seeds.
     pendulum = experiment in _PENDULUM_EXPERIMENTS
     encoder_gradient = 0.25 if pendulum else 1.0
+    loss = LossConfig(
+        multi_step=MultiStepConfig(horizon=multi_step_horizon, encoder_gradient=encoder_gradient)
+    )
     full_plan = _FULL_PLANS.get(experiment, PlanConfig())
     if name == "debug":
         return ExperimentConfig(
@@ -370,9 +340,8 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
                 batch_size=64,
                 image_every=1,
                 probe_steps=200,
-                multi_step_horizon=multi_step_horizon,
-                multi_step_encoder_gradient=encoder_gradient,
             ),
+            loss=loss,
             # a smoke test of the planner, not a result: the 40-step plan of the full preset
             # made the debug evaluation 2.5 of its 2.7 minutes. Planar's blocked pushes and
             # roadmap cost little, so its debug runs plan with them as well.
@@ -399,9 +368,8 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
         train=TrainConfig(
             epochs=50,
             batch_size=128,
-            multi_step_horizon=multi_step_horizon,
-            multi_step_encoder_gradient=encoder_gradient,
         ),
+        loss=loss,
         plan=full_plan,
         eval=EvalConfig(episodes=_FULL_EPISODES.get(experiment, 20)),
     )
@@ -476,6 +444,8 @@ def apply_overrides(config: ExperimentConfig, assignments: Sequence[str]) -> Exp
         path = key.strip().split(".")
         if not sep or not all(path):
             raise UserError(f"--set expects section.field=value, got {assignment!r}")
+        if (hint := legacy_key_hint(key.strip())) is not None:
+            raise UserError(f"--set {key.strip()}: {hint}")
         target = data
         for part in path[:-1]:
             if not isinstance(target.get(part), dict):
@@ -506,6 +476,6 @@ def load_config(path: Any) -> ExperimentConfig:
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc})") from None
     try:
-        return from_dict(ExperimentConfig, data)
+        return from_dict(ExperimentConfig, upgrade_legacy_loss(data))
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None

@@ -32,7 +32,7 @@ from latentrl.devices import resolve_device
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode, summary_line
-from latentrl.losses import Continuation, e2c_loss, frame_change_per_push
+from latentrl.losses import Continuation, objective
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
 from latentrl.probe import (
@@ -48,7 +48,6 @@ from latentrl.probe import (
 from latentrl.run_directory import RunDirectory
 
 VALIDATION_BATCH = 1_024
-LABEL_CHUNK = 4_096  # transitions per pass when reading the move gate's labels from the frames
 VALIDATION_SEED = 1_234  # fixed noise: validation losses of different epochs are comparable
 GRID_SAMPLES = 8
 OPEN_LOOP_EPISODES = 64
@@ -141,7 +140,7 @@ def train(
         )
         if window_start is not None:
             logger.echo(
-                f"multi-step term over {config.train.multi_step_horizon} steps: "
+                f"multi-step term over {config.loss.multi_step.horizon} steps: "
                 f"{int(window_start.sum())} of {len(train_set)} training transitions start a window"
             )
         loop = _Loop(
@@ -171,7 +170,7 @@ def _checked_data(
             f"{len(train_set)} training transitions are fewer than one batch of "
             f"{config.train.batch_size}; collect more data or lower train.batch_size"
         )
-    return train_set, val_set, window_mask(train_set, config.train.multi_step_horizon)
+    return train_set, val_set, window_mask(train_set, config.loss.multi_step.horizon)
 
 
 def window_mask(train_set: TransitionDataset, horizon: int) -> torch.Tensor | None:
@@ -182,39 +181,12 @@ def window_mask(train_set: TransitionDataset, horizon: int) -> torch.Tensor | No
     starts = train_set.window_starts(horizon)
     if len(starts) == 0:
         raise UserError(
-            f"train.multi_step_horizon={horizon} but the dataset has no chains of "
+            f"loss.multi_step.horizon={horizon} but the dataset has no chains of "
             f"{horizon} transitions; collect it with data.chain_length >= {horizon}"
         )
     valid = torch.zeros(len(train_set), dtype=torch.bool, device=starts.device)
     valid[starts] = True
     return valid
-
-
-def frame_changes(data: TransitionDataset) -> torch.Tensor:
-    """``(N,)``: :func:`latentrl.losses.frame_change_per_push` of every transition, in chunks
-    so that large datasets fit."""
-    chunks = range(0, len(data), LABEL_CHUNK)
-    return torch.cat(
-        [
-            frame_change_per_push(
-                data.obs[i : i + LABEL_CHUNK],
-                data.next_obs[i : i + LABEL_CHUNK],
-                data.action[i : i + LABEL_CHUNK],
-            )
-            for i in chunks
-        ]
-    )
-
-
-def moved_labels(
-    train_set: TransitionDataset, val_set: TransitionDataset, blocked_share: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(N_train,)`` and ``(N_val,)`` bool: which pushes moved, for the move gate's term. A
-    push is blocked when its frames changed less than ``blocked_share`` of the training set's
-    median change per unit push."""
-    train_change = frame_changes(train_set)
-    threshold = blocked_share * train_change.median()
-    return train_change >= threshold, frame_changes(val_set) >= threshold
 
 
 class _Loop:
@@ -239,21 +211,9 @@ class _Loop:
         self.total_steps = self.steps_per_epoch * config.train.epochs
         self.window_start = window_start
         """``(N,)`` bool: training row i starts a window of the multi-step term (None: off)."""
-        self.moved: torch.Tensor | None = None
-        """``(N,)`` bool: the training push i moved, for the move gate's term (None: off)."""
-        self.val_moved: torch.Tensor | None = None
-        if config.loss.move_gate != 0:
-            share = config.train.move_gate_blocked_share
-            self.moved, self.val_moved = moved_labels(train_set, val_set, share)
-            blocked = int((~self.moved).sum())
-            logger.echo(
-                f"move gate: {blocked} of {len(train_set)} training pushes count as blocked "
-                f"(their frames changed less than {share:g} of "
-                "the median change per unit push)"
-            )
-        loss_fn = e2c_loss
+        loss_fn = objective
         if config.train.compile:
-            loss_fn = torch.compile(e2c_loss)
+            loss_fn = torch.compile(objective)
         self.loss_fn = loss_fn
         env = make_env(config.data.env_id)
         try:
@@ -273,7 +233,7 @@ class _Loop:
         if self.window_start is None:
             return None
         data = self.train_set
-        offsets = torch.arange(1, self.config.train.multi_step_horizon, device=index.device)
+        offsets = torch.arange(1, self.config.loss.multi_step.horizon, device=index.device)
         future = (index.unsqueeze(-1) + offsets).clamp(max=len(data) - 1)  # (B, K - 1)
         return Continuation(data.action[future], data.next_obs[future], self.window_start[index])
 
@@ -320,9 +280,6 @@ class _Loop:
                 batch.next_obs,
                 self.config.loss,
                 self.continuation(index),
-                cfg.multi_step_encoder_gradient,
-                cfg.curvature_radius,
-                None if self.moved is None else self.moved[index],
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -384,14 +341,8 @@ class _Loop:
                     start, min(start + VALIDATION_BATCH, len(data)), device=data.obs.device
                 )
                 batch = data.batch(index)
-                _, metrics = e2c_loss(
-                    self.model,
-                    batch.obs,
-                    batch.action,
-                    batch.next_obs,
-                    self.config.loss,
-                    curvature_radius=self.config.train.curvature_radius,
-                    moved=None if self.val_moved is None else self.val_moved[index],
+                _, metrics = objective(
+                    self.model, batch.obs, batch.action, batch.next_obs, self.config.loss
                 )
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value * len(index)

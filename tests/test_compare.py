@@ -217,7 +217,7 @@ def test_runs_of_one_preset_with_other_settings_are_separate_groups(tmp_path: Pa
     runs = [
         run(0, 0.2),
         run(1, 0.4, ('train.device="cpu"', "eval.gifs=0")),  # the same settings as seed 0
-        run(2, 0.8, ("data.chain_length=1", "train.multi_step_horizon=1")),
+        run(2, 0.8, ("data.chain_length=1", "loss.multi_step.horizon=1")),
         run(3, 0.6, r=0.001),  # evaluated with another plan
     ]
     result = compare_runs(runs, tmp_path / "c.png", echo=lambda _: None)
@@ -230,7 +230,7 @@ def test_runs_of_one_preset_with_other_settings_are_separate_groups(tmp_path: Pa
     assert row_cells(result.table, "latent", 1)[3] == "80.0"  # not pooled with seeds 0, 1
     differs = {
         "data.chain_length": [16, 1, 16],
-        "train.multi_step_horizon": [8, 1, 8],
+        "loss.multi_step.horizon": [8, 1, 8],
         "plan.r": [0.01, 0.01, 0.001],
     }
     assert [g.differs for g in result.groups] == [
@@ -238,7 +238,7 @@ def test_runs_of_one_preset_with_other_settings_are_separate_groups(tmp_path: Pa
     ]
     lines = result.table.splitlines()
     assert (
-        "pendulum (debug) B: data.chain_length=1, train.multi_step_horizon=1, plan.r=0.01" in lines
+        "pendulum (debug) B: data.chain_length=1, loss.multi_step.horizon=1, plan.r=0.01" in lines
     )
     data = json.loads(result.json_path.read_text())
     assert data["pendulum (debug) C"]["differs"]["plan.r"] == 0.001
@@ -255,11 +255,11 @@ def test_a_latent_only_group_shows_the_baselines_of_runs_with_its_protocol(
     baselines = {"oracle": metrics(0.7, 1.0, 300.0, 40.0), "random": metrics(0.0, 0.0, 1700.0, 0.1)}
     old = make_run(
         tmp_path, "pendulum", 0, {"latent": metrics(0.1, 0.0, 900.0, 9.0), **baselines},
-        overrides=("data.chain_length=1", "train.multi_step_horizon=1"), evaluated=starts,
+        overrides=("data.chain_length=1", "loss.multi_step.horizon=1"), evaluated=starts,
     )  # fmt: skip
     other_starts = make_run(
         tmp_path, "pendulum", 5, {"oracle": metrics(0.2, 0.0, 1.0, 1.0)}, name="other",
-        overrides=("data.chain_length=1", "train.multi_step_horizon=1"),
+        overrides=("data.chain_length=1", "loss.multi_step.horizon=1"),
         evaluated={"start_states": [[0.0, 0.0], [0.1, 0.0]]},
     )  # fmt: skip
     new = [

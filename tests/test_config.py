@@ -31,7 +31,7 @@ def test_presets_train_the_multi_step_term_on_chained_data() -> None:
         ("cartpole", "full"),
     ]:
         config = preset(experiment, name)
-        assert config.data.chain_length >= config.train.multi_step_horizon > 1
+        assert config.data.chain_length >= config.loss.multi_step.horizon > 1
 
 
 def test_presets_film_every_episode_and_bad_gif_counts_are_refused() -> None:
@@ -55,24 +55,24 @@ def test_recorded_moves_need_the_roadmap_and_a_count() -> None:
 
 def test_a_multi_step_horizon_longer_than_the_chains_is_refused() -> None:
     with pytest.raises(UserError, match=r"data\.chain_length=16 or more"):
-        apply_overrides(preset("pendulum"), ["train.multi_step_horizon=16", "data.chain_length=8"])
-    with pytest.raises(UserError, match=r"or train\.multi_step_horizon=1"):
+        apply_overrides(preset("pendulum"), ["loss.multi_step.horizon=16", "data.chain_length=8"])
+    with pytest.raises(UserError, match=r"or loss\.multi_step\.horizon=1"):
         apply_overrides(preset("pendulum"), ["data.chain_length=1"])
-    unchained = ["data.chain_length=1", "train.multi_step_horizon=1"]
+    unchained = ["data.chain_length=1", "loss.multi_step.horizon=1"]
     plain = apply_overrides(preset("pendulum"), unchained)
     assert plain.data.chain_length == 1
     with pytest.raises(UserError, match="uniform mode only"):
         DataConfig(mode="rollout", chain_length=4)
-    with pytest.raises(UserError, match="multi_step_horizon must be >= 1"):
-        apply_overrides(preset("planar"), ["train.multi_step_horizon=0"])
+    with pytest.raises(UserError, match=r"loss\.multi_step\.horizon must be >= 1"):
+        apply_overrides(preset("planar"), ["loss.multi_step.horizon=0"])
 
 
 def test_a_config_written_before_chains_still_loads(tmp_path: Path) -> None:
     unchained = apply_overrides(
-        preset("cartpole"), ["data.chain_length=1", "train.multi_step_horizon=1"]
+        preset("cartpole"), ["data.chain_length=1", "loss.multi_step.horizon=1"]
     )
     data = to_dict(unchained)
-    del data["data"]["chain_length"], data["train"]["multi_step_horizon"]
+    del data["data"]["chain_length"], data["loss"]["multi_step"]["horizon"]
     (tmp_path / "config.json").write_text(json.dumps(data))
     assert load_config(tmp_path / "config.json") == unchained
     save_config(preset("pendulum"), tmp_path / "again.json")
@@ -123,12 +123,12 @@ def test_optional_fields_are_type_checked() -> None:
     ("assignment", "message"),
     [
         (
-            "train.multi_step_encoder_gradient=1.5",
-            r"multi_step_encoder_gradient must be in \[0, 1\]",
+            "loss.multi_step.encoder_gradient=1.5",
+            r"loss\.multi_step\.encoder_gradient must be in \[0, 1\]",
         ),
         (
-            "train.multi_step_encoder_gradient=-0.1",
-            r"multi_step_encoder_gradient must be in \[0, 1\]",
+            "loss.multi_step.encoder_gradient=-0.1",
+            r"loss\.multi_step\.encoder_gradient must be in \[0, 1\]",
         ),
         ("plan.shooting_steps=0", "shooting_steps must be >= 1 or null"),
         ("plan.shooting_steps=true", "shooting_steps"),
@@ -141,11 +141,20 @@ def test_optional_fields_are_type_checked() -> None:
         ("plan.roadmap_lookahead=-1", "roadmap_lookahead must be finite and >= 0, got -1"),
         ("plan.roadmap_lookahead=NaN", "roadmap_lookahead must be finite and >= 0"),
         ("plan.roadmap_lookahead=2", "roadmap_lookahead and plan.shooting do not combine"),
-        ("train.curvature_radius=0", "curvature_radius must be > 0, got 0"),
-        ("train.curvature_radius=NaN", "curvature_radius must be > 0"),
-        ("train.move_gate_blocked_share=1", r"move_gate_blocked_share must lie in \(0, 1\)"),
-        ("train.move_gate_blocked_share=NaN", "move_gate_blocked_share must lie in"),
-        ("loss.move_gate=10", "the model has none; set model.move_gate=true, or loss.move_gate=0"),
+        ("loss.curvature.radius=0", r"loss\.curvature\.radius must be finite and > 0, got 0"),
+        ("loss.curvature.radius=NaN", r"loss\.curvature\.radius must be finite and > 0"),
+        ("loss.curvature.weight=-1", r"loss\.curvature\.weight must be finite and >= 0, got -1"),
+        ("loss.move_gate.weight=10", r"--set loss\.move_gate\.weight: no config section"),
+        ("model.move_gate=true", r"^--set model\.move_gate: belonged to the move gate, an exp"),
+        (
+            "train.multi_step_horizon=4",
+            r"^--set train\.multi_step_horizon: moved to loss\.multi_step\.horizon in "
+            r"latentrl 0\.2$",
+        ),
+        (
+            "loss.curvature=1",
+            r"^--set loss\.curvature: a section since latentrl 0\.2: set loss\.curvature\.weight$",
+        ),
     ],
 )
 def test_impossible_multi_step_and_shooting_settings_are_refused(
@@ -154,13 +163,13 @@ def test_impossible_multi_step_and_shooting_settings_are_refused(
     with pytest.raises(UserError, match=message):
         apply_overrides(preset("pendulum"), [assignment])
     fine = [
-        "train.multi_step_encoder_gradient=0",
+        "loss.multi_step.encoder_gradient=0",
         "plan.shooting_steps=60",
         "plan.shooting=64",
         "plan.shooting_beyond=0.5",
     ]
     config = apply_overrides(preset("pendulum"), fine)
-    assert (config.train.multi_step_encoder_gradient, config.plan.shooting_steps) == (0.0, 60)
+    assert (config.loss.multi_step.encoder_gradient, config.plan.shooting_steps) == (0.0, 60)
     assert config.plan.shooting_beyond == 0.5
 
 

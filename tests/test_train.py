@@ -16,16 +16,14 @@ from latentrl import train as train_module
 from latentrl.checkpoint import load_model
 from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, TrainConfig, save_config
-from latentrl.data import load_transitions
 from latentrl.errors import UserError
 from latentrl.logging import read_metrics
-from latentrl.losses import LossWeights, e2c_loss
+from latentrl.losses import LossConfig, MultiStepConfig, objective
 from latentrl.models import ModelConfig
 from latentrl.run_directory import CONFIG_FILE, new_run_dir
 from latentrl.train import (
     TrainingDivergedError,
     _Loop,
-    moved_labels,
     resolve_device,
     train,
 )
@@ -121,7 +119,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(
 ) -> None:
     import latentrl.train as train_module
 
-    real_loss = train_module.e2c_loss
+    real_loss = train_module.objective
     calls = {"n": 0}
 
     def loss_that_breaks(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -132,7 +130,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(
             metrics = {k: v * float("nan") for k, v in metrics.items()}
         return loss, metrics
 
-    monkeypatch.setattr(train_module, "e2c_loss", loss_that_breaks)
+    monkeypatch.setattr(train_module, "objective", loss_that_breaks)
     with pytest.raises(
         TrainingDivergedError, match=r"diverged in epoch 2 .* after epoch 1 is kept"
     ):
@@ -171,20 +169,19 @@ def test_the_multi_step_term_trains_on_chained_data(
     config = dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, chain_length=8),
-        train=dataclasses.replace(
-            config.train, multi_step_horizon=4, multi_step_encoder_gradient=0.25
-        ),
+        loss=LossConfig(multi_step=MultiStepConfig(horizon=4, encoder_gradient=0.25)),
     )
-    shares: set[float] = set()
+    windows: list[tuple[int, ...]] = []
 
     def recording_loss(*args, **kwargs):
-        if len(args) > 6:  # a training step (validation passes no continuation)
-            shares.add(args[6])  # encoder_gradient
-        return e2c_loss(*args, **kwargs)
+        if len(args) > 5 and args[5] is not None:  # a training step with its continuation
+            assert args[4] is config.loss
+            windows.append(tuple(args[5].action.shape))
+        return objective(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "e2c_loss", recording_loss)
+    monkeypatch.setattr(train_module, "objective", recording_loss)
     result = train(config, tmp_path / "run", chained, wandb_mode="disabled")
-    assert shares == {0.25}
+    assert windows and set(windows) == {(config.train.batch_size, 3, 1)}  # K - 1 = 3 steps
     rows = [r for r in read_metrics(result.run_dir) if "train/loss/multi_step" in r]
     assert len(rows) == 2 and all(np.isfinite(r["train/loss/multi_step"]) for r in rows)
     assert rows[-1]["train/loss/multi_step"] > 0
@@ -193,38 +190,6 @@ def test_the_multi_step_term_trains_on_chained_data(
     with pytest.raises(UserError, match="no chains of 4 transitions"):
         train(config, tmp_path / "run2", unchained, wandb_mode="disabled")
     assert not (tmp_path / "run2").exists()
-
-
-def test_moved_labels_find_planar_contacts_from_the_pixels(tmp_path: Path) -> None:
-    # chained as in the planar presets: a chain keeps pushing where a contact stopped it
-    out = collect("latentrl/Planar-v0", 3_000, tmp_path / "pl", chain_length=16, progress=False)
-    data = load_transitions(out)
-    train_set, val_set = data.split(0.2)
-    moved, val_moved = moved_labels(train_set, val_set, blocked_share=0.5)
-    assert moved.shape == (len(train_set),) and val_moved.shape == (len(val_set),)
-    for labels, part in ((moved, train_set), (val_moved, val_set)):
-        push = part.action.double().clamp(-2, 2)  # the env clips each component to 2 px
-        free = (part.next_state - part.state - push).norm(dim=-1) < 1e-6
-        assert 0.1 < (~free).double().mean() < 0.4  # contacts are common in uniform data
-        assert labels[free].all()  # no free push counts as blocked
-        assert (~labels[~free]).double().mean() > 0.6  # most contacts are found
-
-
-def test_the_move_gate_term_trains_and_is_validated(dataset: Path, tmp_path: Path) -> None:
-    config = tiny_config(epochs=2)
-    config = dataclasses.replace(
-        config,
-        model=dataclasses.replace(config.model, move_gate=True),
-        loss=LossWeights(move_gate=3.0),
-    )
-    result = train(config, tmp_path / "run", dataset, wandb_mode="disabled")
-    rows = [r for r in read_metrics(result.run_dir) if "val/loss/move_gate" in r]
-    assert len(rows) == 2
-    assert all(0 < r["train/loss/move_gate"] < 2 and r["val/loss/move_gate"] > 0 for r in rows)
-    for split in ("train", "val"):  # the gate starts open and learns the blocked pushes
-        assert rows[1][f"{split}/loss/move_gate"] < rows[0][f"{split}/loss/move_gate"], split
-    model, _ = load_model(result.run_dir)
-    assert model.transition_net.gate_net is not None
 
 
 def test_runs_started_in_the_same_second_get_their_own_directories(

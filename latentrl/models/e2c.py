@@ -62,11 +62,6 @@ class ModelConfig:
     global_transition: bool = False
     """One (A, B, o) for every z, learned as parameters: E2C's globally linear variant. Exact
     for dynamics that do not depend on where the system is (planar away from obstacles)."""
-    move_gate: bool = False
-    """A gate g(z, u) in (0, 1) on the predicted move, z' = z + g (A z + B u + o - z): for
-    contacts, where a push moves less than its size or not at all. Trained through the
-    prediction error alone it learnt no contacts on planar; ``loss.move_gate`` trains it as a
-    classifier (docs/benchmarks.md, "a learned gate" and "the move gate trained as")."""
 
     def __post_init__(self) -> None:
         for name in ("obs_shape", "hidden_sizes", "conv_channels", "transition_hidden_sizes"):
@@ -150,7 +145,6 @@ class E2C(nn.Module):
             c.max_abs_vr,
             c.condition_on_action,
             c.global_transition,
-            c.move_gate,
         )
 
     def forward(self, x: Tensor) -> Gaussian:

@@ -6,11 +6,6 @@ log(1 + r^T v) is defined exactly when 1 + r^T v > 0. The common fix, sigmoid on
 makes r^T v >= 0, so det A >= 1 and A can never contract. Here v and r are instead each
 squashed smoothly into the open ball of radius sqrt(max_abs_vr), so |r^T v| < max_abs_vr < 1
 by Cauchy-Schwarz: det A lies in (1 - max_abs_vr, 1 + max_abs_vr) and can be below 1.
-
-With a move gate, a second network reads (z_t, u_t) and outputs g_t in (0, 1), the share of
-the predicted move that happens: z_{t+1} = z_t + g_t (A_t z_t + B_t u_t + o_t - z_t), for
-contacts, where a push stops short of its size (planar's walls and obstacles). That is again
-locally linear, with v, B, o scaled by g_t, so det A = 1 + g_t r^T v keeps its bounds.
 """
 
 from __future__ import annotations
@@ -23,9 +18,6 @@ import torch
 from torch import Tensor, nn
 
 from latentrl.models.encoder import build_mlp
-
-GATE_INITIAL_LOGIT = 4.0
-"""The move gate's initial output before the sigmoid: g = 0.982, the transition of E2C."""
 
 
 class LocalLinear(NamedTuple):
@@ -73,9 +65,7 @@ class Transition(nn.Module):
     """Transition network: ``z (B, n)``, ``u (B, m)`` -> :class:`LocalLinear`.
 
     As in E2C the network sees only z (``condition_on_action=False``), so the mean dynamics
-    are exactly linear in u; with ``condition_on_action=True`` it also reads u. With
-    ``move_gate=True`` a gate network reads (z, u) and scales the move (module docstring);
-    it starts open, g about 0.98 everywhere.
+    are exactly linear in u; with ``condition_on_action=True`` it also reads u.
     """
 
     def __init__(
@@ -86,7 +76,6 @@ class Transition(nn.Module):
         max_abs_vr: float = 0.95,
         condition_on_action: bool = False,
         global_transition: bool = False,
-        move_gate: bool = False,
     ) -> None:
         super().__init__()
         n, m = latent_dim, action_dim
@@ -100,18 +89,6 @@ class Transition(nn.Module):
             self.constant = nn.Parameter(0.1 * torch.randn(3 * n + n * m))
         else:
             self.net = build_mlp([in_dim, *hidden_sizes, 3 * n + n * m])
-        self.gate_net: nn.Sequential | None = None
-        if move_gate:
-            self.gate_net = build_mlp([n + m, *hidden_sizes, 1])
-            last = self.gate_net[-1]
-            assert isinstance(last, nn.Linear)
-            nn.init.constant_(last.bias, GATE_INITIAL_LOGIT)
-
-    def gate_logit(self, z: Tensor, u: Tensor) -> Tensor:
-        """The move gate before its sigmoid, ``(B,)``; only with ``move_gate=True``."""
-        if self.gate_net is None:
-            raise ValueError("this transition has no move gate: build it with move_gate=True")
-        return self.gate_net(torch.cat([z, u], dim=-1)).squeeze(-1)
 
     def forward(self, z: Tensor, u: Tensor) -> LocalLinear:
         """z ``(B, n)``, u ``(B, m)`` -> A ``(B, n, n)``, B ``(B, n, m)``, o, v, r ``(B, n)``."""
@@ -130,9 +107,6 @@ class Transition(nn.Module):
         v = bound_norm(raw_v, self.max_norm)
         r = bound_norm(raw_r, self.max_norm)
         B = raw_B.unflatten(-1, (n, m))
-        if self.gate_net is not None:
-            g = torch.sigmoid(self.gate_logit(z, u)).unsqueeze(-1)  # (B, 1)
-            v, B, o = g * v, g.unsqueeze(-1) * B, g * o
         eye = torch.eye(n, dtype=z.dtype, device=z.device)
         A = eye + v.unsqueeze(-1) * r.unsqueeze(-2)
         return LocalLinear(A=A, B=B, o=o, v=v, r=r)

@@ -202,7 +202,7 @@ def test_a_can_contract_and_expand() -> None:
 # --- dynamics protocol ----------------------------------------------------------------------
 
 
-TRANSITION_VARIANTS = [{}, {"condition_on_action": True}, {"move_gate": True}]
+TRANSITION_VARIANTS = [{}, {"condition_on_action": True}]
 
 
 @pytest.mark.parametrize("variant", TRANSITION_VARIANTS)
@@ -228,52 +228,6 @@ def test_exact_linearization_is_the_jacobian_of_step(variant: dict[str, bool]) -
         torch.testing.assert_close(B[i], J_u, rtol=1e-10, atol=1e-12)
     f = model.step(z, u)
     torch.testing.assert_close(c, f - (A @ z[..., None])[..., 0] - (B @ u[..., None])[..., 0])
-
-
-def test_the_move_gate_scales_the_move_and_starts_open() -> None:
-    gated = tiny_model(move_gate=True).double()
-    plain = tiny_model().double()  # same seed: the same transition network
-    plain.transition_net.load_state_dict(gated.transition_net.state_dict(), strict=False)
-    z, u = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
-    gate_net = gated.transition_net.gate_net
-    assert gate_net is not None
-    g = torch.sigmoid(gate_net(torch.cat([z, u], dim=-1)))
-    torch.testing.assert_close(gated.step(z, u), z + g * (plain.step(z, u) - z))
-    torch.testing.assert_close(g, torch.full_like(g, 1 / (1 + math.exp(-4.0))), atol=0.02, rtol=0)
-    lin = gated.transition(z, u)  # still A = I + v r^T, so the KL's log-det holds
-    det = torch.linalg.det(lin.A)
-    torch.testing.assert_close(det, 1 + (lin.v * lin.r).sum(-1))
-
-
-def test_a_gated_transition_learns_a_wall_that_one_linear_in_u_cannot() -> None:
-    # 1-D state at z, push u in [-1, 1]; a wall at z = 1 stops every push that would cross it.
-    g = torch.Generator().manual_seed(0)
-    z = 2 * torch.rand(2048, 1, generator=g) - 1
-    u = 2 * torch.rand(2048, 1, generator=g) - 1
-    z_next = torch.minimum(z + 0.5 * u, torch.ones_like(z))
-    blocked = (z + 0.5 * u > 1).squeeze(-1)
-    errors = {}
-    for move_gate in (False, True):
-        torch.manual_seed(0)
-        model = E2C(
-            ModelConfig(
-                obs_shape=(1, 4, 4),
-                action_dim=1,
-                latent_dim=1,
-                hidden_sizes=(4,),
-                transition_hidden_sizes=(32, 32),
-                move_gate=move_gate,
-            )
-        )
-        optimizer = torch.optim.Adam(model.transition_net.parameters(), lr=3e-3)
-        for _ in range(1500):
-            optimizer.zero_grad()
-            loss = (model.step(z, u) - z_next).square().mean()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            errors[move_gate] = (model.step(z, u) - z_next).abs().squeeze(-1)[blocked].mean()
-    assert errors[True] < 0.02 < errors[False] / 2
 
 
 def test_a_global_transition_is_one_linear_map_that_trains() -> None:

@@ -1,0 +1,69 @@
+"""E2C's training objective as loss terms, and the closed-form pieces they are built from.
+
+- pure math: :mod:`~latentrl.losses.likelihoods` (Bernoulli and Gaussian image NLLs),
+  :mod:`~latentrl.losses.gaussian_kl` (the KLs to the prior and of the transition);
+- the shared forward pass: :mod:`~latentrl.losses.forward`, :mod:`~latentrl.losses.rollout`;
+- one module per term, each with its config section and ``term(fp, section)``:
+  :mod:`~latentrl.losses.reconstruction`, :mod:`~latentrl.losses.prediction`,
+  :mod:`~latentrl.losses.kl_prior`, :mod:`~latentrl.losses.kl_transition`,
+  :mod:`~latentrl.losses.multi_step`, :mod:`~latentrl.losses.multi_step_prediction`,
+  :mod:`~latentrl.losses.curvature`;
+- :mod:`~latentrl.losses.objective`: :class:`LossConfig` (the ``loss`` section) and
+  :func:`objective`, which composes the terms;
+- :mod:`~latentrl.losses.legacy`: :func:`upgrade_legacy_loss` for older ``config.json``.
+"""
+
+from latentrl.losses.curvature import CURVATURE_RADIUS, CurvatureConfig, curvature_penalty
+from latentrl.losses.forward import Continuation, ForwardPass, diagnostics, forward_pass
+from latentrl.losses.gaussian_kl import (
+    kl_diag_gaussian_std_normal,
+    kl_linear_transition,
+    log_abs_det_rank_one,
+)
+from latentrl.losses.kl_prior import KLPriorConfig
+from latentrl.losses.kl_transition import KLTransitionConfig
+from latentrl.losses.legacy import legacy_key_hint, upgrade_legacy_loss
+from latentrl.losses.likelihoods import bernoulli_nll, gaussian_nll, observation_nll
+from latentrl.losses.multi_step import MultiStepConfig, multi_step_error
+from latentrl.losses.multi_step_prediction import (
+    MultiStepPredictionConfig,
+    random_step_prediction_nll,
+)
+from latentrl.losses.objective import TERMS, LossConfig, TermSpec, active_terms, objective
+from latentrl.losses.prediction import PredictionConfig
+from latentrl.losses.reconstruction import ReconstructionConfig
+from latentrl.losses.rollout import roll_mean, scale_gradient, with_rollout
+
+__all__ = [
+    "CURVATURE_RADIUS",
+    "TERMS",
+    "Continuation",
+    "CurvatureConfig",
+    "ForwardPass",
+    "KLPriorConfig",
+    "KLTransitionConfig",
+    "LossConfig",
+    "MultiStepConfig",
+    "MultiStepPredictionConfig",
+    "PredictionConfig",
+    "ReconstructionConfig",
+    "TermSpec",
+    "active_terms",
+    "bernoulli_nll",
+    "curvature_penalty",
+    "diagnostics",
+    "forward_pass",
+    "gaussian_nll",
+    "kl_diag_gaussian_std_normal",
+    "kl_linear_transition",
+    "legacy_key_hint",
+    "log_abs_det_rank_one",
+    "multi_step_error",
+    "objective",
+    "observation_nll",
+    "random_step_prediction_nll",
+    "roll_mean",
+    "scale_gradient",
+    "upgrade_legacy_loss",
+    "with_rollout",
+]

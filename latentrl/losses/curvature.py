@@ -1,0 +1,65 @@
+"""The curvature term (PCC's, Levine et al. 2020, in a Jacobian-free form).
+
+It asks the mean transition f(z, u) = A(z) z + B(z) u + o(z) to be close to affine around each
+encoded z_t: with (d, e) ~ N(0, delta^2 I) the symmetric second difference is
+(d, e)^T H (d, e) + O(delta^4), so
+
+    1/4 |f(z_t + d, u_t + e) + f(z_t - d, u_t - e) - 2 f(z_t, u_t)|^2 / delta^4
+
+is 1/4 of the squared second derivative of f along a random direction, in units that do not
+depend on delta (the neighbourhood's radius). The planner linearises f; a latent in which f
+bends (a map folded around itself) gives it linearisations that hold only nearby. Its gradient
+reaches the encoder through z_t, so it shapes the latent as well as the transition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from latentrl.errors import UserError
+from latentrl.losses.forward import ForwardPass
+from latentrl.losses.term import TermResult, check_weight, term_result
+from latentrl.models import E2C
+
+CURVATURE_RADIUS = 0.2
+"""Default radius, in latent units, of the term's steps (loss.curvature.radius)."""
+
+
+@dataclass(frozen=True)
+class CurvatureConfig:
+    """``loss.curvature``."""
+
+    weight: float = 0.0
+    """0: off."""
+    radius: float = CURVATURE_RADIUS
+    """delta: radius, in latent units, of the neighbourhood the transition is asked to be
+    affine in."""
+
+    def __post_init__(self) -> None:
+        check_weight("curvature", self.weight)
+        if not 0 < self.radius < math.inf:
+            raise UserError(f"loss.curvature.radius must be finite and > 0, got {self.radius}")
+
+
+def curvature_penalty(
+    model: E2C, z: Tensor, u: Tensor, radius: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """1/4 |f(z + d, u + e) + f(z - d, u - e) - 2 f(z, u)|^2 / radius^4 with (d, e) drawn from
+    N(0, radius^2 I): ``z (B, n)``, ``u (B, m)`` -> ``(B,)``. Zero where f is affine; for
+    small radii it tends to 1/4 |(d, e)^T H (d, e)|^2 / radius^4, H the Hessian of f."""
+    if radius <= 0:
+        raise ValueError(f"the curvature radius must be > 0, got {radius}")
+    d = radius * torch.randn(z.shape, dtype=z.dtype, device=z.device, generator=generator)
+    e = radius * torch.randn(u.shape, dtype=u.dtype, device=u.device, generator=generator)
+    second = model.step(z + d, u + e) + model.step(z - d, u - e) - 2.0 * model.step(z, u)
+    return 0.25 * second.square().sum(-1) / radius**4
+
+
+def term(fp: ForwardPass, config: CurvatureConfig) -> TermResult:
+    """``(B,)`` the curvature penalty at (z_t, u_t) and ``loss/curvature``."""
+    penalty = curvature_penalty(fp.model, fp.z_t, fp.u_t, config.radius)
+    return term_result("curvature", penalty)
