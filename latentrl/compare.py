@@ -38,6 +38,7 @@ from latentrl.config import (
     from_dict,
     load_config,
     to_dict,
+    upgrade_legacy_plan,
 )
 from latentrl.errors import UserError
 from latentrl.evaluate import EVAL_DIR, RESULTS_FILE, mean_and_se
@@ -182,17 +183,32 @@ def run_settings(
     older results without them), less :data:`IGNORED_SETTINGS`."""
     sections = {"plan": PlanConfig, "eval": EvalConfig}
     try:
-        used = {k: from_dict(cls, results[k]) for k, cls in sections.items() if k in results}
+        written = {k: results[k] for k in sections if k in results}
+        if isinstance(written.get("plan"), Mapping):
+            written["plan"] = upgrade_legacy_plan(written["plan"])
+        used = {k: from_dict(sections[k], value) for k, value in written.items()}
     except (UserError, TypeError) as exc:
         raise UserError(f"{where}: unreadable plan or eval settings ({exc})") from None
     flat = to_dict(dataclasses.replace(config, **used))
     return {
-        f"{section}.{key}": value
+        key: value
         for section, fields in flat.items()
         if isinstance(fields, dict)
-        for key, value in fields.items()
-        if f"{section}.{key}" not in IGNORED_SETTINGS
+        for key, value in _flat_settings(fields, section).items()
+        if key not in IGNORED_SETTINGS
     }
+
+
+def _flat_settings(section: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``prefix.key`` -> value of a config section, nested sections (``plan.options.NAME``)
+    flattened to ``prefix.key.field``."""
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        if isinstance(value, Mapping):
+            flat |= _flat_settings(value, f"{prefix}.{key}")
+        else:
+            flat[f"{prefix}.{key}"] = value
+    return flat
 
 
 def baseline_protocol(results: Mapping[str, Any], settings: Mapping[str, Any]) -> str | None:
@@ -263,7 +279,8 @@ def _settings_key(run: RunResults) -> str:
 def _differences(members: Sequence[Sequence[RunResults]]) -> list[dict[str, Any]]:
     """Per group of one preset, its values of the settings not shared by all the groups."""
     first = [runs[0].settings for runs in members]
-    varying = [k for k in first[0] if len({json.dumps(x.get(k)) for x in first}) > 1]
+    keys = dict.fromkeys(k for x in first for k in x)  # a planner option only some runs use
+    varying = [k for k in keys if len({json.dumps(x.get(k)) for x in first}) > 1]
     return [{k: x.get(k) for k in varying} for x in first]
 
 

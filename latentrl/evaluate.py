@@ -41,7 +41,7 @@ import shutil
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,10 @@ from latentrl.config import (
     ExperimentConfig,
     PlanConfig,
     apply_overrides,
+    from_dict,
     load_config,
     to_dict,
+    upgrade_legacy_plan,
 )
 from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
 from latentrl.errors import UserError
@@ -296,11 +298,13 @@ PROTOCOL_FIELDS = ("env_id", "episodes", "horizon", "goal_radius", "final_steps"
 def agent_settings(results: dict[str, Any], agent: str) -> dict[str, Any]:
     """The settings of ``results.json`` that ``agent``'s numbers depend on, beside the protocol:
     the eval seed for all, the plan for the latent agent, the oracle's own horizon. A plan
-    written before a field existed ran with that field's default."""
+    written before a field existed ran with that field's default; one written with the flat
+    option fields of older versions reads as their ``plan.options``."""
     ev = results["eval"]
     settings: dict[str, Any] = {"seed": ev["seed"]}
     if agent == "latent":
-        settings["plan"] = _as_json(asdict(PlanConfig())) | results["plan"]
+        plan = upgrade_legacy_plan(results["plan"])
+        settings["plan"] = to_dict(from_dict(PlanConfig, plan))
     elif agent == "oracle":
         settings["oracle_horizon"] = ev["oracle_horizon"]
     return settings
@@ -368,7 +372,15 @@ def reusable_agents(
             for name in kept
             for path in sorted((eval_dir / VIDEOS_DIR).glob(f"{name}_episode_*.gif"))
         }
-    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        zipfile.BadZipFile,
+        UserError,
+    ) as exc:
         echo(f"the earlier evaluation in {eval_dir} is unreadable ({exc}); nothing is kept from it")
         return EarlierAgents.none()
     dropped = sorted(set(candidates) - set(kept))
