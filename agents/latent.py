@@ -5,14 +5,11 @@ at each step the observation's encoder mean ``z_t`` is the planner's state, the 
 transition ``f(z, u) = A(z) z + B(z) u + o(z)`` its dynamics (``model.step`` and
 ``model.linearize``), and the cost ``Σ q |z_t - z_goal|² + r |u_t|² + q_f |z_T - z_goal|²``
 (:class:`~latentrl.config.PlanConfig`). The agent sees pixels only: the true states handed to
-:meth:`~LatentMPCAgent.act` are never read. With ``plan.blocked_ratio`` it also watches its own
-latent: a push that moved it much less than the model predicted is dropped from the planner's
-dynamics while the episode stays stuck (:class:`BlockedDirections`). With
-``plan.roadmap_lookahead`` it plans towards a subgoal on the shortest path to the goal through
-a roadmap of the training frames instead of straight to the goal
-(:class:`~latentrl.agents.roadmap.FrameRoadmap`), and with ``plan.recorded_moves`` it takes the
-move the roadmap's training transitions made near the observation where the model's move
-disagrees with it (:class:`MoveCorrection`).
+:meth:`~LatentMPCAgent.act` are never read. Its planner options (``plan.options``,
+:mod:`latentrl.planning.options`) are composed at each step: the dynamics modifiers wrap the
+model's dynamics (blocked pushes, recorded moves), a goal provider moves the goal (roadmap
+subgoals), and the planner's initialisers give each solve its guesses (warm start, shooting,
+restarts).
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ import torch
 from torch import Tensor
 
 from latentrl.agents.agent import check_batch, check_image
-from latentrl.agents.roadmap import FrameRoadmap, roadmap_of_run
+from latentrl.agents.roadmap import roadmap_of_run
 from latentrl.checkpoint import load_model
 from latentrl.config import ExperimentConfig, PlanConfig
 from latentrl.envs.contract import require_control_env
@@ -33,7 +30,17 @@ from latentrl.errors import UserError
 from latentrl.models import E2C
 from latentrl.models.e2c import JacobianKind
 from latentrl.planning import Dynamics, ILQRConfig, MPCPlanner, QuadraticCost
-from latentrl.planning.dynamics import select_problems
+from latentrl.planning.options import (
+    DynamicsModifier,
+    Episode,
+    GoalProvider,
+    Initialiser,
+    Resources,
+    Step,
+    TrainingFrames,
+    build_options,
+    needs_frames,
+)
 from latentrl.plots import image_grid
 
 
@@ -57,130 +64,6 @@ class ModelDynamics:
         return self
 
 
-class MoveCorrection:
-    """Planner dynamics ``f(z, u) + ΔB u + Δc``: the inner dynamics with a fixed affine term
-    per problem, ``delta_B (B, n, m)`` and ``delta_c (B, n)`` (``plan.recorded_moves``), so
-    ``linearize`` is ``(A, B + ΔB, c + Δc)``. Row ``r`` of a call is problem ``r mod B``."""
-
-    def __init__(self, inner: Dynamics, delta_B: Tensor, delta_c: Tensor) -> None:
-        self.inner = inner
-        self.delta_B = delta_B
-        self.delta_c = delta_c
-
-    def _terms(self, rows: int) -> tuple[Tensor, Tensor]:
-        reps, rest = divmod(rows, self.delta_c.shape[0])
-        if rest:
-            raise UserError(
-                f"MoveCorrection holds {self.delta_c.shape[0]} problems; a batch of {rows} "
-                "rows is not a multiple"
-            )
-        return self.delta_B.repeat(reps, 1, 1), self.delta_c.repeat(reps, 1)
-
-    def step(self, z: Tensor, u: Tensor) -> Tensor:
-        """``f(z (R, n), u (R, m)) + ΔB u + Δc -> (R, n)``."""
-        delta_B, delta_c = self._terms(u.shape[0])
-        return self.inner.step(z, u) + (delta_B @ u.unsqueeze(-1)).squeeze(-1) + delta_c
-
-    def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(A, B + ΔB, c + Δc)`` from the inner linearisation at ``(z, u)``."""
-        A, B, c = self.inner.linearize(z, u)
-        delta_B, delta_c = self._terms(u.shape[0])
-        return A, B + delta_B, c + delta_c
-
-    def select(self, index: Tensor) -> MoveCorrection:
-        """The terms of the problems at ``index``."""
-        inner = select_problems(self.inner, index) or self.inner
-        return MoveCorrection(inner, self.delta_B[index], self.delta_c[index])
-
-
-MOVE_AGREEMENT = 0.8
-"""``plan.recorded_moves`` corrects a problem's move where a column of the model's ``B(z)`` is
-at a cosine below this from the fit's (planar: 0.5 and 0.0 helped less, docs/benchmarks.md)."""
-
-
-def move_correction(
-    model_move: tuple[Tensor, Tensor], fitted_move: tuple[Tensor, Tensor]
-) -> tuple[Tensor, Tensor]:
-    """``(ΔB (B, n, m), Δc (B, n))`` taking the model's move ``(B_m, c_m)`` at the current
-    latents to the fitted ``(B_fit, c_fit)``, for the problems where some column of ``B_m`` is
-    at a cosine below :data:`MOVE_AGREEMENT` from ``B_fit``'s; zero for the others."""
-    (B_m, c_m), (B_fit, c_fit) = model_move, fitted_move
-    cosine = torch.nn.functional.cosine_similarity(B_m, B_fit, dim=1)  # (B, m)
-    disagree = (cosine.min(dim=-1).values < MOVE_AGREEMENT).to(B_m.dtype)
-    return disagree[:, None, None] * (B_fit - B_m), disagree[:, None] * (c_fit - c_m)
-
-
-MAX_BLOCKED = 4
-"""Blocked directions an episode keeps while it stays stuck (the latest first)."""
-
-
-class BlockedDirections:
-    """Planner dynamics in which a push along a blocked direction does nothing, as at a contact.
-
-    Per problem up to ``K`` unit directions ``d_k``, ``directions (B, K, m)`` (zero rows: none),
-    and ``g(z, u) = f(z, M u)`` with ``M = I - Σ_{k: d_kᵀu > 0} d_k d_kᵀ``: the component of
-    ``u`` into a blocked direction is removed, pulling away from it is kept. ``M`` is constant
-    on each piece of this map, so ``linearize`` is exact there: ``(A, B M, c)``. ``inner`` is
-    shared by all problems (as :class:`ModelDynamics` is); row ``r`` of a call is problem
-    ``r mod B``."""
-
-    def __init__(self, inner: Dynamics, directions: Tensor) -> None:
-        self.inner = inner
-        self.directions = directions
-
-    def _controls(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """``M u (R, m)`` and ``M (R, m, m)`` for ``u (R, m)``."""
-        reps, rest = divmod(u.shape[0], self.directions.shape[0])
-        if rest:
-            raise UserError(
-                f"BlockedDirections holds {self.directions.shape[0]} problems; a batch of "
-                f"{u.shape[0]} rows is not a multiple"
-            )
-        d = self.directions.repeat(reps, 1, 1)  # (R, K, m)
-        pushing = ((d @ u.unsqueeze(-1)) > 0).to(u.dtype)  # (R, K, 1)
-        eye = torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
-        M = eye - (pushing.unsqueeze(-1) * d.unsqueeze(-1) * d.unsqueeze(-2)).sum(1)
-        return (M @ u.unsqueeze(-1)).squeeze(-1), M
-
-    def step(self, z: Tensor, u: Tensor) -> Tensor:
-        """``f(z (R, n), M u (R, m)) -> (R, n)``."""
-        return self.inner.step(z, self._controls(u)[0])
-
-    def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(A, B M, c)`` from the inner linearisation at ``(z, M u)``: ``g ≈ A z + B M u + c``."""
-        v, M = self._controls(u)
-        A, B, c = self.inner.linearize(z, v)
-        return A, B @ M, c
-
-    def select(self, index: Tensor) -> BlockedDirections:
-        """The directions of the problems at ``index``."""
-        inner = select_problems(self.inner, index) or self.inner
-        return BlockedDirections(inner, self.directions[index])
-
-
-def blocked_directions(
-    moved: Tensor, predicted: Tensor, u: Tensor, ratio: float
-) -> tuple[Tensor, Tensor]:
-    """Of the controls ``u (B, m)`` that the model predicted to move the latent by ``predicted
-    (B, n)``: unit directions ``(B, m)`` of those whose move ``moved (B, n)`` fell short of
-    ``ratio`` times it (zero rows elsewhere), and a mask ``(B,)`` of those that did not."""
-    size = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
-    expected = torch.linalg.vector_norm(predicted, dim=-1, keepdim=True)
-    tried = (size > 0) & (expected > 0)
-    short = torch.linalg.vector_norm(moved, dim=-1, keepdim=True) < ratio * expected
-    directions = torch.where(tried & short, u / size.clamp(min=torch.finfo(u.dtype).tiny), 0.0)
-    return directions, (tried & ~short).squeeze(-1)
-
-
-def update_blocked(kept: Tensor, new: Tensor, moved: Tensor) -> Tensor:
-    """Blocked directions ``(B, K, m)`` after a step: a problem with a ``new (B, m)`` blocked
-    direction puts it first and keeps the others (the oldest drops out), one that ``moved
-    (B,)`` as predicted clears them, one that did neither (no push tried) keeps ``kept``."""
-    stuck = (new != 0).any(-1)[:, None, None]
-    kept = torch.where(stuck, torch.cat([new.unsqueeze(1), kept[:, :-1]], dim=1), kept)
-    return torch.where(moved[:, None, None], 0.0, kept)
-
-
 class LatentMPCAgent:
     """Receding-horizon iLQR in the latent space of a trained E2C model.
 
@@ -198,18 +81,14 @@ class LatentMPCAgent:
         u_high: np.ndarray,
         plan: PlanConfig | None = None,
         seed: int = 0,
-        roadmap: FrameRoadmap | None = None,
+        roadmap: TrainingFrames | None = None,
     ) -> None:
         self.model = model.eval()
         self.plan_config = plan or PlanConfig()
         p = self.plan_config
-        if p.roadmap_lookahead > 0 and roadmap is None:
-            raise UserError(
-                "plan.roadmap_lookahead > 0 needs a roadmap of the training frames: load the "
-                "agent with LatentMPCAgent.from_run, or pass roadmap=roadmap_of_run(run_dir, "
-                "model)"
-            )
-        self.roadmap = roadmap if p.roadmap_lookahead > 0 else None
+        self.roadmap = roadmap if needs_frames(p.options) else None
+        """The run's training frames (:class:`~latentrl.agents.FrameRoadmap`), where an option
+        reads them."""
         weights = next(model.parameters())
         self.device, dtype = weights.device, weights.dtype
         self.obs_shape = tuple(model.config.obs_shape)
@@ -221,6 +100,12 @@ class LatentMPCAgent:
             raise UserError(
                 f"the action box has shape {tuple(low.shape)} but the model's action_dim is {m}"
             )
+        resources = Resources(frames=self.roadmap)
+        initialisers: list[Initialiser] = build_options(p.options, "initialiser", resources)
+        self.modifiers: list[DynamicsModifier] = build_options(p.options, "dynamics", resources)
+        """Dynamics modifiers, innermost first."""
+        self.goals: list[GoalProvider] = build_options(p.options, "goal", resources)
+        """Goal providers; the last one's goal is planned towards."""
         eye = torch.eye(n, **like)
         cost = QuadraticCost(
             Q=p.q * eye, R=p.r * torch.eye(m, **like), Q_f=p.q_f * eye, goal=torch.zeros(n, **like)
@@ -233,26 +118,21 @@ class LatentMPCAgent:
             low,
             high,
             # All step sizes in one rollout: the transition network's small batched steps are
-            # dispatch-bound (on 20 Pendulum-v0 episodes, 2-core CPU, the same controls: 2.4x
-            # faster per act than one step size after another, 1.1-1.4x faster than the full
-            # step first and then the rest for the problems that refused it).
+            # dispatch-bound, so one batched rollout is faster per act than one step size
+            # after another.
             ILQRConfig(max_iterations=p.max_iterations, parallel_line_search=True),
             replan_every=p.replan_every,
-            restarts=p.restarts,
+            initialisers=initialisers,
             seed=seed,
-            shooting=p.shooting,
-            shooting_steps=p.shooting_steps,
-            shooting_beyond=p.shooting_beyond,
         )
         self.goal_latent: Tensor | None = None
         """Encoder mean of the goal image ``(n,)``, set by :meth:`reset`."""
         self.latent: Tensor | None = None
         """Encoder means ``(B, n)`` of the last observations given to :meth:`act`."""
         self.subgoal_latent: Tensor | None = None
-        """Planner goals ``(B, n)`` of the last :meth:`act` with a roadmap (else None)."""
+        """Planner goals ``(B, n)`` of the last :meth:`act` with a goal provider (else None)."""
         self._batch: int | None = None
-        self._last_action: Tensor | None = None  # (B, m), for plan.blocked_ratio
-        self._blocked: Tensor | None = None  # (B, MAX_BLOCKED, m), for plan.blocked_ratio
+        self._last_action: Tensor | None = None  # (B, m)
 
     @classmethod
     def from_run(
@@ -270,7 +150,7 @@ class LatentMPCAgent:
         model, config = load_model(run_dir, device)
         check_run_env(config, env, Path(run_dir))
         plan = plan or config.plan
-        roadmap = roadmap_of_run(run_dir, model) if plan.roadmap_lookahead > 0 else None
+        roadmap = roadmap_of_run(run_dir, model) if needs_frames(plan.options) else None
         space = env.action_space
         return cls(model, space.low, space.high, plan, seed, roadmap)
 
@@ -280,15 +160,15 @@ class LatentMPCAgent:
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.goal_latent = self.encode(goal[None])[0]
-        if self.roadmap is not None:
-            self.roadmap.set_goal(torch.as_tensor(goal), self.goal_latent)
+        episode = Episode(torch.as_tensor(goal), self.goal_latent, batch_size)
+        for option in [*self.modifiers, *self.goals]:
+            option.reset(episode)
         self.planner.reset(batch_size, goal=self.goal_latent)
         self.planner.dynamics = self.model_dynamics
         self.latent = None
         self.subgoal_latent = None
         self._batch = batch_size
         self._last_action = None
-        self._blocked = None
 
     def act(self, obs: np.ndarray, states: np.ndarray | None = None) -> np.ndarray:
         """Actions float32 ``(B, m)`` for observations uint8 ``(B, k, H, W)``; ``states`` is
@@ -297,48 +177,20 @@ class LatentMPCAgent:
             raise UserError("call reset(goal_obs, batch_size) before act()")
         x = check_batch(obs, self.obs_shape, self._batch)
         previous, self.latent = self.latent, self.encode(x)
+        step = Step(
+            torch.as_tensor(x), self.latent, previous, self._last_action, self.model_dynamics
+        )
         with torch.no_grad():  # torch.func inside linearize still differentiates
             dynamics: Dynamics = self.model_dynamics
-            if self.plan_config.recorded_moves > 0 and self.roadmap is not None:
-                dynamics = self._corrected_moves(torch.as_tensor(x))
-            ratio = self.plan_config.blocked_ratio
-            if ratio > 0 and previous is not None and self._last_action is not None:
-                self._blocked = self._update_blocked(
-                    previous, self.latent, self._last_action, ratio
-                )
-            if self._blocked is not None:
-                dynamics = BlockedDirections(dynamics, self._blocked)
+            for modifier in self.modifiers:
+                dynamics = modifier.modify(dynamics, step)
             self.planner.dynamics = dynamics
-            if self.roadmap is not None:
-                nodes = self.roadmap.locate(torch.as_tensor(x), self.latent)
-                lookahead = self.plan_config.roadmap_lookahead
-                self.subgoal_latent = self.roadmap.subgoals(nodes, lookahead)
+            for provider in self.goals:
+                self.subgoal_latent = provider.goal(step)
                 self.planner.set_goal(self.subgoal_latent)
             u = self.planner.plan(self.latent)
         self._last_action = u
         return u.cpu().numpy().astype(np.float32)
-
-    def _corrected_moves(self, obs: Tensor) -> MoveCorrection:
-        """The model's dynamics with :func:`move_correction` towards the recorded moves near
-        ``obs`` (``plan.recorded_moves``), at the current latents."""
-        assert self.roadmap is not None and self.latent is not None
-        z = self.latent
-        fitted = self.roadmap.recorded_moves(obs, self.plan_config.recorded_moves)
-        u = torch.zeros(z.shape[0], fitted[0].shape[-1], dtype=z.dtype, device=z.device)
-        A, B, c = self.model_dynamics.linearize(z, u)
-        model_move = (B, (A @ z.unsqueeze(-1)).squeeze(-1) + c - z)
-        delta_B, delta_c = move_correction(model_move, fitted)
-        return MoveCorrection(self.model_dynamics, delta_B, delta_c)
-
-    def _update_blocked(self, previous: Tensor, latent: Tensor, u: Tensor, ratio: float) -> Tensor:
-        """:func:`update_blocked` after the action ``u (B, m)`` took the latents ``previous
-        (B, n)`` to ``latent (B, n)``."""
-        predicted = self.model.step(previous, u) - previous
-        new, moved = blocked_directions(latent - previous, predicted, u, ratio)
-        kept = self._blocked
-        if kept is None:
-            kept = new.new_zeros(new.shape[0], MAX_BLOCKED, new.shape[-1])
-        return update_blocked(kept, new, moved)
 
     def encode(self, obs: np.ndarray) -> Tensor:
         """Encoder means ``(B, n)`` of observations uint8 ``(B, k, H, W)``."""

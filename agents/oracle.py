@@ -38,6 +38,8 @@ from latentrl.planning import (
     QuadraticCost,
     pendulum_dynamics,
 )
+from latentrl.planning.options.restarts import Restarts, RestartsConfig
+from latentrl.planning.options.warm_start import WarmStart
 
 
 class FiniteDifferenceDynamics:
@@ -229,7 +231,7 @@ class OracleMPCAgent:
             as_t(space.high),
             ILQRConfig(max_iterations=max_iterations),
             replan_every=replan_every,
-            restarts=restarts,
+            initialisers=[WarmStart(), *([Restarts(RestartsConfig(restarts))] if restarts else [])],
             seed=seed,
         )
         self._batch: int | None = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,11 +82,11 @@ def _build_random(ctx: AgentContext) -> Agent:
 
 def _latent_settings(ev: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:
     """The eval seed and the plan; a plan written before a field existed ran with that
-    field's default."""
-    from latentrl.config import PlanConfig
+    field's default, one written with the flat option fields of older versions reads as
+    their ``plan.options``."""
+    from latentrl.config import PlanConfig, from_dict, to_dict, upgrade_legacy_plan
 
-    defaults = json.loads(json.dumps(asdict(PlanConfig())))
-    return {"seed": ev["seed"], "plan": defaults | dict(plan)}
+    return {"seed": ev["seed"], "plan": to_dict(from_dict(PlanConfig, upgrade_legacy_plan(plan)))}
 
 
 def _oracle_settings(ev: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:

@@ -223,7 +223,7 @@ class FrameRoadmap:
         if not bool(kept.any()):
             raise UserError(
                 "no training frame looks like the goal image, so the roadmap cannot reach it: "
-                "collect data that visit the goal, or set plan.roadmap_lookahead=0"
+                "collect data that visit the goal, or remove plan.options.roadmap"
             )
         goal_node = self.frames
         near, length = near[kept], length[kept].clamp(min=MIN_LENGTH)
@@ -310,7 +310,7 @@ def roadmap_of_run(run_dir: Path | str, model: E2C) -> FrameRoadmap:
         )
     except UserError as exc:
         raise UserError(
-            f"plan.roadmap_lookahead needs the run's training data: {exc}. Collect it again "
-            "with the run's data config (`latentrl collect`), or set plan.roadmap_lookahead=0"
+            f"plan.options.roadmap needs the run's training data: {exc}. Collect it again "
+            "with the run's data config (`latentrl collect`), or remove plan.options.roadmap"
         ) from None
     return FrameRoadmap.from_dataset(model, dataset)

@@ -28,10 +28,11 @@ import torch
 from latentrl.agents import LatentMPCAgent, roadmap_of_run
 from latentrl.agents.latent import check_run_env
 from latentrl.checkpoint import load_model
-from latentrl.config import apply_overrides
+from latentrl.config import apply_overrides, to_dict
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.evaluate import mean_and_se, rollout_metrics, run_episodes
+from latentrl.planning.options import needs_frames
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "default": (),
@@ -40,21 +41,22 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "horizon=60": ("plan.horizon=60",),
     "q_f=q": ("plan.q_f=1.0",),
     "q_f=10q": ("plan.q_f=10.0",),
-    "restarts=2": ("plan.restarts=2",),
+    "restarts=2": ("plan.options.restarts.count=2",),
     "jacobian=e2c": ("plan.jacobian=e2c",),
     "replan_every=4": ("plan.replan_every=4",),
     "r=0.01": ("plan.r=0.01",),
     "r=0.001": ("plan.r=0.001",),
-    "no_shooting": ("plan.shooting=0",),
-    "shooting_always": ("plan.shooting=1024", "plan.shooting_beyond=0"),
-    "shooting_far": ("plan.shooting=1024", "plan.shooting_beyond=0.5"),
-    "blocked=0.5": ("plan.blocked_ratio=0.5",),
-    "blocked=0.25": ("plan.blocked_ratio=0.25",),
-    "no_roadmap": ("plan.roadmap_lookahead=0",),
-    "roadmap=1": ("plan.roadmap_lookahead=1",),
-    "roadmap=1.5": ("plan.roadmap_lookahead=1.5",),
-    "roadmap=2": ("plan.roadmap_lookahead=2",),
-    "roadmap=3": ("plan.roadmap_lookahead=3",),
+    "no_shooting": ("plan.options.shooting=null",),
+    "shooting_always": ("plan.options.shooting.count=1024", "plan.options.shooting.beyond=0"),
+    "shooting_far": ("plan.options.shooting.count=1024", "plan.options.shooting.beyond=0.5"),
+    "blocked=0.5": ("plan.options.blocked_pushes.ratio=0.5",),
+    "blocked=0.25": ("plan.options.blocked_pushes.ratio=0.25",),
+    # the recorded moves read the roadmap's frames: without the roadmap, without them too
+    "no_roadmap": ("plan.options.roadmap=null", "plan.options.recorded_moves=null"),
+    "roadmap=1": ("plan.options.roadmap.lookahead=1",),
+    "roadmap=1.5": ("plan.options.roadmap.lookahead=1.5",),
+    "roadmap=2": ("plan.options.roadmap.lookahead=2",),
+    "roadmap=3": ("plan.options.roadmap.lookahead=3",),
 }
 
 
@@ -100,13 +102,13 @@ def ablate(
         roadmap = None  # built once, for the first variant that plans with it
         for name in names:
             plan = apply_overrides(config, [*common, *VARIANTS[name]]).plan
-            if plan.roadmap_lookahead > 0 and roadmap is None:
+            if needs_frames(plan.options) and roadmap is None:
                 roadmap = roadmap_of_run(run_dir, model)
             space = env.action_space
             agent = LatentMPCAgent(model, space.low, space.high, plan, seed, roadmap)
             start = time.perf_counter()
             rollout = run_episodes(config.data.env_id, task, agent, starts, steps)
-            row = {"variant": name, "plan": vars(plan), "seconds": time.perf_counter() - start}
+            row = {"variant": name, "plan": to_dict(plan), "seconds": time.perf_counter() - start}
             for key, values in rollout_metrics(task, rollout).items():
                 row[key] = mean_and_se(values)
             row["ms_per_step"] = 1_000 * float(np.median(rollout.act_seconds))

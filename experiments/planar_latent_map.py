@@ -9,7 +9,7 @@ the grid points (0.5 px apart, free states only) where the latent distance is lo
 and the Spearman rank correlation between latent and true distance to the goal (1: the latent
 cost orders the states as the true one does). For an evaluated run the map also marks where
 the latent agent's failed episodes ended, and the script counts those within 2 px of a minimum.
-With ``--roadmap`` a second map shows what the agent follows with ``plan.roadmap_lookahead``:
+With ``--roadmap`` a second map shows what the agent follows with ``plan.options.roadmap``:
 the cost-to-go, in steps, of each state's node on the roadmap of the run's training frames
 (:class:`latentrl.agents.FrameRoadmap`), and its rank correlation with the true distance. (Its
 grid minima are not counted: the agent walks the roadmap's paths rather than descending this

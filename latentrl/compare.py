@@ -39,6 +39,7 @@ from latentrl.config import (
     from_dict,
     load_config,
     to_dict,
+    upgrade_legacy_plan,
 )
 from latentrl.episodes import mean_and_se
 from latentrl.errors import UserError
@@ -167,7 +168,10 @@ def run_settings(config: ExperimentConfig, results: EvalResults, where: Path) ->
     header = results.header
     recorded = {"plan": (PlanConfig, header.plan), "eval": (EvalConfig, header.eval)}
     try:
-        used = {k: from_dict(cls, data) for k, (cls, data) in recorded.items() if data is not None}
+        written = {k: data for k, (cls, data) in recorded.items() if data is not None}
+        if isinstance(written.get("plan"), Mapping):
+            written["plan"] = upgrade_legacy_plan(written["plan"])
+        used = {k: from_dict(recorded[k][0], value) for k, value in written.items()}
     except (UserError, TypeError) as exc:
         raise UserError(f"{where}: unreadable plan or eval settings ({exc})") from None
     sections_dict = to_dict(dataclasses.replace(config, **used))
@@ -181,11 +185,11 @@ def run_settings(config: ExperimentConfig, results: EvalResults, where: Path) ->
 
 
 def _flatten(fields: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """``prefix.key`` (``prefix.key.field`` for nested sections such as ``loss.curvature``)
-    -> value."""
+    """``prefix.key`` -> value of a config section, nested sections (``loss.curvature``,
+    ``plan.options.NAME``) flattened to ``prefix.key.field``."""
     flat: dict[str, Any] = {}
     for key, value in fields.items():
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             flat |= _flatten(value, f"{prefix}.{key}")
         else:
             flat[f"{prefix}.{key}"] = value
@@ -259,7 +263,8 @@ def _settings_key(run: RunResults) -> str:
 def _differences(members: Sequence[Sequence[RunResults]]) -> list[dict[str, Any]]:
     """Per group of one preset, its values of the settings not shared by all the groups."""
     first = [runs[0].settings for runs in members]
-    varying = [k for k in first[0] if len({json.dumps(x.get(k)) for x in first}) > 1]
+    keys = dict.fromkeys(k for x in first for k in x)  # a planner option only some runs use
+    varying = [k for k in keys if len({json.dumps(x.get(k)) for x in first}) > 1]
     return [{k: x.get(k) for k in varying} for x in first]
 
 

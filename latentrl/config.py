@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,11 @@ from latentrl.data import check_chain_length, check_near_goal_share
 from latentrl.errors import UserError
 from latentrl.losses import LossConfig, MultiStepConfig, legacy_key_hint, upgrade_legacy_loss
 from latentrl.models import ModelConfig
+from latentrl.planning.options.blocked_pushes import BlockedPushesConfig
+from latentrl.planning.options.recorded_moves import RecordedMovesConfig
+from latentrl.planning.options.roadmap import RoadmapConfig
+from latentrl.planning.options.shooting import ShootingConfig
+from latentrl.planning.plan_config import PlanConfig, upgrade_legacy_plan
 
 
 @dataclass(frozen=True)
@@ -75,108 +79,6 @@ class TrainConfig:
 AGENTS = AGENT_NAMES
 """Agents ``latentrl evaluate`` knows: latent MPC (the trained model), oracle MPC (true state
 and dynamics), uniformly random actions."""
-
-
-@dataclass(frozen=True)
-class PlanConfig:
-    """Latent iLQR MPC of the trained model (:class:`latentrl.agents.LatentMPCAgent`).
-
-    Cost ``Σ q |z_t - z_goal|² + r |u_t|²  +  q_f |z_T - z_goal|²``. On Pendulum-v0 a terminal
-    weight of 30-100 q was essential (with q_f = q the planner never left the bottom), and
-    exact Jacobians beat E2C's own A, B clearly (docs: FINDINGS of the calibration).
-    """
-
-    horizon: int = 40
-    """Planning horizon T in control steps. On Pendulum-v0 the latent distance to the goal
-    stays flat for the first ~30 steps of a swing-up, so a horizon of 20 never sees progress
-    (0 of 10 swung up); 40 did (8 of 10)."""
-    q: float = 1.0
-    """Running state weight: Q = q I."""
-    r: float = 0.01
-    """Control weight: R = r I."""
-    q_f: float = 100.0
-    """Terminal state weight: Q_f = q_f I."""
-    replan_every: int = 1
-    """Control steps between iLQR solves (in between: the plan with its feedback gains)."""
-    restarts: int = 0
-    """Extra random control sequences solved alongside the warm start at each replan."""
-    shooting: int = 0
-    """Bang-bang control sequences rolled out at each replan; iLQR starts from the cheapest of
-    them and the warm start (0: off). Finds swing-ups whose latent cost first rises."""
-    shooting_steps: int | None = None
-    """Shoot only at the replans of an episode's first this many control steps (None: at
-    every replan)."""
-    shooting_beyond: float = 0.0
-    """Shoot for an episode only while its latent distance to the goal exceeds this fraction
-    of its distance at the first step (0: whatever the distance). Keeps the search for a
-    swing-up away from the balancing near the goal."""
-    max_iterations: int = 20
-    """iLQR iterations per solve (warm-started solves need a few)."""
-    jacobian: Literal["exact", "e2c"] = "exact"
-    """Linearise with the exact Jacobian of the mean transition, or E2C's own A_t, B_t."""
-    blocked_ratio: float = 0.0
-    """When an episode's latent moved less than this fraction of what the model predicted for
-    the last action (0: off), its next solves treat that action's direction d as blocked
-    while the episode stays stuck: the planner's dynamics see controls without their push
-    into d, ``f(z, u - max(0, dᵀu) d)``, up to 4 such directions, cleared once it moves. For
-    contact that a transition linear in u cannot represent (planar: a push into a wall moves
-    nothing, pulling away moves freely)."""
-    roadmap_lookahead: float = 0.0
-    """Plan towards a subgoal this many steps of the training data ahead on the shortest path
-    to the goal through a roadmap of the run's training frames (0: straight to the goal;
-    :mod:`latentrl.agents.roadmap`). For a latent folded so that far states encode near the
-    goal (planar). Needs the run's dataset at evaluation. Not for states with velocities: on
-    Pendulum-v0 its links change θ̇ for free and it scored 0/10 (9/10 without)."""
-    recorded_moves: int = 0
-    """Fit the move of the current state to the recorded training transitions: the least
-    squares ``Δz ≈ B u + c`` of this many transitions whose first frame is closest by image to
-    the observation (0: off). Where the model's move disagrees with it (a column of ``B(z)``
-    at a cosine below 0.8 from the fit's), the planner's dynamics get the difference added,
-    ``f(z, u) + (B_fit - B(z_t)) u + c_fit - c(z_t)``, so its first step moves as the data did
-    there. Reads the training transitions of the roadmap (needs ``roadmap_lookahead > 0``).
-    For a model whose move is wrong in places (planar, next to the obstacles: docs/benchmarks.md,
-    "Planar: why the failing episodes fail")."""
-
-    def __post_init__(self) -> None:
-        if self.horizon < 1 or not 1 <= self.replan_every <= self.horizon:
-            raise UserError(
-                f"plan: need horizon >= 1 and 1 <= replan_every <= horizon, got "
-                f"horizon={self.horizon}, replan_every={self.replan_every}"
-            )
-        if not (self.q >= 0 and self.q_f >= 0 and self.r > 0):  # NaN fails too
-            raise UserError(
-                f"plan: need q >= 0, q_f >= 0, r > 0, got {self.q}, {self.q_f}, {self.r}"
-            )
-        if self.restarts < 0 or self.shooting < 0 or self.max_iterations < 1:
-            raise UserError("plan: need restarts >= 0, shooting >= 0 and max_iterations >= 1")
-        if not self.shooting_beyond >= 0:
-            raise UserError(f"plan.shooting_beyond must be >= 0, got {self.shooting_beyond}")
-        if not 0 <= self.blocked_ratio <= 1:
-            raise UserError(f"plan.blocked_ratio must be in [0, 1], got {self.blocked_ratio}")
-        if not 0 <= self.roadmap_lookahead < math.inf:
-            raise UserError(
-                f"plan.roadmap_lookahead must be finite and >= 0, got {self.roadmap_lookahead}"
-            )
-        if isinstance(self.recorded_moves, bool) or self.recorded_moves < 0:
-            raise UserError(f"plan.recorded_moves must be an int >= 0, got {self.recorded_moves!r}")
-        if self.recorded_moves > 0 and self.roadmap_lookahead == 0:
-            raise UserError(
-                "plan.recorded_moves fits the transitions of the roadmap's training data: set "
-                "plan.roadmap_lookahead > 0 as well, or plan.recorded_moves=0"
-            )
-        if self.roadmap_lookahead > 0 and self.shooting > 0:
-            raise UserError(
-                "plan.roadmap_lookahead and plan.shooting do not combine (shooting measures "
-                "its progress towards the goal, the roadmap moves the goal): set one to 0"
-            )
-        if self.shooting_steps is not None and (
-            isinstance(self.shooting_steps, bool) or self.shooting_steps < 1
-        ):
-            raise UserError(
-                f"plan.shooting_steps must be >= 1 or null, got {self.shooting_steps!r}"
-            )
-        if self.jacobian not in ("exact", "e2c"):
-            raise UserError(f"plan.jacobian must be 'exact' or 'e2c', got {self.jacobian!r}")
 
 
 @dataclass(frozen=True)
@@ -267,7 +169,7 @@ PRESETS = ("debug", "full")
 # control); shooting only while far from the goal lets both fixes work together. The MuJoCo
 # pendulum went from 59% of the oracle (one seed) to 91% (three seeds) with the same settings.
 _PENDULUM_EXPERIMENTS = ("pendulum", "mujoco_pendulum")
-_PENDULUM_PLAN = PlanConfig(r=0.001, shooting=1024, shooting_beyond=0.5)
+_PENDULUM_PLAN = PlanConfig(r=0.001, options={"shooting": ShootingConfig(count=1024, beyond=0.5)})
 # Planar (docs/benchmarks.md, "Planar: pushes that moved nothing are blocked"): latent MPC got
 # stuck pushing into walls and obstacles, which a transition linear in u cannot represent;
 # blocking a push that moved the latent less than half the predicted move took three seeds
@@ -281,7 +183,13 @@ _PENDULUM_PLAN = PlanConfig(r=0.001, shooting=1024, shooting_beyond=0.5)
 _FULL_PLANS = {
     "pendulum": _PENDULUM_PLAN,
     "mujoco_pendulum": _PENDULUM_PLAN,
-    "planar": PlanConfig(blocked_ratio=0.5, roadmap_lookahead=2.0, recorded_moves=32),
+    "planar": PlanConfig(
+        options={
+            "blocked_pushes": BlockedPushesConfig(ratio=0.5),
+            "roadmap": RoadmapConfig(lookahead=2.0),
+            "recorded_moves": RecordedMovesConfig(count=32),
+        }
+    ),
 }
 # Planar's episodes are 40 steps, so it evaluates 100 starts (about 2 min for the latent agent
 # on a 2-core CPU): on 20 the same model's score moved by up to 0.1 from one start set to the
@@ -348,9 +256,7 @@ def preset(experiment: str, name: str = "full") -> ExperimentConfig:
             plan=PlanConfig(
                 horizon=20,
                 max_iterations=10,
-                blocked_ratio=full_plan.blocked_ratio,
-                roadmap_lookahead=full_plan.roadmap_lookahead,
-                recorded_moves=full_plan.recorded_moves,
+                options={k: v for k, v in full_plan.options.items() if k != "shooting"},
             ),
             eval=EvalConfig(episodes=4),
         )
@@ -437,7 +343,12 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 
 
 def apply_overrides(config: ExperimentConfig, assignments: Sequence[str]) -> ExperimentConfig:
-    """Apply ``section.field=value`` assignments (value parsed as JSON, else a string)."""
+    """Apply ``section.field=value`` assignments (value parsed as JSON, else a string).
+
+    In a section that maps names to sections (``plan.options``) a missing section is created
+    (``plan.options.shooting.count=8`` adds shooting with its defaults but ``count``) and
+    ``null`` removes one; the schema checks the names.
+    """
     data = to_dict(config)
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
@@ -446,18 +357,33 @@ def apply_overrides(config: ExperimentConfig, assignments: Sequence[str]) -> Exp
             raise UserError(f"--set expects section.field=value, got {assignment!r}")
         if (hint := legacy_key_hint(key.strip())) is not None:
             raise UserError(f"--set {key.strip()}: {hint}")
-        target = data
+        target, schema = data, config
         for part in path[:-1]:
+            if _open_section(schema) and target.get(part) is None:
+                target[part] = {}
             if not isinstance(target.get(part), dict):
                 raise UserError(f"--set {key}: no config section {part!r}")
-            target = target[part]
-        if path[-1] not in target:
+            target, schema = target[part], _subsection(schema, part)
+        if path[-1] not in target and not _open_section(schema):
             raise UserError(f"--set {key}: no field {path[-1]!r}; known: {sorted(target)}")
         try:
             target[path[-1]] = json.loads(text)
         except json.JSONDecodeError:
             target[path[-1]] = text
     return from_dict(ExperimentConfig, data)
+
+
+def _open_section(schema: Any) -> bool:
+    """Whether the section ``schema`` takes names it does not hold yet: a mapping of sections
+    (``plan.options``), or a section just created in one (None)."""
+    return schema is None or isinstance(schema, Mapping)
+
+
+def _subsection(schema: Any, name: str) -> Any:
+    """The config value ``name`` of the section ``schema`` (None where it has none)."""
+    if isinstance(schema, Mapping):
+        return schema.get(name)
+    return getattr(schema, name, None) if dataclasses.is_dataclass(schema) else None
 
 
 def save_config(config: ExperimentConfig, path: Any) -> None:
@@ -476,6 +402,8 @@ def load_config(path: Any) -> ExperimentConfig:
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc})") from None
     try:
+        if isinstance(data, dict) and isinstance(data.get("plan"), Mapping):
+            data["plan"] = upgrade_legacy_plan(data["plan"])
         return from_dict(ExperimentConfig, upgrade_legacy_loss(data))
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None

@@ -245,6 +245,33 @@ def test_runs_of_one_preset_with_other_settings_are_separate_groups(tmp_path: Pa
     assert data["pendulum (debug) A"]["seeds"] == [0, 1]
 
 
+def test_flat_plans_of_older_runs_group_with_their_options_and_options_tell_groups_apart(
+    tmp_path: Path,
+) -> None:
+    """An older results.json wrote the planner options as flat plan fields: a run evaluated
+    then pools with one evaluated with the same options as sections. An option's fields set
+    groups apart as ``plan.options.NAME.FIELD``."""
+    plan = to_dict(preset("pendulum", "debug").plan)
+    flat = {key: value for key, value in plan.items() if key != "options"} | {
+        "restarts": 0, "shooting": 64, "shooting_steps": None, "shooting_beyond": 0.5,
+        "blocked_ratio": 0.0, "roadmap_lookahead": 0.0, "recorded_moves": 0,
+    }  # fmt: skip
+    shooting = {"shooting": {"count": 64, "beyond": 0.5}}
+    latent = {"latent": metrics(0.5, 1.0, 100.0, 10.0)}
+    runs = [
+        make_run(tmp_path, "pendulum", 0, latent, evaluated={"plan": flat}),
+        make_run(tmp_path, "pendulum", 1, latent, evaluated={"plan": plan | {"options": shooting}}),
+        make_run(tmp_path, "pendulum", 2, latent, evaluated={"plan": plan}),
+    ]
+    result = compare_runs(runs, tmp_path / "c.png", echo=lambda _: None)
+    assert [[r.seed for r in g.runs] for g in result.groups] == [[0, 1], [2]]
+    assert result.groups[0].runs[0].settings["plan.options.shooting.count"] == 64
+    differs = {"plan.options.shooting.beyond": 0.5, "plan.options.shooting.count": 64}
+    assert [g.differs for g in result.groups] == [differs, dict.fromkeys(differs)]
+    plain_first = compare_runs(runs[::-1], tmp_path / "d.png", echo=lambda _: None)
+    assert [g.differs for g in plain_first.groups] == [dict.fromkeys(differs), differs]
+
+
 def test_a_latent_only_group_shows_the_baselines_of_runs_with_its_protocol(
     tmp_path: Path,
 ) -> None:

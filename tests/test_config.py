@@ -20,6 +20,9 @@ from latentrl.config import (
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.pipeline import dataset_dir
+from latentrl.planning.options.restarts import RestartsConfig
+from latentrl.planning.options.roadmap import RoadmapConfig
+from latentrl.planning.options.shooting import ShootingConfig
 
 
 def test_presets_train_the_multi_step_term_on_chained_data() -> None:
@@ -44,13 +47,55 @@ def test_presets_film_every_episode_and_bad_gif_counts_are_refused() -> None:
 
 
 def test_recorded_moves_need_the_roadmap_and_a_count() -> None:
-    assert preset("planar", "full").plan.recorded_moves == 32
-    assert preset("planar", "debug").plan.recorded_moves == 32
-    assert preset("pendulum", "full").plan.recorded_moves == 0
-    with pytest.raises(UserError, match=r"plan\.roadmap_lookahead > 0 as well"):
-        apply_overrides(preset("pendulum"), ["plan.recorded_moves=8"])
-    with pytest.raises(UserError, match=r"recorded_moves"):
-        apply_overrides(preset("planar"), ["plan.recorded_moves=-1"])
+    assert preset("planar", "full").plan.options["recorded_moves"].count == 32
+    assert preset("planar", "debug").plan.options["recorded_moves"].count == 32
+    assert "recorded_moves" not in preset("pendulum", "full").plan.options
+    with pytest.raises(UserError, match=r"recorded_moves needs plan\.options\.roadmap"):
+        apply_overrides(preset("pendulum"), ["plan.options.recorded_moves.count=8"])
+    with pytest.raises(UserError, match=r"recorded_moves\.count must be an int >= 1"):
+        apply_overrides(preset("planar"), ["plan.options.recorded_moves.count=-1"])
+
+
+def test_set_creates_an_option_section_with_its_defaults_and_null_removes_it() -> None:
+    config = apply_overrides(preset("pendulum", "debug"), ["plan.options.shooting.count=8"])
+    assert config.plan.options == {"shooting": ShootingConfig(count=8, steps=None, beyond=0.0)}
+    both = apply_overrides(config, ["plan.options.restarts={}", "plan.options.shooting.steps=3"])
+    assert both.plan.options == {
+        "restarts": RestartsConfig(count=2), "shooting": ShootingConfig(count=8, steps=3)
+    }  # fmt: skip
+    removed = apply_overrides(both, ["plan.options.shooting=null", "plan.options.roadmap=null"])
+    assert removed.plan.options == {"restarts": RestartsConfig(count=2)}
+    whole = apply_overrides(removed, ['plan.options={"roadmap": {"lookahead": 3}}'])
+    assert whole.plan.options == {"roadmap": RoadmapConfig(lookahead=3.0)}
+    assert apply_overrides(whole, ["plan.options=null"]).plan.options == {}
+    assert (
+        preset("pendulum", "full").plan
+        == apply_overrides(preset("pendulum", "full"), ["plan.options.shooting.count=1024"]).plan
+    )  # an override to the value it has changes nothing
+    with pytest.raises(UserError, match=r"unknown plan option 'shoting'; known: "):
+        apply_overrides(config, ["plan.options.shoting.count=8"])
+    with pytest.raises(UserError, match=r"no field 'cnt'; known: \['beyond', 'count', 'steps'\]"):
+        apply_overrides(config, ["plan.options.shooting.cnt=8"])  # a section it has
+    with pytest.raises(UserError, match=r"plan\.options\.restarts has no field\(s\) \['cnt'\]"):
+        apply_overrides(config, ["plan.options.restarts.cnt=8"])  # a section it creates
+    with pytest.raises(UserError, match=r"no field 'horizn'; known: \['horizon', "):
+        apply_overrides(config, ["plan.horizn=8"])
+    with pytest.raises(UserError, match=r"--set plan\.horizon\.x: no config section 'horizon'"):
+        apply_overrides(config, ["plan.horizon.x=8"])
+    with pytest.raises(UserError, match=r"no config section 'pln'"):
+        apply_overrides(config, ["pln.options.shooting.count=8"])
+
+
+def test_a_config_json_with_the_flat_plan_of_older_versions_loads_as_options(
+    tmp_path: Path,
+) -> None:
+    data = to_dict(preset("planar", "debug"))
+    data["plan"] = {key: value for key, value in data["plan"].items() if key != "options"} | {
+        "restarts": 0, "shooting": 0, "shooting_steps": None, "shooting_beyond": 0.0,
+        "blocked_ratio": 0.5, "roadmap_lookahead": 2.0, "recorded_moves": 32,
+    }  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert load_config(tmp_path / "config.json") == preset("planar", "debug")
 
 
 def test_a_multi_step_horizon_longer_than_the_chains_is_refused() -> None:
@@ -130,17 +175,21 @@ def test_optional_fields_are_type_checked() -> None:
             "loss.multi_step.encoder_gradient=-0.1",
             r"loss\.multi_step\.encoder_gradient must be in \[0, 1\]",
         ),
-        ("plan.shooting_steps=0", "shooting_steps must be >= 1 or null"),
-        ("plan.shooting_steps=true", "shooting_steps"),
-        ("plan.shooting_beyond=-0.5", "shooting_beyond must be >= 0"),
-        ("plan.shooting_beyond=NaN", "shooting_beyond must be >= 0"),
+        ("plan.options.shooting.steps=0", r"shooting\.steps must be >= 1 or null"),
+        ("plan.options.shooting.steps=true", r"ShootingConfig\.steps must be int, got True"),
+        ("plan.options.shooting.beyond=-0.5", r"shooting\.beyond must be >= 0"),
+        ("plan.options.shooting.beyond=NaN", r"shooting\.beyond must be >= 0"),
         ("plan.r=NaN", "need q >= 0, q_f >= 0, r > 0"),
-        ("plan.shooting_beyond=half", "PlanConfig.shooting_beyond must be a number, got 'half'"),
-        ("plan.blocked_ratio=1.5", r"blocked_ratio must be in \[0, 1\], got 1.5"),
-        ("plan.blocked_ratio=NaN", r"blocked_ratio must be in \[0, 1\]"),
-        ("plan.roadmap_lookahead=-1", "roadmap_lookahead must be finite and >= 0, got -1"),
-        ("plan.roadmap_lookahead=NaN", "roadmap_lookahead must be finite and >= 0"),
-        ("plan.roadmap_lookahead=2", "roadmap_lookahead and plan.shooting do not combine"),
+        (
+            "plan.options.shooting.beyond=half",
+            r"ShootingConfig\.beyond must be a number, got 'half'",
+        ),
+        ("plan.options.blocked_pushes.ratio=1.5", r"ratio must be in \(0, 1\], got 1.5"),
+        ("plan.options.blocked_pushes.ratio=NaN", r"ratio must be in \(0, 1\]"),
+        ("plan.options.roadmap.lookahead=-1", r"lookahead must be finite and > 0, got -1"),
+        ("plan.options.roadmap.lookahead=NaN", r"lookahead must be finite and > 0"),
+        ("plan.options.roadmap.lookahead=2", r"roadmap and plan\.options\.shooting do not combine"),
+        ("plan.max_iterations=0", r"plan\.max_iterations must be >= 1, got 0"),
         ("loss.curvature.radius=0", r"loss\.curvature\.radius must be finite and > 0, got 0"),
         ("loss.curvature.radius=NaN", r"loss\.curvature\.radius must be finite and > 0"),
         ("loss.curvature.weight=-1", r"loss\.curvature\.weight must be finite and >= 0, got -1"),
@@ -164,22 +213,29 @@ def test_impossible_multi_step_and_shooting_settings_are_refused(
         apply_overrides(preset("pendulum"), [assignment])
     fine = [
         "loss.multi_step.encoder_gradient=0",
-        "plan.shooting_steps=60",
-        "plan.shooting=64",
-        "plan.shooting_beyond=0.5",
+        "plan.options.shooting.steps=60",
+        "plan.options.shooting.count=64",
+        "plan.options.shooting.beyond=0.5",
     ]
     config = apply_overrides(preset("pendulum"), fine)
-    assert (config.loss.multi_step.encoder_gradient, config.plan.shooting_steps) == (0.0, 60)
-    assert config.plan.shooting_beyond == 0.5
+    shooting = config.plan.options["shooting"]
+    assert (config.loss.multi_step.encoder_gradient, shooting.steps) == (0.0, 60)
+    assert (shooting.count, shooting.beyond) == (64, 0.5)
 
 
 @pytest.mark.parametrize("name", ["debug", "full"])
 def test_only_planar_plans_with_blocked_pushes_and_a_roadmap_in_both_presets(name: str) -> None:
     plans = {experiment: preset(experiment, name).plan for experiment in EXPERIMENTS}
-    ratios = {experiment: plan.blocked_ratio for experiment, plan in plans.items()}
-    assert ratios == {"pendulum": 0.0, "planar": 0.5, "mujoco_pendulum": 0.0, "cartpole": 0.0}
-    lookaheads = {experiment: plan.roadmap_lookahead for experiment, plan in plans.items()}
-    assert lookaheads == {"pendulum": 0.0, "planar": 2.0, "mujoco_pendulum": 0.0, "cartpole": 0.0}
+    names = {experiment: sorted(plan.options) for experiment, plan in plans.items()}
+    shooting = [] if name == "debug" else ["shooting"]
+    assert names == {
+        "pendulum": shooting, "planar": ["blocked_pushes", "recorded_moves", "roadmap"],
+        "mujoco_pendulum": shooting, "cartpole": [],
+    }  # fmt: skip
+    planar = plans["planar"].options
+    assert (planar["blocked_pushes"].ratio, planar["roadmap"].lookahead) == (0.5, 2.0)
+    if name == "full":
+        assert plans["pendulum"].options["shooting"] == ShootingConfig(count=1024, beyond=0.5)
 
 
 def test_planar_full_evaluates_100_starts_whose_first_20_are_the_other_presets() -> None:

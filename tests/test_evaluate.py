@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import runpy
@@ -16,7 +15,14 @@ from PIL import Image
 
 from latentrl.cli import main
 from latentrl.collect import collect
-from latentrl.config import DataConfig, EvalConfig, ExperimentConfig, PlanConfig, TrainConfig
+from latentrl.config import (
+    DataConfig,
+    EvalConfig,
+    ExperimentConfig,
+    PlanConfig,
+    TrainConfig,
+    to_dict,
+)
 from latentrl.envs import make_env
 from latentrl.errors import UserError
 from latentrl.evaluate import (
@@ -193,7 +199,7 @@ def test_a_run_from_before_the_plan_and_eval_sections_still_evaluates(
         wandb_mode="disabled",
         echo=lambda _: None,
     )
-    assert result.results.header.plan == json.loads(json.dumps(PlanConfig().__dict__))
+    assert result.results.header.plan == to_dict(PlanConfig())
     assert list(result.results.agents) == ["random"]
 
 
@@ -363,8 +369,8 @@ def test_baselines_are_taken_from_another_run_where_their_episodes_and_settings_
 
 
 def test_a_plan_written_before_a_field_existed_ran_with_its_default() -> None:
-    plan = json.loads(json.dumps(dataclasses.asdict(PlanConfig())))
-    older = {key: value for key, value in plan.items() if key != "roadmap_lookahead"}
+    plan = to_dict(PlanConfig())
+    older = {key: value for key, value in plan.items() if key != "max_iterations"}
 
     def results(plan: dict) -> EvalHeader:
         ev = {"seed": 0, "oracle_horizon": None}
@@ -373,8 +379,29 @@ def test_a_plan_written_before_a_field_existed_ran_with_its_default() -> None:
     assert agent_settings(results(older), "latent") == agent_settings(results(plan), "latent")
     other = older | {"horizon": plan["horizon"] + 1}
     assert agent_settings(results(other), "latent") != agent_settings(results(plan), "latent")
-    roadmap = plan | {"roadmap_lookahead": 2.0}
+    roadmap = plan | {"options": {"roadmap": {}}}  # a section's missing fields: its defaults
+    assert agent_settings(results(roadmap), "latent")["plan"]["options"] == {
+        "roadmap": {"lookahead": 2.0}
+    }
     assert agent_settings(results(older), "latent") != agent_settings(results(roadmap), "latent")
+
+
+def test_a_flat_plan_of_older_versions_is_the_same_setting_as_its_options() -> None:
+    """results.json of older runs wrote the options as flat plan fields: an agent evaluated
+    then is kept for the same settings written as sections."""
+    flat = {key: value for key, value in to_dict(PlanConfig()).items() if key != "options"} | {
+        "restarts": 0, "shooting": 0, "shooting_steps": None, "shooting_beyond": 0.0,
+        "blocked_ratio": 0.5, "roadmap_lookahead": 2.0, "recorded_moves": 32,
+    }  # fmt: skip
+    sections = {"blocked_pushes": {}, "roadmap": {"lookahead": 2}, "recorded_moves": {}}
+    nested = to_dict(PlanConfig(options=sections))
+
+    def results(plan: dict) -> dict:
+        return {"eval": {"seed": 0, "oracle_horizon": None}, "plan": plan}
+
+    assert agent_settings(results(flat), "latent") == agent_settings(results(nested), "latent")
+    fewer = flat | {"recorded_moves": 16}
+    assert agent_settings(results(fewer), "latent") != agent_settings(results(nested), "latent")
 
 
 def test_plan_ablation_script_scores_each_variant_on_the_same_starts(

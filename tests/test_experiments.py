@@ -211,7 +211,7 @@ def test_planar_latent_map_adds_the_roadmaps_cost_to_go(
     )
     out = tmp_path / "map.png"
     assert script["main"]([str(run), "--roadmap", "--out", str(out)]) == 2
-    assert "roadmap_lookahead needs the run's training data" in capsys.readouterr().err
+    assert "plan.options.roadmap needs the run's training data" in capsys.readouterr().err
 
     data = collect("latentrl/Planar-v0", 2000, tmp_path / "data", seed=0, progress=False)
     (run / RUN_FILE).write_text(json.dumps({"dataset": str(data)}))

@@ -107,7 +107,8 @@ def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> 
         wandb_mode="disabled",
     )
     results = _assert_evaluated(result.train.run_dir, episodes=2, horizon=10)
-    assert results["plan"]["roadmap_lookahead"] == 2.0 and results["plan"]["blocked_ratio"] == 0.5
+    options = results["plan"]["options"]
+    assert options["roadmap"] == {"lookahead": 2.0} and options["blocked_pushes"] == {"ratio": 0.5}
     episodes = results["agents"]["latent"]["episodes"]
     assert [len(e["start_state"]) for e in episodes] == [2, 2]
     assert all(0.0 <= e["steps_in_goal"] <= 1.0 for e in episodes)

@@ -1,26 +1,24 @@
 """Receding-horizon control with the batched iLQR of :mod:`latentrl.planning.ilqr`.
 
 Every ``replan_every`` steps the planner solves a fresh horizon-``T`` problem from the current
-state, warm-started with the previous plan shifted by the steps executed since (the tail filled
-by repeating the last control, or with zeros). In between it executes the stored plan with its
-feedback gains, ``u = clamp(ū_i + K_i (z - z̄_i))``. Optional restarts add random control
-sequences to each solve and keep the cheapest solution per problem. Optional shooting draws
-bang-bang control sequences at every solve (or only in an episode's first steps, or only for
-problems still far from the goal), rolls them out (no iLQR), and starts iLQR from the cheapest
-of them and the warm start: a cheap global search for costs whose basin a local method does
-not see from the warm start (a latent swing-up that must first move away from the goal).
+state, starting from the control sequences its initialisers give
+(:class:`~latentrl.planning.options.Initialiser`: by default the previous plan shifted by the
+steps executed since, :mod:`~latentrl.planning.options.warm_start`; shooting and restarts are
+others). One guess is solved as it is; several are solved together and the cheapest solution
+per problem is kept. In between it executes the stored plan with its feedback gains,
+``u = clamp(ū_i + K_i (z - z̄_i))``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
-from latentrl.planning.cost import batch_cost, goal_distance, total_cost
+from latentrl.planning.cost import batch_cost, total_cost
 from latentrl.planning.dynamics import Dynamics, rollout
 from latentrl.planning.ilqr import (
     ILQRConfig,
@@ -30,24 +28,17 @@ from latentrl.planning.ilqr import (
     solve_ilqr,
     wrap_angles,
 )
-
-WarmStart = Literal["repeat", "zero", "none"]
+from latentrl.planning.options.kinds import Initialiser, Solve
+from latentrl.planning.options.warm_start import WarmStart
 
 
 class MPCPlanner:
     """Batched receding-horizon iLQR.
 
     ``cost`` fixes ``n`` and ``m`` (its goal may be replaced by :meth:`reset`); bounds are
-    floats, ``(m,)`` or ``(B, m)``. ``warm_start``: ``"repeat"`` / ``"zero"`` shift the last
-    plan and fill its tail by repeating the last control / with zeros (clamped into the box);
-    ``"none"`` starts every solve from zeros (or the ``u_init`` given to :meth:`reset`).
-    ``restarts`` extra uniformly random control sequences in the box (which must then be finite)
-    are solved alongside the warm start; the cheapest solution is kept. ``shooting`` bang-bang
-    sequences are rolled out at each solve of the first ``shooting_steps`` control steps after
-    :meth:`reset` (None: every solve), and iLQR starts from the cheapest of them and the warm
-    start. With ``shooting_beyond`` = f > 0 a problem shoots only while its distance to the
-    goal (:func:`goal_distance`) exceeds f times its distance at the first solve after
-    :meth:`reset`: near the goal it keeps its warm start.
+    floats, ``(m,)`` or ``(B, m)``. ``initialisers`` give the guesses of each solve, in order
+    (default: the warm start alone); their random draws share one generator seeded by
+    ``seed``, so a seed fixes every draw.
     """
 
     def __init__(
@@ -59,35 +50,19 @@ class MPCPlanner:
         u_high: Tensor | float | None = None,
         config: ILQRConfig | None = None,
         replan_every: int = 1,
-        warm_start: WarmStart = "repeat",
-        restarts: int = 0,
+        initialisers: Sequence[Initialiser] | None = None,
         seed: int = 0,
-        shooting: int = 0,
-        shooting_steps: int | None = None,
-        shooting_beyond: float = 0.0,
     ) -> None:
         if horizon < 1 or not 1 <= replan_every <= horizon:
             raise UserError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got "
                             f"horizon={horizon}, replan_every={replan_every}")  # fmt: skip
-        if warm_start not in ("repeat", "zero", "none"):
-            raise UserError(f"warm_start must be 'repeat', 'zero' or 'none', got {warm_start!r}")
-        if restarts < 0 or shooting < 0:
-            raise UserError(f"restarts and shooting must be >= 0, got {restarts}, {shooting}")
-        if shooting_steps is not None and shooting_steps < 1:
-            raise UserError(f"shooting_steps must be >= 1 or None, got {shooting_steps}")
-        if not shooting_beyond >= 0:
-            raise UserError(f"shooting_beyond must be >= 0, got {shooting_beyond}")
         self.dynamics = dynamics
         self.cost = cost
         self.horizon = horizon
         self.u_low, self.u_high = u_low, u_high
         self.config = config or ILQRConfig()
         self.replan_every = replan_every
-        self.warm_start = warm_start
-        self.restarts = restarts
-        self.shooting = shooting
-        self.shooting_steps = shooting_steps
-        self.shooting_beyond = shooting_beyond
+        self.initialisers = list(initialisers) if initialisers is not None else [WarmStart()]
         self.m = cost.R.shape[-1]
         self._generator = torch.Generator().manual_seed(seed)
         self._batch: int | None = None
@@ -95,7 +70,6 @@ class MPCPlanner:
         self._plan: ILQRResult | None = None
         self._index = 0  # steps of the stored plan executed so far
         self._steps = 0  # plan calls since reset
-        self._start_distance: Tensor | None = None  # (B,) goal distance at the first plan call
 
     def reset(
         self,
@@ -115,7 +89,8 @@ class MPCPlanner:
         self._plan = None
         self._index = 0
         self._steps = 0
-        self._start_distance = None
+        for initialiser in self.initialisers:
+            initialiser.reset()
 
     def set_goal(self, goal: Tensor) -> None:
         """Move the goal ``(n,)``/``(B, n)`` and keep the plan as the next warm start."""
@@ -140,13 +115,8 @@ class MPCPlanner:
         low, high = control_bounds(self.u_low, self.u_high, z.shape[0], self.m, z)
         if self._plan is not None and z.shape[0] != self._plan.u.shape[0]:
             raise UserError("the batch size changed between plan calls; call reset() first")
-        if self._steps == 0 and self.shooting_beyond > 0:
-            self._start_distance = goal_distance(self.cost, z)
         if self._plan is None or self._index >= self.replan_every:
-            guess = self._first_guess(z, low, high)
-            if self._shooting_now():
-                guess = self._shoot(z, guess, low, high)
-            self._plan = self._solve(z, guess, low, high)
+            self._plan = self._solve(z, self._guesses(z, low, high), low, high)
             self._index = 0
         i = self._index
         p = self._plan
@@ -157,55 +127,29 @@ class MPCPlanner:
         self._steps += 1
         return torch.clamp(u, low, high)
 
-    def _first_guess(self, z: Tensor, low: Tensor, high: Tensor) -> Tensor:
-        """Warm start ``(B, T, m)``: the shifted previous plan, or ``u_init`` / zeros."""
-        batch, T = z.shape[0], self.horizon
-        if self._plan is None or self.warm_start == "none":
-            u = self._u_init if self._u_init is not None else z.new_zeros(batch, T, self.m)
-        else:
-            s = self._index
-            kept = self._plan.u[:, s:]
-            if self.warm_start == "repeat":
-                tail = kept[:, -1:].expand(batch, s, self.m)
-            else:
-                tail = z.new_zeros(batch, s, self.m)
-            u = torch.cat([kept, tail], dim=1)
-        return torch.clamp(u.to(z), low.unsqueeze(1), high.unsqueeze(1))
+    def _guesses(self, z: Tensor, low: Tensor, high: Tensor) -> Tensor:
+        """The initialisers' guesses ``(G, B, T, m)`` for a solve from ``z (B, n)``."""
+        solve = Solve(
+            z, low, high, self.horizon, self.dynamics, self.cost, self._plan, self._index,
+            self._steps, self._u_init, self._generator,
+        )  # fmt: skip
+        guesses = z.new_zeros(0, z.shape[0], self.horizon, self.m)
+        for initialiser in self.initialisers:
+            guesses = initialiser.guesses(solve, guesses)
+        if guesses.shape[0] == 0:
+            raise UserError("the planner's initialisers gave no control sequence to start from")
+        return guesses
 
-    def _shooting_now(self) -> bool:
-        """Shooting is on, and this is one of the first ``shooting_steps`` steps (if set)."""
-        limit = self.shooting_steps
-        return self.shooting > 0 and (limit is None or self._steps < limit)
-
-    def _shoot(self, z: Tensor, u_init: Tensor, low: Tensor, high: Tensor) -> Tensor:
-        """The cheapest per problem of ``u_init`` and ``shooting`` fresh bang-bang sequences
-        (``u_init`` for the problems within ``shooting_beyond`` of the goal)."""
-        if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
-            raise UserError("shooting draws controls at the box's bounds: give finite bounds")
-        far = None  # (B,) bool: the problems that shoot; None: all of them
-        if self.shooting_beyond > 0 and self._start_distance is not None:
-            far = goal_distance(self.cost, z) > self.shooting_beyond * self._start_distance
-            if not bool(far.any()):
-                return u_init
-        corners = bang_bang_sequences(self.shooting, self.horizon, self.m, self._generator)
-        candidates = into_box(corners.to(z)[:, None], low[:, None], high[:, None])
-        guesses = torch.cat([u_init[None], candidates]).reshape(-1, self.horizon, self.m)
-        best = cheapest_guess(self.dynamics, z, guesses, self.cost)
-        return best if far is None else torch.where(far[:, None, None], best, u_init)
-
-    def _solve(self, z: Tensor, u_init: Tensor, low: Tensor, high: Tensor) -> ILQRResult:
-        if self.restarts == 0:
-            return solve_ilqr(self.dynamics, z, u_init, self.cost, low, high, self.config)
-        if not bool(torch.isfinite(low).all() & torch.isfinite(high).all()):
-            raise UserError("restarts draw controls uniformly in the box: give finite bounds")
-        batch, reps = z.shape[0], self.restarts + 1
-        unit = torch.rand(self.restarts, batch, self.horizon, self.m, generator=self._generator)
-        random = into_box(unit.to(z), low[:, None], high[:, None])
-        # Row j·B + b is restart j of problem b (the tiling Dynamics expect).
-        guesses = torch.cat([u_init, random.reshape(-1, self.horizon, self.m)])
+    def _solve(self, z: Tensor, guesses: Tensor, low: Tensor, high: Tensor) -> ILQRResult:
+        """iLQR from each guess ``(G, B, T, m)``; the cheapest solution per problem."""
+        reps, batch = guesses.shape[:2]
+        if reps == 1:
+            return solve_ilqr(self.dynamics, z, guesses[0], self.cost, low, high, self.config)
+        # Row j·B + b is guess j of problem b (the tiling Dynamics expect).
         res = solve_ilqr(
-            self.dynamics, z.repeat(reps, 1), guesses, _tile_cost(self.cost, reps, batch),
-            low.repeat(reps, 1), high.repeat(reps, 1), self.config,
+            self.dynamics, z.repeat(reps, 1), guesses.reshape(-1, self.horizon, self.m),
+            _tile_cost(self.cost, reps, batch), low.repeat(reps, 1), high.repeat(reps, 1),
+            self.config,
         )  # fmt: skip
         best = res.cost.view(reps, batch).argmin(0)
         rows = best * batch + torch.arange(batch, device=z.device)

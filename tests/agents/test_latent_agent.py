@@ -12,15 +12,7 @@ from point_mass import ENV_ID as POINT_MASS_ID
 from torch import Tensor, nn
 
 from latentrl.agents import Agent, LatentMPCAgent
-from latentrl.agents.latent import (
-    MAX_BLOCKED,
-    BlockedDirections,
-    MoveCorrection,
-    blocked_directions,
-    move_correction,
-    plan_steps,
-    update_blocked,
-)
+from latentrl.agents.latent import plan_steps
 from latentrl.checkpoint import TrainerState, save_checkpoint
 from latentrl.config import DataConfig, ExperimentConfig, PlanConfig, save_config
 from latentrl.envs import goal_observation, make_env
@@ -28,6 +20,7 @@ from latentrl.errors import UserError
 from latentrl.evaluate import episode_metrics, run_episodes
 from latentrl.models import E2C, ModelConfig
 from latentrl.planning import FunctionDynamics, pendulum_dynamics
+from latentrl.planning.options.blocked_pushes import MAX_BLOCKED, BlockedDirections
 from latentrl.run_directory import CONFIG_FILE
 
 PENDULUM = "latentrl/Pendulum-v0"
@@ -216,71 +209,20 @@ def test_with_a_perfect_latent_model_a_20_step_plan_swings_up(pendulum) -> None:
     assert np.all(m["steps_in_goal"] >= 0.7) and np.all(m["success"] == 1.0), m  # measured 0.755
 
 
-def test_blocked_directions_are_the_actions_that_moved_the_latent_too_little() -> None:
-    u = torch.tensor([[2.0, 2.0], [2.0, 0.0], [0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
-    predicted = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
-    moved = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
-    d, free = blocked_directions(moved, predicted, u, ratio=0.5)
-    # blocked: moved 0.1 of a predicted 1.41; free: 0.9 of 1; no action; no predicted move
-    np.testing.assert_allclose(d.numpy(), [[0.5**0.5, 0.5**0.5], [0, 0], [0, 0], [0, 0]])
-    assert free.tolist() == [False, True, False, False]  # only a tried move that worked frees
-
-
-def test_blocked_dynamics_drop_pushes_into_blocked_directions_exactly() -> None:
-    """g(z, u) = f(z, u - Σ max(0, d_kᵀu) d_k): a push into a blocked direction moves nothing,
-    pulling away and moving across move as before, two blocks at a corner stop both pushes;
-    linearize gives g's exact Jacobian; rows tile as problem r mod B; select picks."""
-    W = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
-    inner = FunctionDynamics(lambda z, u: z + torch.tanh(u @ W.mT))
-    root = 0.5**0.5
-    d = torch.tensor(
-        [
-            [[1.0, 0.0], [0.0, 0.0]],  # a wall on the right
-            [[1.0, 0.0], [0.0, 0.0]],
-            [[root, root], [-root, root]],  # a corner: down-right and down-left blocked
-            [[0.0, 0.0], [0.0, 0.0]],  # nothing blocked
-        ],
-        dtype=torch.float64,
-    )
-    g = BlockedDirections(inner, d)
-    z = torch.tensor([[0.2, -0.1], [0.3, 0.4], [0.0, 0.1], [0.5, 0.5]], dtype=torch.float64)
-    u = torch.tensor([[1.5, -0.7], [-1.5, -0.7], [0.0, 2.0], [1.5, -0.7]], dtype=torch.float64)
-    seen = torch.tensor([[0.0, -0.7], [-1.5, -0.7], [0.0, 0.0], [1.5, -0.7]], dtype=torch.float64)
-    np.testing.assert_allclose(g.step(z, u).numpy(), inner.step(z, seen).numpy(), atol=1e-12)
-    A, B, c = g.linearize(z, u)
-    for b in range(4):  # g's exact Jacobian at each problem's (z, u)
-        one = BlockedDirections(inner, d[b : b + 1])
-        J_z, J_u = torch.func.jacrev(
-            lambda z1, u1, one=one: one.step(z1[None], u1[None])[0], argnums=(0, 1)
-        )(z[b], u[b])
-        np.testing.assert_allclose(A[b].numpy(), J_z.numpy(), atol=1e-12)
-        np.testing.assert_allclose(B[b].numpy(), J_u.numpy(), atol=1e-12)
-    np.testing.assert_allclose(B[0, :, 0].numpy(), [0.0, 0.0])  # pushing right: no effect
-    np.testing.assert_allclose(B[2].numpy(), np.zeros((2, 2)), atol=1e-12)  # the corner
-    lin = (A @ z[..., None] + B @ u[..., None]).squeeze(-1) + c
-    np.testing.assert_allclose(lin.numpy(), g.step(z, u).numpy(), atol=1e-12)
-    tiled = g.step(z.repeat(3, 1), u.repeat(3, 1))  # line-search tiling: row j·B + b
-    np.testing.assert_allclose(tiled.numpy(), g.step(z, u).repeat(3, 1).numpy())
-    np.testing.assert_allclose(g.select(torch.tensor([3])).step(z[3:], u[3:]).numpy(),
-                               inner.step(z[3:], u[3:]).numpy())  # fmt: skip
-    with pytest.raises(UserError, match="holds 4 problems; a batch of 6 rows"):
-        g.step(z.repeat(2, 1)[:6], u.repeat(2, 1)[:6])
-
-
 def test_an_action_that_did_not_move_the_latent_is_blocked_in_the_next_solve(
     pendulum,
     run_dir: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    """plan.blocked_ratio: the same image again (no move, where the model predicts one) blocks
-    the last action's direction for the next solve, one-sided; a reset forgets it; 0 leaves
-    it off."""
+    """plan.options.blocked_pushes: the same image again (no move, where the model predicts
+    one) blocks the last action's direction for the next solve, one-sided; a reset forgets
+    it; without the option nothing is blocked."""
     task = pendulum.unwrapped
     starts = task.sample_start_states(2, np.random.default_rng(1))
     obs = task.observe(starts)
     for ratio in (0.0, 0.5):
-        agent = LatentMPCAgent.from_run(
-            run_dir, pendulum, plan=PlanConfig(horizon=6, max_iterations=3, blocked_ratio=ratio)
-        )
+        options = {"blocked_pushes": {"ratio": ratio}} if ratio else {}
+        plan = PlanConfig(horizon=6, max_iterations=3, options=options)
+        agent = LatentMPCAgent.from_run(run_dir, pendulum, plan=plan)
         agent.reset(goal_observation(task), 2)
         first = agent.act(obs)
         agent.act(obs)
@@ -304,68 +246,3 @@ def test_an_action_that_did_not_move_the_latent_is_blocked_in_the_next_solve(
         np.testing.assert_allclose(pull.numpy(), free.numpy())
         agent.reset(goal_observation(task), 2)
         assert agent.planner.dynamics is agent.model_dynamics
-
-
-def test_blocked_directions_pile_up_while_stuck_and_clear_on_a_move() -> None:
-    kept = torch.zeros(3, 3, 2)
-    kept[:, 0] = torch.tensor([1.0, 0.0])  # every problem: right blocked
-    new = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])  # problem 0: down blocked too
-    moved = torch.tensor([False, True, False])  # problem 1 moved; problem 2 did not push
-    after = update_blocked(kept, new, moved)
-    np.testing.assert_array_equal(after[0].numpy(), [[0, 1], [1, 0], [0, 0]])  # latest first
-    assert not after[1].any()
-    np.testing.assert_array_equal(after[2].numpy(), kept[2].numpy())
-    full = update_blocked(after, torch.tensor([[-1.0, 0.0]] * 3), torch.zeros(3, dtype=torch.bool))
-    np.testing.assert_array_equal(full[0].numpy(), [[-1, 0], [0, 1], [1, 0]])  # at most K
-    np.testing.assert_array_equal(
-        update_blocked(full, torch.tensor([[0.0, -1.0]] * 3), torch.zeros(3, dtype=torch.bool))[0]
-        .numpy(), [[0, -1], [-1, 0], [0, 1]],
-    )  # fmt: skip
-
-
-def test_move_correction_adds_a_fixed_affine_term_with_exact_jacobians() -> None:
-    """h(z, u) = f(z, u) + ΔB u + Δc per problem: step and linearize agree with torch.func,
-    rows tile as problem r mod B, select picks, and inside BlockedDirections select reaches
-    the corrected dynamics too."""
-    W = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
-    inner = FunctionDynamics(lambda z, u: z + torch.tanh(u @ W.mT) * z.cos())
-    gen = torch.Generator().manual_seed(0)
-    delta_B = torch.randn(3, 2, 2, generator=gen, dtype=torch.float64)
-    delta_c = torch.randn(3, 2, generator=gen, dtype=torch.float64)
-    h = MoveCorrection(inner, delta_B, delta_c)
-    z = torch.randn(3, 2, generator=gen, dtype=torch.float64)
-    u = torch.randn(3, 2, generator=gen, dtype=torch.float64)
-    for b in range(3):
-        expected = inner.step(z[b : b + 1], u[b : b + 1])[0] + delta_B[b] @ u[b] + delta_c[b]
-        np.testing.assert_allclose(h.step(z, u)[b].numpy(), expected.numpy(), atol=1e-12)
-        one = MoveCorrection(inner, delta_B[b : b + 1], delta_c[b : b + 1])
-        J_z, J_u = torch.func.jacrev(
-            lambda z1, u1, one=one: one.step(z1[None], u1[None])[0], argnums=(0, 1)
-        )(z[b], u[b])
-        A, B, c = h.linearize(z, u)
-        np.testing.assert_allclose(A[b].numpy(), J_z.numpy(), atol=1e-12)
-        np.testing.assert_allclose(B[b].numpy(), J_u.numpy(), atol=1e-12)
-        lin = A[b] @ z[b] + B[b] @ u[b] + c[b]
-        np.testing.assert_allclose(lin.numpy(), h.step(z, u)[b].numpy(), atol=1e-12)
-    tiled = h.step(z.repeat(2, 1), u.repeat(2, 1))
-    np.testing.assert_allclose(tiled.numpy(), h.step(z, u).repeat(2, 1).numpy())
-    picked = torch.tensor([2, 0])
-    np.testing.assert_allclose(h.select(picked).step(z[picked], u[picked]).numpy(),
-                               h.step(z, u)[picked].numpy())  # fmt: skip
-    blocked = BlockedDirections(h, torch.zeros(3, 1, 2, dtype=torch.float64))
-    np.testing.assert_allclose(blocked.select(picked).step(z[picked], u[picked]).numpy(),
-                               h.step(z, u)[picked].numpy())  # fmt: skip
-    with pytest.raises(UserError, match="holds 3 problems; a batch of 4 rows"):
-        h.step(z.repeat(2, 1)[:4], u.repeat(2, 1)[:4])
-
-
-def test_the_move_is_corrected_only_where_the_model_disagrees_with_the_fit() -> None:
-    B_model = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
-    c_model = torch.tensor([[0.1, 0.0], [0.1, 0.0]])
-    B_fit = torch.tensor([[[2.0, 0.1], [0.1, 0.5]], [[1.0, 0.0], [0.0, -1.0]]])  # agrees; flips y
-    c_fit = torch.tensor([[0.0, 0.2], [0.3, 0.3]])
-    delta_B, delta_c = move_correction((B_model, c_model), (B_fit, c_fit))
-    torch.testing.assert_close(delta_B[0], torch.zeros(2, 2))  # column cosines 0.999 and 0.98
-    torch.testing.assert_close(delta_c[0], torch.zeros(2))
-    torch.testing.assert_close(B_model[1] + delta_B[1], B_fit[1])  # the y column at cosine -1
-    torch.testing.assert_close(c_model[1] + delta_c[1], c_fit[1])

@@ -226,7 +226,7 @@ def test_a_goal_no_frame_resembles_is_refused(planar_frames) -> None:  # type: i
     roadmap = FrameRoadmap(folded(states), frames, source, target)
     white = torch.full((1, 40, 40), 255, dtype=torch.uint8)
     with pytest.raises(UserError, match=r"no training frame looks like the goal image.*"
-                       r"plan.roadmap_lookahead=0"):  # fmt: skip
+                       r"remove plan.options.roadmap"):  # fmt: skip
         roadmap.set_goal(white, folded(GOAL[None])[0])
 
 
@@ -280,7 +280,7 @@ def test_with_a_roadmap_the_agent_goes_around_what_its_model_does_not_know(
     roadmap = FrameRoadmap.from_dataset(model, _dataset(image(obs), image(next_obs), obs, next_obs))
     assert roadmap.frames == 300 * 9  # 8 rows a chain, and each chain's last frame
     box = np.full(2, MAX_CONTROL)
-    plan = PlanConfig(horizon=10, max_iterations=5, roadmap_lookahead=2.0)
+    plan = PlanConfig(horizon=10, max_iterations=5, options={"roadmap": {"lookahead": 2.0}})
     with pytest.raises(UserError, match=r"needs a roadmap of the training frames"):
         LatentMPCAgent(model, -box, box, plan)
     env = make_env("latentrl/Planar-v0")
@@ -290,9 +290,9 @@ def test_with_a_roadmap_the_agent_goes_around_what_its_model_does_not_know(
                        [26.0, 20.0]])  # fmt: skip
     reached = {}
     for lookahead in (0.0, 2.0):
-        plan = PlanConfig(
-            horizon=10, max_iterations=5, blocked_ratio=0.5, roadmap_lookahead=lookahead
-        )
+        roadmap_section = {"roadmap": {"lookahead": lookahead}} if lookahead else {}
+        options = {"blocked_pushes": {"ratio": 0.5}} | roadmap_section
+        plan = PlanConfig(horizon=10, max_iterations=5, options=options)
         agent = LatentMPCAgent(model, -box, box, plan, roadmap=roadmap)
         rollout = run_episodes("latentrl/Planar-v0", task, agent, starts, 40)
         reached[lookahead] = task.goal_distance(rollout.states[:, -1]) <= task.goal_radius
@@ -311,7 +311,7 @@ def test_with_a_roadmap_the_agent_goes_around_what_its_model_does_not_know(
     assert reached[2.0].all() and reached[0.0].sum() <= 2, reached
 
     plain = LatentMPCAgent(model, -box, box, PlanConfig(horizon=4), roadmap=roadmap)
-    assert plain.roadmap is None  # a roadmap without a lookahead is not used
+    assert plain.roadmap is None  # a roadmap without an option that reads it is not used
 
 
 class ReversedPlanarModel(PlanarPositionModel):
@@ -338,8 +338,9 @@ def test_recorded_moves_let_a_model_that_is_wrong_about_the_move_reach_the_goal(
     starts = np.array([[30.0, 36.0], [36.0, 29.0], [32.0, 32.0]])  # open field near the goal
     reached = {}
     for count in (0, 16):
-        plan = PlanConfig(horizon=10, max_iterations=5, roadmap_lookahead=2.0,
-                          recorded_moves=count)  # fmt: skip
+        recorded = {"recorded_moves": {"count": count}} if count else {}
+        options = {"roadmap": {"lookahead": 2.0}} | recorded
+        plan = PlanConfig(horizon=10, max_iterations=5, options=options)
         agent = LatentMPCAgent(model, -box, box, plan, roadmap=roadmap)
         rollout = run_episodes("latentrl/Planar-v0", task, agent, starts, 20)
         reached[count] = task.goal_distance(rollout.states[:, -1]) <= task.goal_radius
@@ -349,10 +350,10 @@ def test_recorded_moves_let_a_model_that_is_wrong_about_the_move_reach_the_goal(
 
 def test_a_run_without_its_dataset_cannot_build_a_roadmap(tmp_path: Path) -> None:
     model = _planar_model()
-    with pytest.raises(UserError, match=r"roadmap_lookahead needs the run's training data: .* "
+    with pytest.raises(UserError, match=r"roadmap needs the run's training data: .* "
                        r"does not record its dataset"):  # fmt: skip
         roadmap_of_run(tmp_path, model)
     (tmp_path / RUN_FILE).write_text(json.dumps({"dataset": str(tmp_path / "gone")}))
     with pytest.raises(UserError, match=r"training data: no dataset at .*gone.*"
-                       r"plan.roadmap_lookahead=0"):  # fmt: skip
+                       r"remove plan.options.roadmap"):  # fmt: skip
         roadmap_of_run(tmp_path, model)

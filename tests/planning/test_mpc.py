@@ -1,4 +1,4 @@
-"""Receding-horizon iLQR: pendulum swing-up, a boxed double integrator, warm starts."""
+"""Receding-horizon iLQR: pendulum swing-up, a boxed double integrator, replanning, guesses."""
 
 from __future__ import annotations
 
@@ -7,39 +7,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from planning_problems import (
+    F64,
+    double_integrator,
+    double_integrator_cost,
+    pendulum_planner,
+    wrap,
+)
 
 from latentrl.errors import UserError
-from latentrl.planning import (
-    FunctionDynamics,
-    ILQRConfig,
-    LinearDynamics,
-    MPCPlanner,
-    QuadraticCost,
-    pendulum_dynamics,
-    solve_ilqr,
-)
+from latentrl.planning import LinearDynamics, MPCPlanner, QuadraticCost, pendulum_dynamics
 from latentrl.planning import mpc as mpc_module
 from latentrl.planning.cost import goal_distance
-
-F64 = torch.float64
-
-
-def wrap(theta: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(theta + math.pi, 2 * math.pi) - math.pi
-
-
-def pendulum_planner(horizon: int = 40, **kwargs) -> MPCPlanner:
-    """The oracle's recipe: true dynamics on (θ, θ̇) with θ unwrapped, cost
-    wrap(θ)² + 0.1 θ̇² + 0.001 u² (θ wrapped through ``angle_dims``), terminal weight 10x."""
-    Q = torch.diag(torch.tensor([1.0, 0.1], dtype=F64))
-    cost = QuadraticCost(
-        Q=Q, R=torch.tensor([[1e-3]], dtype=F64), Q_f=10 * Q, goal=torch.zeros(2, dtype=F64),
-        angle_dims=(0,),
-    )  # fmt: skip
-    config = kwargs.pop("config", ILQRConfig(max_iterations=10, tolerance=1e-4))
-    return MPCPlanner(
-        FunctionDynamics(pendulum_dynamics), cost, horizon, -2.0, 2.0, config, **kwargs
-    )
+from latentrl.planning.options.warm_start import WarmStart, WarmStartConfig
 
 
 def test_pendulum_swing_up_from_hanging() -> None:
@@ -59,25 +39,13 @@ def test_pendulum_swing_up_from_hanging() -> None:
     assert planner.predicted_states.shape == (3, 41, 2)
 
 
-def double_integrator(dt: float = 0.1) -> LinearDynamics:
-    """Point mass in the plane: z = (x, y, vx, vy), u = acceleration."""
-    A = torch.eye(4, dtype=F64)
-    A[0, 2] = A[1, 3] = dt
-    B = torch.zeros(4, 2, dtype=F64)
-    B[0, 0] = B[1, 1] = 0.5 * dt**2
-    B[2, 0] = B[3, 1] = dt
-    return LinearDynamics(A, B)
-
-
-def double_integrator_cost(goal: torch.Tensor) -> QuadraticCost:
-    Q = torch.diag(torch.tensor([1.0, 1.0, 0.1, 0.1], dtype=F64))
-    return QuadraticCost(Q=Q, R=0.01 * torch.eye(2, dtype=F64), Q_f=10 * Q, goal=goal)
-
-
 def run_double_integrator(warm_start: str, steps: int = 40) -> tuple[torch.Tensor, int]:
     dyn = double_integrator()
     goal = torch.tensor([[2.0, -1.0, 0.0, 0.0], [-1.0, 0.5, 0.0, 0.0]], dtype=F64)
-    planner = MPCPlanner(dyn, double_integrator_cost(goal), 15, -1.0, 1.0, warm_start=warm_start)
+    initialisers = [WarmStart(WarmStartConfig(fill=warm_start))]  # type: ignore[arg-type]
+    planner = MPCPlanner(
+        dyn, double_integrator_cost(goal), 15, -1.0, 1.0, initialisers=initialisers
+    )
     planner.reset(batch_size=2)
     z, iterations = torch.zeros(2, 4, dtype=F64), 0
     for _ in range(steps):
@@ -97,30 +65,6 @@ def test_double_integrator_reaches_goal_and_warm_start_saves_iterations() -> Non
     # The box binds early on (the goals are 2 away at |u| <= 1), so a cold start needs several
     # iterations per solve; a shifted plan is nearly optimal already (measured 167 vs 320).
     assert warm < 0.7 * cold
-
-
-@pytest.mark.parametrize("fill", ["repeat", "zero"])
-def test_warm_start_is_the_shifted_plan(fill: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[torch.Tensor] = []
-
-    def recording_solve(dynamics, z0, u_init, *args):
-        seen.append(u_init.clone())
-        return solve_ilqr(dynamics, z0, u_init, *args)
-
-    monkeypatch.setattr(mpc_module, "solve_ilqr", recording_solve)
-    dyn = double_integrator()
-    goal = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=F64)
-    planner = MPCPlanner(dyn, double_integrator_cost(goal), 8, -0.5, 0.5, warm_start=fill)
-    planner.reset()
-    z = torch.zeros(1, 4, dtype=F64)
-    z = dyn.step(z, planner.plan(z))
-    first = planner.last_plan
-    assert first is not None
-    planner.plan(z)
-    assert len(seen) == 2 and float(seen[0].abs().max()) == 0.0
-    np.testing.assert_array_equal(seen[1][:, :-1].numpy(), first.u[:, 1:].numpy())
-    tail = first.u[:, -1] if fill == "repeat" else torch.zeros(1, 2, dtype=F64)
-    np.testing.assert_array_equal(seen[1][:, -1].numpy(), tail.numpy())
 
 
 def test_replan_every_executes_stored_plan() -> None:
@@ -161,19 +105,6 @@ def test_feedback_between_replans_wraps_angles() -> None:
         np.testing.assert_allclose(u1.numpy(), expected.numpy(), atol=1e-12)
         controls.append(u1)
     assert abs(float(controls[0][0, 0])) < 2.0  # unsaturated: the feedback term shows
-
-
-def test_restarts_keep_the_cheapest_plan() -> None:
-    z = torch.tensor([[math.pi - 0.05, 0.0], [0.5, -2.0]], dtype=F64)
-    single = pendulum_planner(horizon=30)
-    single.reset(batch_size=2)
-    single.plan(z)
-    multi = pendulum_planner(horizon=30, restarts=3, seed=1)
-    multi.reset(batch_size=2)
-    multi.plan(z)
-    assert single.last_plan is not None and multi.last_plan is not None
-    assert multi.last_plan.u.shape == (2, 30, 1)
-    assert bool((multi.last_plan.cost <= single.last_plan.cost + 1e-9).all())
 
 
 def test_float32_plans() -> None:
@@ -239,49 +170,6 @@ def test_cheapest_guess_takes_the_lowest_rollout_cost_per_problem() -> None:
     assert torch.stack(costs).argmin(0).tolist() == [1, 2]
 
 
-def test_shooting_starts_from_a_guess_no_worse_than_the_warm_start() -> None:
-    z = torch.tensor([[math.pi - 0.05, 0.0], [0.5, -2.0]], dtype=F64)
-    planner = pendulum_planner(horizon=20, shooting=64, seed=3)
-    planner.reset(batch_size=2)
-    zeros = torch.zeros(2, 20, 1, dtype=F64)
-    low, high = torch.full((2, 1), -2.0, dtype=F64), torch.full((2, 1), 2.0, dtype=F64)
-    guess = planner._shoot(z, zeros, low, high)
-    assert guess.shape == (2, 20, 1) and bool((guess.abs() == 2.0).all())  # a bang-bang one
-    tiled = mpc_module._tile_cost(planner.cost, 2, 2)
-    both = torch.cat([zeros, guess])
-    costs = mpc_module.batch_cost(tiled, 4, 2, 1, z)
-    states = mpc_module.rollout(planner.dynamics, z.repeat(2, 1), both)
-    J = mpc_module.total_cost(costs, states, both)
-    assert bool((J[2:] < J[:2]).all())  # cheaper than doing nothing, for both problems
-    with pytest.raises(UserError, match="finite bounds"):
-        unbounded = MPCPlanner(planner.dynamics, planner.cost, 20, shooting=4)
-        unbounded.reset(batch_size=2)
-        unbounded.plan(z)
-
-
-@pytest.mark.parametrize(("shooting_steps", "shots"), [(None, 5), (2, 2)])
-def test_shooting_only_in_the_first_steps_after_reset(
-    shooting_steps: int | None, shots: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[int] = []
-    original = MPCPlanner._shoot
-
-    def counting_shoot(self, *args):
-        calls.append(self._steps)
-        return original(self, *args)
-
-    monkeypatch.setattr(MPCPlanner, "_shoot", counting_shoot)
-    planner = pendulum_planner(horizon=10, shooting=8, shooting_steps=shooting_steps)
-    z = torch.tensor([[math.pi - 0.05, 0.0]], dtype=F64)
-    for _ in range(2):  # reset starts the count again
-        planner.reset(batch_size=1)
-        for _ in range(5):
-            planner.plan(z)
-    assert calls == 2 * list(range(shots))
-    with pytest.raises(UserError, match="shooting_steps"):
-        pendulum_planner(shooting=8, shooting_steps=0)
-
-
 def test_goal_distance_is_the_q_norm_of_the_wrapped_residual() -> None:
     planner = pendulum_planner()
     z = torch.tensor([[math.pi - 0.1, 1.0], [-3.0, -2.0], [0.0, 0.0]], dtype=F64)
@@ -290,21 +178,35 @@ def test_goal_distance_is_the_q_norm_of_the_wrapped_residual() -> None:
     assert float(by_hand[0]) == pytest.approx(math.sqrt((math.pi - 0.1) ** 2 + 0.1))
 
 
-def test_shooting_beyond_keeps_the_warm_start_of_problems_near_the_goal() -> None:
-    planner = pendulum_planner(horizon=20, shooting=64, seed=3, shooting_beyond=0.5)
-    hanging = torch.tensor([[math.pi - 0.05, 0.0], [math.pi - 0.05, 0.0]], dtype=F64)
-    planner.reset(batch_size=2)
-    planner.plan(hanging)  # the start distances: about π for both
-    zeros = torch.zeros(2, 20, 1, dtype=F64)
-    low, high = torch.full((2, 1), -2.0, dtype=F64), torch.full((2, 1), 2.0, dtype=F64)
-    # problem 0 within half its start distance (0.5 rad from upright), problem 1 beyond it
-    z = torch.tensor([[0.5, 0.0], [math.pi - 0.5, 0.0]], dtype=F64)
-    guess = planner._shoot(z, zeros, low, high)
-    assert torch.equal(guess[0], zeros[0])
-    assert bool((guess[1].abs() == 2.0).all())  # a bang-bang sequence
-    near = torch.tensor([[0.5, 0.0], [-1.0, 0.0]], dtype=F64)
-    state = planner._generator.get_state()
-    assert planner._shoot(near, zeros, low, high) is zeros
-    assert torch.equal(planner._generator.get_state(), state)  # no candidates drawn
-    with pytest.raises(UserError, match="shooting_beyond"):
-        pendulum_planner(shooting=8, shooting_beyond=-0.1)
+def test_several_guesses_are_solved_together_and_the_cheapest_solution_kept() -> None:
+    """With two guesses per problem the planner solves both (as one tiled batch) and keeps,
+    per problem, the solution that costs less: the same as solving each guess alone."""
+
+    class TwoGuesses:
+        def reset(self) -> None:
+            pass
+
+        def guesses(self, solve, guesses):  # type: ignore[no-untyped-def]
+            B, T, m = solve.z.shape[0], solve.horizon, solve.m
+            return torch.stack([torch.full((B, T, m), -2.0, dtype=F64),
+                                torch.full((B, T, m), 2.0, dtype=F64)])  # fmt: skip
+
+    z = torch.tensor([[math.pi - 0.3, 0.0], [math.pi + 0.3, 0.0]], dtype=F64)
+    both = pendulum_planner(horizon=15, initialisers=[TwoGuesses()])
+    both.reset(batch_size=2)
+    both.plan(z)
+    costs = []
+    for value in (-2.0, 2.0):
+        one = pendulum_planner(horizon=15)  # the warm start: u_init at the first solve
+        one.reset(batch_size=2, u_init=torch.full((2, 15, 1), value, dtype=F64))
+        one.plan(z)
+        assert one.last_plan is not None
+        costs.append(one.last_plan.cost)
+    assert both.last_plan is not None
+    expected = torch.stack(costs).min(0).values
+    torch.testing.assert_close(both.last_plan.cost, expected)
+    assert bool((costs[0] != costs[1]).all())  # the two guesses lead to different plans
+    empty = pendulum_planner(horizon=5, initialisers=[])
+    empty.reset(batch_size=2)
+    with pytest.raises(UserError, match="gave no control sequence"):
+        empty.plan(z)

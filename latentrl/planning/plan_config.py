@@ -1,0 +1,120 @@
+"""The plan section of an experiment: the MPC core and its options by name.
+
+:class:`PlanConfig` holds what every latent MPC plan has (horizon, cost weights, replanning,
+iLQR iterations, Jacobians) and ``options``, the planner options it uses by name, each with
+its own validated config (:mod:`latentrl.planning.options`). In TOML::
+
+    [plan]
+    horizon = 40
+    [plan.options.shooting]
+    count = 1024
+    beyond = 0.5
+
+:func:`upgrade_legacy_plan` reads the flat ``plan`` of a ``config.json`` or ``results.json``
+written before the options had sections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from latentrl.errors import UserError
+from latentrl.planning.options.registry import parse_options
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """Latent iLQR MPC of the trained model (:class:`latentrl.agents.LatentMPCAgent`).
+
+    Cost ``Σ q |z_t - z_goal|² + r |u_t|²  +  q_f |z_T - z_goal|²``. On Pendulum-v0 a terminal
+    weight well above q was essential (with q_f = q the planner never left the bottom), and
+    exact Jacobians beat E2C's own A, B.
+    """
+
+    horizon: int = 40
+    """Planning horizon T in control steps. A swing-up whose latent distance to the goal stays
+    flat for its first steps needs a horizon that sees past them."""
+    q: float = 1.0
+    """Running state weight: Q = q I."""
+    r: float = 0.01
+    """Control weight: R = r I."""
+    q_f: float = 100.0
+    """Terminal state weight: Q_f = q_f I."""
+    replan_every: int = 1
+    """Control steps between iLQR solves (in between: the plan with its feedback gains)."""
+    max_iterations: int = 20
+    """iLQR iterations per solve (warm-started solves need a few)."""
+    jacobian: Literal["exact", "e2c"] = "exact"
+    """Linearise with the exact Jacobian of the mean transition, or E2C's own A_t, B_t."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Planner options by name, each a section of its own fields (``plan.options.NAME``):
+    ``warm_start``, ``shooting``, ``restarts`` (initialisers), ``blocked_pushes``,
+    ``recorded_moves`` (dynamics modifiers), ``roadmap`` (goals); see
+    :mod:`latentrl.planning.options`. A dict of fields is parsed into the option's config;
+    a null section is dropped."""
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1 or not 1 <= self.replan_every <= self.horizon:
+            raise UserError(
+                f"plan: need horizon >= 1 and 1 <= replan_every <= horizon, got "
+                f"horizon={self.horizon}, replan_every={self.replan_every}"
+            )
+        if not (self.q >= 0 and self.q_f >= 0 and self.r > 0):  # NaN fails too
+            raise UserError(
+                f"plan: need q >= 0, q_f >= 0, r > 0, got {self.q}, {self.q_f}, {self.r}"
+            )
+        if self.max_iterations < 1:
+            raise UserError(f"plan.max_iterations must be >= 1, got {self.max_iterations}")
+        if self.jacobian not in ("exact", "e2c"):
+            raise UserError(f"plan.jacobian must be 'exact' or 'e2c', got {self.jacobian!r}")
+        if self.options is not None and not isinstance(self.options, Mapping):
+            raise UserError(f"plan.options must be sections by option name, got {self.options!r}")
+        object.__setattr__(self, "options", parse_options(self.options))
+
+
+_LEGACY_KEYS = (
+    "restarts",
+    "shooting",
+    "shooting_steps",
+    "shooting_beyond",
+    "blocked_ratio",
+    "roadmap_lookahead",
+    "recorded_moves",
+)
+"""Flat option fields of ``plan`` before the options had sections."""
+
+
+def upgrade_legacy_plan(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """``plan`` with the flat option fields of older runs (``restarts``, ``shooting``,
+    ``shooting_steps``, ``shooting_beyond``, ``blocked_ratio``, ``roadmap_lookahead``,
+    ``recorded_moves``) moved into ``options`` sections; an option whose old field was 0 (off)
+    gets none. A plan without them comes back unchanged (a copy)."""
+    old = {key: plan[key] for key in _LEGACY_KEYS if key in plan}
+    upgraded = {key: value for key, value in plan.items() if key not in _LEGACY_KEYS}
+    if not old:
+        return upgraded
+    sections: dict[str, dict[str, Any]] = {}
+    if old.get("restarts"):
+        sections["restarts"] = {"count": old["restarts"]}
+    if old.get("shooting"):
+        sections["shooting"] = {
+            "count": old["shooting"],
+            "steps": old.get("shooting_steps"),
+            "beyond": old.get("shooting_beyond", 0.0),
+        }
+    if old.get("blocked_ratio"):
+        sections["blocked_pushes"] = {"ratio": old["blocked_ratio"]}
+    if old.get("roadmap_lookahead"):
+        sections["roadmap"] = {"lookahead": old["roadmap_lookahead"]}
+    if old.get("recorded_moves"):
+        sections["recorded_moves"] = {"count": old["recorded_moves"]}
+    options = dict(plan.get("options") or {})
+    both = sorted(set(sections) & set(options))
+    if both:
+        raise UserError(
+            f"plan sets {both} both as old flat fields and in plan.options: keep only plan.options"
+        )
+    upgraded["options"] = options | sections
+    return upgraded

@@ -1,0 +1,89 @@
+"""Shooting: bang-bang guesses rolled out, the cheapest one and the warm start handed on."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from planning_problems import F64, pendulum_planner
+
+from latentrl.errors import UserError
+from latentrl.planning import MPCPlanner
+from latentrl.planning import mpc as mpc_module
+from latentrl.planning.options.kinds import Solve
+from latentrl.planning.options.shooting import Shooting, ShootingConfig
+from latentrl.planning.options.warm_start import WarmStart
+
+
+def solve_at(planner: MPCPlanner, z: torch.Tensor, step: int = 0) -> Solve:
+    """What the shooting sees at a solve of ``planner`` from ``z (B, 2)`` in the ±2 box."""
+    low = torch.full((z.shape[0], 1), -2.0, dtype=F64)
+    return Solve(z, low, -low, planner.horizon, planner.dynamics, planner.cost, None, 0, step,
+                 None, planner._generator)  # fmt: skip
+
+
+def test_shooting_starts_from_a_guess_no_worse_than_the_warm_start() -> None:
+    z = torch.tensor([[math.pi - 0.05, 0.0], [0.5, -2.0]], dtype=F64)
+    planner = pendulum_planner(horizon=20, seed=3)
+    zeros = torch.zeros(1, 2, 20, 1, dtype=F64)
+    guess = Shooting(ShootingConfig(count=64)).guesses(solve_at(planner, z), zeros)[0]
+    assert guess.shape == (2, 20, 1) and bool((guess.abs() == 2.0).all())  # a bang-bang one
+    tiled = mpc_module._tile_cost(planner.cost, 2, 2)
+    both = torch.cat([zeros[0], guess])
+    costs = mpc_module.batch_cost(tiled, 4, 2, 1, z)
+    states = mpc_module.rollout(planner.dynamics, z.repeat(2, 1), both)
+    J = mpc_module.total_cost(costs, states, both)
+    assert bool((J[2:] < J[:2]).all())  # cheaper than doing nothing, for both problems
+    with pytest.raises(UserError, match="finite bounds"):
+        shooting = Shooting(ShootingConfig(count=4))
+        unbounded = MPCPlanner(
+            planner.dynamics, planner.cost, 20, initialisers=[WarmStart(), shooting]
+        )
+        unbounded.reset(batch_size=2)
+        unbounded.plan(z)
+
+
+@pytest.mark.parametrize(("steps", "shots"), [(None, 5), (2, 2)])
+def test_shooting_only_in_the_first_steps_after_reset(
+    steps: int | None, shots: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    original = mpc_module.cheapest_guess
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        calls.append(len(calls))
+        return original(*args)
+
+    monkeypatch.setattr("latentrl.planning.options.shooting.cheapest_guess", counting)
+    shooting = Shooting(ShootingConfig(count=8, steps=steps))
+    planner = pendulum_planner(horizon=10, initialisers=[WarmStart(), shooting])
+    z = torch.tensor([[math.pi - 0.05, 0.0]], dtype=F64)
+    for _ in range(2):  # reset starts the count again
+        planner.reset(batch_size=1)
+        for _ in range(5):
+            planner.plan(z)
+    assert len(calls) == 2 * shots
+    with pytest.raises(UserError, match=r"shooting\.steps must be >= 1 or null"):
+        ShootingConfig(steps=0)
+
+
+def test_shooting_beyond_keeps_the_warm_start_of_problems_near_the_goal() -> None:
+    planner = pendulum_planner(horizon=20, seed=3)
+    shooting = Shooting(ShootingConfig(count=64, beyond=0.5))
+    hanging = torch.tensor([[math.pi - 0.05, 0.0], [math.pi - 0.05, 0.0]], dtype=F64)
+    zeros = torch.zeros(1, 2, 20, 1, dtype=F64)
+    shooting.guesses(solve_at(planner, hanging, step=0), zeros)  # start distances: about π
+    # problem 0 within half its start distance (0.5 rad from upright), problem 1 beyond it
+    z = torch.tensor([[0.5, 0.0], [math.pi - 0.5, 0.0]], dtype=F64)
+    guess = shooting.guesses(solve_at(planner, z, step=1), zeros)[0]
+    assert torch.equal(guess[0], zeros[0, 0])
+    assert bool((guess[1].abs() == 2.0).all())  # a bang-bang sequence
+    near = torch.tensor([[0.5, 0.0], [-1.0, 0.0]], dtype=F64)
+    state = planner._generator.get_state()
+    assert torch.equal(shooting.guesses(solve_at(planner, near, step=2), zeros), zeros)
+    assert torch.equal(planner._generator.get_state(), state)  # no candidates drawn
+    with pytest.raises(UserError, match=r"shooting\.beyond must be >= 0"):
+        ShootingConfig(beyond=-0.1)
+    with pytest.raises(UserError, match=r"shooting\.count must be an int >= 1"):
+        ShootingConfig(count=0)
