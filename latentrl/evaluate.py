@@ -40,7 +40,7 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -144,14 +144,16 @@ def run_episodes(
     filmed: int = 0,
     frame_fn: FrameFn | None = None,
     label: str = "",
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> Rollout:
     """Run ``agent`` from each of ``starts (B, d)`` for ``horizon`` steps in a vector env of
     ``B`` copies of ``env_id``; ``task`` (an unwrapped instance) supplies goal and cost. A
     progress bar named ``label`` counts the steps, with the share of episodes in the goal
-    region; it is hidden when stderr is not a terminal (logs, CI)."""
+    region; it is hidden when stderr is not a terminal (logs, CI). ``env_kwargs``: keyword
+    arguments of every copy's ``make_env``."""
     batch = starts.shape[0]
     vec = gym.vector.SyncVectorEnv(
-        [lambda: make_env(env_id) for _ in range(batch)],
+        [lambda: make_env(env_id, **(env_kwargs or {})) for _ in range(batch)],
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
     states = np.empty((batch, horizon + 1, starts.shape[1]))
@@ -239,7 +241,7 @@ def evaluate_run(
             "oracle and random agents from: evaluate it first, or leave --baselines-from out"
         )
     ev = config.eval
-    env = make_env(config.data.env_id)
+    env = make_env(config.data.env_id, **config.data.env_kwargs)
     threads = torch.get_num_threads()
     # Planning works on tiny tensors: intra-op threads only add synchronisation (the latent
     # agent ran 10x slower with 2 threads than with 1 on a busy 2-core machine).
@@ -267,7 +269,15 @@ def evaluate_run(
             frame_fn = agent.video_frames if isinstance(agent, LatentMPCAgent) else None
             filmed = ev.episodes if ev.gifs is None else min(ev.gifs, ev.episodes)
             rollouts[name] = run_episodes(
-                config.data.env_id, task, agent, starts, horizon, filmed, frame_fn, name
+                config.data.env_id,
+                task,
+                agent,
+                starts,
+                horizon,
+                filmed,
+                frame_fn,
+                name,
+                env_kwargs=config.data.env_kwargs,
             )
         results = header | {"agents": agent_results(task, starts, rollouts)}
         merge_agents(results, rollouts, baselines)
