@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from latentrl.config import to_dict
+from latentrl.config import save_config, to_dict
 from latentrl.data import FORMAT, FORMAT_VERSION, METADATA_FILE
 from latentrl.errors import UserError
 from latentrl.experiment_files import (
@@ -17,7 +17,7 @@ from latentrl.experiment_files import (
     experiment_path,
     read_experiment,
 )
-from latentrl.pipeline import defaults_config, experiment_config, resolve
+from latentrl.pipeline import config_file_dict, defaults_config, experiment_config, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = {
@@ -170,3 +170,14 @@ def test_a_dataset_fixes_the_data_section_and_conflicts_are_refused(tmp_path: Pa
         experiment_config("planar", "debug", dataset=data)
     with pytest.raises(UserError, match="no dataset at"):
         experiment_config("pendulum", "debug", dataset=tmp_path / "missing")
+
+
+def test_a_runs_config_json_trains_again_with_its_facts_read_from_the_env(tmp_path: Path) -> None:
+    config = experiment_config("planar", "debug", seed=2, overrides=["train.epochs=1"])
+    save_config(config, tmp_path / "config.json")
+    again = config_file_dict(tmp_path / "config.json")
+    assert "obs_shape" not in again["model"]
+    assert resolve(again) == config
+    assert resolve(again, ["train.epochs=4"], seed=3).train.epochs == 4
+    with pytest.raises(UserError, match="--preset applies to experiment files"):
+        config_file_dict(tmp_path / "config.json", "full")
