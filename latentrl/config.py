@@ -238,7 +238,7 @@ class EvalConfig:
     horizon: int | None = None
     """Steps per episode; None: the env's task horizon."""
     oracle_horizon: int = 40
-    """Planning horizon of the oracle (true-state iLQR MPC); 40-60 reached the ceiling."""
+    """Planning horizon of the oracle (true-state iLQR MPC)."""
     device: str = "auto"
     """Device of the latent agent: "auto" (CUDA when present), "cpu", "cuda", ..."""
 

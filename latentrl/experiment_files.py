@@ -89,7 +89,8 @@ def read_experiment(path: Path, preset: str | None = None) -> dict[str, Any]:
     is the file's stem. The env facts are left out (:data:`latentrl.config.ENV_FACTS`).
 
     Raises one UserError naming the file, the field (dotted path) and what is allowed for an
-    unknown field or preset, a section that is not a table, or an env fact written in the file.
+    unknown field (in any preset) or preset, a section that is not a table, or an env fact
+    written in the file.
     Types and values are checked when the config is built (:func:`latentrl.pipeline.resolve`).
     """
     document = read_toml(path)
@@ -106,7 +107,8 @@ def read_experiment(path: Path, preset: str | None = None) -> dict[str, Any]:
             raise UserError(f"unknown preset {chosen!r}; choose one of {', '.join(names)}")
         if not names and chosen != NO_PRESET:
             raise UserError(f"unknown preset {chosen!r}: the file defines no [presets.NAME]")
-        overrides = _sections(presets.get(chosen, {}), f"presets.{chosen}.")
+        tables = {name: _sections(table, f"presets.{name}.") for name, table in presets.items()}
+        overrides = tables.get(chosen, {})
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     config: dict[str, Any] = {"name": path.stem, "preset": chosen, **schema_defaults()}

@@ -11,7 +11,6 @@ training on a given dataset, and the env's spaces: ``model.obs_shape`` and
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import hashlib
 import json
@@ -260,8 +259,3 @@ def run_experiment(
             evaluation = evaluate_run(trained.run_dir, wandb_mode=wandb_mode, baselines_from=first)
         results.append(ExperimentResult(trained, evaluation))
     return results
-
-
-def with_seed(config: ExperimentConfig, seed: int) -> ExperimentConfig:
-    """``config`` with ``train.seed = seed``."""
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))

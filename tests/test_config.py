@@ -111,6 +111,13 @@ def test_chained_datasets_get_their_own_directory() -> None:
     assert chained == root / "Pendulum-v0__uniform__20000__seed0__chain16"
     near = dataset_dir(DataConfig(chain_length=16, near_goal_share=0.25), root)
     assert near == root / "Pendulum-v0__uniform__20000__seed0__chain16__near0.25"
+    kwargs = dataset_dir(DataConfig(env_kwargs={"b": 2, "a": [1]}), root)
+    assert kwargs.name.startswith("Pendulum-v0__uniform__20000__seed0__kwargs")
+    assert len(kwargs.name) == len(plain.name) + len("__kwargs") + 8
+    assert kwargs == dataset_dir(DataConfig(env_kwargs={"a": [1], "b": 2}), root)
+    assert kwargs != dataset_dir(DataConfig(env_kwargs={"a": [1], "b": 3}), root)
+    with pytest.raises(UserError, match=r"data\.env_kwargs must be a JSON object"):
+        apply_overrides(experiment_config("pendulum"), ["data.env_kwargs=[1]"])
     with pytest.raises(UserError, match="near_goal_share must lie in"):
         apply_overrides(experiment_config("cartpole"), ["data.near_goal_share=-0.1"])
 

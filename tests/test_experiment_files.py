@@ -89,7 +89,7 @@ def test_a_file_of_shared_tables_and_preset_overrides(tmp_path: Path) -> None:
         (GOOD + "[plan]\nhorizn = 3\n", None, r"unknown field plan\.horizn; allowed in \[plan\]: "),
         (
             GOOD + "[presets.big.eval]\nepisods = 3\n",
-            "big",
+            "small",
             r"unknown field presets\.big\.eval\.episods; allowed in \[eval\]: episodes, ",
         ),
         (GOOD.replace("epochs = 7", 'epochs = "7"'), "big", "train.epochs must be int, got '7'"),
