@@ -202,11 +202,13 @@ def dataset_fields(
                 f"--set data.{key}={json.dumps(given)} conflicts with the dataset {dataset}, "
                 f"which has {key}={json.dumps(value)}; drop the --set or use another dataset"
             )
-    if data.get("env_id") != fields["env_id"] and "data.env_id" not in explicit:
-        raise UserError(
-            f"the dataset {dataset} is of {fields['env_id']}, but {source} trains on "
-            f"{data.get('env_id')}; use a dataset of that env, or another experiment"
-        )
+    for key in ("env_id", "env_kwargs"):
+        if data.get(key) != fields[key] and f"data.{key}" not in explicit:
+            raise UserError(
+                f"the dataset {dataset} is of {key}={json.dumps(fields[key])}, but {source} "
+                f"trains on {key}={json.dumps(data.get(key))}; use a dataset of that env, or "
+                "another experiment"
+            )
     return fields
 
 

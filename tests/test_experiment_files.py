@@ -165,7 +165,7 @@ def test_a_dataset_fixes_the_data_section_and_conflicts_are_refused(tmp_path: Pa
     assert same == config
     with pytest.raises(UserError, match=r"--set data\.seed=3 conflicts with the dataset"):
         experiment_config("pendulum", "debug", overrides=["data.seed=3"], dataset=data)
-    wrong_env = r"is of latentrl/Pendulum-v0, but .*planar\.toml trains on"
+    wrong_env = r'is of env_id="latentrl/Pendulum-v0", but .*planar\.toml trains on env_id='
     with pytest.raises(UserError, match=wrong_env):
         experiment_config("planar", "debug", dataset=data)
     with pytest.raises(UserError, match="no dataset at"):

@@ -83,7 +83,12 @@ def test_train_env_alone_uses_the_schema_defaults_and_refuses_a_mismatched_datas
     wrong = ["train", "--env", "latentrl/Pendulum-v0", "--data", str(data)]
     assert main(wrong) == 2
     err = capsys.readouterr().err
-    assert f"is of {ENV_ID}, but --env latentrl/Pendulum-v0 trains on" in err
+    assert f'is of env_id="{ENV_ID}", but --env latentrl/Pendulum-v0 trains on' in err
+    kwargs = ["--env-kwargs", '{"max_episode_steps": 9}']
+    assert main(["train", "--env", ENV_ID, *kwargs, "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert 'trains on env_kwargs={"max_episode_steps": 9}' in err
+    assert "is of env_kwargs={}, but --env point_mass:PointMass-v0" in err
     assert main(["train", "--data", str(data), "--set", "data.transitions=5"]) == 2
     assert "--set data.transitions=5 conflicts with the dataset" in capsys.readouterr().err
     assert main(["train", "--env-kwargs", "{}"]) == 2
