@@ -98,7 +98,7 @@ CARTPOLE = SwingupTask(
 )
 # At 64 px for the 4.4 m view the pole's tip moves 0.7 px between frames one step apart at
 # 1 rad/s. Two steps apart, a pixel readout gets theta_dot near upright to 0.10 rad/s instead
-# of 0.17 (experiments/observation_readout.py, docs/benchmarks.md).
+# of 0.17 (experiments/studies/observation_readout.py, docs/benchmarks.md).
 CARTPOLE_GAP2 = dataclasses.replace(CARTPOLE, frame_gap=2)
 
 

@@ -12,21 +12,20 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from latentrl.errors import UserError
+from latentrl.experiment_cli import (
+    DefaultsHelpFormatter,
+    add_experiment_options,
+    add_experiments_parser,
+    add_run_parser,
+    add_train_sources,
+    add_wandb_option,
+    json_object,
+    train_config,
+)
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object such as '{\"g\": 9.81}'")
-    return value
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -71,7 +70,7 @@ def _check_env(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from latentrl.config import apply_overrides, load_config
-    from latentrl.pipeline import ensure_dataset, experiment_config
+    from latentrl.pipeline import ensure_dataset
     from latentrl.run_directory import RunDirectory, new_run_dir
     from latentrl.train import train
 
@@ -83,9 +82,7 @@ def _train(args: argparse.Namespace) -> int:
         data = args.data or run.dataset()
         run_dir = args.run_dir
     else:
-        if args.experiment is None:
-            raise UserError("name an --experiment (e.g. pendulum), or --resume a --run-dir")
-        config = experiment_config(args.experiment, args.preset, args.seed, args.set)
+        config = train_config(args)
         data = args.data or ensure_dataset(config.data, args.data_root)
         run_dir = args.run_dir or new_run_dir(args.runs_root, config)
     try:
@@ -93,28 +90,6 @@ def _train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     print(f"trained {result.epochs} epochs ({result.steps} steps): {result.run_dir}")
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from latentrl.pipeline import run_experiment
-
-    try:
-        results = run_experiment(
-            args.experiment,
-            args.preset,
-            args.seeds,
-            args.set,
-            runs_root=args.runs_root,
-            data_root=args.data_root,
-            wandb_mode=args.wandb,
-            evaluate=not args.no_evaluate,
-        )
-    except KeyboardInterrupt:
-        return 130
-    for result in results:
-        where = "" if result.evaluation is None else f" (evaluation: {result.evaluation.eval_dir})"
-        print(f"run: {result.train.run_dir}{where}")
     return 0
 
 
@@ -147,31 +122,6 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_wandb_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--wandb",
-        choices=("online", "offline", "disabled"),
-        default=None,
-        help="W&B mode (default: online when logged in, else offline)",
-    )
-
-
-def add_experiment_options(parser: argparse.ArgumentParser) -> None:
-    from latentrl.config import PRESETS
-
-    parser.add_argument("--preset", choices=PRESETS, default="full", help="default: full")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="change one config field, e.g. --set train.epochs=20 (repeatable)",
-    )
-    parser.add_argument("--runs-root", type=Path, default=Path("runs"), help="default: runs/")
-    parser.add_argument("--data-root", type=Path, default=Path("data"), help="default: data/")
-    _add_wandb_option(parser)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="latentrl",
@@ -182,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     collect = commands.add_parser(
         "collect",
+        formatter_class=DefaultsHelpFormatter,
         help="collect an image-transition dataset",
         description="Collect (x_t, u_t, x_t+1, s_t, s_t+1) transitions into a dataset directory.",
     )
@@ -195,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "episodes (default: uniform)",
     )
     collect.add_argument("--out", type=Path, required=True, help="dataset directory")
-    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--seed", type=int, default=0, help="collection seed")
     collect.add_argument(
         "--workers", type=int, default=1, help="worker processes (rollout: parallel envs)"
     )
@@ -214,51 +165,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="uniform mode: share of the chains that start near the goal state rather than "
         "anywhere (default: 0)",
     )
-    collect.add_argument("--env-kwargs", type=_json_object, default={}, help="JSON object")
+    collect.add_argument(
+        "--env-kwargs", type=json_object, default={}, help="gymnasium.make keyword arguments, JSON"
+    )
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     collect.add_argument("--resume", action="store_true", help="finish an interrupted dataset")
     collect.set_defaults(handler=_collect)
 
     check = commands.add_parser(
         "check-env",
+        formatter_class=DefaultsHelpFormatter,
         help="check an environment against Gymnasium's API and the latentrl contract",
     )
-    check.add_argument("env_id")
-    check.add_argument("--env-kwargs", type=_json_object, default={}, help="JSON object")
+    check.add_argument("env_id", help="e.g. latentrl/Pendulum-v0, or my_module:MyEnv-v0")
+    check.add_argument(
+        "--env-kwargs", type=json_object, default={}, help="gymnasium.make keyword arguments, JSON"
+    )
     check.set_defaults(handler=_check_env)
-
-    from latentrl.config import EXPERIMENTS
 
     train = commands.add_parser(
         "train",
         help="train an E2C model on a dataset",
-        description="Train an experiment's model (collecting its dataset if needed), or "
-        "continue an interrupted run with --run-dir DIR --resume.",
+        description="Train the model of an experiment file, a config file, or an env with the "
+        "schema's defaults (collecting its dataset if needed, or training on --data), or "
+        "continue an interrupted run with --run-dir DIR --resume. model.obs_shape and "
+        "model.action_dim come from the env; with --data the env, its kwargs, mode, size, "
+        "chain length, near-goal share and seed come from the dataset's metadata.",
+        formatter_class=DefaultsHelpFormatter,
     )
-    train.add_argument("--experiment", choices=EXPERIMENTS, help="e.g. pendulum")
-    train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    train.add_argument("--data", type=Path, help="dataset directory (default: collect/reuse)")
-    train.add_argument("--run-dir", type=Path, help="run directory (default: runs/NAME)")
+    add_train_sources(train)
+    train.add_argument("--seed", type=int, default=0, help="training seed")
+    train.add_argument(
+        "--data", type=Path, help="dataset directory (default: collect or reuse one in DATA_ROOT)"
+    )
+    train.add_argument(
+        "--run-dir", type=Path, help="run directory (default: RUNS_ROOT/ENV__NAME__SEED__TIME)"
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     add_experiment_options(train)
     train.set_defaults(handler=_train)
 
-    run = commands.add_parser(
-        "run",
-        help="run an experiment end to end for several seeds",
-        description="Collect the experiment's dataset (once), then train and evaluate one "
-        "run per seed.",
-    )
-    run.add_argument("experiment", choices=EXPERIMENTS)
-    run.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
-    run.add_argument("--no-evaluate", action="store_true", help="train only")
-    add_experiment_options(run)
-    run.set_defaults(handler=_run)
+    add_run_parser(commands)
+    add_experiments_parser(commands)
 
     from latentrl.config import AGENTS
 
     evaluate = commands.add_parser(
         "evaluate",
+        formatter_class=DefaultsHelpFormatter,
         help="evaluate a trained run: latent MPC against the oracle and random actions",
         description="Run the task's evaluation protocol (same seeded start states for every "
         "agent) and write RUN_DIR/eval/: results.json, trajectories, a state plot, GIFs.",
@@ -289,11 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
         "them again, where they ran on the same episodes and settings (they do not depend on "
         "the model)",
     )
-    _add_wandb_option(evaluate)
+    add_wandb_option(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     compare = commands.add_parser(
         "compare",
+        formatter_class=DefaultsHelpFormatter,
         help="compare evaluated runs: mean ± standard error across seeds, and a bar plot",
         description="Read each run's eval/results.json and summary.json, group the runs by "
         "experiment and preset, print mean ± standard error across seeds per agent, and write "

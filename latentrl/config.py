@@ -1,10 +1,12 @@
-"""Typed, frozen experiment configs, their presets, and JSON round trips.
+"""The config schema: typed, frozen dataclasses, their JSON round trips and ``--set`` overrides.
 
 An :class:`ExperimentConfig` says everything a run does: which data to collect, which model
 to build, how to weigh the loss, how to train, how to plan in the latent space and how to
-evaluate. Presets are plain functions of the experiment name; a command line changes single
-fields with ``--set section.field=value``. Sections added later (``plan``, ``eval``) have
-defaults, so the ``config.json`` of an older run still loads.
+evaluate. The schema's defaults are the recipe for an env nobody has tuned; what was tuned for
+one task lives in an experiment file (experiments/NAME.toml, read by
+:mod:`latentrl.experiment_files`). A command line changes single fields with
+``--set section.field=value``. Sections and fields added later have defaults, so the
+``config.json`` of an older run still loads.
 """
 
 from __future__ import annotations
@@ -20,12 +22,8 @@ from typing import Any, Literal
 from latentrl.agents.registry import AGENT_NAMES
 from latentrl.data import check_chain_length, check_near_goal_share
 from latentrl.errors import UserError
-from latentrl.losses import LossConfig, MultiStepConfig, legacy_key_hint, upgrade_legacy_loss
+from latentrl.losses import LossConfig, legacy_key_hint, upgrade_legacy_loss
 from latentrl.models import ModelConfig
-from latentrl.planning.options.blocked_pushes import BlockedPushesConfig
-from latentrl.planning.options.recorded_moves import RecordedMovesConfig
-from latentrl.planning.options.roadmap import RoadmapConfig
-from latentrl.planning.options.shooting import ShootingConfig
 from latentrl.planning.plan_config import PlanConfig, upgrade_legacy_plan
 
 
@@ -34,6 +32,9 @@ class DataConfig:
     """The dataset a run trains on (collected on first use, then reused)."""
 
     env_id: str = "latentrl/Pendulum-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of ``gymnasium.make(env_id, ...)`` wherever the env is made
+    (collection, training, evaluation): a JSON object."""
     transitions: int = 20_000
     mode: Literal["uniform", "rollout"] = "uniform"
     seed: int = 0
@@ -49,6 +50,14 @@ class DataConfig:
     """Collection worker processes (MuJoCo envs render faster with 2)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.env_kwargs, Mapping) or not all(
+            isinstance(k, str) for k in self.env_kwargs
+        ):
+            raise UserError(
+                f'data.env_kwargs must be a JSON object such as {{"g": 9.81}}, '
+                f"got {self.env_kwargs!r}"
+            )
+        object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         check_chain_length(self.chain_length, self.mode)
         check_near_goal_share(self.near_goal_share, self.mode)
 
@@ -100,7 +109,7 @@ class EvalConfig:
     horizon: int | None = None
     """Steps per episode; None: the env's task horizon."""
     oracle_horizon: int = 40
-    """Planning horizon of the oracle (true-state iLQR MPC); 40-60 reached the ceiling."""
+    """Planning horizon of the oracle (true-state iLQR MPC)."""
     device: str = "auto"
     """Device of the latent agent: "auto" (CUDA when present), "cpu", "cuda", ..."""
 
@@ -146,142 +155,14 @@ class ExperimentConfig:
             )
 
 
-# --- presets ----------------------------------------------------------------------------------
-
-_OBSERVATIONS = {  # env id -> (obs_shape, action_dim): known without making the env
-    "latentrl/Pendulum-v0": ((2, 48, 48), 1),
-    "latentrl/Planar-v0": ((1, 40, 40), 2),
-    "latentrl/PendulumSwingup-v0": ((2, 48, 48), 1),
-    "latentrl/CartpoleSwingup-v0": ((2, 64, 64), 1),
-}
-EXPERIMENTS = {
-    "pendulum": "latentrl/Pendulum-v0",
-    "planar": "latentrl/Planar-v0",
-    "mujoco_pendulum": "latentrl/PendulumSwingup-v0",
-    "cartpole": "latentrl/CartpoleSwingup-v0",
-}
-PRESETS = ("debug", "full")
-
-
-# The pendulums (docs/benchmarks.md, "Latent MPC on Pendulum-v0: the `full` preset"): with a
-# quarter of the multi-step gradient into the encoder, one of three Pendulum-v0 training seeds
-# stayed at the bottom (freed by shooting) and one fell from the top (held with a 10x cheaper
-# control); shooting only while far from the goal lets both fixes work together. The MuJoCo
-# pendulum went from 59% of the oracle (one seed) to 91% (three seeds) with the same settings.
-_PENDULUM_EXPERIMENTS = ("pendulum", "mujoco_pendulum")
-_PENDULUM_PLAN = PlanConfig(r=0.001, options={"shooting": ShootingConfig(count=1024, beyond=0.5)})
-# Planar (docs/benchmarks.md, "Planar: pushes that moved nothing are blocked"): latent MPC got
-# stuck pushing into walls and obstacles, which a transition linear in u cannot represent;
-# blocking a push that moved the latent less than half the predicted move took three seeds
-# from 0.272 to 0.438 of the steps in goal (19 to 35 of 60 successes). Its latent is folded,
-# so the latent distance has minima far from the goal; subgoals 2 steps ahead on a roadmap of
-# the training frames ("Planar: a roadmap of the training frames") took the same three models
-# to 0.559 (47 of 60), and to 0.603 from 0.518 on 20 other starts (52 from 41 of 60). Where
-# the model's move disagrees with the recorded moves nearby, 32 of those correct it ("Planar:
-# why the failing episodes fail"): six seeds on 100 starts from 0.635 to 0.665, 549 to 585 of
-# 600 successes, no seed worse by more than 0.002.
-_FULL_PLANS = {
-    "pendulum": _PENDULUM_PLAN,
-    "mujoco_pendulum": _PENDULUM_PLAN,
-    "planar": PlanConfig(
-        options={
-            "blocked_pushes": BlockedPushesConfig(ratio=0.5),
-            "roadmap": RoadmapConfig(lookahead=2.0),
-            "recorded_moves": RecordedMovesConfig(count=32),
-        }
-    ),
-}
-# Planar's episodes are 40 steps, so it evaluates 100 starts (about 2 min for the latent agent
-# on a 2-core CPU): on 20 the same model's score moved by up to 0.1 from one start set to the
-# next (docs/benchmarks.md, "Planar: the preset on 100 starts"). The first 20 are the 20 of
-# the other presets' seed, so earlier results stay comparable.
-_FULL_EPISODES = {"planar": 100}
-
-
-def preset(experiment: str, name: str = "full") -> ExperimentConfig:
-    """The ``debug`` (tiny, CPU, about a minute) or ``full`` (paper scale) config."""
-    if experiment not in EXPERIMENTS:
-        raise UserError(
-            f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}"
-        )
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    env_id = EXPERIMENTS[experiment]
-    obs_shape, action_dim = _OBSERVATIONS[env_id]
-    # Planar in 3 latent dimensions, not E2C's 2: with the roadmap four seeds scored 61.5% of
-    # the steps in goal against 54.8% in 2, a fifth held out 66.0% (docs/benchmarks.md,
-    # "Planar: a roadmap of the training frames").
-    latent_dim = {"cartpole": 8}.get(experiment, 3)
-    # Fully connected encoder and decoder everywhere: on cart-pole's 2 x 64 x 64 frames the conv
-    # encoder / deconv decoder collapsed to the prior in its first two epochs (KL 0.05 nats,
-    # the mean image as reconstruction), where the MLP's latent reached probe R² 0.96
-    # (docs/benchmarks.md). The conv pair stays a config choice (model.encoder=conv).
-    workers = 2 if "Swingup" in env_id else 1
-    # Multi-step term, K = 8 on chains of 16 (docs/benchmarks.md): Pendulum-v0 latent MPC
-    # 0.72 / 0.05 / 0.62 of steps in goal over 3 seeds (0.61 / 0 / 0 without), planar 0.33
-    # (0.10 without, one seed), cart-pole 0.145 (0.003 without, one seed; 0.010 on 3 seeds).
-    chain_length, multi_step_horizon = 16, 8
-    # The pendulums: a quarter of the term's gradient into the encoder tears the latent circle
-    # less often (docs/benchmarks.md); on planar it scored 0.610 against 0.640 over five seeds.
-    pendulum = experiment in _PENDULUM_EXPERIMENTS
-    encoder_gradient = 0.25 if pendulum else 1.0
-    loss = LossConfig(
-        multi_step=MultiStepConfig(horizon=multi_step_horizon, encoder_gradient=encoder_gradient)
-    )
-    full_plan = _FULL_PLANS.get(experiment, PlanConfig())
-    if name == "debug":
-        return ExperimentConfig(
-            name=experiment,
-            preset=name,
-            data=DataConfig(
-                env_id=env_id, transitions=2_000, workers=workers, chain_length=chain_length
-            ),
-            model=ModelConfig(
-                obs_shape=obs_shape,
-                action_dim=action_dim,
-                latent_dim=latent_dim,
-                hidden_sizes=(128, 128),
-                transition_hidden_sizes=(32, 32),
-            ),
-            train=TrainConfig(
-                epochs=3,
-                batch_size=64,
-                image_every=1,
-                probe_steps=200,
-            ),
-            loss=loss,
-            # a smoke test of the planner, not a result: the 40-step plan of the full preset
-            # made the debug evaluation 2.5 of its 2.7 minutes. Planar's blocked pushes and
-            # roadmap cost little, so its debug runs plan with them as well.
-            plan=PlanConfig(
-                horizon=20,
-                max_iterations=10,
-                options={k: v for k, v in full_plan.options.items() if k != "shooting"},
-            ),
-            eval=EvalConfig(episodes=4),
-        )
-    return ExperimentConfig(
-        name=experiment,
-        preset=name,
-        data=DataConfig(
-            env_id=env_id, transitions=20_000, workers=workers, chain_length=chain_length
-        ),
-        model=ModelConfig(
-            obs_shape=obs_shape,
-            action_dim=action_dim,
-            latent_dim=latent_dim,
-        ),
-        train=TrainConfig(
-            epochs=50,
-            batch_size=128,
-        ),
-        loss=loss,
-        plan=full_plan,
-        eval=EvalConfig(episodes=_FULL_EPISODES.get(experiment, 20)),
-    )
-
-
 # --- JSON and command-line overrides ----------------------------------------------------------
+
+ENV_FACTS = ("model.obs_shape", "model.action_dim")
+"""Fields read from the env's spaces when a config is resolved, never written by hand."""
+
+
+class UnknownFieldError(UserError):
+    """A config names a field the schema does not have."""
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -289,32 +170,62 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
-    """Build dataclass ``cls`` from a dict made by :func:`to_dict`, checking every key."""
+def schema_defaults() -> dict[str, Any]:
+    """Every section's defaults as a dict, without ``name``, ``preset`` and the env facts
+    (:data:`ENV_FACTS`): the recipe for an env nobody has tuned."""
+    sections: dict[str, Any] = {}
+    for section in dataclasses.fields(ExperimentConfig):
+        cls = typing.get_type_hints(ExperimentConfig)[section.name]
+        if not dataclasses.is_dataclass(cls):
+            continue
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[f.name] = f.default_factory()
+        sections[section.name] = json.loads(json.dumps(values))
+    return sections
+
+
+def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a dict made by :func:`to_dict`, checking every key.
+
+    ``where`` is the dotted path of ``data`` in the whole config (``"plan"``), so that every
+    error names the field as ``plan.horizon``."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
+    prefix = f"{where}." if where else ""
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where or 'the config'} must be a table/object, got {data!r}")
+    unknown = sorted(set(data) - names)
     if unknown:
-        raise UserError(
-            f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}. "
-            "Another version of latentrl wrote them: load the file with that checkout, or "
-            "delete the unknown field(s) from it to load it here without what they set"
+        raise UnknownFieldError(
+            f"unknown field(s) {', '.join(prefix + k for k in unknown)}; allowed in "
+            f"{where or 'the top level'}: {', '.join(sorted(names))}"
         )
-    values = {
-        key: _convert(hints[key], value, f"{cls.__name__}.{key}") for key, value in data.items()
-    }
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise UserError(f"incomplete {cls.__name__}: {exc}") from None
+    missing = [
+        f.name
+        for f in fields
+        if f.name not in data
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise UserError(f"missing field(s) {', '.join(prefix + k for k in missing)}")
+    values = {key: _convert(hints[key], value, prefix + key) for key, value in data.items()}
+    return cls(**values)
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin is dict:
         if not isinstance(value, Mapping):
-            raise UserError(f"{where} must be an object, got {value!r}")
-        return from_dict(hint, value)
+            raise UserError(f"{where} must be a JSON object (a table), got {value!r}")
+        return dict(value)
     if origin is tuple:
         if not isinstance(value, Sequence) or isinstance(value, str):
             raise UserError(f"{where} must be a list, got {value!r}")
@@ -342,22 +253,34 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def apply_overrides(config: ExperimentConfig, assignments: Sequence[str]) -> ExperimentConfig:
-    """Apply ``section.field=value`` assignments (value parsed as JSON, else a string).
+def parse_assignment(assignment: str) -> tuple[list[str], Any]:
+    """``"section.field=value"`` -> (``["section", "field"]``, value parsed as JSON, else the
+    string)."""
+    key, sep, text = assignment.partition("=")
+    path = key.strip().split(".")
+    if not sep or not all(path):
+        raise UserError(f"--set expects section.field=value, got {assignment!r}")
+    try:
+        return path, json.loads(text)
+    except json.JSONDecodeError:
+        return path, text
+
+
+def override_dict(data: dict[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """``data`` (a config as a dict, changed in place and returned) with the ``--set``
+    assignments applied; each must name a field ``data`` has.
 
     In a section that maps names to sections (``plan.options``) a missing section is created
     (``plan.options.shooting.count=8`` adds shooting with its defaults but ``count``) and
-    ``null`` removes one; the schema checks the names.
+    ``null`` removes one; the schema checks the names when the config is built.
     """
-    data = to_dict(config)
     for assignment in assignments:
-        key, sep, text = assignment.partition("=")
-        path = key.strip().split(".")
-        if not sep or not all(path):
-            raise UserError(f"--set expects section.field=value, got {assignment!r}")
-        if (hint := legacy_key_hint(key.strip())) is not None:
-            raise UserError(f"--set {key.strip()}: {hint}")
-        target, schema = data, config
+        path, value = parse_assignment(assignment)
+        key = ".".join(path)
+        if (hint := legacy_key_hint(key)) is not None:
+            raise UserError(f"--set {key}: {hint}")
+        target: dict[str, Any] = data
+        schema: Any = ExperimentConfig
         for part in path[:-1]:
             if _open_section(schema) and target.get(part) is None:
                 target[part] = {}
@@ -366,24 +289,42 @@ def apply_overrides(config: ExperimentConfig, assignments: Sequence[str]) -> Exp
             target, schema = target[part], _subsection(schema, part)
         if path[-1] not in target and not _open_section(schema):
             raise UserError(f"--set {key}: no field {path[-1]!r}; known: {sorted(target)}")
-        try:
-            target[path[-1]] = json.loads(text)
-        except json.JSONDecodeError:
-            target[path[-1]] = text
-    return from_dict(ExperimentConfig, data)
+        target[path[-1]] = value
+    return data
+
+
+def apply_overrides(config: ExperimentConfig, assignments: Sequence[str]) -> ExperimentConfig:
+    """Apply ``section.field=value`` assignments (value parsed as JSON, else a string)."""
+    return from_dict(ExperimentConfig, override_dict(to_dict(config), assignments))
 
 
 def _open_section(schema: Any) -> bool:
-    """Whether the section ``schema`` takes names it does not hold yet: a mapping of sections
-    (``plan.options``), or a section just created in one (None)."""
-    return schema is None or isinstance(schema, Mapping)
+    """Whether a section takes names it does not hold yet: a mapping of sections
+    (``plan.options``, schema ``dict``) or a section in one (schema None)."""
+    return schema is None or schema is dict
 
 
 def _subsection(schema: Any, name: str) -> Any:
-    """The config value ``name`` of the section ``schema`` (None where it has none)."""
-    if isinstance(schema, Mapping):
-        return schema.get(name)
-    return getattr(schema, name, None) if dataclasses.is_dataclass(schema) else None
+    """The schema of field ``name`` of a section whose schema is ``schema``: a config
+    dataclass, ``dict`` for a mapping of sections, None inside one (or for a plain field)."""
+    if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+        return None
+    hint = typing.get_type_hints(schema).get(name)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint
+    return dict if typing.get_origin(hint) in (dict, Mapping) else None
+
+
+def upgrade_legacy(data: Any) -> Any:
+    """A config.json dict written by an older latentrl in today's layout: loss terms as
+    sections (:func:`~latentrl.losses.upgrade_legacy_loss`), planner options as sections
+    (:func:`~latentrl.planning.plan_config.upgrade_legacy_plan`)."""
+    if not isinstance(data, dict):
+        return data
+    data = upgrade_legacy_loss(data)
+    if isinstance(data.get("plan"), Mapping):
+        data = data | {"plan": upgrade_legacy_plan(data["plan"])}
+    return data
 
 
 def save_config(config: ExperimentConfig, path: Any) -> None:
@@ -393,6 +334,7 @@ def save_config(config: ExperimentConfig, path: Any) -> None:
 
 
 def load_config(path: Any) -> ExperimentConfig:
+    """The config of a ``config.json`` (as a run writes it); UserError naming the file."""
     from pathlib import Path
 
     try:
@@ -402,8 +344,12 @@ def load_config(path: Any) -> ExperimentConfig:
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc})") from None
     try:
-        if isinstance(data, dict) and isinstance(data.get("plan"), Mapping):
-            data["plan"] = upgrade_legacy_plan(data["plan"])
-        return from_dict(ExperimentConfig, upgrade_legacy_loss(data))
+        return from_dict(ExperimentConfig, upgrade_legacy(data))
+    except UnknownFieldError as exc:
+        raise UserError(
+            f"{path}: {exc}. Another version of latentrl wrote them: load the file with that "
+            "checkout, or delete the unknown field(s) from it to load it here without what "
+            "they set"
+        ) from None
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None

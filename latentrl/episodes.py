@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -93,14 +94,16 @@ def run_episodes(
     filmed: int = 0,
     frame_fn: FrameFn | None = None,
     label: str = "",
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> Rollout:
     """Run ``agent`` from each of ``starts (B, d)`` for ``horizon`` steps in a vector env of
     ``B`` copies of ``env_id``; ``task`` (an unwrapped instance) supplies goal and cost. A
     progress bar named ``label`` counts the steps, with the share of episodes in the goal
-    region; it is hidden when stderr is not a terminal (logs, CI)."""
+    region; it is hidden when stderr is not a terminal (logs, CI). ``env_kwargs``: keyword
+    arguments of every copy's ``make_env``."""
     batch = starts.shape[0]
     vec = gym.vector.SyncVectorEnv(
-        [lambda: make_env(env_id) for _ in range(batch)],
+        [lambda: make_env(env_id, **(env_kwargs or {})) for _ in range(batch)],
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
     states = np.empty((batch, horizon + 1, starts.shape[1]))

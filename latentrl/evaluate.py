@@ -114,7 +114,7 @@ def evaluate_run(
             "oracle and random agents from: evaluate it first, or leave --baselines-from out"
         )
     ev = config.eval
-    env = make_env(config.data.env_id)
+    env = make_env(config.data.env_id, **config.data.env_kwargs)
     threads = torch.get_num_threads()
     # Planning works on tiny tensors: intra-op threads only add synchronisation (the latent
     # agent ran 10x slower with 2 threads than with 1 on a busy 2-core machine).
@@ -142,7 +142,15 @@ def evaluate_run(
             frame_fn = agent.video_frames if films else None  # type: ignore[attr-defined]
             filmed = ev.episodes if ev.gifs is None else min(ev.gifs, ev.episodes)
             rollouts[name] = run_episodes(
-                config.data.env_id, task, agent, starts, horizon, filmed, frame_fn, name
+                config.data.env_id,
+                task,
+                agent,
+                starts,
+                horizon,
+                filmed,
+                frame_fn,
+                name,
+                env_kwargs=config.data.env_kwargs,
             )
         results = EvalResults(header, agent_results(task, starts, rollouts))
         results, rollouts = merge_agents(results, rollouts, baselines)

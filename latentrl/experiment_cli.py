@@ -1,72 +1,228 @@
-"""The command line of the scripts in experiments/: run one experiment for several seeds, then
-compare them.
+"""The ``latentrl`` sub-commands about experiments: ``run``, ``experiments``, and how ``train``
+finds its config (``--experiment``, ``--config``, ``--env``, ``--data``).
 
-``python experiments/pendulum.py --preset debug --seeds 0 1 2`` collects the experiment's
-dataset (once), trains and evaluates one run per seed (:func:`latentrl.pipeline.run_experiment`,
-as ``latentrl run`` does), then prints the table of :mod:`latentrl.compare` for those runs and
-writes its plot. Every script is one call of :func:`experiment_main`.
+``latentrl run pendulum --preset debug --seeds 0 1 2`` collects the experiment's dataset
+(once), trains and evaluates one run per seed (:func:`latentrl.pipeline.run_experiment`), then
+prints the table of :mod:`latentrl.compare` for those runs and writes its plot.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
+import json
 from pathlib import Path
+from typing import Any
 
+from latentrl.config import ExperimentConfig
 from latentrl.errors import UserError
 
 
-def experiment_parser(experiment: str, prog: str | None = None) -> argparse.ArgumentParser:
-    """Options of an experiment script: the same as ``latentrl run EXPERIMENT`` plus ``--out``."""
-    from latentrl.cli import add_experiment_options
-    from latentrl.config import EXPERIMENTS
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that names every option's default: ``(default: X)`` is appended to each option's
+    help unless the help already says its default."""
 
-    if experiment not in EXPERIMENTS:
-        raise UserError(
-            f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}"
-        )
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=f"The {experiment} experiment ({EXPERIMENTS[experiment]}): collect its "
-        "dataset (once), train and evaluate one run per seed, then compare the seeds (mean ± "
-        "standard error) against the oracle and random agents.",
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if not action.option_strings and action.nargs not in ("?", "*"):
+            return text  # a required positional has no default
+        default = action.default
+        if default is None:
+            default = "none"
+        elif isinstance(default, list):
+            default = " ".join(map(str, default)) if default else "none"
+        return f"{text} (default: {default})".strip()
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """An argparse type: a JSON object such as ``{"g": 9.81}``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object such as '{\"g\": 9.81}'")
+    return value
+
+
+def add_wandb_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--wandb",
+        choices=("online", "offline", "disabled"),
+        default=None,
+        help="W&B mode (default: online when logged in, else offline)",
+    )
+
+
+def add_experiment_options(parser: argparse.ArgumentParser) -> None:
+    """``--preset``, ``--set``, ``--runs-root``, ``--data-root`` and ``--wandb``."""
+    parser.add_argument(
+        "--preset",
+        default=None,
+        help="a preset of the experiment file, e.g. debug or full (default: the file's "
+        "default_preset)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="change one config field, e.g. --set train.epochs=20 (repeatable; default: none)",
+    )
+    parser.add_argument("--runs-root", type=Path, default=Path("runs"), help="default: runs/")
+    parser.add_argument("--data-root", type=Path, default=Path("data"), help="default: data/")
+    add_wandb_option(parser)
+
+
+def add_run_parser(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run an experiment end to end for several seeds, then compare them",
+        description="Collect the experiment's dataset (once), train and evaluate one run per "
+        "seed, then compare the seeds (mean ± standard error) against the oracle and random "
+        "agents: a table, a bar plot and its numbers as JSON.",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    run.add_argument(
+        "experiment",
+        metavar="NAME_OR_FILE",
+        help="a built-in experiment (`latentrl experiments` lists them) or a .toml file",
+    )
+    run.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    run.add_argument("--no-evaluate", action="store_true", help="train only (no comparison)")
+    run.add_argument(
         "--out",
         type=Path,
-        help="comparison plot, .png (default: RUNS_ROOT/EXPERIMENT__PRESET__compare.png); "
-        "its numbers go beside it as .json",
+        help="comparison plot, .png; its numbers go beside it as .json (default: "
+        "RUNS_ROOT/EXPERIMENT__PRESET__compare.png)",
     )
-    add_experiment_options(parser)
-    return parser
+    add_experiment_options(run)
+    run.set_defaults(handler=run_command)
 
 
-def experiment_main(experiment: str, argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``), run ``experiment`` for each seed and compare
-    the runs. Returns the exit status: 0, 2 after a UserError (one line on stderr), 130 on
-    Ctrl-C."""
-    parser = experiment_parser(experiment)
-    args = parser.parse_args(argv)
+def add_experiments_parser(commands: Any) -> None:
+    listing = commands.add_parser(
+        "experiments",
+        help="list the built-in experiment files with their env ids and presets",
+        description="List the experiment files in experiments/ of this checkout: the names "
+        "`latentrl run` and `latentrl train --experiment` take.",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    listing.set_defaults(handler=experiments_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
     from latentrl.compare import compare_runs
+    from latentrl.experiment_files import default_preset, experiment_path, read_toml
     from latentrl.pipeline import run_experiment
 
+    path = experiment_path(args.experiment)
     try:
         results = run_experiment(
-            experiment,
+            path,
             args.preset,
             args.seeds,
             args.set,
             runs_root=args.runs_root,
             data_root=args.data_root,
             wandb_mode=args.wandb,
+            evaluate=not args.no_evaluate,
         )
-        out = args.out or args.runs_root / f"{experiment}__{args.preset}__compare.png"
-        compare_runs([r.train.run_dir for r in results], out)
-    except UserError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    for result in results:
+        where = "" if result.evaluation is None else f" (evaluation: {result.evaluation.eval_dir})"
+        print(f"run: {result.train.run_dir}{where}")
+    if args.no_evaluate:
+        return 0
+    preset = args.preset or default_preset(read_toml(path))
+    out = args.out or args.runs_root / f"{path.stem}__{preset}__compare.png"
+    compare_runs([r.train.run_dir for r in results], out)
     return 0
+
+
+def experiments_command(args: argparse.Namespace) -> int:
+    from latentrl.experiment_files import (
+        EXPERIMENTS_DIR,
+        builtin_experiments,
+        default_preset,
+        preset_names,
+        read_toml,
+    )
+
+    found = builtin_experiments()
+    if not found:
+        raise UserError(f"no experiment files (*.toml) in {EXPERIMENTS_DIR}")
+    rows = []
+    for name, path in found.items():
+        document = read_toml(path)
+        env_id = document.get("data", {}).get("env_id", "(schema default)")
+        presets = preset_names(document)
+        chosen = default_preset(document)
+        shown = ", ".join(f"{p}*" if p == chosen else p for p in presets) or chosen
+        rows.append((name, env_id, shown))
+    width = [max(len(row[i]) for row in rows) for i in range(2)]
+    print(f"experiment files in {EXPERIMENTS_DIR} (presets; * the default):")
+    for name, env_id, presets in rows:
+        print(f"  {name:<{width[0]}}  {env_id:<{width[1]}}  {presets}")
+    return 0
+
+
+def add_train_sources(train: argparse.ArgumentParser) -> None:
+    """Where ``train`` takes its config from: one of --experiment, --config, --env (with
+    --env-kwargs), or --data alone."""
+    source = train.add_mutually_exclusive_group()
+    source.add_argument(
+        "--experiment",
+        metavar="NAME_OR_FILE",
+        help="a built-in experiment (e.g. pendulum) or an experiment .toml file",
+    )
+    source.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="an experiment .toml file, or a run's config.json (its settings on this env)",
+    )
+    source.add_argument(
+        "--env",
+        metavar="ID",
+        help="an env id (e.g. my_module:MyEnv-v0) trained with the schema's settings, the "
+        "recipe for an untuned env",
+    )
+    train.add_argument(
+        "--env-kwargs",
+        type=json_object,
+        help="with --env: a JSON object of gymnasium.make keyword arguments (default: {})",
+    )
+
+
+def train_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The resolved config ``latentrl train`` was asked for (not --resume)."""
+    from latentrl.experiment_files import experiment_path, read_experiment
+    from latentrl.pipeline import config_file_dict, defaults_config, resolve
+
+    if args.env_kwargs is not None and args.env is None:
+        raise UserError("--env-kwargs goes with --env; elsewhere use --set data.env_kwargs=...")
+    if args.preset is not None and args.experiment is None and args.config is None:
+        raise UserError("--preset applies to experiment files: give --experiment or --config")
+    if args.experiment is not None:
+        path = experiment_path(args.experiment)
+        config, source = read_experiment(path, args.preset), str(path)
+    elif args.config is not None:
+        config, source = config_file_dict(args.config, args.preset), str(args.config)
+    elif args.env is not None:
+        config, source = defaults_config(args.env, args.env_kwargs), f"--env {args.env}"
+    elif args.data is not None:
+        from latentrl.data import read_metadata
+
+        meta = read_metadata(args.data) if args.data.is_dir() else None
+        if meta is None:
+            raise UserError(f"no dataset at {args.data}; make one with `latentrl collect`")
+        config, source = defaults_config(meta["env_id"], meta.get("env_kwargs", {})), "--data"
+    else:
+        raise UserError(
+            "say what to train: --experiment NAME_OR_FILE, --config FILE, --env ID or "
+            "--data DIR (or --resume a --run-dir)"
+        )
+    return resolve(config, args.set, source=source, seed=args.seed, dataset=args.data)

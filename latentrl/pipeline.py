@@ -1,26 +1,56 @@
-"""An experiment end to end: collect its dataset (once, shared by seeds), then train and
-evaluate each seed.
+"""From an experiment to runs: resolve its config, collect its dataset (once, shared by seeds),
+then train and evaluate each seed.
 
-``latentrl run EXPERIMENT --preset P --seeds 0 1 2`` and the scripts in experiments/ call
-:func:`run_experiment`.
+A config is *resolved* from a dict (an experiment file's preset, a run's ``config.json``, or
+the schema's defaults for a bare env id), the ``--set`` overrides, the dataset's metadata when
+training on a given dataset, and the env's spaces: ``model.obs_shape`` and
+``model.action_dim`` are read from the env made with ``data.env_kwargs``.
+``latentrl run EXPERIMENT --preset P --seeds 0 1 2`` calls :func:`run_experiment`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
+import copy
+import functools
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from latentrl.collect import collect
-from latentrl.config import DataConfig, ExperimentConfig, apply_overrides, preset
-from latentrl.data import read_metadata
+from latentrl.config import (
+    ENV_FACTS,
+    DataConfig,
+    ExperimentConfig,
+    from_dict,
+    override_dict,
+    parse_assignment,
+    schema_defaults,
+)
+from latentrl.data import METADATA_FILE, read_metadata
+from latentrl.errors import UserError
 from latentrl.evaluate import EvalResult, evaluate_run
+from latentrl.experiment_files import NO_PRESET, experiment_path, read_experiment
 from latentrl.run_directory import new_run_dir
 from latentrl.train import TrainResult, train
 
 DATA_ROOT = Path("data")
 RUNS_ROOT = Path("runs")
+DEFAULT_NAME = "default"
+"""The experiment name of a config made from the schema's defaults (``train --env``)."""
+DATASET_FIELDS = {
+    "env_id": None,
+    "env_kwargs": {},
+    "mode": None,
+    "transitions": None,
+    "chain_length": 1,
+    "near_goal_share": 0.0,
+    "seed": None,
+}
+"""data.* fields a dataset's metadata fixes (None: always present there; else the value of
+a dataset whose metadata leaves the key out)."""
 
 
 def dataset_dir(data: DataConfig, root: Path = DATA_ROOT) -> Path:
@@ -28,7 +58,12 @@ def dataset_dir(data: DataConfig, root: Path = DATA_ROOT) -> Path:
     env_name = data.env_id.replace(":", "_").split("/")[-1]
     chains = f"__chain{data.chain_length}" if data.chain_length > 1 else ""
     near = f"__near{data.near_goal_share:g}" if data.near_goal_share > 0 else ""
-    return root / f"{env_name}__{data.mode}__{data.transitions}__seed{data.seed}{chains}{near}"
+    kwargs = ""
+    if data.env_kwargs:
+        text = json.dumps(data.env_kwargs, sort_keys=True)
+        kwargs = f"__kwargs{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    name = f"{env_name}__{data.mode}__{data.transitions}__seed{data.seed}{chains}{near}{kwargs}"
+    return root / name
 
 
 def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
@@ -46,15 +81,150 @@ def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
         workers=data.workers,
         chain_length=data.chain_length,
         near_goal_share=data.near_goal_share,
+        env_kwargs=data.env_kwargs,
         resume=meta is not None,
     )
 
 
-def experiment_config(
-    experiment: str, preset_name: str, seed: int, overrides: Sequence[str] = ()
+@functools.lru_cache(maxsize=16)
+def _env_facts(env_id: str, env_kwargs_json: str) -> tuple[tuple[int, ...], int]:
+    from latentrl.envs import make_env
+
+    env = make_env(env_id, **json.loads(env_kwargs_json))
+    try:
+        obs_shape = tuple(int(s) for s in env.observation_space.shape)
+        action_dim = int(env.action_space.shape[0])
+    finally:
+        env.close()
+    return obs_shape, action_dim
+
+
+def env_facts(env_id: str, env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"obs_shape": (k, H, W), "action_dim": m}`` of the env ``env_id`` made with
+    ``env_kwargs`` (made once per distinct pair)."""
+    if not isinstance(env_kwargs, Mapping):
+        raise UserError(f"data.env_kwargs must be a JSON object, got {env_kwargs!r}")
+    obs_shape, action_dim = _env_facts(env_id, json.dumps(dict(env_kwargs), sort_keys=True))
+    return {"obs_shape": list(obs_shape), "action_dim": action_dim}
+
+
+def build_config(config: Mapping[str, Any]) -> ExperimentConfig:
+    """The typed config of a config dict without env facts, the facts read from its env."""
+    data = copy.deepcopy(dict(config))
+    if not isinstance(data.get("data"), Mapping) or not isinstance(data.get("model"), Mapping):
+        raise UserError("a config needs the sections data and model")
+    env = data["data"]
+    facts = env_facts(env.get("env_id", DataConfig.env_id), env.get("env_kwargs", {}))
+    data["model"] = {**data["model"], **facts}
+    return from_dict(ExperimentConfig, data)
+
+
+def defaults_config(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config dict of the schema's defaults for ``env_id``: the recipe for an env nobody
+    has tuned (``latentrl train --env ID``)."""
+    config: dict[str, Any] = {"name": DEFAULT_NAME, "preset": NO_PRESET, **schema_defaults()}
+    config["data"].update(env_id=env_id, env_kwargs=dict(env_kwargs or {}))
+    return config
+
+
+def config_file_dict(path: Path, preset: str | None = None) -> dict[str, Any]:
+    """The config dict of a file: an experiment file (``.toml``) or a run's ``config.json``
+    (its env facts dropped, to be read from the env again)."""
+    if path.suffix != ".json":
+        return read_experiment(experiment_path(path), preset)
+    if preset is not None:
+        raise UserError(f"--preset applies to experiment files (.toml), not to {path}")
+    try:
+        loaded = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no config at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("model"), dict):
+        raise UserError(f"{path} is not a latentrl config (no model section)")
+    config = {"name": path.parent.name or DEFAULT_NAME, "preset": NO_PRESET, **schema_defaults()}
+    for key, value in loaded.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key].update(value)
+        else:
+            config[key] = value
+    for fact in ENV_FACTS:
+        config["model"].pop(fact.split(".")[1], None)
+    return config
+
+
+def resolve(
+    config: Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    *,
+    source: str = "the config",
+    seed: int | None = None,
+    dataset: Path | None = None,
 ) -> ExperimentConfig:
-    config = apply_overrides(preset(experiment, preset_name), overrides)
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
+    """The typed config of a config dict (without env facts) from ``source``: checked on its
+    own (errors name ``source``), then changed by the ``--set`` overrides, the dataset's
+    metadata (env, kwargs, mode, size, chains, near-goal share and seed; an explicit
+    conflicting ``--set`` is an error) and ``train.seed``, then given the env's facts."""
+    try:
+        build_config(config)
+    except UserError as exc:
+        raise UserError(f"{source}: {exc}") from None
+    explicit: dict[str, Any] = {}
+    for assignment in overrides:
+        path, value = parse_assignment(assignment)
+        key = ".".join(path)
+        if key in ENV_FACTS:
+            raise UserError(f"--set {key}: it comes from the env's spaces and cannot be set")
+        explicit[key] = value
+    data = override_dict(copy.deepcopy(dict(config)), overrides)
+    if dataset is not None:
+        data["data"].update(dataset_fields(dataset, config["data"], explicit, source))
+    if seed is not None:
+        data["train"]["seed"] = seed
+    return build_config(data)
+
+
+def dataset_fields(
+    dataset: Path, data: Mapping[str, Any], explicit: Mapping[str, Any], source: str
+) -> dict[str, Any]:
+    """The data.* fields the dataset's metadata fixes (:data:`DATASET_FIELDS`); UserError when
+    an explicit ``--set`` or the env of ``source`` conflicts with them."""
+    meta = read_metadata(Path(dataset)) if Path(dataset).is_dir() else None
+    if meta is None:
+        raise UserError(f"no dataset at {dataset} (no {METADATA_FILE}); make one with collect")
+    fields = {
+        key: meta.get(key, default) if default is not None else meta[key]
+        for key, default in DATASET_FIELDS.items()
+    }
+    for key, value in fields.items():
+        given = explicit.get(f"data.{key}")
+        if f"data.{key}" in explicit and given != value:
+            raise UserError(
+                f"--set data.{key}={json.dumps(given)} conflicts with the dataset {dataset}, "
+                f"which has {key}={json.dumps(value)}; drop the --set or use another dataset"
+            )
+    for key in ("env_id", "env_kwargs"):
+        if data.get(key) != fields[key] and f"data.{key}" not in explicit:
+            raise UserError(
+                f"the dataset {dataset} is of {key}={json.dumps(fields[key])}, but {source} "
+                f"trains on {key}={json.dumps(data.get(key))}; use a dataset of that env, or "
+                "another experiment"
+            )
+    return fields
+
+
+def experiment_config(
+    experiment: str | Path,
+    preset_name: str | None = None,
+    seed: int = 0,
+    overrides: Sequence[str] = (),
+    dataset: Path | None = None,
+) -> ExperimentConfig:
+    """The resolved config of an experiment (built-in name or path to a ``.toml`` file), one
+    of its presets (None: the file's default), the training seed and ``--set`` overrides."""
+    path = experiment_path(experiment)
+    config = read_experiment(path, preset_name)
+    return resolve(config, overrides, source=str(path), seed=seed, dataset=dataset)
 
 
 @dataclass(frozen=True)
@@ -66,8 +236,8 @@ class ExperimentResult:
 
 
 def run_experiment(
-    experiment: str,
-    preset_name: str = "full",
+    experiment: str | Path,
+    preset_name: str | None = None,
     seeds: Sequence[int] = (0,),
     overrides: Sequence[str] = (),
     *,

@@ -160,6 +160,7 @@ def _checked_data(
         dataset_dir,
         expect={
             "env_id": config.data.env_id,
+            "env_kwargs": config.data.env_kwargs,
             "obs_shape": config.model.obs_shape,
             "action_dim": config.model.action_dim,
         },
@@ -215,7 +216,7 @@ class _Loop:
         if config.train.compile:
             loss_fn = torch.compile(objective)
         self.loss_fn = loss_fn
-        env = make_env(config.data.env_id)
+        env = make_env(config.data.env_id, **config.data.env_kwargs)
         try:
             task = require_control_env(env)
             self.rollouts = random_rollouts(

@@ -12,8 +12,9 @@ from PIL import Image
 
 from latentrl.cli import main
 from latentrl.compare import compare_runs, read_run
-from latentrl.config import apply_overrides, preset, save_config, to_dict
+from latentrl.config import apply_overrides, save_config, to_dict
 from latentrl.errors import UserError
+from latentrl.pipeline import experiment_config
 
 SE3 = 1 / math.sqrt(3)  # s.e. of three values 1 apart per unit of their spacing: sd 1 / sqrt 3
 
@@ -61,7 +62,9 @@ def make_run(
     the entries of ``evaluated`` (e.g. the plan and eval settings the evaluation ran with)."""
     run = root / (name or f"{experiment}__{seed}")
     run.mkdir(parents=True)
-    config = apply_overrides(preset(experiment, "debug"), [f"train.seed={seed}", *overrides])
+    config = apply_overrides(
+        experiment_config(experiment, "debug"), [f"train.seed={seed}", *overrides]
+    )
     save_config(config, run / "config.json")
     if probe_r2 is not None:
         summary = {"val/state_loss": 1.0, "probe/r2_mean": probe_r2, "epochs": 3}
@@ -207,7 +210,7 @@ def test_runs_of_one_preset_with_other_settings_are_separate_groups(tmp_path: Pa
     """Runs that share a preset name but not their settings are not pooled: each set of
     settings is a group, named A, B, ..., listed with the settings that set it apart. Fields
     that change no number (device, GIFs) and the seed do not split a group."""
-    plan = to_dict(preset("pendulum", "debug").plan)
+    plan = to_dict(experiment_config("pendulum", "debug").plan)
 
     def run(seed: int, steps: float, overrides: tuple[str, ...] = (), r: float = 0.01) -> Path:
         evaluated = {"plan": plan | {"r": r}}

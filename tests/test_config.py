@@ -1,4 +1,5 @@
-"""Experiment configs: presets, overrides, old config files, and impossible combinations."""
+"""Experiment configs: the built-in presets, overrides, old config files, and impossible
+combinations."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ import numpy as np
 import pytest
 
 from latentrl.config import (
-    EXPERIMENTS,
     DataConfig,
     apply_overrides,
     load_config,
-    preset,
     save_config,
     to_dict,
 )
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
-from latentrl.pipeline import dataset_dir
+from latentrl.pipeline import dataset_dir, experiment_config
 from latentrl.planning.options.restarts import RestartsConfig
 from latentrl.planning.options.roadmap import RoadmapConfig
 from latentrl.planning.options.shooting import ShootingConfig
+
+EXPERIMENTS = ("pendulum", "planar", "mujoco_pendulum", "cartpole")
 
 
 def test_presets_train_the_multi_step_term_on_chained_data() -> None:
@@ -33,31 +34,31 @@ def test_presets_train_the_multi_step_term_on_chained_data() -> None:
         ("planar", "full"),
         ("cartpole", "full"),
     ]:
-        config = preset(experiment, name)
+        config = experiment_config(experiment, name)
         assert config.data.chain_length >= config.loss.multi_step.horizon > 1
 
 
 def test_presets_film_every_episode_and_bad_gif_counts_are_refused() -> None:
-    assert preset("planar", "full").eval.gifs is None
-    assert preset("pendulum", "debug").eval.gifs is None
-    assert apply_overrides(preset("pendulum"), ["eval.gifs=2"]).eval.gifs == 2
+    assert experiment_config("planar", "full").eval.gifs is None
+    assert experiment_config("pendulum", "debug").eval.gifs is None
+    assert apply_overrides(experiment_config("pendulum"), ["eval.gifs=2"]).eval.gifs == 2
     for bad in ("-1", "true", "1.5"):
         with pytest.raises(UserError, match=r"gifs"):
-            apply_overrides(preset("pendulum"), [f"eval.gifs={bad}"])
+            apply_overrides(experiment_config("pendulum"), [f"eval.gifs={bad}"])
 
 
 def test_recorded_moves_need_the_roadmap_and_a_count() -> None:
-    assert preset("planar", "full").plan.options["recorded_moves"].count == 32
-    assert preset("planar", "debug").plan.options["recorded_moves"].count == 32
-    assert "recorded_moves" not in preset("pendulum", "full").plan.options
+    assert experiment_config("planar", "full").plan.options["recorded_moves"].count == 32
+    assert experiment_config("planar", "debug").plan.options["recorded_moves"].count == 32
+    assert "recorded_moves" not in experiment_config("pendulum", "full").plan.options
     with pytest.raises(UserError, match=r"recorded_moves needs plan\.options\.roadmap"):
-        apply_overrides(preset("pendulum"), ["plan.options.recorded_moves.count=8"])
+        apply_overrides(experiment_config("pendulum"), ["plan.options.recorded_moves.count=8"])
     with pytest.raises(UserError, match=r"recorded_moves\.count must be an int >= 1"):
-        apply_overrides(preset("planar"), ["plan.options.recorded_moves.count=-1"])
+        apply_overrides(experiment_config("planar"), ["plan.options.recorded_moves.count=-1"])
 
 
 def test_set_creates_an_option_section_with_its_defaults_and_null_removes_it() -> None:
-    config = apply_overrides(preset("pendulum", "debug"), ["plan.options.shooting.count=8"])
+    config = apply_overrides(experiment_config("pendulum", "debug"), ["plan.options.shooting.count=8"])
     assert config.plan.options == {"shooting": ShootingConfig(count=8, steps=None, beyond=0.0)}
     both = apply_overrides(config, ["plan.options.restarts={}", "plan.options.shooting.steps=3"])
     assert both.plan.options == {
@@ -69,8 +70,8 @@ def test_set_creates_an_option_section_with_its_defaults_and_null_removes_it() -
     assert whole.plan.options == {"roadmap": RoadmapConfig(lookahead=3.0)}
     assert apply_overrides(whole, ["plan.options=null"]).plan.options == {}
     assert (
-        preset("pendulum", "full").plan
-        == apply_overrides(preset("pendulum", "full"), ["plan.options.shooting.count=1024"]).plan
+        experiment_config("pendulum", "full").plan
+        == apply_overrides(experiment_config("pendulum", "full"), ["plan.options.shooting.count=1024"]).plan
     )  # an override to the value it has changes nothing
     with pytest.raises(UserError, match=r"unknown plan option 'shoting'; known: "):
         apply_overrides(config, ["plan.options.shoting.count=8"])
@@ -89,59 +90,59 @@ def test_set_creates_an_option_section_with_its_defaults_and_null_removes_it() -
 def test_a_config_json_with_the_flat_plan_of_older_versions_loads_as_options(
     tmp_path: Path,
 ) -> None:
-    data = to_dict(preset("planar", "debug"))
+    data = to_dict(experiment_config("planar", "debug"))
     data["plan"] = {key: value for key, value in data["plan"].items() if key != "options"} | {
         "restarts": 0, "shooting": 0, "shooting_steps": None, "shooting_beyond": 0.0,
         "blocked_ratio": 0.5, "roadmap_lookahead": 2.0, "recorded_moves": 32,
     }  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps(data))
-    assert load_config(tmp_path / "config.json") == preset("planar", "debug")
+    assert load_config(tmp_path / "config.json") == experiment_config("planar", "debug")
 
 
 def test_a_multi_step_horizon_longer_than_the_chains_is_refused() -> None:
     with pytest.raises(UserError, match=r"data\.chain_length=16 or more"):
-        apply_overrides(preset("pendulum"), ["loss.multi_step.horizon=16", "data.chain_length=8"])
+        apply_overrides(experiment_config("pendulum"), ["loss.multi_step.horizon=16", "data.chain_length=8"])
     with pytest.raises(UserError, match=r"or loss\.multi_step\.horizon=1"):
-        apply_overrides(preset("pendulum"), ["data.chain_length=1"])
+        apply_overrides(experiment_config("pendulum"), ["data.chain_length=1"])
     unchained = ["data.chain_length=1", "loss.multi_step.horizon=1"]
-    plain = apply_overrides(preset("pendulum"), unchained)
+    plain = apply_overrides(experiment_config("pendulum"), unchained)
     assert plain.data.chain_length == 1
     with pytest.raises(UserError, match="uniform mode only"):
         DataConfig(mode="rollout", chain_length=4)
     with pytest.raises(UserError, match=r"loss\.multi_step\.horizon must be >= 1"):
-        apply_overrides(preset("planar"), ["loss.multi_step.horizon=0"])
+        apply_overrides(experiment_config("planar"), ["loss.multi_step.horizon=0"])
 
 
 def test_a_config_written_before_chains_still_loads(tmp_path: Path) -> None:
     unchained = apply_overrides(
-        preset("cartpole"), ["data.chain_length=1", "loss.multi_step.horizon=1"]
+        experiment_config("cartpole"), ["data.chain_length=1", "loss.multi_step.horizon=1"]
     )
     data = to_dict(unchained)
     del data["data"]["chain_length"], data["loss"]["multi_step"]["horizon"]
     (tmp_path / "config.json").write_text(json.dumps(data))
     assert load_config(tmp_path / "config.json") == unchained
-    save_config(preset("pendulum"), tmp_path / "again.json")
-    assert load_config(tmp_path / "again.json") == preset("pendulum")
+    save_config(experiment_config("pendulum"), tmp_path / "again.json")
+    assert load_config(tmp_path / "again.json") == experiment_config("pendulum")
 
 
 def test_a_config_from_another_version_names_the_file_the_field_and_the_way_out(
     tmp_path: Path,
 ) -> None:
-    data = to_dict(preset("planar"))
+    data = to_dict(experiment_config("planar"))
     data["plan"]["stuck_lookahead"] = 1.0
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
     with pytest.raises(UserError) as refused:
         load_config(path)
     message = str(refused.value)
-    assert message.startswith(f"{path}: unknown PlanConfig field(s) ['stuck_lookahead']")
+    assert message.startswith(f"{path}: unknown field(s) plan.stuck_lookahead; allowed in plan:")
     assert "Another version of latentrl wrote them" in message
     del data["plan"]["stuck_lookahead"]
     path.write_text(json.dumps(data))
-    assert load_config(path) == preset("planar")
+    assert load_config(path) == experiment_config("planar")
     data["train"]["epochs"] = "many"
     path.write_text(json.dumps(data))
-    with pytest.raises(UserError, match=r"config\.json: TrainConfig\.epochs must be int"):
+    with pytest.raises(UserError, match=r"config\.json: train\.epochs must be int"):
         load_config(path)
 
 
@@ -153,15 +154,22 @@ def test_chained_datasets_get_their_own_directory() -> None:
     assert chained == root / "Pendulum-v0__uniform__20000__seed0__chain16"
     near = dataset_dir(DataConfig(chain_length=16, near_goal_share=0.25), root)
     assert near == root / "Pendulum-v0__uniform__20000__seed0__chain16__near0.25"
+    kwargs = dataset_dir(DataConfig(env_kwargs={"b": 2, "a": [1]}), root)
+    assert kwargs.name.startswith("Pendulum-v0__uniform__20000__seed0__kwargs")
+    assert len(kwargs.name) == len(plain.name) + len("__kwargs") + 8
+    assert kwargs == dataset_dir(DataConfig(env_kwargs={"a": [1], "b": 2}), root)
+    assert kwargs != dataset_dir(DataConfig(env_kwargs={"a": [1], "b": 3}), root)
+    with pytest.raises(UserError, match=r"data\.env_kwargs must be a JSON object"):
+        apply_overrides(experiment_config("pendulum"), ["data.env_kwargs=[1]"])
     with pytest.raises(UserError, match="near_goal_share must lie in"):
-        apply_overrides(preset("cartpole"), ["data.near_goal_share=-0.1"])
+        apply_overrides(experiment_config("cartpole"), ["data.near_goal_share=-0.1"])
 
 
 def test_optional_fields_are_type_checked() -> None:
-    assert apply_overrides(preset("planar"), ["eval.horizon=null"]).eval.horizon is None
-    assert apply_overrides(preset("planar"), ["eval.horizon=30"]).eval.horizon == 30
-    with pytest.raises(UserError, match=r"EvalConfig\.horizon must be int"):
-        apply_overrides(preset("planar"), ["eval.horizon=thirty"])
+    assert apply_overrides(experiment_config("planar"), ["eval.horizon=null"]).eval.horizon is None
+    assert apply_overrides(experiment_config("planar"), ["eval.horizon=30"]).eval.horizon == 30
+    with pytest.raises(UserError, match=r"eval\.horizon must be int"):
+        apply_overrides(experiment_config("planar"), ["eval.horizon=thirty"])
 
 
 @pytest.mark.parametrize(
@@ -210,14 +218,14 @@ def test_impossible_multi_step_and_shooting_settings_are_refused(
     assignment: str, message: str
 ) -> None:
     with pytest.raises(UserError, match=message):
-        apply_overrides(preset("pendulum"), [assignment])
+        apply_overrides(experiment_config("pendulum"), [assignment])
     fine = [
         "loss.multi_step.encoder_gradient=0",
         "plan.options.shooting.steps=60",
         "plan.options.shooting.count=64",
         "plan.options.shooting.beyond=0.5",
     ]
-    config = apply_overrides(preset("pendulum"), fine)
+    config = apply_overrides(experiment_config("pendulum"), fine)
     shooting = config.plan.options["shooting"]
     assert (config.loss.multi_step.encoder_gradient, shooting.steps) == (0.0, 60)
     assert (shooting.count, shooting.beyond) == (64, 0.5)
@@ -225,7 +233,7 @@ def test_impossible_multi_step_and_shooting_settings_are_refused(
 
 @pytest.mark.parametrize("name", ["debug", "full"])
 def test_only_planar_plans_with_blocked_pushes_and_a_roadmap_in_both_presets(name: str) -> None:
-    plans = {experiment: preset(experiment, name).plan for experiment in EXPERIMENTS}
+    plans = {experiment: experiment_config(experiment, name).plan for experiment in EXPERIMENTS}
     names = {experiment: sorted(plan.options) for experiment, plan in plans.items()}
     shooting = [] if name == "debug" else ["shooting"]
     assert names == {
@@ -239,10 +247,12 @@ def test_only_planar_plans_with_blocked_pushes_and_a_roadmap_in_both_presets(nam
 
 
 def test_planar_full_evaluates_100_starts_whose_first_20_are_the_other_presets() -> None:
-    episodes = {experiment: preset(experiment).eval.episodes for experiment in EXPERIMENTS}
+    episodes = {
+        experiment: experiment_config(experiment).eval.episodes for experiment in EXPERIMENTS
+    }
     assert episodes == {"pendulum": 20, "planar": 100, "mujoco_pendulum": 20, "cartpole": 20}
     task = require_control_env(make_env("latentrl/Planar-v0"))
-    seed = preset("planar").eval.seed
+    seed = experiment_config("planar").eval.seed
     hundred = task.sample_start_states(100, np.random.default_rng(seed))
     twenty = task.sample_start_states(20, np.random.default_rng(seed))
     np.testing.assert_array_equal(hundred[:20], twenty)  # earlier 20-start results stay comparable

@@ -407,7 +407,7 @@ def test_a_flat_plan_of_older_versions_is_the_same_setting_as_its_options() -> N
 def test_plan_ablation_script_scores_each_variant_on_the_same_starts(
     trained_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    script = Path(__file__).resolve().parents[1] / "experiments" / "plan_ablation.py"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "studies" / "plan_ablation.py"
     ablation = runpy.run_path(str(script))
     argv = [str(trained_run), "--episodes", "2", "--steps", "6", "--set", "plan.horizon=5"]
     assert ablation["main"]([*argv, "--only", "default", "q_f=q"]) == 0

@@ -1,7 +1,9 @@
-"""The experiment scripts: each one's --help, and what experiment_main passes on."""
+"""The experiment commands (`latentrl run`, `latentrl experiments`, every --help) and the
+studies in experiments/studies/."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import runpy
 from pathlib import Path
@@ -12,25 +14,44 @@ import numpy as np
 import pytest
 
 from latentrl import compare, pipeline
-from latentrl.config import EXPERIMENTS, preset, save_config
-from latentrl.experiment_cli import experiment_main
+from latentrl.cli import build_parser, main
+from latentrl.config import save_config
+from latentrl.pipeline import experiment_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("experiment", list(EXPERIMENTS))
-def test_script_help_exits_0_and_names_its_experiment(
-    experiment: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_every_subcommands_help_names_every_option_with_its_default(
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    script = ROOT / "experiments" / f"{experiment}.py"
-    monkeypatch.setattr("sys.argv", [str(script), "--help"])
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(script), run_name="__main__")
-    assert exit_info.value.code == 0
-    help_text = capsys.readouterr().out
-    assert f"The {experiment} experiment ({EXPERIMENTS[experiment]})" in " ".join(help_text.split())
-    for option in ("--preset {debug,full}", "--seeds", "--set", "--wandb", "--out"):
-        assert option in help_text
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) >= {"collect", "check-env", "train", "run", "experiments"}
+    for name, sub in commands.choices.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for action in sub._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.option_strings[-1] in text, (name, action.dest)
+            assert "default" in sub.formatter_class("x")._get_help_string(action), (name, action)
+
+
+def test_experiments_lists_the_files_with_their_env_ids(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["experiments"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"experiment files in {ROOT / 'experiments'}")
+    rows = [line.split() for line in lines[1:]]
+    assert rows == [
+        ["cartpole", "latentrl/CartpoleSwingup-v0", "debug,", "full*"],
+        ["mujoco_pendulum", "latentrl/PendulumSwingup-v0", "debug,", "full*"],
+        ["pendulum", "latentrl/Pendulum-v0", "debug,", "full*"],
+        ["planar", "latentrl/Planar-v0", "debug,", "full*"],
+    ]
 
 
 def fake_run_dirs(root: Path, experiment: str, seeds: list[int]) -> list[Path]:
@@ -39,12 +60,12 @@ def fake_run_dirs(root: Path, experiment: str, seeds: list[int]) -> list[Path]:
     for seed in seeds:
         run = root / f"{experiment}__{seed}"
         run.mkdir(parents=True)
-        save_config(preset(experiment, "debug"), run / "config.json")
+        save_config(experiment_config(experiment, "debug"), run / "config.json")
         dirs.append(run)
     return dirs
 
 
-def test_experiment_main_runs_every_seed_then_compares_them(
+def test_run_trains_every_seed_then_compares_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: dict[str, Any] = {}
@@ -56,37 +77,44 @@ def test_experiment_main_runs_every_seed_then_compares_them(
 
     monkeypatch.setattr(pipeline, "run_experiment", run_experiment)
     monkeypatch.setattr(compare, "compare_runs", lambda d, out: calls.setdefault("cmp", (d, out)))
-    argv = ["--preset", "debug", "--seeds", "4", "5", "--set", "train.epochs=1"]
+    argv = ["run", "planar", "--preset", "debug", "--seeds", "4", "5", "--set", "train.epochs=1"]
     argv += ["--runs-root", str(tmp_path / "runs"), "--wandb", "disabled"]
-    assert experiment_main("planar", argv) == 0
+    assert main(argv) == 0
     args, kwargs = calls["run"]
-    assert args == ("planar", "debug", [4, 5], ["train.epochs=1"])
+    assert args == (ROOT / "experiments" / "planar.toml", "debug", [4, 5], ["train.epochs=1"])
     assert kwargs == {
         "runs_root": tmp_path / "runs",
         "data_root": Path("data"),
         "wandb_mode": "disabled",
+        "evaluate": True,
     }
+    assert calls["cmp"] == (runs, tmp_path / "runs" / "planar__debug__compare.png")
+    # without --preset: the file's default preset names the comparison
+    assert main(["run", "planar", "--runs-root", str(tmp_path / "runs")]) == 0
+    assert calls["run"][0][1] is None
     assert calls["cmp"] == (runs, tmp_path / "runs" / "planar__debug__compare.png")
 
 
-def test_experiment_main_exits_2_with_one_line_when_a_run_has_no_evaluation(
+def test_run_exits_2_with_one_line_when_a_run_has_no_evaluation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     runs = fake_run_dirs(tmp_path, "cartpole", [0])
     monkeypatch.setattr(
         pipeline,
         "run_experiment",
-        lambda *a, **k: [SimpleNamespace(train=SimpleNamespace(run_dir=runs[0]))],
+        lambda *a, **k: [SimpleNamespace(train=SimpleNamespace(run_dir=runs[0]), evaluation=None)],
     )
-    assert experiment_main("cartpole", ["--out", str(tmp_path / "c.png")]) == 2
+    assert main(["run", "cartpole", "--out", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.endswith("first\n")
     assert f"error: {runs[0]} has no evaluation yet" in err
     assert not (tmp_path / "c.png").exists()
+    assert main(["run", "pendulun"]) == 2
+    assert "unknown experiment 'pendulun'; choose one of cartpole" in capsys.readouterr().err
 
 
 def test_circle_jumps_find_the_cut_of_a_torn_circle() -> None:
-    tears = runpy.run_path(str(ROOT / "experiments" / "pendulum_tears.py"))
+    tears = runpy.run_path(str(ROOT / "experiments" / "studies" / "pendulum_tears.py"))
     observe = lambda states: states  # noqa: E731  (the 'image' is the state)
 
     def smooth(states: Any) -> Any:  # the circle, evenly: every step the same length
@@ -106,7 +134,7 @@ def test_circle_jumps_find_the_cut_of_a_torn_circle() -> None:
 def test_planar_ceiling_bounds_the_preset_starts_and_refuses_other_envs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    script = runpy.run_path(str(ROOT / "experiments" / "planar_ceiling.py"))
+    script = runpy.run_path(str(ROOT / "experiments" / "studies" / "planar_ceiling.py"))
     assert script["ceiling"](np.array([0, 1, 10, 40]), 40).tolist() == [1.0, 1.0, 0.775, 0.025]
     assert script["main"]([]) == 0
     out = capsys.readouterr().out
@@ -135,7 +163,7 @@ def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
 ) -> None:
     from scipy.stats import spearmanr
 
-    script = runpy.run_path(str(ROOT / "experiments" / "planar_latent_map.py"))
+    script = runpy.run_path(str(ROOT / "experiments" / "studies" / "planar_latent_map.py"))
     ticks, states = script["field_grid"]()
     assert (ticks[0], ticks[-1], len(states)) == (1.5, 38.5, len(ticks) ** 2)
     # a bowl around the goal with a second dip at (10, 20) and a blocked cell beside it
@@ -179,7 +207,7 @@ def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
         script["failed_ends"](evaluated)
     run = tmp_path / "pendulum_run"
     run.mkdir()
-    save_config(preset("pendulum", "debug"), run / "config.json")
+    save_config(experiment_config("pendulum", "debug"), run / "config.json")
     assert script["main"]([str(run)]) == 2
     assert "is a run of latentrl/Pendulum-v0, not of latentrl/Planar-v0" in capsys.readouterr().err
     assert script["main"]([str(tmp_path / "missing")]) == 2
@@ -199,8 +227,8 @@ def test_planar_latent_map_adds_the_roadmaps_cost_to_go(
     from latentrl.models import E2C
     from latentrl.run_directory import RUN_FILE
 
-    script = runpy.run_path(str(ROOT / "experiments" / "planar_latent_map.py"))
-    config = preset("planar", "debug")
+    script = runpy.run_path(str(ROOT / "experiments" / "studies" / "planar_latent_map.py"))
+    config = experiment_config("planar", "debug")
     run = tmp_path / "planar_run"
     run.mkdir()
     save_config(config, run / "config.json")
@@ -235,7 +263,7 @@ def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
     from latentrl.models import E2C
     from latentrl.run_directory import RUN_FILE
 
-    script = runpy.run_path(str(ROOT / "experiments" / "near_goal.py"))
+    script = runpy.run_path(str(ROOT / "experiments" / "studies" / "near_goal.py"))
     task = require_control_env(make_env("latentrl/Pendulum-v0"))
 
     class Echo:  # returns the states it reads as its actions
@@ -251,7 +279,7 @@ def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
     noisy = script["NoisyStateAgent"](Echo(), task, np.array([0.1, 0.3])).act(None, inner)
     np.testing.assert_allclose((noisy - inner).std(0), [0.1, 0.3], rtol=0.03)
 
-    config = preset("pendulum", "debug")
+    config = experiment_config("pendulum", "debug")
     run = tmp_path / "pendulum_run"
     run.mkdir()
     save_config(config, run / "config.json")
@@ -281,7 +309,7 @@ def test_observation_readout_reads_the_pendulum_state_from_its_pixels(
 ) -> None:
     import json
 
-    main = runpy.run_path(str(ROOT / "experiments" / "observation_readout.py"))["main"]
+    main = runpy.run_path(str(ROOT / "experiments" / "studies" / "observation_readout.py"))["main"]
     out = tmp_path / "readout.json"
     args = ["latentrl/Pendulum-v0", "--states", "2400", "--near-states", "1200", "--epochs", "5"]
     assert main([*args, "--out", str(out)]) == 0

@@ -10,7 +10,8 @@ Times, in one run on the same batches:
 
 Usage::
 
-    python experiments/bench_train.py [--steps 30] [--batch-size 128] [--device auto] [--compile]
+    python experiments/benchmarks/bench_train.py [--steps 30] [--batch-size 128]
+        [--device auto] [--compile]
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentrl.config import preset
 from latentrl.envs.pendulum import PixelPendulumEnv
 from latentrl.losses import objective
 from latentrl.models import E2C
+from latentrl.pipeline import experiment_config
 from latentrl.train import resolve_device
 
 
@@ -107,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    config = preset("pendulum", "full").model
+    config = experiment_config("pendulum", "full").model
     batches = [
         tuple(t.to(device) for t in batch)
         for batch in pendulum_batches(args.steps + 2, args.batch_size)

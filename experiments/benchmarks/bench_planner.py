@@ -42,8 +42,8 @@ CUDA was not tried here.
 
 Usage::
 
-    python experiments/bench_planner.py                      # the full table (minutes)
-    python experiments/bench_planner.py --n 3 --m 1 --T 10 --B 1 --repeats 3   # seconds
+    python experiments/benchmarks/bench_planner.py                      # the full table (minutes)
+    python experiments/benchmarks/bench_planner.py --n 3 --m 1 --T 10 --B 1 --repeats 3   # seconds
 """
 
 from __future__ import annotations

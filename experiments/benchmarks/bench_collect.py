@@ -2,7 +2,8 @@
 
 Usage::
 
-    python experiments/bench_collect.py [--transitions 20000] [--load 100000] [--envs ...]
+    python experiments/benchmarks/bench_collect.py [--transitions 20000] [--load 100000]
+        [--envs ...]
 
 Each collection writes a real dataset (into a temporary directory) through the same code path
 as ``latentrl collect``; the time includes rendering, compression and writing, and excludes

@@ -15,8 +15,8 @@ the cost-to-go, in steps, of each state's node on the roadmap of the run's train
 grid minima are not counted: the agent walks the roadmap's paths rather than descending this
 map, and a map of nodes' costs is noisy at the grid's 0.5 px.)
 
-    python experiments/planar_latent_map.py runs/Planar-v0__planar__0__* --out map.png
-    python experiments/planar_latent_map.py RUN --roadmap    # needs the run's dataset
+    python experiments/studies/planar_latent_map.py runs/Planar-v0__planar__0__* --out map.png
+    python experiments/studies/planar_latent_map.py RUN --roadmap    # needs the run's dataset
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ angles divided by the median step, and the angle where it happens. A smooth embe
 circle gives about 1.5-3; a latent space cut open along a line of states gives 10-20, and the
 latent MPC of such a model fails wherever its swing-ups cross the cut (docs/benchmarks.md).
 
-    python experiments/pendulum_tears.py runs/RUN [runs/RUN ...] [--velocities -2 0 2]
+    python experiments/studies/pendulum_tears.py runs/RUN [runs/RUN ...] [--velocities -2 0 2]
 
 Training logs a cheaper, env-independent relative of this number every epoch
 (``val/latent_stretch``, :func:`latentrl.probe.latent_stretch`).
@@ -51,7 +51,7 @@ def report(run: Path, velocities: list[float]) -> str:
     """One line: the jump ratio and its angle at each velocity, for the model of ``run``."""
     model, config = load_model(run)
     model.eval()
-    env = make_env(config.data.env_id)
+    env = make_env(config.data.env_id, **config.data.env_kwargs)
     try:
         task = require_control_env(env)
         if tuple(task.state_names) != PENDULUM_STATE:

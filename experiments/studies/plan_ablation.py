@@ -6,8 +6,8 @@ seeded start states of the run's task, and prints a Markdown table: fraction of 
 goal region (mean ± s.e. over episodes), success, trajectory cost and wall time per batched
 control step. Results go to ``RUN/plan_ablation.json`` as well.
 
-    python experiments/plan_ablation.py runs/RUN --episodes 10 --steps 200
-    python experiments/plan_ablation.py runs/RUN --only default horizon=60
+    python experiments/studies/plan_ablation.py runs/RUN --episodes 10 --steps 200
+    python experiments/studies/plan_ablation.py runs/RUN --only default horizon=60
 
 A variant is a name and ``plan.*`` assignments; ``--set`` changes every variant (e.g. the
 baseline horizon). Each variant costs ``steps`` batched iLQR solves: about 1-2 s each for 10
@@ -89,7 +89,7 @@ def ablate(
     if any(not a.startswith("plan.") for a in common):
         raise UserError("--set changes plan.* settings only")
     model, config = load_model(run_dir, "cpu")  # once: each variant plans with this model
-    env = make_env(config.data.env_id)
+    env = make_env(config.data.env_id, **config.data.env_kwargs)
     try:
         check_run_env(config, env, run_dir)
         task = require_control_env(env)
@@ -107,7 +107,9 @@ def ablate(
             space = env.action_space
             agent = LatentMPCAgent(model, space.low, space.high, plan, seed, roadmap)
             start = time.perf_counter()
-            rollout = run_episodes(config.data.env_id, task, agent, starts, steps)
+            rollout = run_episodes(
+                config.data.env_id, task, agent, starts, steps, env_kwargs=config.data.env_kwargs
+            )
             row = {"variant": name, "plan": to_dict(plan), "seconds": time.perf_counter() - start}
             for key, values in rollout_metrics(task, rollout).items():
                 row[key] = mean_and_se(values)

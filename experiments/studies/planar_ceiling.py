@@ -6,8 +6,8 @@ be in the region for at most ``T - k + 1`` of the ``T`` counted steps. The mean 
 evaluation's starts bounds the "% of steps in goal" of every agent on them, the oracle's too.
 Given evaluated runs, each agent's score is printed beside it as a fraction of that bound.
 
-    python experiments/planar_ceiling.py                       # the full preset's starts
-    python experiments/planar_ceiling.py runs/Planar-v0__planar__0__*
+    python experiments/studies/planar_ceiling.py                       # the full preset's starts
+    python experiments/studies/planar_ceiling.py runs/Planar-v0__planar__0__*
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from latentrl.config import preset
 from latentrl.envs import make_env, require_control_env
 from latentrl.envs.planar import planar_min_steps
 from latentrl.errors import UserError
+from latentrl.pipeline import experiment_config
 
 ENV_ID = "latentrl/Planar-v0"
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         task = require_control_env(make_env(ENV_ID))
-        ev = preset("planar").eval
+        ev = experiment_config("planar", "full").eval
         starts = task.sample_start_states(ev.episodes, np.random.default_rng(ev.seed))
         evaluated = [(run, *_evaluated_starts(run)) for run in args.runs]
     except UserError as exc:

@@ -8,7 +8,7 @@ coordinate on held-out states of both kinds. No model, no run directory: it comp
 observations, for example two versions of an env that differ only in how far apart their
 frames are:
 
-    python experiments/observation_readout.py \
+    python experiments/studies/observation_readout.py \
         latentrl/CartpoleSwingup-v0 latentrl/CartpoleSwingupGap2-v0
 
 Prints a Markdown table; ``--out FILE`` also writes the numbers as JSON.

@@ -16,8 +16,8 @@ state box:
   latent's error is mostly systematic, so this says how precise a state estimate the planner
   needs, not what the latent agent will score.
 
-    python experiments/near_goal.py runs/RUN
-    python experiments/near_goal.py runs/RUN --oracle-noise 0 0.5 1 --episodes 10
+    python experiments/studies/near_goal.py runs/RUN
+    python experiments/studies/near_goal.py runs/RUN --oracle-noise 0 0.5 1 --episodes 10
 
 Prints Markdown tables and writes ``RUN/near_goal.json``.
 """
@@ -111,7 +111,7 @@ def measure(
         raise UserError(f"--oracle-noise scales must be >= 0, got {noise_scales}")
     torch.set_num_threads(1)  # the rollouts' tensors are small; the probe's fit is too
     model, config = load_model(run_dir, "cpu")
-    env = make_env(config.data.env_id)
+    env = make_env(config.data.env_id, **config.data.env_kwargs)
     try:
         check_run_env(config, env, run_dir)
         task = require_control_env(env)
