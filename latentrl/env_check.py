@@ -19,6 +19,8 @@ from latentrl.envs import ControlEnv, InvalidStateError, in_goal, make_env, requ
 
 SAMPLES = 8
 STATE_TOLERANCE = 1e-6
+CHAIN_STEPS = 16
+"""Steps of the random chains checked to stay valid: the chain length the presets collect."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ def check_environment(env_id: str, **env_kwargs: Any) -> list[CheckResult]:
             ("observe is a pure function of the state", lambda: _observe(env, inner, rng)),
             ("reset(options={'state': s}) starts at s", lambda: _reset_to(env, inner, rng)),
             ("step follows next_states and observe", lambda: _step(env, inner, rng)),
+            ("random chains stay valid", lambda: _chains(env, inner, rng)),
             ("invalid states are refused", lambda: _invalid(env, inner)),
             ("task: start, goal, cost, horizon", lambda: _task(env, inner, rng)),
         ]
@@ -117,6 +120,24 @@ def _step(env: gym.Env, inner: ControlEnv, rng: np.random.Generator) -> str:
     if not np.array_equal(obs, inner.observe(np.asarray(info["state"])[None])[0]):
         raise AssertionError("observation after step differs from observe(info['state'])")
     return ""
+
+
+def _chains(env: gym.Env, inner: ControlEnv, rng: np.random.Generator) -> str:
+    """Chains of random controls from sampled states, as ``collect --chain-length`` makes
+    them: every state ``next_states`` returns must be finite and valid (inside the state box)."""
+    states = inner.sample_states(SAMPLES, rng)
+    low, high = env.action_space.low, env.action_space.high
+    for step in range(1, CHAIN_STEPS + 1):
+        actions = rng.uniform(low, high, size=(SAMPLES, *low.shape)).astype(np.float32)
+        states = inner.next_states(states, actions)
+        bad = ~(np.all(np.isfinite(states), axis=1) & inner.is_valid(states))
+        if bad.any():
+            raise AssertionError(
+                f"after {step} random step(s) next_states left the valid set at "
+                f"{states[bad][0].tolist()}; clip next_states into state_space (and out of "
+                "any obstacle) so that collected chains stay valid"
+            )
+    return f"{SAMPLES} chains of {CHAIN_STEPS} steps"
 
 
 def _invalid(env: gym.Env, inner: ControlEnv) -> str:

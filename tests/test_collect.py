@@ -117,7 +117,7 @@ def test_cli_collect_and_check_env(tmp_path: Path, capsys: pytest.CaptureFixture
     assert len(load_transitions(out)) == 40
     assert cli.main(["check-env", POINT_MASS_ID]) == 0
     printed = capsys.readouterr().out
-    assert "8 passed, 0 failed" in printed and "FAIL" not in printed
+    assert "9 passed, 0 failed" in printed and "FAIL" not in printed
 
 
 def test_check_env_reports_a_broken_contract(capsys: pytest.CaptureFixture) -> None:
@@ -199,3 +199,24 @@ def test_cli_passes_the_near_goal_share_on(tmp_path: Path, capsys: pytest.Captur
     assert json.loads((out / METADATA_FILE).read_text())["near_goal_share"] == 0.5
     assert cli.main([*args[:-1], str(tmp_path / "bad"), "--near-goal-share", "2"]) == 2
     assert "near_goal_share must lie in [0, 1]" in capsys.readouterr().err
+
+
+def test_check_env_catches_chains_that_leave_the_state_box(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    import gymnasium as gym
+    from point_mass import PointMassEnv
+
+    class Unclipped(PointMassEnv):
+        def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+            return states + 10.0 * self.state_space.high  # out of the box after one step
+
+    gym.register(id="UnclippedPointMass-v0", entry_point=Unclipped, max_episode_steps=50)
+    try:
+        assert cli.main(["check-env", "UnclippedPointMass-v0"]) == 1
+    finally:
+        gym.registry.pop("UnclippedPointMass-v0")
+    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    assert any(
+        "random chains stay valid" in line and "after 1 random step" in line for line in failed
+    )
