@@ -16,7 +16,6 @@ here, and each builder imports its agent only when called.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path

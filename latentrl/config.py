@@ -166,8 +166,16 @@ class UnknownFieldError(UserError):
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a (nested) config dataclass."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
+    """A JSON-ready dict of a (nested) config dataclass, or of a dict holding some."""
+    plain = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    return json.loads(json.dumps(plain, default=_section_dict))
+
+
+def _section_dict(value: Any) -> Any:
+    """JSON of a config section nested in a plain dict (``json.dumps``'s ``default``)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not a config section")
 
 
 def schema_defaults() -> dict[str, Any]:
@@ -184,7 +192,7 @@ def schema_defaults() -> dict[str, Any]:
                 values[f.name] = f.default
             elif f.default_factory is not dataclasses.MISSING:
                 values[f.name] = f.default_factory()
-        sections[section.name] = json.loads(json.dumps(values))
+        sections[section.name] = to_dict(values)
     return sections
 
 

@@ -58,7 +58,9 @@ def test_recorded_moves_need_the_roadmap_and_a_count() -> None:
 
 
 def test_set_creates_an_option_section_with_its_defaults_and_null_removes_it() -> None:
-    config = apply_overrides(experiment_config("pendulum", "debug"), ["plan.options.shooting.count=8"])
+    config = apply_overrides(
+        experiment_config("pendulum", "debug"), ["plan.options.shooting.count=8"]
+    )
     assert config.plan.options == {"shooting": ShootingConfig(count=8, steps=None, beyond=0.0)}
     both = apply_overrides(config, ["plan.options.restarts={}", "plan.options.shooting.steps=3"])
     assert both.plan.options == {
@@ -71,11 +73,13 @@ def test_set_creates_an_option_section_with_its_defaults_and_null_removes_it() -
     assert apply_overrides(whole, ["plan.options=null"]).plan.options == {}
     assert (
         experiment_config("pendulum", "full").plan
-        == apply_overrides(experiment_config("pendulum", "full"), ["plan.options.shooting.count=1024"]).plan
+        == apply_overrides(
+            experiment_config("pendulum", "full"), ["plan.options.shooting.count=1024"]
+        ).plan
     )  # an override to the value it has changes nothing
     with pytest.raises(UserError, match=r"unknown plan option 'shoting'; known: "):
         apply_overrides(config, ["plan.options.shoting.count=8"])
-    with pytest.raises(UserError, match=r"no field 'cnt'; known: \['beyond', 'count', 'steps'\]"):
+    with pytest.raises(UserError, match=r"plan\.options\.shooting has no field\(s\) \['cnt'\]"):
         apply_overrides(config, ["plan.options.shooting.cnt=8"])  # a section it has
     with pytest.raises(UserError, match=r"plan\.options\.restarts has no field\(s\) \['cnt'\]"):
         apply_overrides(config, ["plan.options.restarts.cnt=8"])  # a section it creates
@@ -101,7 +105,9 @@ def test_a_config_json_with_the_flat_plan_of_older_versions_loads_as_options(
 
 def test_a_multi_step_horizon_longer_than_the_chains_is_refused() -> None:
     with pytest.raises(UserError, match=r"data\.chain_length=16 or more"):
-        apply_overrides(experiment_config("pendulum"), ["loss.multi_step.horizon=16", "data.chain_length=8"])
+        apply_overrides(
+            experiment_config("pendulum"), ["loss.multi_step.horizon=16", "data.chain_length=8"]
+        )
     with pytest.raises(UserError, match=r"or loss\.multi_step\.horizon=1"):
         apply_overrides(experiment_config("pendulum"), ["data.chain_length=1"])
     unchained = ["data.chain_length=1", "loss.multi_step.horizon=1"]
@@ -184,13 +190,16 @@ def test_optional_fields_are_type_checked() -> None:
             r"loss\.multi_step\.encoder_gradient must be in \[0, 1\]",
         ),
         ("plan.options.shooting.steps=0", r"shooting\.steps must be >= 1 or null"),
-        ("plan.options.shooting.steps=true", r"ShootingConfig\.steps must be int, got True"),
+        (
+            "plan.options.shooting.steps=true",
+            r"plan\.options\.shooting\.steps must be int, got True",
+        ),
         ("plan.options.shooting.beyond=-0.5", r"shooting\.beyond must be >= 0"),
         ("plan.options.shooting.beyond=NaN", r"shooting\.beyond must be >= 0"),
         ("plan.r=NaN", "need q >= 0, q_f >= 0, r > 0"),
         (
             "plan.options.shooting.beyond=half",
-            r"ShootingConfig\.beyond must be a number, got 'half'",
+            r"plan\.options\.shooting\.beyond must be a number, got 'half'",
         ),
         ("plan.options.blocked_pushes.ratio=1.5", r"ratio must be in \(0, 1\], got 1.5"),
         ("plan.options.blocked_pushes.ratio=NaN", r"ratio must be in \(0, 1\]"),

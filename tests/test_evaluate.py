@@ -396,8 +396,9 @@ def test_a_flat_plan_of_older_versions_is_the_same_setting_as_its_options() -> N
     sections = {"blocked_pushes": {}, "roadmap": {"lookahead": 2}, "recorded_moves": {}}
     nested = to_dict(PlanConfig(options=sections))
 
-    def results(plan: dict) -> dict:
-        return {"eval": {"seed": 0, "oracle_horizon": None}, "plan": plan}
+    def results(plan: dict) -> EvalHeader:
+        ev = {"seed": 0, "oracle_horizon": None}
+        return EvalHeader("latentrl/Pendulum-v0", 1, 10, 0.5, 1, eval=ev, plan=plan)
 
     assert agent_settings(results(flat), "latent") == agent_settings(results(nested), "latent")
     fewer = flat | {"recorded_moves": 16}

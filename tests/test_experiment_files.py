@@ -93,7 +93,11 @@ def test_a_file_of_shared_tables_and_preset_overrides(tmp_path: Path) -> None:
             r"unknown field presets\.big\.eval\.episods; allowed in \[eval\]: episodes, ",
         ),
         (GOOD.replace("epochs = 7", 'epochs = "7"'), "big", "train.epochs must be int, got '7'"),
-        (GOOD + "[plan]\nblocked_ratio = 1.5\n", None, r"blocked_ratio must be in \[0, 1\]"),
+        (
+            GOOD + "[plan.options.blocked_pushes]\nratio = 1.5\n",
+            None,
+            r"plan\.options\.blocked_pushes\.ratio must be in \(0, 1\]",
+        ),
         (
             GOOD + '[presets.small.data]\nmode = "sideways"\n',
             None,

@@ -30,8 +30,9 @@ EVALUATIONS = {
     "pendulum": [
         "--agents", "latent", "--episodes", "2", "--set", "eval.gifs=0",
         "--set", "eval.horizon=30", "--set", "plan.r=0.001",
-        "--set", "plan.shooting=32", "--set", "plan.shooting_beyond=0.5",
-        "--set", "plan.restarts=2",
+        "--set", "plan.options.shooting.count=32",
+        "--set", "plan.options.shooting.beyond=0.5",
+        "--set", "plan.options.restarts.count=2",
     ],
 }  # fmt: skip
 

@@ -35,7 +35,7 @@ def test_a_plug_in_env_goes_through_every_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["check-env", ENV_ID]) == 0
-    assert "8 passed, 0 failed" in capsys.readouterr().out
+    assert "9 passed, 0 failed" in capsys.readouterr().out
 
     data, run = tmp_path / "data", tmp_path / "run"
     kwargs = json.dumps(ENV_KWARGS)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from latentrl.config import ExperimentConfig, load_config, preset, to_dict
+from latentrl.config import ExperimentConfig, load_config, to_dict
 from latentrl.errors import UserError
 from latentrl.losses import (
     CurvatureConfig,
@@ -19,6 +19,7 @@ from latentrl.losses import (
     upgrade_legacy_loss,
 )
 from latentrl.models import E2C
+from latentrl.pipeline import experiment_config
 
 LEGACY = Path(__file__).parent / "legacy_configs"
 GATE_MESSAGE = (
@@ -98,7 +99,7 @@ def test_moved_train_fields_without_a_loss_section_make_one() -> None:
 
 @pytest.mark.parametrize("name", ["pendulum", "planar"])
 def test_a_config_in_the_current_layout_comes_back_equal(name: str) -> None:
-    current = to_dict(preset(name, "debug"))
+    current = to_dict(experiment_config(name, "debug"))
     assert upgrade_legacy_loss(current) == current
 
 

@@ -59,7 +59,7 @@ def test_an_upgraded_plan_loads_and_writes_back_as_sections() -> None:
     assert to_dict(plan) == CORE | {
         "options": {"shooting": {"count": 1024, "steps": None, "beyond": 0.5}}
     }
-    with pytest.raises(UserError, match=r"unknown PlanConfig field\(s\) \['blocked_ratio', "):
+    with pytest.raises(UserError, match=r"unknown field\(s\) blocked_ratio, recorded_moves, "):
         from_dict(PlanConfig, pendulum)  # not upgraded: the old fields are unknown
 
 

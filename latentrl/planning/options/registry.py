@@ -104,7 +104,7 @@ def parse_option(name: str, value: Any) -> Any:
     # when a config is parsed, not at import.
     from latentrl.config import from_dict
 
-    return from_dict(spec.config, value)
+    return from_dict(spec.config, value, f"plan.options.{name}")
 
 
 def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:

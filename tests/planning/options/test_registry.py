@@ -63,7 +63,7 @@ def test_sections_are_parsed_into_configs_and_bad_ones_refused() -> None:
         PlanConfig(options={"shoting": {}})
     with pytest.raises(UserError, match=r"plan\.options\.shooting has no field\(s\) \['cnt'\]"):
         PlanConfig(options={"shooting": {"cnt": 8}})
-    with pytest.raises(UserError, match=r"ShootingConfig\.count must be int, got 8\.5"):
+    with pytest.raises(UserError, match=r"plan\.options\.shooting\.count must be int, got 8\.5"):
         PlanConfig(options={"shooting": {"count": 8.5}})
     with pytest.raises(UserError, match=r"plan\.options\.shooting must be a section"):
         PlanConfig(options={"shooting": 8})

@@ -7,8 +7,9 @@ import pytest
 import torch
 from planning_problems import F64, double_integrator, double_integrator_cost
 
-from latentrl.config import apply_overrides, preset
+from latentrl.config import apply_overrides
 from latentrl.errors import UserError
+from latentrl.pipeline import experiment_config
 from latentrl.planning import MPCPlanner, solve_ilqr
 from latentrl.planning import mpc as mpc_module
 from latentrl.planning.options.warm_start import WarmStart, WarmStartConfig
@@ -48,5 +49,7 @@ def test_the_default_planner_repeats_and_fill_is_checked() -> None:
     assert planner.initialisers[0].config.fill == "repeat"  # type: ignore[attr-defined]
     with pytest.raises(UserError, match=r"warm_start\.fill must be 'repeat', 'zero' or 'none'"):
         WarmStartConfig(fill="twice")  # type: ignore[arg-type]
-    config = apply_overrides(preset("pendulum", "debug"), ['plan.options.warm_start.fill="zero"'])
+    config = apply_overrides(
+        experiment_config("pendulum", "debug"), ['plan.options.warm_start.fill="zero"']
+    )
     assert config.plan.options["warm_start"] == WarmStartConfig(fill="zero")

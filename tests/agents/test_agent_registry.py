@@ -20,9 +20,10 @@ from latentrl.agents.registry import (
     in_registry_order,
     model_free_agents,
 )
-from latentrl.config import AGENTS, EvalConfig, PlanConfig, preset
+from latentrl.config import AGENTS, EvalConfig, PlanConfig
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
+from latentrl.pipeline import experiment_config
 
 
 def test_names_and_which_agents_depend_on_the_model() -> None:
@@ -56,7 +57,7 @@ def test_settings_each_agent_depends_on() -> None:
 
 
 def test_builders_make_the_model_free_agents(tmp_path: Path) -> None:
-    config = preset("pendulum", "debug")
+    config = experiment_config("pendulum", "debug")
     config = dataclasses.replace(config, eval=EvalConfig(seed=5, oracle_horizon=12))
     env = make_env("latentrl/Pendulum-v0")
     context = AgentContext(tmp_path, config, env, require_control_env(env))
