@@ -2,8 +2,8 @@
 
 The latent distance to the goal is a poor cost-to-go when the learned latent is folded: on
 planar, states on the far side of the field can encode close to the goal, and latent MPC stops
-there (docs/benchmarks.md, "Planar: what still fails is the latent cost"). The latent is still
-right *locally*, and the training data hold real transitions. So:
+there (docs/results/planar.md). The latent is still right *locally*, and the training data hold
+real transitions. So:
 
 * **nodes**: the distinct frames of the training dataset (a chain's ``next_obs`` is the next
   row's ``obs``), with their encoder means ``z``;
@@ -21,13 +21,11 @@ right *locally*, and the training data hold real transitions. So:
   ``lookahead`` steps, and hand that node's latent to the planner as its goal (the true goal
   once it is within ``lookahead``).
 
-Measured on planar's three `full` models (docs/benchmarks.md, "Planar: a roadmap of the
-training frames"): 0.438 -> 0.557 of the steps in goal and 35 -> 47 of 60 successes at a
-lookahead of 2 steps; without the image check the fold's shortcuts made it worse than none.
-A link is a free move between look-alike frames: right where any direction is one push away
-(planar), wrong where the state holds a velocity. On Pendulum-v0 chains of links change θ̇
-for free, the hanging start looks 12 steps from upright, and latent MPC with the roadmap
-scored 0 of 10 (9 of 10 without).
+Without the image check the fold's shortcuts make the roadmap worse than none. A link is a
+free move between look-alike frames: right where any direction is one push away (planar),
+wrong where the state holds a velocity: on Pendulum-v0 chains of links change θ̇ for free and
+the hanging start looks a few steps from upright, so a swing-up task should not use it. The
+figures are in docs/results/planar.md and docs/results/pendulum.md.
 """
 
 from __future__ import annotations

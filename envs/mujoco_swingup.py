@@ -97,8 +97,8 @@ CARTPOLE = SwingupTask(
     state_weights=(0.1, 1.0, 0.0, 0.1),
 )
 # At 64 px for the 4.4 m view the pole's tip moves 0.7 px between frames one step apart at
-# 1 rad/s. Two steps apart, a pixel readout gets theta_dot near upright to 0.10 rad/s instead
-# of 0.17 (experiments/studies/observation_readout.py, docs/benchmarks.md).
+# 1 rad/s. Frames two steps apart let a pixel readout see theta_dot near upright more precisely
+# (experiments/studies/observation_readout.py; docs/results/cartpole.md).
 CARTPOLE_GAP2 = dataclasses.replace(CARTPOLE, frame_gap=2)
 
 
