@@ -37,8 +37,8 @@ from torch import Tensor
 
 from latentrl.data import TransitionDataset, load_transitions
 from latentrl.errors import UserError
+from latentrl.latent_diagnostics import encoder_means
 from latentrl.models import E2C
-from latentrl.probe import encoder_means
 from latentrl.run_directory import dataset_of_run
 
 NEIGHBOURS = 10

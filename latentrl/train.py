@@ -31,20 +31,19 @@ from latentrl.data import TransitionDataset, load_transitions
 from latentrl.devices import resolve_device
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
+from latentrl.latent_diagnostics import (
+    encode_rollouts,
+    encoder_means,
+    latent_stretch,
+    open_loop_error,
+    random_rollouts,
+    state_step_sizes,
+)
 from latentrl.logging import Logger, resolve_wandb_mode, summary_line
 from latentrl.losses import Continuation, objective
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
-from latentrl.probe import (
-    encode_rollouts,
-    encoder_means,
-    fit_probe,
-    latent_stretch,
-    open_loop_error,
-    random_rollouts,
-    state_features,
-    state_step_sizes,
-)
+from latentrl.probe import fit_probe, state_features
 from latentrl.run_directory import RunDirectory
 
 VALIDATION_BATCH = 1_024
@@ -52,8 +51,9 @@ VALIDATION_SEED = 1_234  # fixed noise: validation losses of different epochs ar
 GRID_SAMPLES = 8
 OPEN_LOOP_EPISODES = 64
 OPEN_LOOP_STEPS = (1, 10, 20, 40)
-"""Validation reports the open-loop error (:func:`latentrl.probe.open_loop_error`) after
-these many steps: what a planner with that horizon relies on."""
+"""Validation reports the open-loop error
+(:func:`latentrl.latent_diagnostics.open_loop_error`) after these many steps: what a planner
+with that horizon relies on."""
 
 
 class TrainingDivergedError(UserError):

@@ -10,17 +10,14 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from latentrl.probe import (
+from latentrl.latent_diagnostics import (
     encode_rollouts,
-    fit_probe,
     latent_stretch,
     open_loop_error,
-    r_squared,
     random_rollouts,
-    state_errors,
-    state_features,
     state_step_sizes,
 )
+from latentrl.probe import fit_probe, r_squared, state_errors, state_features
 
 
 def test_r_squared_is_one_for_the_truth_and_zero_for_the_mean() -> None:

@@ -7,7 +7,7 @@ goal well enough to brake. For one trained run this measures, on states drawn ne
 state box:
 
 * the model's open-loop error after 1, 5, 10, 20 and 40 random-action steps
-  (:func:`latentrl.probe.open_loop_error`: 1.0 is as far off as a random latent);
+  (:func:`latentrl.latent_diagnostics.open_loop_error`: 1.0 is as far off as a random latent);
 * how precisely the latent holds each state coordinate: the RMS error of a probe (an MLP
   fitted on the run's training latents and true states) on fresh rendered states;
 * with ``--oracle-noise S ...``: the true-state oracle's score on the task's starts when it
@@ -47,15 +47,13 @@ from latentrl.envs.contract import (
 )
 from latentrl.errors import UserError
 from latentrl.evaluate import mean_and_se, rollout_metrics, run_episodes
-from latentrl.probe import (
+from latentrl.latent_diagnostics import (
     encode_rollouts,
     encoder_means,
     open_loop_error,
     random_rollouts,
-    state_errors,
-    state_features,
-    train_probe,
 )
+from latentrl.probe import state_errors, state_features, train_probe
 from latentrl.run_directory import dataset_of_run
 
 ERROR_STEPS = (1, 5, 10, 20, 40)

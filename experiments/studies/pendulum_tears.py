@@ -10,7 +10,7 @@ latent MPC of such a model fails wherever its swing-ups cross the cut (docs/benc
     python experiments/studies/pendulum_tears.py runs/RUN [runs/RUN ...] [--velocities -2 0 2]
 
 Training logs a cheaper, env-independent relative of this number every epoch
-(``val/latent_stretch``, :func:`latentrl.probe.latent_stretch`).
+(``val/latent_stretch``, :func:`latentrl.latent_diagnostics.latent_stretch`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ the step acceptance and the convergence test are per problem: a problem that has
 (or given up) stops changing while the others go on.
 
 The backward pass's and the line search's pieces over the horizon are in
-:mod:`latentrl.planning.sweeps`. The cost, with its angle wrapping (the pendulum oracle plans
+:mod:`latentrl.planning.riccati`. The cost, with its angle wrapping (the pendulum oracle plans
 on unwrapped ``(θ, θ̇)``), is in :mod:`latentrl.planning.cost`; its public names are
 re-exported here for older imports.
 """
@@ -39,8 +39,7 @@ from latentrl.planning.cost import (
     wrap_angles,
 )
 from latentrl.planning.dynamics import Dynamics, can_select, rollout, select_problems
-from latentrl.planning.smallmat import small_matvec
-from latentrl.planning.sweeps import (
+from latentrl.planning.riccati import (
     RiccatiStep,
     closed_loop_rollout,
     feedback_chunk,
@@ -50,6 +49,7 @@ from latentrl.planning.sweeps import (
     stage_hessian,
     sweep_inputs,
 )
+from latentrl.planning.smallmat import small_matvec
 
 __all__ = [
     "ILQRConfig",
@@ -98,7 +98,7 @@ class ILQRConfig:
     box_qp_options: BoxQPOptions = field(default_factory=BoxQPOptions)
     compile: bool = False
     """Run the backward pass's Riccati steps, the line search's closed-loop steps (with
-    ``dynamics.step``), each a chunk of time steps to a call (:mod:`latentrl.planning.sweeps`),
+    ``dynamics.step``), each a chunk of time steps to a call (:mod:`latentrl.planning.riccati`),
     and its choice of step sizes through ``torch.compile``: fused kernels instead of ~100 small ops
     per time step (for 2 <= m <= 3 the box QP then enumerates its faces, with no branch on the
     data). The first solves of each (n, m, dtype, device, dynamics) compile for seconds to a

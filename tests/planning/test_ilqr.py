@@ -20,9 +20,9 @@ from latentrl.planning import (
     box_qp,
     ilqr,
     pendulum_dynamics,
+    riccati,
     riccati_step,
     solve_ilqr,
-    sweeps,
     trajectory_cost,
 )
 
@@ -140,6 +140,7 @@ def test_boxed_lq_matches_condensed_qp() -> None:
         assert float(res.cost[b]) == pytest.approx(J_ref, rel=1e-9)
 
 
+@pytest.mark.slow  # torch.compile of the sweeps: about a minute on a cold cache
 def test_compiled_riccati_step_gives_the_eager_solution(monkeypatch: pytest.MonkeyPatch) -> None:
     """torch.compile'd backward and line-search steps (m = 2: face enumeration; m = 1: the
     closed form) give the eager iterates, on per-problem boxes that bind (per-problem linear
@@ -456,6 +457,7 @@ def test_float32_stops_at_its_resolution() -> None:
     np.testing.assert_allclose(f32.cost.double().numpy(), f64.cost.numpy(), rtol=1e-5)
 
 
+@pytest.mark.slow  # torch.compile of the sweeps: about a minute on a cold cache
 def test_compiled_solve_with_selected_problems_stays_within_the_recompile_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -481,8 +483,8 @@ def test_compiled_solve_with_selected_problems_stays_within_the_recompile_limit(
 def test_time_steps_are_split_into_chunks_of_one_length() -> None:
     """One chunk length per horizon (each length is a graph to compile), the largest that
     divides T up to the cap; the chunks cover 0 .. T - 1 once, in order."""
-    lengths = {T: {c.stop - c.start for c in sweeps.chunks(T)} for T in (1, 7, 10, 13, 15, 40, 50)}
+    lengths = {T: {c.stop - c.start for c in riccati.chunks(T)} for T in (1, 7, 10, 13, 15, 40, 50)}
     assert lengths == {1: {1}, 7: {7}, 10: {10}, 13: {1}, 15: {5}, 40: {10}, 50: {10}}
-    assert [t for c in sweeps.chunks(50) for t in range(c.start, c.stop)] == list(range(50))
-    assert {c.stop - c.start for c in sweeps.chunks(50, most=1)} == {1}
-    assert [sweeps.riccati_steps_per_call(m) for m in (1, 2, 3)] == [sweeps.CHUNK_STEPS, 5, 5]
+    assert [t for c in riccati.chunks(50) for t in range(c.start, c.stop)] == list(range(50))
+    assert {c.stop - c.start for c in riccati.chunks(50, most=1)} == {1}
+    assert [riccati.riccati_steps_per_call(m) for m in (1, 2, 3)] == [riccati.CHUNK_STEPS, 5, 5]
