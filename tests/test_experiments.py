@@ -250,6 +250,7 @@ def test_planar_latent_map_adds_the_roadmaps_cost_to_go(
     assert width > 3.5 * height
 
 
+@pytest.mark.slow  # a one-off study: trains a probe and evaluates a run (about 17 s)
 def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
