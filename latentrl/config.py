@@ -24,7 +24,7 @@ from latentrl.data import check_chain_length, check_near_goal_share
 from latentrl.errors import UserError
 from latentrl.losses import LossConfig, legacy_key_hint, upgrade_legacy_loss
 from latentrl.models import ModelConfig
-from latentrl.planning.plan_config import PlanConfig, upgrade_legacy_plan
+from latentrl.planning.plan_config import PlanConfig, legacy_plan_key_hint, upgrade_legacy_plan
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ def override_dict(data: dict[str, Any], assignments: Sequence[str]) -> dict[str,
     for assignment in assignments:
         path, value = parse_assignment(assignment)
         key = ".".join(path)
-        if (hint := legacy_key_hint(key)) is not None:
+        if (hint := legacy_key_hint(key) or legacy_plan_key_hint(key)) is not None:
             raise UserError(f"--set {key}: {hint}")
         target: dict[str, Any] = data
         schema: Any = ExperimentConfig

@@ -211,6 +211,11 @@ def test_optional_fields_are_type_checked() -> None:
         ("loss.curvature.radius=NaN", r"loss\.curvature\.radius must be finite and > 0"),
         ("loss.curvature.weight=-1", r"loss\.curvature\.weight must be finite and >= 0, got -1"),
         ("loss.move_gate.weight=10", r"--set loss\.move_gate\.weight: no config section"),
+        (
+            "plan.shooting=64",
+            r"^--set plan\.shooting: moved to plan\.options\.shooting\.count in latentrl 0\.2 ",
+        ),
+        ("plan.blocked_ratio=0.5", r"moved to plan\.options\.blocked_pushes\.ratio"),
         ("model.move_gate=true", r"^--set model\.move_gate: belonged to the move gate, an exp"),
         (
             "train.multi_step_horizon=4",

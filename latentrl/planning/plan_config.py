@@ -86,6 +86,31 @@ _LEGACY_KEYS = (
 """Flat option fields of ``plan`` before the options had sections."""
 
 
+_LEGACY_PLACES = {
+    "restarts": "restarts.count",
+    "shooting": "shooting.count",
+    "shooting_steps": "shooting.steps",
+    "shooting_beyond": "shooting.beyond",
+    "blocked_ratio": "blocked_pushes.ratio",
+    "roadmap_lookahead": "roadmap.lookahead",
+    "recorded_moves": "recorded_moves.count",
+}
+"""Old flat plan field -> its place under ``plan.options`` (0, its old "off", is no section)."""
+
+
+def legacy_plan_key_hint(key: str) -> str | None:
+    """Where a flat option field of the old ``plan`` went (``plan.shooting`` -> "moved to
+    plan.options.shooting.count ..."), in words that follow the key; None for other keys."""
+    section, _, name = key.partition(".")
+    if section != "plan" or name not in _LEGACY_PLACES:
+        return None
+    option = _LEGACY_PLACES[name].split(".")[0]
+    return (
+        f"moved to plan.options.{_LEGACY_PLACES[name]} in latentrl 0.2 "
+        f"(plan.options.{option}=null turns the option off)"
+    )
+
+
 def upgrade_legacy_plan(plan: Mapping[str, Any]) -> dict[str, Any]:
     """``plan`` with the flat option fields of older runs (``restarts``, ``shooting``,
     ``shooting_steps``, ``shooting_beyond``, ``blocked_ratio``, ``roadmap_lookahead``,
