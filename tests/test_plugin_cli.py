@@ -95,3 +95,23 @@ def test_train_env_alone_uses_the_schema_defaults_and_refuses_a_mismatched_datas
     assert "--env-kwargs goes with --env" in capsys.readouterr().err
     assert main(["train"]) == 2
     assert "say what to train: --experiment NAME_OR_FILE" in capsys.readouterr().err
+
+
+def test_train_env_collects_with_the_default_recipe_and_records_the_env_facts(
+    tmp_path: Path,
+) -> None:
+    small = ["data.transitions=120", "data.chain_length=8", "loss.multi_step.horizon=4"]
+    args = ["train", "--env", ENV_ID, "--env-kwargs", json.dumps(ENV_KWARGS)]
+    roots = ["--data-root", str(tmp_path / "data"), "--runs-root", str(tmp_path / "runs")]
+    assert main([*args, *roots, "--wandb", "disabled", *_sets([*small, *TINY])]) == 0
+
+    (run,) = (tmp_path / "runs").iterdir()
+    config = json.loads((run / "config.json").read_text())
+    assert (config["name"], config["preset"]) == ("default", "default")
+    assert config["model"]["obs_shape"] == [2, 32, 32] and config["model"]["action_dim"] == 1
+    assert config["data"]["env_kwargs"] == ENV_KWARGS
+    (dataset,) = (tmp_path / "data").iterdir()  # collected here, with the kwargs and chains
+    metadata = json.loads((dataset / "metadata.json").read_text())
+    assert metadata["env_kwargs"] == ENV_KWARGS
+    assert (metadata["transitions"], metadata["chain_length"]) == (120, 8)
+    assert json.loads((run / "run.json").read_text())["dataset"] == str(dataset)
