@@ -58,9 +58,7 @@ from latentrl.earlier_agents import (
     merge_agents,
     reusable_agents,
 )
-from latentrl.earlier_agents import agent_settings as agent_settings
 from latentrl.envs import ControlEnv, make_env, require_control_env
-from latentrl.episodes import FINAL_FRACTION as FINAL_FRACTION
 from latentrl.episodes import (
     Rollout,
     final_steps,
@@ -69,7 +67,6 @@ from latentrl.episodes import (
     rollout_metrics,
     run_episodes,
 )
-from latentrl.episodes import episode_metrics as episode_metrics
 from latentrl.errors import UserError
 from latentrl.logging import Logger, resolve_wandb_mode
 from latentrl.plots import state_plot

@@ -35,11 +35,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from latentrl.run_directory import METRICS_FILE as METRICS_FILE
-from latentrl.run_directory import SUMMARY_FILE as SUMMARY_FILE
-from latentrl.run_directory import WANDB_ID_FILE as WANDB_ID_FILE
 from latentrl.run_directory import LogDirectory
-from latentrl.run_directory import run_name as run_name
 
 WandbMode = Literal["online", "offline", "disabled"]
 

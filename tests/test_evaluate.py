@@ -23,15 +23,11 @@ from latentrl.config import (
     TrainConfig,
     to_dict,
 )
+from latentrl.earlier_agents import agent_settings
 from latentrl.envs import make_env
+from latentrl.episodes import episode_metrics, final_steps, mean_and_se
 from latentrl.errors import UserError
-from latentrl.evaluate import (
-    agent_settings,
-    episode_metrics,
-    evaluate_run,
-    final_steps,
-    mean_and_se,
-)
+from latentrl.evaluate import evaluate_run
 from latentrl.logging import read_metrics
 from latentrl.models import ModelConfig
 from latentrl.results import EvalHeader

@@ -16,15 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from latentrl.logging import (
-    METRICS_FILE,
-    WANDB_ID_FILE,
-    Logger,
-    read_metrics,
-    resolve_wandb_mode,
-    run_name,
-    summary_line,
-)
+from latentrl.logging import Logger, read_metrics, resolve_wandb_mode, summary_line
+from latentrl.run_directory import METRICS_FILE, WANDB_ID_FILE, run_name
 
 # -- resolve_wandb_mode ------------------------------------------------------------------------
 

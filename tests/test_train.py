@@ -16,6 +16,7 @@ from latentrl import train as train_module
 from latentrl.checkpoint import load_model
 from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, TrainConfig, save_config
+from latentrl.devices import resolve_device
 from latentrl.errors import UserError
 from latentrl.logging import read_metrics
 from latentrl.losses import LossConfig, MultiStepConfig, objective
@@ -24,7 +25,6 @@ from latentrl.run_directory import CONFIG_FILE, new_run_dir
 from latentrl.train import (
     TrainingDivergedError,
     _Loop,
-    resolve_device,
     train,
 )
 

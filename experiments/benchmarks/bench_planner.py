@@ -64,6 +64,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from latentrl.devices import resolve_device
 from latentrl.planning import (
     ILQRConfig,
     LinearDynamics,
@@ -72,7 +73,6 @@ from latentrl.planning import (
     solve_ilqr,
     trajectory_cost,
 )
-from latentrl.train import resolve_device
 
 MPC_TARGET = Path("/tmp/mpc_pkg")
 INSTALL_HINT = f"pip install --no-deps --target {MPC_TARGET} mpc"

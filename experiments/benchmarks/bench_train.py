@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from latentrl.devices import resolve_device
 from latentrl.envs.pendulum import PixelPendulumEnv
 from latentrl.losses import objective
 from latentrl.models import E2C
 from latentrl.pipeline import experiment_config
-from latentrl.train import resolve_device
 
 
 def naive_float64_loss(model: E2C, x_t: Tensor, u_t: Tensor, x_next: Tensor) -> Tensor:

@@ -45,8 +45,8 @@ from latentrl.envs.contract import (
     sample_near_goal_states,
     wrap_angle,
 )
+from latentrl.episodes import mean_and_se, rollout_metrics, run_episodes
 from latentrl.errors import UserError
-from latentrl.evaluate import mean_and_se, rollout_metrics, run_episodes
 from latentrl.latent_diagnostics import (
     encode_rollouts,
     encoder_means,

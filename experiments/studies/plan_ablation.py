@@ -30,8 +30,8 @@ from latentrl.agents.latent import check_run_env
 from latentrl.checkpoint import load_model
 from latentrl.config import apply_overrides, to_dict
 from latentrl.envs import make_env, require_control_env
+from latentrl.episodes import mean_and_se, rollout_metrics, run_episodes
 from latentrl.errors import UserError
-from latentrl.evaluate import mean_and_se, rollout_metrics, run_episodes
 from latentrl.planning.options import needs_frames
 
 VARIANTS: dict[str, tuple[str, ...]] = {

@@ -16,8 +16,8 @@ from latentrl.agents.latent import plan_steps
 from latentrl.checkpoint import TrainerState, save_checkpoint
 from latentrl.config import DataConfig, ExperimentConfig, PlanConfig, save_config
 from latentrl.envs import goal_observation, make_env
+from latentrl.episodes import episode_metrics, run_episodes
 from latentrl.errors import UserError
-from latentrl.evaluate import episode_metrics, run_episodes
 from latentrl.models import E2C, ModelConfig
 from latentrl.planning import FunctionDynamics, pendulum_dynamics
 from latentrl.planning.options.blocked_pushes import MAX_BLOCKED, BlockedDirections

@@ -15,8 +15,8 @@ from latentrl.agents import (
     true_dynamics,
 )
 from latentrl.envs import goal_observation, make_env
+from latentrl.episodes import episode_metrics, run_episodes
 from latentrl.errors import UserError
-from latentrl.evaluate import episode_metrics, run_episodes
 from latentrl.planning import FunctionDynamics, pendulum_dynamics
 
 PENDULUM = "latentrl/Pendulum-v0"

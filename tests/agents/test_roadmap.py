@@ -30,8 +30,8 @@ from latentrl.envs.planar import (
     planar_step,
     render_planar,
 )
+from latentrl.episodes import run_episodes
 from latentrl.errors import UserError
-from latentrl.evaluate import run_episodes
 from latentrl.models import E2C, ModelConfig
 from latentrl.planning import FunctionDynamics
 from latentrl.run_directory import RUN_FILE
