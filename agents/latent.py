@@ -1,7 +1,10 @@
 """Latent MPC: E2C's controller. Encode the image, plan with iLQR in the learned latent space.
 
-The goal image is encoded once per :meth:`LatentMPCAgent.reset` (the encoder mean ``z_goal``);
-at each step the observation's encoder mean ``z_t`` is the planner's state, the model's mean
+The goal image is encoded once per :meth:`LatentMPCAgent.reset` (the mean ``z_goal`` of the
+model's initial belief, the encoder mean for E2C); at each step the mean ``z_t`` of the
+model's belief is the planner's state (:meth:`~latentrl.models.E2C.update_belief`: the
+encoder's q(z | x_t) for E2C, the filtered belief over the episode so far for the filtering
+kind), the model's mean
 transition ``f(z, u) = A(z) z + B(z) u + o(z)`` its dynamics (``model.step`` and
 ``model.linearize``), and the cost ``Σ q |z_t - z_goal|² + r |u_t|² + q_f |z_T - z_goal|²``
 (:class:`~latentrl.config.PlanConfig`). The agent sees pixels only: the true states handed to
@@ -27,7 +30,7 @@ from latentrl.checkpoint import load_model
 from latentrl.config import ExperimentConfig, PlanConfig
 from latentrl.envs.contract import require_control_env
 from latentrl.errors import UserError
-from latentrl.models import E2C
+from latentrl.models import E2C, Gaussian
 from latentrl.models.e2c import JacobianKind
 from latentrl.planning import Dynamics, ILQRConfig, MPCPlanner, QuadraticCost
 from latentrl.planning.options import (
@@ -128,7 +131,9 @@ class LatentMPCAgent:
         self.goal_latent: Tensor | None = None
         """Encoder mean of the goal image ``(n,)``, set by :meth:`reset`."""
         self.latent: Tensor | None = None
-        """Encoder means ``(B, n)`` of the last observations given to :meth:`act`."""
+        """Belief means ``(B, n)`` after the last observations given to :meth:`act`."""
+        self.belief: Gaussian | None = None
+        """The belief ``(B, n)`` after the last :meth:`act` (None before the first)."""
         self.subgoal_latent: Tensor | None = None
         """Planner goals ``(B, n)`` of the last :meth:`act` with a goal provider (else None)."""
         self._batch: int | None = None
@@ -159,13 +164,16 @@ class LatentMPCAgent:
         goal = check_image(goal_obs, self.obs_shape, "the goal image")
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
-        self.goal_latent = self.encode(goal[None])[0]
+        with torch.no_grad():
+            goal_belief = self.model.initial_belief(torch.as_tensor(goal[None], device=self.device))
+        self.goal_latent = goal_belief.mean[0]
         episode = Episode(torch.as_tensor(goal), self.goal_latent, batch_size)
         for option in [*self.modifiers, *self.goals]:
             option.reset(episode)
         self.planner.reset(batch_size, goal=self.goal_latent)
         self.planner.dynamics = self.model_dynamics
         self.latent = None
+        self.belief = None
         self.subgoal_latent = None
         self._batch = batch_size
         self._last_action = None
@@ -176,7 +184,9 @@ class LatentMPCAgent:
         if self.goal_latent is None:
             raise UserError("call reset(goal_obs, batch_size) before act()")
         x = check_batch(obs, self.obs_shape, self._batch)
-        previous, self.latent = self.latent, self.encode(x)
+        previous = self.latent
+        self.belief = self.next_belief(x)
+        self.latent = self.belief.mean
         step = Step(
             torch.as_tensor(x), self.latent, previous, self._last_action, self.model_dynamics
         )
@@ -191,6 +201,16 @@ class LatentMPCAgent:
             u = self.planner.plan(self.latent)
         self._last_action = u
         return u.cpu().numpy().astype(np.float32)
+
+    def next_belief(self, obs: np.ndarray) -> Gaussian:
+        """The model's belief ``(B, n)`` after observations ``obs`` uint8 ``(B, k, H, W)``: the
+        initial belief at an episode's first step, else the previous belief updated with the
+        last action and ``obs``."""
+        x = torch.as_tensor(obs, device=self.device)
+        with torch.no_grad():
+            if self.belief is None or self._last_action is None:
+                return self.model.initial_belief(x)
+            return self.model.update_belief(self.belief, self._last_action, x)
 
     def encode(self, obs: np.ndarray) -> Tensor:
         """Encoder means ``(B, n)`` of observations uint8 ``(B, k, H, W)``."""

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from latentrl.config import ExperimentConfig, load_config
 from latentrl.errors import UserError
+from latentrl.kinds import build_model
 from latentrl.models import E2C
 from latentrl.run_directory import CheckpointFiles, RunDirectory
 
@@ -99,7 +100,7 @@ def load_model(
     config = load_config(RunDirectory(run_dir).require_run().config)
     if not has_checkpoint(run_dir):
         raise UserError(f"run {run_dir} has no checkpoint yet; train it with `latentrl train`")
-    model = E2C(config.model)
+    model = build_model(config.model)
     weights = _load_tensors(_checkpoint_files(run_dir).model, "cpu")
     try:
         model.load_state_dict(weights)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from latentrl.agents.registry import AGENT_NAMES
 from latentrl.data import check_chain_length, check_near_goal_share
 from latentrl.errors import UserError
+from latentrl.kinds import check_loss_sections, model_kind
 from latentrl.losses import LossConfig, legacy_key_hint, upgrade_legacy_loss
 from latentrl.models import ModelConfig
 from latentrl.planning.plan_config import PlanConfig, legacy_plan_key_hint, upgrade_legacy_plan
@@ -146,12 +147,19 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        horizon, data = self.loss.multi_step.horizon, self.data
+        check_loss_sections(self.model.kind, self.loss)
+        kind = model_kind(self.model.kind)
+        horizon, data = kind.window(self.loss), self.data
         if horizon > 1 and data.mode == "uniform" and data.chain_length < horizon:
+            key = (
+                "loss.multi_step.horizon"
+                if kind.loss_section is None
+                else f"loss.{kind.loss_section}.window"
+            )
             raise UserError(
-                f"loss.multi_step.horizon={horizon} needs chains of at least {horizon} "
+                f"{key}={horizon} needs chains of at least {horizon} "
                 f"transitions, but data.chain_length={data.chain_length}; set "
-                f"data.chain_length={horizon} or more, or loss.multi_step.horizon=1"
+                f"data.chain_length={horizon} or more, or {key}=1"
             )
 
 

@@ -33,6 +33,7 @@ from latentrl.data import METADATA_FILE, read_metadata
 from latentrl.errors import UserError
 from latentrl.evaluate import EvalResult, evaluate_run
 from latentrl.experiment_files import NO_PRESET, experiment_path, read_experiment
+from latentrl.kinds import loss_read_by
 from latentrl.run_directory import new_run_dir
 from latentrl.train import TrainResult, train
 
@@ -176,7 +177,12 @@ def resolve(
         if key in ENV_FACTS:
             raise UserError(f"--set {key}: it comes from the env's spaces and cannot be set")
         explicit[key] = value
-    data = override_dict(copy.deepcopy(dict(config)), overrides)
+    data = copy.deepcopy(dict(config))
+    kind = explicit.get("model.kind")
+    if kind is not None and kind != data["model"].get("kind"):
+        # the file's loss settings were made for its own kind: keep only what `kind` reads
+        data["loss"] = loss_read_by(str(kind), data["loss"])
+    data = override_dict(data, overrides)
     if dataset is not None:
         data["data"].update(dataset_fields(dataset, config["data"], explicit, source))
     if seed is not None:

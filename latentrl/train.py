@@ -31,6 +31,7 @@ from latentrl.data import TransitionDataset, load_transitions
 from latentrl.devices import resolve_device
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
+from latentrl.kinds import ModelKind, build_model, model_kind
 from latentrl.latent_diagnostics import (
     encode_rollouts,
     encoder_means,
@@ -40,7 +41,7 @@ from latentrl.latent_diagnostics import (
     state_step_sizes,
 )
 from latentrl.logging import Logger, resolve_wandb_mode, summary_line
-from latentrl.losses import Continuation, objective
+from latentrl.losses import Continuation
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
 from latentrl.probe import fit_probe, state_features
@@ -110,7 +111,7 @@ def train(
         window_start = window_start.to(device)
 
     torch.manual_seed(config.train.seed)
-    model = E2C(model_config).to(device)
+    model = build_model(model_config).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.train.learning_rate,
@@ -140,8 +141,8 @@ def train(
         )
         if window_start is not None:
             logger.echo(
-                f"multi-step term over {config.loss.multi_step.horizon} steps: "
-                f"{int(window_start.sum())} of {len(train_set)} training transitions start a window"
+                f"windows of {model_kind(config.model.kind).window(config.loss)} steps: "
+                f"{int(window_start.sum())} of {len(train_set)} training transitions start one"
             )
         loop = _Loop(
             config, model, optimizer, data_order, train_set, val_set, window_start, logger, run_dir
@@ -171,18 +172,28 @@ def _checked_data(
             f"{len(train_set)} training transitions are fewer than one batch of "
             f"{config.train.batch_size}; collect more data or lower train.batch_size"
         )
-    return train_set, val_set, window_mask(train_set, config.loss.multi_step.horizon)
+    kind = model_kind(config.model.kind)
+    return train_set, val_set, window_mask(train_set, kind.window(config.loss), window_key(kind))
 
 
-def window_mask(train_set: TransitionDataset, horizon: int) -> torch.Tensor | None:
-    """``(N,)`` bool: training row i starts ``horizon`` chained transitions (None: the
-    multi-step term is off, ``horizon == 1``). Raises UserError when no row does."""
+def window_key(kind: ModelKind) -> str:
+    """The config key that sets the training window of ``kind``."""
+    if kind.loss_section is None:
+        return "loss.multi_step.horizon"
+    return f"loss.{kind.loss_section}.window"
+
+
+def window_mask(
+    train_set: TransitionDataset, horizon: int, key: str = "loss.multi_step.horizon"
+) -> torch.Tensor | None:
+    """``(N,)`` bool: training row i starts ``horizon`` chained transitions (None: no
+    windows, ``horizon == 1``). Raises UserError naming ``key`` when no row does."""
     if horizon == 1:
         return None
     starts = train_set.window_starts(horizon)
     if len(starts) == 0:
         raise UserError(
-            f"loss.multi_step.horizon={horizon} but the dataset has no chains of "
+            f"{key}={horizon} but the dataset has no chains of "
             f"{horizon} transitions; collect it with data.chain_length >= {horizon}"
         )
     valid = torch.zeros(len(train_set), dtype=torch.bool, device=starts.device)
@@ -208,13 +219,26 @@ class _Loop:
         self.config, self.model, self.optimizer = config, model, optimizer
         self.data_order, self.logger, self.run_dir = data_order, logger, run_dir
         self.train_set, self.val_set = train_set, val_set
+        self.kind = model_kind(config.model.kind)
+        self.window = self.kind.window(config.loss)
         self.steps_per_epoch = len(train_set) // config.train.batch_size
+        self.rows_per_step = config.train.batch_size
+        """Rows of a batch: transitions, or with whole windows, windows of transitions."""
+        self.row_pool: torch.Tensor | None = None
+        """The rows a batch is drawn from (None: every row)."""
+        if self.kind.whole_windows and window_start is not None:
+            self.rows_per_step = max(1, config.train.batch_size // self.window)
+            self.row_pool = torch.nonzero(window_start).squeeze(-1)
+            self.steps_per_epoch = min(
+                self.steps_per_epoch, len(self.row_pool) // self.rows_per_step
+            )
         self.total_steps = self.steps_per_epoch * config.train.epochs
         self.window_start = window_start
-        """``(N,)`` bool: training row i starts a window of the multi-step term (None: off)."""
-        loss_fn = objective
+        """``(N,)`` bool: training row i starts a window of ``self.window`` steps (None:
+        no windows)."""
+        loss_fn = self.kind.compute
         if config.train.compile:
-            loss_fn = torch.compile(objective)
+            loss_fn = torch.compile(loss_fn)
         self.loss_fn = loss_fn
         env = make_env(config.data.env_id, **config.data.env_kwargs)
         try:
@@ -229,14 +253,32 @@ class _Loop:
         finally:
             env.close()
 
-    def continuation(self, index: torch.Tensor) -> Continuation | None:
-        """The steps after the batch rows ``index`` for the multi-step term (None: off)."""
-        if self.window_start is None:
+    def continuation(
+        self,
+        index: torch.Tensor,
+        data: TransitionDataset | None = None,
+        window_start: torch.Tensor | None = None,
+    ) -> Continuation | None:
+        """The steps after the rows ``index`` of ``data`` (default: the training split) for
+        the terms over windows (None: no windows)."""
+        if data is None:
+            data, window_start = self.train_set, self.window_start
+        if window_start is None:
             return None
-        data = self.train_set
-        offsets = torch.arange(1, self.config.loss.multi_step.horizon, device=index.device)
+        offsets = torch.arange(1, self.window, device=index.device)
         future = (index.unsqueeze(-1) + offsets).clamp(max=len(data) - 1)  # (B, K - 1)
-        return Continuation(data.action[future], data.next_obs[future], self.window_start[index])
+        return Continuation(data.action[future], data.next_obs[future], window_start[index])
+
+    def batch_rows(self) -> torch.Tensor:
+        """``(steps_per_epoch, rows_per_step)``: the rows of each step of an epoch, from a
+        permutation of the row pool drawn from the data-order generator."""
+        pool_size = len(self.train_set) if self.row_pool is None else len(self.row_pool)
+        order = torch.randperm(pool_size, generator=self.data_order)
+        order = order.to(self.train_set.obs.device)
+        if self.row_pool is not None:
+            order = self.row_pool[order]
+        used = order[: self.steps_per_epoch * self.rows_per_step]
+        return used.view(self.steps_per_epoch, self.rows_per_step)
 
     def learning_rate(self, step: int) -> float:
         """Cosine decay from train.learning_rate to train.final_learning_rate."""
@@ -265,12 +307,11 @@ class _Loop:
         cfg, model = self.config.train, self.model
         device = self.train_set.obs.device
         model.train()
-        order = torch.randperm(len(self.train_set), generator=self.data_order).to(device)
         sums: dict[str, torch.Tensor] = {}
         grad_norm_sum = torch.zeros((), device=device)
         start = time.perf_counter()
         step = state.step
-        for index in order[: self.steps_per_epoch * cfg.batch_size].view(self.steps_per_epoch, -1):
+        for index in self.batch_rows():
             batch = self.train_set.batch(index)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(step)
@@ -316,14 +357,15 @@ class _Loop:
         self.logger.update_progress(
             1, {"loss": metrics["train/loss/total"], "val": metrics["val/loss/total"]}
         )
-        shown = {
-            "loss": metrics["train/loss/total"],
-            "val": metrics["val/loss/total"],
-            "val_state": metrics["val/state_loss"],
-            "val_next": metrics["val/next_state_loss"],
-            "drift_20": metrics["val/open_loop_error_20"],
-            "stretch": metrics["val/latent_stretch"],
+        columns = {
+            "loss": "train/loss/total",
+            "val": "val/loss/total",
+            "val_state": "val/state_loss",
+            "val_next": "val/next_state_loss",
+            "drift_20": "val/open_loop_error_20",
+            "stretch": "val/latent_stretch",
         }
+        shown = {label: metrics[key] for label, key in columns.items() if key in metrics}
         self.logger.echo(
             summary_line(f"epoch {epoch}/{cfg.epochs}", shown, metrics["train/samples_per_second"])
         )
@@ -331,19 +373,28 @@ class _Loop:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean E2C terms on the validation split, with fixed reparameterisation noise."""
+        """Mean objective terms on the validation split, with fixed reparameterisation noise:
+        over every transition, or for a kind trained on whole windows, over windows starting
+        every ``window`` steps."""
         self.model.eval()
         data, sums, count = self.val_set, {}, 0
+        rows, window_start = self.validation_rows()
+        block = (
+            VALIDATION_BATCH if window_start is None else max(1, VALIDATION_BATCH // self.window)
+        )
         devices = [data.obs.device] if data.obs.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(VALIDATION_SEED)
-            for start in range(0, len(data), VALIDATION_BATCH):
-                index = torch.arange(
-                    start, min(start + VALIDATION_BATCH, len(data)), device=data.obs.device
-                )
+            for start in range(0, len(rows), block):
+                index = rows[start : start + block]
                 batch = data.batch(index)
-                _, metrics = objective(
-                    self.model, batch.obs, batch.action, batch.next_obs, self.config.loss
+                _, metrics = self.kind.compute(
+                    self.model,
+                    batch.obs,
+                    batch.action,
+                    batch.next_obs,
+                    self.config.loss,
+                    self.continuation(index, data, window_start),
                 )
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value * len(index)
@@ -356,13 +407,32 @@ class _Loop:
         means |= {f"val/open_loop_error_{k}": float(drift[k - 1]) for k in OPEN_LOOP_STEPS}
         means["val/latent_stretch"] = stretch
         # E2C's Table 1 columns: -log p(x_t | x^_t) and -log p(x_t+1 | x^_t+1)
-        means["val/state_loss"] = means["val/loss/reconstruction"]
-        means["val/next_state_loss"] = means["val/loss/prediction"]
+        for column, term in (("state_loss", "reconstruction"), ("next_state_loss", "prediction")):
+            if f"val/loss/{term}" in means:
+                means[f"val/{column}"] = means[f"val/loss/{term}"]
         return means
+
+    def validation_rows(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The validation rows and, for a kind trained on whole windows, the ``(N,)`` mask of
+        rows starting one (None: single transitions, every row)."""
+        data = self.val_set
+        every = torch.arange(len(data), device=data.obs.device)
+        if not (self.kind.whole_windows and self.window > 1):
+            return every, None
+        starts = data.window_starts(self.window)
+        if len(starts) == 0:
+            return every, None
+        mask = torch.zeros(len(data), dtype=torch.bool, device=data.obs.device)
+        mask[starts] = True
+        return starts[:: self.window], mask
 
     @torch.no_grad()
     def log_images(self, step: int) -> None:
         model, data = self.model.eval(), self.val_set
+        if not model.has_decoder:
+            self.logger.log_images({"latent_map": self.latent_map()}, step)
+            model.train()
+            return
         index = torch.arange(min(GRID_SAMPLES, len(data)), device=data.obs.device)
         batch = data.batch(index)
         q = model.encode(batch.obs)

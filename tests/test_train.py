@@ -12,12 +12,12 @@ import pytest
 import torch
 from point_mass import ENV_ID as POINT_MASS_ID
 
-from latentrl import train as train_module
 from latentrl.checkpoint import load_model
 from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, TrainConfig, save_config
 from latentrl.devices import resolve_device
 from latentrl.errors import UserError
+from latentrl.kinds import MODEL_KINDS
 from latentrl.logging import read_metrics
 from latentrl.losses import LossConfig, MultiStepConfig, objective
 from latentrl.models import ModelConfig
@@ -117,9 +117,8 @@ def test_resume_after_an_interruption_gives_the_same_weights(
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(
     dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import latentrl.train as train_module
-
-    real_loss = train_module.objective
+    e2c = MODEL_KINDS["e2c"]
+    real_loss = e2c.objective
     calls = {"n": 0}
 
     def loss_that_breaks(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -130,7 +129,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(
             metrics = {k: v * float("nan") for k, v in metrics.items()}
         return loss, metrics
 
-    monkeypatch.setattr(train_module, "objective", loss_that_breaks)
+    monkeypatch.setitem(MODEL_KINDS, "e2c", dataclasses.replace(e2c, objective=loss_that_breaks))
     with pytest.raises(
         TrainingDivergedError, match=r"diverged in epoch 2 .* after epoch 1 is kept"
     ):
@@ -179,7 +178,9 @@ def test_the_multi_step_term_trains_on_chained_data(
             windows.append(tuple(args[5].action.shape))
         return objective(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "objective", recording_loss)
+    monkeypatch.setitem(
+        MODEL_KINDS, "e2c", dataclasses.replace(MODEL_KINDS["e2c"], objective=recording_loss)
+    )
     result = train(config, tmp_path / "run", chained, wandb_mode="disabled")
     assert windows and set(windows) == {(config.train.batch_size, 3, 1)}  # K - 1 = 3 steps
     rows = [r for r in read_metrics(result.run_dir) if "train/loss/multi_step" in r]

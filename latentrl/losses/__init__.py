@@ -10,6 +10,8 @@
   :mod:`~latentrl.losses.curvature`;
 - :mod:`~latentrl.losses.objective`: :class:`LossConfig` (the ``loss`` section) and
   :func:`objective`, which composes the terms;
+- the other model kinds' objectives: :mod:`~latentrl.losses.sequence` (the filtering
+  model's sequence ELBO);
 - :mod:`~latentrl.losses.legacy`: :func:`upgrade_legacy_loss` for older ``config.json``.
 """
 
@@ -17,6 +19,7 @@ from latentrl.losses.curvature import CURVATURE_RADIUS, CurvatureConfig, curvatu
 from latentrl.losses.forward import Continuation, ForwardPass, diagnostics, forward_pass
 from latentrl.losses.gaussian_kl import (
     kl_diag_gaussian_std_normal,
+    kl_diag_gaussians,
     kl_linear_transition,
     log_abs_det_rank_one,
 )
@@ -33,12 +36,14 @@ from latentrl.losses.objective import TERMS, LossConfig, TermSpec, active_terms,
 from latentrl.losses.prediction import PredictionConfig
 from latentrl.losses.reconstruction import ReconstructionConfig
 from latentrl.losses.rollout import roll_mean, scale_gradient, with_rollout
+from latentrl.losses.sequence import FilterLossConfig, filter_objective
 
 __all__ = [
     "CURVATURE_RADIUS",
     "TERMS",
     "Continuation",
     "CurvatureConfig",
+    "FilterLossConfig",
     "ForwardPass",
     "KLPriorConfig",
     "KLTransitionConfig",
@@ -52,9 +57,11 @@ __all__ = [
     "bernoulli_nll",
     "curvature_penalty",
     "diagnostics",
+    "filter_objective",
     "forward_pass",
     "gaussian_nll",
     "kl_diag_gaussian_std_normal",
+    "kl_diag_gaussians",
     "kl_linear_transition",
     "legacy_key_hint",
     "log_abs_det_rank_one",

@@ -13,6 +13,13 @@ def kl_diag_gaussian_std_normal(mean: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (torch.exp(logvar) + mean.square() - 1.0 - logvar).sum(-1)
 
 
+def kl_diag_gaussians(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
+    """KL(N(mean1, diag exp(logvar1)) || N(mean2, diag exp(logvar2))): ``(..., n)`` -> ``(...)``."""
+    ratio = torch.exp(logvar1 - logvar2)
+    mahalanobis = (mean1 - mean2).square() * torch.exp(-logvar2)
+    return 0.5 * (ratio + mahalanobis - 1.0 - (logvar1 - logvar2)).sum(-1)
+
+
 def log_abs_det_rank_one(v: Tensor, r: Tensor) -> Tensor:
     """log |det(I + v r^T)| = log |1 + r^T v|: ``(..., n)`` -> ``(...)``.
 

@@ -43,14 +43,16 @@ from latentrl.losses.multi_step_prediction import MultiStepPredictionConfig
 from latentrl.losses.prediction import PredictionConfig
 from latentrl.losses.reconstruction import ReconstructionConfig
 from latentrl.losses.rollout import with_rollout
+from latentrl.losses.sequence import FilterLossConfig
 from latentrl.losses.term import TermResult
 from latentrl.models import E2C
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The ``loss`` section: one section per term, in the order the objective adds them;
-    the names match the metric keys ``loss/<name>``."""
+    """The ``loss`` section: one section per term of E2C's objective, in the order it adds
+    them (the names match the metric keys ``loss/<name>``), then one section per other model
+    kind's objective (:mod:`latentrl.kinds` says which kind reads which sections)."""
 
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
     prediction: PredictionConfig = field(default_factory=PredictionConfig)
@@ -61,6 +63,7 @@ class LossConfig:
         default_factory=MultiStepPredictionConfig
     )
     curvature: CurvatureConfig = field(default_factory=CurvatureConfig)
+    filter: FilterLossConfig = field(default_factory=FilterLossConfig)
 
 
 class TermSpec(NamedTuple):

@@ -1,8 +1,10 @@
 """Embed to Control (Watter et al., 2015): encoder, locally linear transition, decoder.
 
 The model offers the vocabulary the rest of latentrl speaks, batched over the leading dim:
-``encode``, ``decode``, ``transition``, ``predict`` for training, and the planners' dynamics
-protocol ``step`` / ``linearize`` on latent states.
+``encode``, ``decode``, ``transition``, ``predict`` for training, the planners' dynamics
+protocol ``step`` / ``linearize`` on latent states, and the agents' belief protocol
+``initial_belief`` / ``update_belief``. Other model kinds (:mod:`latentrl.kinds`) subclass
+:class:`E2C` and change what they must: the parts they hold and how they infer the belief.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class ModelConfig:
     """Observation shape (k, H, W): k stacked grey frames of H x W pixels."""
     action_dim: int
     """Dimension m of the control u."""
+    kind: str = "e2c"
+    """The model kind (:mod:`latentrl.kinds`): e2c, pcc, pc3 or filter."""
     latent_dim: int = 3
     """Dimension n of the latent state z."""
     encoder: Literal["mlp", "conv"] = "mlp"
@@ -128,16 +132,19 @@ class E2C(nn.Module):
         self.encoder = Encoder(
             c.obs_shape, c.latent_dim, c.encoder, c.hidden_sizes, c.conv_channels, c.logvar_range
         )
-        self.decoder = Decoder(
-            c.obs_shape,
-            c.latent_dim,
-            c.decoder,
-            c.hidden_sizes,
-            c.conv_channels,
-            c.likelihood,
-            c.gaussian_std,
-            c.learn_gaussian_std,
-        )
+        self.decoder: Decoder | None = None
+        """p(x | z); None for a kind without a decoder."""
+        if self.has_decoder:
+            self.decoder = Decoder(
+                c.obs_shape,
+                c.latent_dim,
+                c.decoder,
+                c.hidden_sizes,
+                c.conv_channels,
+                c.likelihood,
+                c.gaussian_std,
+                c.learn_gaussian_std,
+            )
         self.transition_net = Transition(
             c.latent_dim,
             c.action_dim,
@@ -155,9 +162,27 @@ class E2C(nn.Module):
         """q(z | x): images uint8 or float in [0, 1], ``(B, k, H, W)`` -> ``(B, n)`` fields."""
         return self.encoder(x)
 
+    has_decoder = True
+    """Whether the model holds a decoder p(x | z) (a class attribute of each kind)."""
+
     def decode(self, z: Tensor) -> Tensor:
         """p(x | z): z ``(B, n)`` -> Bernoulli logits or Gaussian means ``(B, k, H, W)``."""
+        if self.decoder is None:
+            raise UserError(
+                f"a model of kind {self.config.kind!r} has no decoder: it cannot draw images"
+            )
         return self.decoder(z)
+
+    def initial_belief(self, x: Tensor) -> Gaussian:
+        """The belief over z after the first observation ``(B, k, H, W)``: ``(B, n)`` fields.
+
+        E2C infers z from one observation, so the belief is the encoder's q(z | x)."""
+        return self.encode(x)
+
+    def update_belief(self, belief: Gaussian, u: Tensor, x: Tensor) -> Gaussian:
+        """The belief after action ``u (B, m)`` and the next observation ``x (B, k, H, W)``,
+        from the previous ``belief`` ``(B, n)``. E2C: q(z | x), the history is not used."""
+        return self.encode(x)
 
     def transition(self, z: Tensor, u: Tensor) -> LocalLinear:
         """Local linearisation at z ``(B, n)`` (and u ``(B, m)`` if the net reads it)."""

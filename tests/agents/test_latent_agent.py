@@ -74,6 +74,12 @@ class PixelStateModel(nn.Module):
         speed = self.VELOCITY_SCALE * turn / 0.05
         return types.SimpleNamespace(mean=torch.stack([theta.cos(), theta.sin(), speed], -1))
 
+    def initial_belief(self, x: Tensor) -> types.SimpleNamespace:
+        return self.encode(x)
+
+    def update_belief(self, belief: object, u: Tensor, x: Tensor) -> types.SimpleNamespace:
+        return self.encode(x)
+
     def decode(self, z: Tensor) -> Tensor:
         return torch.zeros(z.shape[0], 2, 48, 48, dtype=z.dtype)
 

@@ -258,6 +258,12 @@ class PlanarPositionModel(nn.Module):
         centre_y = (w * self.centres[:, None]).sum((-1, -2)) / total
         return types.SimpleNamespace(mean=torch.stack([centre_x, centre_y], -1) / 10)
 
+    def initial_belief(self, x: Tensor) -> types.SimpleNamespace:
+        return self.encode(x)
+
+    def update_belief(self, belief: object, u: Tensor, x: Tensor) -> types.SimpleNamespace:
+        return self.encode(x)
+
     def decode(self, z: Tensor) -> Tensor:
         return torch.zeros(z.shape[0], 1, 40, 40, dtype=z.dtype)
 

@@ -50,7 +50,12 @@ def test_a_config_the_old_code_wrote_loads_in_the_new_layout(
     for section in ("data", "model", "train", "plan", "eval"):
         kept = {k: v for k, v in old[section].items() if k in saved[section]}
         assert kept == {k: saved[section][k] for k in kept}, section
-    assert saved["loss"] == upgrade_legacy_loss(old)["loss"]
+    upgraded = upgrade_legacy_loss(old)["loss"]
+    assert {k: saved["loss"][k] for k in upgraded} == upgraded
+    # the sections of the other model kinds are their defaults
+    assert {k: v for k, v in saved["loss"].items() if k not in upgraded} == {
+        k: v for k, v in to_dict(LossConfig()).items() if k not in upgraded
+    }
 
 
 def test_the_upgrade_moves_every_weight_and_parameter() -> None:

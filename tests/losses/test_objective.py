@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from latentrl.kinds import MODEL_KINDS
 from latentrl.losses import (
     TERMS,
     Continuation,
@@ -36,7 +37,11 @@ def weights(**values: float) -> LossConfig:
 
 
 def test_the_terms_are_the_config_sections_in_order() -> None:
-    assert [spec.name for spec in TERMS] == [f.name for f in dataclasses.fields(LossConfig)]
+    sections = [f.name for f in dataclasses.fields(LossConfig)]
+    assert [spec.name for spec in TERMS] == sections[: len(TERMS)]
+    # after E2C's terms come the sections of the other model kinds, one each
+    kinds = {kind.loss_section for kind in MODEL_KINDS.values()} - {None}
+    assert set(sections[len(TERMS) :]) == kinds
     assert [spec.name for spec in TERMS if not spec.optional] == list(E2C_TERMS)
 
 
