@@ -1,0 +1,173 @@
+"""The filtering kind: the Gaussian fusion, the Kalman step of the belief, the sequence ELBO."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
+
+from latentrl.losses import Continuation, FilterLossConfig, filter_objective, kl_diag_gaussians
+from latentrl.models import Gaussian, ModelConfig
+from latentrl.models.filtering import FilteringE2C, fuse
+
+F64 = torch.float64
+
+
+def random_gaussian(shape: tuple[int, ...], seed: int) -> Gaussian:
+    g = torch.Generator().manual_seed(seed)
+    return Gaussian(
+        torch.randn(*shape, generator=g, dtype=F64), 2 * torch.randn(*shape, generator=g, dtype=F64)
+    )
+
+
+def diag_log_density(g: Gaussian, z: torch.Tensor) -> torch.Tensor:
+    return Independent(Normal(g.mean, g.std), 1).log_prob(z)
+
+
+def test_fuse_is_the_normalised_product_of_the_two_densities() -> None:
+    a, b = random_gaussian((5, 3), 0), random_gaussian((5, 3), 1)
+    fused = fuse(a, b)
+    # log N(z; a) + log N(z; b) - log N(z; fused) does not depend on z
+    zs = torch.randn(7, 5, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    gaps = torch.stack([diag_log_density(a, z) + diag_log_density(b, z) for z in zs])
+    gaps = gaps - torch.stack([diag_log_density(fused, z) for z in zs])
+    torch.testing.assert_close(gaps, gaps[:1].expand_as(gaps), rtol=0, atol=1e-9)
+    # the order of the factors does not matter; a flat factor leaves the other as it is
+    torch.testing.assert_close(fuse(b, a).mean, fused.mean)
+    flat = Gaussian(torch.zeros_like(a.mean), torch.full_like(a.logvar, 60.0))
+    torch.testing.assert_close(fuse(a, flat).mean, a.mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fuse(a, flat).logvar, a.logvar, rtol=0, atol=1e-12)
+
+
+def test_fuse_stays_finite_for_extreme_variances() -> None:
+    a = Gaussian(torch.ones(4, dtype=torch.float32), torch.full((4,), -80.0))
+    b = Gaussian(torch.zeros(4, dtype=torch.float32), torch.full((4,), 80.0))
+    fused = fuse(a, b)
+    assert torch.isfinite(fused.mean).all() and torch.isfinite(fused.logvar).all()
+    torch.testing.assert_close(fused.mean, a.mean)
+
+
+def test_the_kl_of_two_diagonal_gaussians_matches_torch() -> None:
+    a, b = random_gaussian((6, 4), 3), random_gaussian((6, 4), 4)
+    ours = kl_diag_gaussians(a.mean, a.logvar, b.mean, b.logvar)
+    theirs = kl_divergence(
+        Independent(Normal(a.mean, a.std), 1), Independent(Normal(b.mean, b.std), 1)
+    )
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
+
+
+def small_config(**changes: object) -> ModelConfig:
+    fields = {
+        "obs_shape": (2, 8, 8),
+        "action_dim": 1,
+        "latent_dim": 3,
+        "kind": "filter",
+        "hidden_sizes": (16,),
+        "transition_hidden_sizes": (8,),
+    }
+    return ModelConfig(**(fields | changes))  # type: ignore[arg-type]
+
+
+def test_the_belief_update_is_the_kalman_filter_of_a_diagonal_linear_model() -> None:
+    torch.manual_seed(0)
+    model = FilteringE2C(small_config(global_transition=True)).double()
+    net = model.transition_net
+    with torch.no_grad():  # A = I + v r^T diagonal: v and r along the first axis only
+        for name, param in net.named_parameters():
+            param.zero_()
+    lin0 = model.transition(torch.zeros(1, 3, dtype=F64), torch.zeros(1, 1, dtype=F64))
+    assert torch.equal(lin0.A[0], torch.eye(3, dtype=F64)), "zero parameters must give A = I"
+    belief = random_gaussian((2, 3), 5)
+    u = torch.tensor([[0.3], [-1.0]], dtype=F64)
+    x = torch.rand(2, 2, 8, 8, dtype=F64)
+    lin = model.transition(belief.mean, u)
+    A, B, o = lin.A, lin.B, lin.o
+    measured = model.encode(x)
+    Q = torch.diag(model.process_noise.logvar().exp())
+    predicted_mean = (
+        torch.einsum("bij,bj->bi", A, belief.mean) + torch.einsum("bij,bj->bi", B, u) + o
+    )
+    P = A @ torch.diag_embed(belief.var) @ A.transpose(-1, -2) + Q
+    R = torch.diag_embed(measured.var)
+    gain = P @ torch.linalg.inv(P + R)
+    mean = predicted_mean + torch.einsum("bij,bj->bi", gain, measured.mean - predicted_mean)
+    cov = (torch.eye(3, dtype=F64) - gain) @ P
+    updated = model.update_belief(belief, u, x)
+    torch.testing.assert_close(updated.mean, mean, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(torch.diag_embed(updated.var), cov, rtol=1e-9, atol=1e-9)
+
+
+def test_the_initial_belief_fuses_the_standard_normal_prior() -> None:
+    torch.manual_seed(0)
+    model = FilteringE2C(small_config()).double()
+    x = torch.rand(3, 2, 8, 8, dtype=F64)
+    q = model.encode(x)
+    belief = model.initial_belief(x)
+    torch.testing.assert_close(belief.var, 1 / (1 + 1 / q.var))
+    torch.testing.assert_close(belief.mean, q.mean / (1 + q.var))
+
+
+def window_batch(rows: int, steps: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 256, (rows, steps + 1, 2, 8, 8), generator=g, dtype=torch.uint8)
+    actions = torch.randn(rows, steps, 1, generator=g, dtype=F64)
+    return frames, actions
+
+
+def test_the_sequence_elbo_trains_every_part_and_ignores_rows_without_a_window() -> None:
+    torch.manual_seed(0)
+    model = FilteringE2C(small_config()).double()
+    frames, actions = window_batch(4, 3)
+    valid = torch.tensor([True, True, False, True])
+    cont = Continuation(actions[:, 1:], frames[:, 2:], valid)
+    config = FilterLossConfig(window=3)
+    torch.manual_seed(1)
+    loss, metrics = filter_objective(model, frames[:, 0], actions[:, 0], frames[:, 1], config, cont)
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert {"loss/total", "loss/reconstruction", "loss/kl", "loss/prediction"} <= set(metrics)
+    assert all(math.isfinite(float(v)) for v in metrics.values())
+    # a row marked invalid does not count: changing its frames leaves the loss as it was
+    other = frames.clone()
+    other[2] = 255 - other[2]
+    cont_other = Continuation(actions[:, 1:], other[:, 2:], valid)
+    torch.manual_seed(1)
+    again, _ = filter_objective(model, other[:, 0], actions[:, 0], other[:, 1], config, cont_other)
+    torch.testing.assert_close(again, loss.detach())
+
+
+def test_the_sequence_elbo_is_the_reconstruction_plus_the_kl_per_image() -> None:
+    torch.manual_seed(0)
+    model = FilteringE2C(small_config()).double()
+    frames, actions = window_batch(3, 1)
+    for kl_weight in (1.0, 0.25):
+        torch.manual_seed(2)
+        loss, metrics = filter_objective(
+            model, frames[:, 0], actions[:, 0], frames[:, 1], FilterLossConfig(1, kl_weight)
+        )
+        expected = metrics["loss/reconstruction"] + kl_weight * metrics["loss/kl"]
+        torch.testing.assert_close(loss.detach(), expected)
+
+
+@pytest.mark.parametrize("window", [0, -2, 1.5, True])
+def test_the_window_must_be_a_positive_integer(window: object) -> None:
+    from latentrl.errors import UserError
+
+    with pytest.raises(UserError, match="loss.filter.window must be an integer >= 1"):
+        FilterLossConfig(window=window)  # type: ignore[arg-type]
+
+
+def test_the_full_covariance_kalman_reference_is_itself_right() -> None:
+    """The reference above, on a 1-d case worked by hand: prior N(0, 1), measurement N(2, 1)
+    -> N(1, 1/2)."""
+    prior = MultivariateNormal(torch.zeros(1, dtype=F64), torch.eye(1, dtype=F64))
+    fused = fuse(
+        Gaussian(torch.zeros(1, dtype=F64), torch.zeros(1, dtype=F64)),
+        Gaussian(torch.full((1,), 2.0, dtype=F64), torch.zeros(1, dtype=F64)),
+    )
+    assert prior.mean.item() == 0.0
+    torch.testing.assert_close(fused.mean, torch.ones(1, dtype=F64))
+    torch.testing.assert_close(fused.var, torch.full((1,), 0.5, dtype=F64))
