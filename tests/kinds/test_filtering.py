@@ -73,12 +73,13 @@ def small_config(**changes: object) -> ModelConfig:
 def test_the_belief_update_is_the_kalman_filter_of_a_diagonal_linear_model() -> None:
     torch.manual_seed(0)
     model = FilteringE2C(small_config(global_transition=True)).double()
-    net = model.transition_net
-    with torch.no_grad():  # A = I + v r^T diagonal: v and r along the first axis only
-        for name, param in net.named_parameters():
-            param.zero_()
+    constant = model.transition_net.constant
+    assert constant is not None
+    with torch.no_grad():  # raw (v, r, B, o): v and r along the first axis, so A is diagonal
+        constant.copy_(torch.tensor([0.8, 0, 0, -0.9, 0, 0, 0.5, -1.0, 0.2, 0.1, 0.0, -0.3]))
     lin0 = model.transition(torch.zeros(1, 3, dtype=F64), torch.zeros(1, 1, dtype=F64))
-    assert torch.equal(lin0.A[0], torch.eye(3, dtype=F64)), "zero parameters must give A = I"
+    A0 = lin0.A[0]
+    assert torch.equal(A0, torch.diag(torch.diagonal(A0))) and A0[0, 0] < 0.7  # contracts
     belief = random_gaussian((2, 3), 5)
     u = torch.tensor([[0.3], [-1.0]], dtype=F64)
     x = torch.rand(2, 2, 8, 8, dtype=F64)
@@ -156,7 +157,7 @@ def test_the_sequence_elbo_is_the_reconstruction_plus_the_kl_per_image() -> None
 def test_the_window_must_be_a_positive_integer(window: object) -> None:
     from latentrl.errors import UserError
 
-    with pytest.raises(UserError, match="loss.filter.window must be an integer >= 1"):
+    with pytest.raises(UserError, match=r"loss\.filter\.window must be an integer >= 1"):
         FilterLossConfig(window=window)  # type: ignore[arg-type]
 
 

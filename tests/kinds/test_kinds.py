@@ -58,9 +58,9 @@ def test_every_kind_builds_its_own_model_class() -> None:
 def test_a_loss_section_the_kind_does_not_read_is_refused() -> None:
     config = filter_config()
     e2c_model = dataclasses.replace(config.model, kind="e2c")
-    with pytest.raises(UserError, match="loss.filter is read by model.kind=filter, but"):
+    with pytest.raises(UserError, match=r"loss.filter is read by model.kind=filter, but"):
         dataclasses.replace(config, model=e2c_model)
-    with pytest.raises(UserError, match="loss.multi_step is read by model.kind=e2c, but"):
+    with pytest.raises(UserError, match=r"loss.multi_step is read by model.kind=e2c, but"):
         dataclasses.replace(config, loss=LossConfig(multi_step=MultiStepConfig(horizon=2)))
     with pytest.raises(UserError, match=r"loss.filter.window=9 needs chains of at least 9"):
         dataclasses.replace(config, loss=LossConfig(filter=FilterLossConfig(window=9)))
@@ -73,7 +73,7 @@ def test_switching_kind_on_the_command_line_drops_the_files_settings_for_e2c() -
     assert config.model.kind == "filter"
     assert config.loss == LossConfig()  # the file's multi-step settings were E2C's
     assert config.plan == e2c.plan and config.train == e2c.train and config.data == e2c.data
-    with pytest.raises(UserError, match="loss.multi_step is read by model.kind=e2c"):
+    with pytest.raises(UserError, match=r"loss.multi_step is read by model.kind=e2c"):
         experiment_config(
             "pendulum", "debug", overrides=["model.kind=filter", "loss.multi_step.horizon=4"]
         )
