@@ -1,0 +1,57 @@
+"""The default recipe: settings derived from the env, for an env nobody has tuned.
+
+``latentrl train --env ID`` (and ``--data DIR``) start from the schema's defaults
+(:mod:`latentrl.config`) and set what depends on the task from the env's own description
+(:class:`~latentrl.envs.contract.ControlEnv`):
+
+- the latent size: one coordinate per state dimension plus one per angle (an angle needs two,
+  its cosine and sine, to be continuous), so 3 for a pendulum (θ, θ̇) and 2 for planar (x, y);
+- the data: chains of :data:`CHAIN_LENGTH` transitions from uniformly drawn states, so the
+  velocities a frame pair shows vary along a chain, and :data:`TRANSITIONS_PER_STATE_DIM`
+  transitions per state dimension;
+- the planner: no task-specific option.
+
+Nothing else is tuned per task: the same recipe is what every task is also reported with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CHAIN_LENGTH = 16
+"""Transitions per chain of the default dataset."""
+TRANSITIONS_PER_STATE_DIM = 10_000
+"""Transitions of the default dataset per dimension of the true state."""
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """What the recipe reads of an env: its true state's size and which coordinates are
+    angles."""
+
+    state_dim: int
+    angle_dims: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.state_dim < 1:
+            raise ValueError(f"state_dim must be >= 1, got {self.state_dim}")
+        if any(not 0 <= d < self.state_dim for d in self.angle_dims):
+            raise ValueError(f"angle_dims {self.angle_dims} outside 0..{self.state_dim - 1}")
+
+
+def latent_size(shape: TaskShape) -> int:
+    """The latent size for a task: its state dimension plus one per angle."""
+    return shape.state_dim + len(shape.angle_dims)
+
+
+def default_recipe(shape: TaskShape) -> dict[str, dict[str, Any]]:
+    """The settings the recipe derives from ``shape``, as config tables to merge over the
+    schema's defaults (``{section: {field: value}}``)."""
+    return {
+        "data": {
+            "transitions": TRANSITIONS_PER_STATE_DIM * shape.state_dim,
+            "chain_length": CHAIN_LENGTH,
+        },
+        "model": {"latent_dim": latent_size(shape)},
+    }

@@ -1,0 +1,55 @@
+"""The default recipe: what it derives from each env."""
+
+from __future__ import annotations
+
+import pytest
+from point_mass import ENV_ID as POINT_MASS_ID
+
+from latentrl.config import schema_defaults
+from latentrl.errors import UserError
+from latentrl.pipeline import defaults_config, resolve, task_shape
+from latentrl.recipe import CHAIN_LENGTH, TaskShape, default_recipe, latent_size
+
+
+@pytest.mark.parametrize(
+    ("env_id", "state_dim", "angles", "latent"),
+    [
+        ("latentrl/Pendulum-v0", 2, (0,), 3),
+        ("latentrl/Planar-v0", 2, (), 2),
+        ("latentrl/PendulumSwingup-v0", 2, (0,), 3),
+        ("latentrl/CartpoleSwingup-v0", 4, (1,), 5),
+        (POINT_MASS_ID, 2, (), 2),
+    ],
+)
+def test_the_latent_size_is_the_state_dimension_plus_one_per_angle(
+    env_id: str, state_dim: int, angles: tuple[int, ...], latent: int
+) -> None:
+    shape = task_shape(env_id, {})
+    assert shape == TaskShape(state_dim, angles)
+    assert latent_size(shape) == latent
+    config = resolve(defaults_config(env_id))
+    assert config.model.latent_dim == latent
+    assert config.data.transitions == 10_000 * state_dim
+    assert config.data.chain_length == CHAIN_LENGTH
+    assert config.plan.options == {}  # no task-specific planner option
+
+
+def test_the_recipe_changes_only_what_it_derives() -> None:
+    config = defaults_config("latentrl/Planar-v0")
+    defaults = schema_defaults()
+    derived = default_recipe(TaskShape(2, ()))
+    for section, values in defaults.items():
+        changed = {k for k, v in values.items() if config[section][k] != v}
+        assert changed <= set(derived.get(section, {})) | {"env_id"}, section
+
+
+def test_a_shape_outside_the_state_is_refused() -> None:
+    with pytest.raises(ValueError, match="angle_dims"):
+        TaskShape(2, (2,))
+    with pytest.raises(ValueError, match="state_dim"):
+        TaskShape(0, ())
+
+
+def test_an_env_that_is_not_a_control_env_is_one_clear_error() -> None:
+    with pytest.raises(UserError, match="does not implement the latentrl environment contract"):
+        defaults_config("CartPole-v1")
