@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from latentrl.losses import roll_mean
+from latentrl.models import Gaussian
 
 
 class Rollouts(NamedTuple):
@@ -76,12 +77,65 @@ def encoder_means(model: Any, images: Tensor, block: int = ENCODE_BLOCK) -> Tens
 
 
 @torch.no_grad()
-def encode_rollouts(model: Any, observations: np.ndarray) -> Tensor:
-    """Encoder means ``(steps + 1, episodes, n)`` of rollout observations ``(steps + 1,
-    episodes, ...)``, on the model's device: the input of :func:`open_loop_error` and
-    :func:`latent_stretch`."""
+def belief_means(
+    model: Any, images: Tensor, actions: Tensor, continues: Tensor, block: int = ENCODE_BLOCK
+) -> Tensor:
+    """The means ``(N, n)`` of the model's belief at each row of a dataset in chains.
+
+    ``images`` uint8 ``(N, k, H, W)`` (x_t of each row), ``actions (N, m)`` (u_t),
+    ``continues (N - 1,)`` (row i + 1 goes on from row i,
+    :meth:`~latentrl.data.TransitionDataset.continues`). A row that starts a chain gets the
+    initial belief, each next one the belief of the row before updated with that row's action;
+    rows at the same place in their chains are updated together, ``block`` at a time. On the
+    model's device.
+    """
     device = next(model.parameters()).device
-    return torch.stack([model.encode(torch.as_tensor(x, device=device)).mean for x in observations])
+    follows = [False, *continues.cpu().bool().tolist()]
+    position = np.zeros(len(images), dtype=np.int64)
+    for i in range(1, len(images)):
+        position[i] = position[i - 1] + 1 if follows[i] else 0
+    if len(images) == 0:
+        raise ValueError("belief_means needs at least one row")
+    n = model.config.latent_dim
+    dtype = next(model.parameters()).dtype
+    mean = torch.zeros(len(images), n, dtype=dtype, device=device)
+    logvar = torch.zeros_like(mean)
+    for step in range(int(position.max()) + 1):
+        at_step = torch.as_tensor(np.flatnonzero(position == step))
+        for rows in at_step.split(block):
+            x = images[rows.to(images.device)].to(device)
+            if step == 0:
+                belief = model.initial_belief(x)
+            else:
+                before = (rows - 1).to(device)
+                u = actions[(rows - 1).to(actions.device)].to(device=device, dtype=dtype)
+                belief = model.update_belief(Gaussian(mean[before], logvar[before]), u, x)
+            mean[rows.to(device)] = belief.mean
+            logvar[rows.to(device)] = belief.logvar
+    return mean
+
+
+@torch.no_grad()
+def encode_rollouts(
+    model: Any, observations: np.ndarray, actions: np.ndarray | None = None
+) -> Tensor:
+    """The belief means ``(steps + 1, episodes, n)`` along rollouts, on the model's device:
+    the input of :func:`open_loop_error` and :func:`latent_stretch`. ``observations (steps +
+    1, episodes, ...)``; with ``actions (steps, episodes, m)`` a model whose belief reads the
+    history (``filters_history``) is filtered along each rollout, else each observation is
+    encoded on its own (the encoder means)."""
+    device = next(model.parameters()).device
+    if actions is None or not getattr(model, "filters_history", False):
+        return torch.stack(
+            [model.encode(torch.as_tensor(x, device=device)).mean for x in observations]
+        )
+    belief = model.initial_belief(torch.as_tensor(observations[0], device=device))
+    means = [belief.mean]
+    for u, x in zip(actions, observations[1:], strict=True):
+        u_t = torch.as_tensor(u, device=device, dtype=belief.mean.dtype)
+        belief = model.update_belief(belief, u_t, torch.as_tensor(x, device=device))
+        means.append(belief.mean)
+    return torch.stack(means)
 
 
 def latent_stretch(encoded: Tensor, state_steps: np.ndarray) -> float:

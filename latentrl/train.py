@@ -33,6 +33,7 @@ from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.kinds import ModelKind, build_model, model_kind
 from latentrl.latent_diagnostics import (
+    belief_means,
     encode_rollouts,
     encoder_means,
     latent_stretch,
@@ -399,7 +400,7 @@ class _Loop:
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value * len(index)
                 count += len(index)
-            encoded = encode_rollouts(self.model, self.rollouts.observations)
+            encoded = encode_rollouts(self.model, self.rollouts.observations, self.rollouts.actions)
             drift = open_loop_error(self.model, encoded, self.rollouts.actions)
             stretch = latent_stretch(encoded, self.state_steps)
         self.model.train()
@@ -451,6 +452,11 @@ class _Loop:
         model.train()
 
     def latent_means(self, data: TransitionDataset) -> torch.Tensor:
+        """The belief means ``(N, n)`` at the rows of ``data`` (filtered along its chains for
+        a model whose belief reads the history), on the CPU."""
+        if self.model.filters_history:
+            means = belief_means(self.model, data.obs, data.action, data.continues())
+            return means.float().cpu()
         return encoder_means(self.model, data.obs, VALIDATION_BATCH).float().cpu()
 
     def latent_map(self) -> np.ndarray:

@@ -164,6 +164,9 @@ class E2C(nn.Module):
 
     has_decoder = True
     """Whether the model holds a decoder p(x | z) (a class attribute of each kind)."""
+    filters_history = False
+    """Whether the belief reads the history (:meth:`update_belief` uses the previous belief
+    and the action), so latents must be read along trajectories, not image by image."""
 
     def decode(self, z: Tensor) -> Tensor:
         """p(x | z): z ``(B, n)`` -> Bernoulli logits or Gaussian means ``(B, k, H, W)``."""

@@ -64,6 +64,8 @@ def standard_normal_like(mean: Tensor) -> Gaussian:
 class FilteringE2C(E2C):
     """E2C's parts plus a learned process noise; the belief is filtered, not re-encoded."""
 
+    filters_history = True
+
     def __init__(self, config: ModelConfig, jacobian: JacobianKind = "exact") -> None:
         super().__init__(config, jacobian)
         self.process_noise = ProcessNoise(config.latent_dim, config.logvar_range)

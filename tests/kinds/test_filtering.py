@@ -172,3 +172,29 @@ def test_the_full_covariance_kalman_reference_is_itself_right() -> None:
     assert prior.mean.item() == 0.0
     torch.testing.assert_close(fused.mean, torch.ones(1, dtype=F64))
     torch.testing.assert_close(fused.var, torch.full((1,), 0.5, dtype=F64))
+
+
+def test_belief_means_filter_along_chains_and_restart_at_each_chain() -> None:
+    from latentrl.latent_diagnostics import belief_means, encode_rollouts
+
+    torch.manual_seed(0)
+    model = FilteringE2C(small_config()).double()
+    frames, actions = window_batch(2, 3, seed=7)  # two chains of 3 transitions
+    images = frames[:, :3].reshape(6, 2, 8, 8)
+    u = actions.reshape(6, 1)
+    continues = torch.tensor([True, True, False, True, True])
+    means = belief_means(model, images, u, continues, block=1)
+    for chain in range(2):
+        belief = model.initial_belief(frames[chain, :1])
+        expected = [belief.mean]
+        for t in range(1, 3):
+            belief = model.update_belief(
+                belief, actions[chain, t - 1 : t], frames[chain, t : t + 1]
+            )
+            expected.append(belief.mean)
+        torch.testing.assert_close(means[3 * chain : 3 * chain + 3], torch.cat(expected))
+    # along rollouts (steps + 1, episodes, ...) the same filter runs
+    rolled = encode_rollouts(
+        model, frames[:, :3].transpose(0, 1).numpy(), actions[:, :2].transpose(0, 1).numpy()
+    )
+    torch.testing.assert_close(rolled.transpose(0, 1).reshape(6, -1), means)
