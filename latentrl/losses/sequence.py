@@ -8,7 +8,9 @@ turn::
     log p(x_0..K | u) >= sum_t E[log p(x_t | z_t)] - KL(q_t || p(z_t | z_{t-1}, u_{t-1}))
 
 The loss is the negative bound divided by K + 1: nats per image, comparable with E2C's
-reconstruction plus its KL terms. The KL of each step is against the prior the transition
+reconstruction plus its KL terms; an open-loop term (``loss.filter.open_loop_weight``) adds
+the mean transition rolled from z_0 over the window against the filtered beliefs, as E2C's
+multi-step term does against the encodings. The KL of each step is against the prior the transition
 predicts from the previous step's draw, so one-frame errors of the encoder are corrected by
 the history whenever the transition predicts better than the encoder measures.
 """
@@ -24,6 +26,7 @@ from latentrl.errors import UserError
 from latentrl.losses.forward import Continuation
 from latentrl.losses.gaussian_kl import kl_diag_gaussians
 from latentrl.losses.likelihoods import observation_nll
+from latentrl.losses.rollout import roll_mean, scale_gradient
 from latentrl.losses.term import check_weight
 from latentrl.models import Gaussian, to_unit_interval
 from latentrl.models.filtering import FilteringE2C, fuse, standard_normal_like
@@ -40,9 +43,21 @@ class FilterLossConfig:
     """K: transitions per training window; the data needs chains at least this long."""
     kl_weight: float = 1.0
     """Weight of the KL terms (1: the ELBO)."""
+    open_loop_weight: float = 1.0
+    """Weight of the open-loop term: the mean transition rolled from z_0 through the window's
+    actions, scored against the filtered beliefs (fixed targets) in units of their std (0:
+    off). The ELBO alone trains the transition one step from each posterior draw; a planner
+    rolls it open loop for a whole horizon."""
+    encoder_gradient: float = 0.25
+    """Share of the open-loop term's gradient that reaches the encoder through z_0."""
 
     def __post_init__(self) -> None:
         check_weight("filter.kl", self.kl_weight)
+        check_weight("filter.open_loop", self.open_loop_weight)
+        if not 0.0 <= self.encoder_gradient <= 1.0:
+            raise UserError(
+                f"loss.filter.encoder_gradient must be in [0, 1], got {self.encoder_gradient}"
+            )
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
             raise UserError(f"loss.filter.window must be an integer >= 1, got {self.window!r}")
 
@@ -88,7 +103,7 @@ def filter_objective(
     )
     z = q.sample()
     kls = [kl_diag_gaussians(q.mean, q.logvar, torch.zeros_like(z), torch.zeros_like(z))]
-    draws, posterior_std = [z], [q.std]
+    draws, posterior_mean, posterior_logvar = [z], [q.mean], [q.logvar]
     first_prediction = None
     for t in range(1, steps):
         prior = model.transition_prior(z, actions[:, t - 1])
@@ -98,12 +113,22 @@ def filter_objective(
         z = q.sample()
         kls.append(kl_diag_gaussians(q.mean, q.logvar, prior.mean, prior.logvar))
         draws.append(z)
-        posterior_std.append(q.std)
+        posterior_mean.append(q.mean)
+        posterior_logvar.append(q.logvar)
     decoded = model.decode(torch.cat([torch.stack(draws, 1).flatten(0, 1), first_prediction]))
     nll_all = observation_nll(model, decoded[: rows * steps], targets)
     nll = nll_all.view(rows, steps)
     kl = torch.stack(kls, 1)
     per_row = (nll + config.kl_weight * kl).mean(1)
+    open_loop = None
+    if config.open_loop_weight > 0 and steps > 1:
+        start = scale_gradient(draws[0], config.encoder_gradient)
+        rolled = roll_mean(model, start, actions)  # (rows, K, n): z^_1 .. z^_K
+        targets_mean = torch.stack(posterior_mean[1:], 1).detach()
+        targets_logvar = torch.stack(posterior_logvar[1:], 1).detach()
+        squared = (rolled - targets_mean).square() * torch.exp(-targets_logvar)
+        open_loop = 0.5 * squared.sum(-1).mean(-1)
+        per_row = per_row + config.open_loop_weight * open_loop
     valid = continuation.valid.to(dtype) if continuation is not None else torch.ones_like(per_row)
     count = valid.sum().clamp(min=1.0)
     total = (per_row * valid).sum() / count
@@ -117,7 +142,9 @@ def filter_objective(
             "loss/kl": (kl.mean(1) * valid).sum() / count,
             "loss/prediction": (prediction * valid).sum() / count,
             "diag/process_std_mean": model.process_noise.logvar().mul(0.5).exp().mean(),
-            "diag/latent_std_mean": torch.stack(posterior_std, 1).mean(),
+            "diag/latent_std_mean": torch.stack(posterior_logvar, 1).mul(0.5).exp().mean(),
             "diag/prediction_error": (first_prediction - factor_mean[:, 1]).norm(dim=-1).mean(),
         }
+        if open_loop is not None:
+            metrics["loss/open_loop"] = (open_loop * valid).sum() / count
     return total, {k: v.detach() for k, v in metrics.items()}

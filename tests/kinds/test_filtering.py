@@ -140,17 +140,50 @@ def test_the_sequence_elbo_trains_every_part_and_ignores_rows_without_a_window()
     torch.testing.assert_close(again, loss.detach())
 
 
-def test_the_sequence_elbo_is_the_reconstruction_plus_the_kl_per_image() -> None:
+def test_the_loss_is_the_reconstruction_plus_the_weighted_kl_and_open_loop_terms() -> None:
     torch.manual_seed(0)
     model = FilteringE2C(small_config()).double()
-    frames, actions = window_batch(3, 1)
-    for kl_weight in (1.0, 0.25):
+    frames, actions = window_batch(3, 2)
+    cont = Continuation(actions[:, 1:], frames[:, 2:], torch.ones(3, dtype=torch.bool))
+    for kl_weight, open_loop_weight in ((1.0, 0.0), (0.25, 0.0), (1.0, 2.0)):
+        config = FilterLossConfig(2, kl_weight, open_loop_weight)
         torch.manual_seed(2)
         loss, metrics = filter_objective(
-            model, frames[:, 0], actions[:, 0], frames[:, 1], FilterLossConfig(1, kl_weight)
+            model, frames[:, 0], actions[:, 0], frames[:, 1], config, cont
         )
         expected = metrics["loss/reconstruction"] + kl_weight * metrics["loss/kl"]
+        if open_loop_weight:
+            assert metrics["loss/open_loop"] > 0
+            expected = expected + open_loop_weight * metrics["loss/open_loop"]
+        else:
+            assert "loss/open_loop" not in metrics
         torch.testing.assert_close(loss.detach(), expected)
+
+
+def test_the_open_loop_term_trains_the_transition_and_the_encoder_as_scaled() -> None:
+    frames, actions = window_batch(3, 2)
+    cont = Continuation(actions[:, 1:], frames[:, 2:], torch.ones(3, dtype=torch.bool))
+    grads = {}
+    for share in (1.0, 0.25, 0.0):
+        torch.manual_seed(0)
+        model = FilteringE2C(small_config()).double()
+        config = FilterLossConfig(2, kl_weight=0.0, open_loop_weight=1.0, encoder_gradient=share)
+        torch.manual_seed(2)
+        with_term, _ = filter_objective(
+            model, frames[:, 0], actions[:, 0], frames[:, 1], config, cont
+        )
+        torch.manual_seed(2)
+        without, _ = filter_objective(
+            model, frames[:, 0], actions[:, 0], frames[:, 1], FilterLossConfig(2, 0.0, 0.0), cont
+        )
+        model.zero_grad()
+        (with_term - without).backward()
+        encoder = next(model.encoder.parameters()).grad
+        transition = next(model.transition_net.parameters()).grad
+        assert transition is not None and transition.abs().sum() > 0
+        grads[share] = encoder
+    assert grads[0.0] is None or grads[0.0].abs().sum() == 0
+    torch.testing.assert_close(grads[0.25], 0.25 * grads[1.0])
 
 
 @pytest.mark.parametrize("window", [0, -2, 1.5, True])
