@@ -8,7 +8,8 @@ A run directory (``runs/{env}__{experiment}__{seed}__{time}/``) holds::
     summary.json                final numbers (training, probe)
     wandb_id.txt, wandb/        the W&B run id and W&B's own files
     images/*.png                logged images, {name}_{step:07d}.png
-    checkpoint/                 model, optimizer and generator states, trainer.json
+    checkpoint/                 model, optimizer and generator states, trainer.json,
+                                manifest.json (the SHA-256 of each file)
     checkpoint.tmp/, .old/      a checkpoint being written, the previous one being replaced
     eval/                       the evaluation (``latentrl evaluate``):
         results.json            protocol, settings and metrics per agent
@@ -157,6 +158,11 @@ class CheckpointFiles:
     @property
     def trainer(self) -> Path:
         return self.path / "trainer.json"
+
+    @property
+    def manifest(self) -> Path:
+        """The SHA-256 of every other file, written last (absent in checkpoints before 0.3)."""
+        return self.path / "manifest.json"
 
     def is_complete(self) -> bool:
         """trainer.json is written last: with it, the checkpoint is whole."""
