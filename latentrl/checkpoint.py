@@ -13,7 +13,7 @@ A checkpoint is written to ``checkpoint.tmp/`` and swapped in with renames, so a
 moment leaves the previous checkpoint or the new one, never half of one. Every load checks
 each file against the manifest first (:func:`verify_checkpoint`): a changed byte anywhere is
 one error naming the file, never weights loaded silently. Checkpoints written before the
-manifest existed (latentrl < 0.3) load unverified, with a note.
+manifest existed load unverified, with a note.
 """
 
 from __future__ import annotations
@@ -144,15 +144,15 @@ _unverified: set[Path] = set()
 def verify_checkpoint(files: CheckpointFiles) -> None:
     """Check every file of a checkpoint folder against its ``manifest.json``: each listed file
     must have the SHA-256 listed, and no other file may be there. UserError naming the first
-    file that does not match. A folder without a manifest (latentrl < 0.3) passes, with a
+    file that does not match. A folder without a manifest (written before checksums) passes, with a
     one-time note on stderr."""
     folder = files.path
     if not files.manifest.exists():
         if folder not in _unverified:
             _unverified.add(folder)
             print(
-                f"note: {folder} has no manifest.json (written before latentrl 0.3); "
-                "its files are loaded without checksum verification",
+                f"note: {folder} has no manifest.json (written before checkpoints carried "
+                "checksums); its files are loaded without checksum verification",
                 file=sys.stderr,
             )
         return

@@ -161,7 +161,7 @@ class CheckpointFiles:
 
     @property
     def manifest(self) -> Path:
-        """The SHA-256 of every other file, written last (absent in checkpoints before 0.3)."""
+        """The SHA-256 of every other file, written last (absent in older checkpoints)."""
         return self.path / "manifest.json"
 
     def is_complete(self) -> bool:

@@ -41,6 +41,7 @@ from latentrl.latent_diagnostics import (
     random_rollouts,
     state_step_sizes,
 )
+from latentrl.locks import one_writer
 from latentrl.logging import Logger, resolve_wandb_mode, summary_line
 from latentrl.losses import Continuation, objective
 from latentrl.models import E2C
@@ -71,6 +72,7 @@ class TrainResult:
     final_metrics: Mapping[str, float]
 
 
+@one_writer("run_dir")
 def train(
     config: ExperimentConfig,
     run_dir: Path,
