@@ -65,12 +65,18 @@ def lock_path(directory: Path | str) -> Path:
 
 def busy_message(directory: Path | str, owner: LockOwner | None) -> str:
     """The one line a command prints when ``owner`` holds ``directory``."""
+    gone = ""
     if owner is None:  # the holder has not written its name yet
         who = "pid unknown"
-    else:
-        host = "" if owner.host == socket.gethostname() else f" on {owner.host}"
-        who = f"pid {owner.pid}{host}, since {owner.since}"
-    return f"{directory} is being used by another latentrl command ({who}); wait for it or stop it"
+    elif owner.host == socket.gethostname():
+        who = f"pid {owner.pid}, since {owner.since}"
+    else:  # its liveness cannot be checked from here
+        who = f"pid {owner.pid} on {owner.host}, since {owner.since}"
+        gone = f"; if it no longer runs, delete {lock_path(directory)}"
+    return (
+        f"{directory} is being used by another latentrl command ({who}); wait for it or "
+        f"stop it{gone}"
+    )
 
 
 def pid_alive(pid: int) -> bool:

@@ -105,7 +105,8 @@ def test_busy_message_names_another_host() -> None:
     owner = LockOwner(pid=7, host="elsewhere", since="2026-12-04 21:00:00")
     assert busy_message("runs/x", owner) == (
         "runs/x is being used by another latentrl command (pid 7 on elsewhere, since "
-        "2026-12-04 21:00:00); wait for it or stop it"
+        "2026-12-04 21:00:00); wait for it or stop it; if it no longer runs, delete "
+        f"{lock_path('runs/x')}"
     )
 
 
