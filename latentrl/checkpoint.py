@@ -228,8 +228,13 @@ def nonfinite_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) 
     floats = [(name, t) for name, t in named if t.is_floating_point() and t.numel()]
     if not floats:
         return []
-    finite = torch.stack([torch.isfinite(t).all() for _, t in floats]).cpu()
-    return [name for (name, _), ok in zip(floats, finite.tolist(), strict=True) if not ok]
+    flags = [torch.isfinite(t).all() for _, t in floats]
+    finite: dict[int, bool] = {}
+    for device in {flag.device for flag in flags}:  # AdamW's step counts may sit on the CPU
+        index = [i for i, flag in enumerate(flags) if flag.device == device]
+        values = torch.stack([flags[i] for i in index]).cpu().tolist()
+        finite |= dict(zip(index, values, strict=True))
+    return [name for i, (name, _) in enumerate(floats) if not finite[i]]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

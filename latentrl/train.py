@@ -4,8 +4,9 @@ The whole dataset is moved to the device once; minibatches are fixed-shape index
 seeded permutation (the last partial batch is dropped), which keeps shapes static for
 ``torch.compile``. Metrics are summed on the device and read once per epoch, so the GPU is
 never waited on inside an epoch. Every epoch ends with validation on the held-out split and a
-checkpoint; ``resume=True`` continues a killed run from its last checkpoint with the same
-weights, optimizer state, step counter, generators and W&B run.
+checkpoint, kept only when the validation losses, weights and optimizer state are all finite
+(else :class:`TrainingDivergedError`); ``resume=True`` continues a killed run from its last
+checkpoint with the same weights, optimizer state, step counter, generators and W&B run.
 """
 
 from __future__ import annotations
