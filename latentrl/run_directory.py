@@ -17,6 +17,8 @@ A run directory (``runs/{env}__{experiment}__{seed}__{time}/``) holds::
         states.png              goal distance and state coordinates over time
         videos/AGENT_episode_XX.gif
         metrics.jsonl, summary.json, wandb_id.txt, wandb/   its own log, as above
+    .eval.lock                  while an evaluation writes eval/ (:mod:`latentrl.locks`; a
+                                training holds ``.{run name}.lock`` beside the run directory)
 
 No torch here: the CLI, ``compare`` and the agent registry read runs without it.
 """
@@ -165,7 +167,8 @@ class CheckpointFiles:
         return self.path / "manifest.json"
 
     def is_complete(self) -> bool:
-        """trainer.json is written last: with it, the checkpoint is whole."""
+        """With trainer.json, the checkpoint is whole: a folder is swapped in only when all of
+        it is written."""
         return self.trainer.exists()
 
 
