@@ -58,8 +58,9 @@ class DirectoryBusyError(UserError):
 
 
 def lock_path(directory: Path | str) -> Path:
-    """The lock file of ``directory``: ``PARENT/.NAME.lock`` of its absolute path."""
-    path = Path(os.path.abspath(directory))
+    """The lock file of ``directory``: ``PARENT/.NAME.lock`` of its real path (symbolic links
+    followed, so that two names of one directory share a lock)."""
+    path = Path(os.path.realpath(directory))
     return path.parent / f".{path.name}.lock"
 
 

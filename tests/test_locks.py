@@ -34,9 +34,13 @@ with hold(sys.argv[1]):
 def test_the_lock_file_lies_beside_the_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    tmp_path = tmp_path.resolve()
     assert lock_path(tmp_path / "data" / "pm") == tmp_path / "data" / ".pm.lock"
     monkeypatch.chdir(tmp_path)
     assert lock_path("runs/a/") == tmp_path / "runs" / ".a.lock"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    assert lock_path("link/pm") == lock_path(tmp_path / "elsewhere" / "pm")
 
 
 def test_the_holder_is_written_in_the_lock_and_everything_is_removed_after(
