@@ -24,6 +24,7 @@ from latentrl.experiment_cli import (
     json_object,
     train_config,
 )
+from latentrl.threads import configure_threads
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -269,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
+        configure_threads()  # the CPUs this process may use (latentrl.threads)
         return handler(args)
     except UserError as exc:
         print(f"latentrl {args.command}: error: {exc}", file=sys.stderr)

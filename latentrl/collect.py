@@ -43,11 +43,13 @@ from latentrl.data import (
 from latentrl.envs import ControlEnv, make_env, require_control_env
 from latentrl.envs.contract import sample_near_goal_states
 from latentrl.errors import UserError
+from latentrl.locks import one_writer
 
 MODES = ("uniform", "rollout")
 Arrays = dict[str, np.ndarray]
 
 
+@one_writer("out_dir")
 def collect(
     env_id: str,
     transitions: int,
@@ -67,7 +69,8 @@ def collect(
     """Collect ``transitions`` transitions into ``out_dir``; returns the dataset directory.
 
     An interrupted call leaves a dataset marked partial; calling again with ``resume=True``
-    finishes it.
+    finishes it. Another command writing into ``out_dir`` meanwhile is refused
+    (:mod:`latentrl.locks`).
     """
     if transitions <= 0:
         raise UserError(f"the number of transitions must be positive, got {transitions}")

@@ -68,6 +68,7 @@ from latentrl.episodes import (
     run_episodes,
 )
 from latentrl.errors import UserError
+from latentrl.locks import one_writer
 from latentrl.logging import Logger, resolve_wandb_mode
 from latentrl.plots import state_plot
 from latentrl.results import AgentResults, EpisodeResult, EvalHeader, EvalResults, MeanSE
@@ -82,6 +83,7 @@ class EvalResult:
     table: str
 
 
+@one_writer("run_dir", child=EVAL_DIR)
 def evaluate_run(
     run_dir: Path | str,
     overrides: Sequence[str] = (),

@@ -8,7 +8,8 @@ A run directory (``runs/{env}__{experiment}__{seed}__{time}/``) holds::
     summary.json                final numbers (training, probe)
     wandb_id.txt, wandb/        the W&B run id and W&B's own files
     images/*.png                logged images, {name}_{step:07d}.png
-    checkpoint/                 model, optimizer and generator states, trainer.json
+    checkpoint/                 model, optimizer and generator states, trainer.json,
+                                manifest.json (the SHA-256 of each file)
     checkpoint.tmp/, .old/      a checkpoint being written, the previous one being replaced
     eval/                       the evaluation (``latentrl evaluate``):
         results.json            protocol, settings and metrics per agent
@@ -16,6 +17,8 @@ A run directory (``runs/{env}__{experiment}__{seed}__{time}/``) holds::
         states.png              goal distance and state coordinates over time
         videos/AGENT_episode_XX.gif
         metrics.jsonl, summary.json, wandb_id.txt, wandb/   its own log, as above
+    .eval.lock                  while an evaluation writes eval/ (:mod:`latentrl.locks`; a
+                                training holds ``.{run name}.lock`` beside the run directory)
 
 No torch here: the CLI, ``compare`` and the agent registry read runs without it.
 """
@@ -158,8 +161,14 @@ class CheckpointFiles:
     def trainer(self) -> Path:
         return self.path / "trainer.json"
 
+    @property
+    def manifest(self) -> Path:
+        """The SHA-256 of every other file, written last (absent in older checkpoints)."""
+        return self.path / "manifest.json"
+
     def is_complete(self) -> bool:
-        """trainer.json is written last: with it, the checkpoint is whole."""
+        """With trainer.json, the checkpoint is whole: a folder is swapped in only when all of
+        it is written."""
         return self.trainer.exists()
 
 

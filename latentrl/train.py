@@ -4,8 +4,9 @@ The whole dataset is moved to the device once; minibatches are fixed-shape index
 seeded permutation (the last partial batch is dropped), which keeps shapes static for
 ``torch.compile``. Metrics are summed on the device and read once per epoch, so the GPU is
 never waited on inside an epoch. Every epoch ends with validation on the held-out split and a
-checkpoint; ``resume=True`` continues a killed run from its last checkpoint with the same
-weights, optimizer state, step counter, generators and W&B run.
+checkpoint, kept only when the validation losses, weights and optimizer state are all finite
+(else :class:`TrainingDivergedError`); ``resume=True`` continues a killed run from its last
+checkpoint with the same weights, optimizer state, step counter, generators and W&B run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import torch
 from latentrl.checkpoint import (
     TrainerState,
     has_checkpoint,
+    kept_checkpoint,
     load_checkpoint,
+    nonfinite_tensors,
     save_checkpoint,
 )
 from latentrl.config import ExperimentConfig, load_config, save_config, to_dict
@@ -41,6 +44,7 @@ from latentrl.latent_diagnostics import (
     random_rollouts,
     state_step_sizes,
 )
+from latentrl.locks import one_writer
 from latentrl.logging import Logger, resolve_wandb_mode, summary_line
 from latentrl.losses import Continuation
 from latentrl.models import E2C
@@ -59,7 +63,8 @@ with that horizon relies on."""
 
 
 class TrainingDivergedError(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss, a validation loss, a weight or an optimizer state became NaN or infinite;
+    the epoch is not saved, and the checkpoint before it (if any) is kept."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class TrainResult:
     final_metrics: Mapping[str, float]
 
 
+@one_writer("run_dir")
 def train(
     config: ExperimentConfig,
     run_dir: Path,
@@ -297,9 +303,7 @@ class _Loop:
                     state = self.epoch(state)
                 except KeyboardInterrupt:
                     self.logger.echo(
-                        f"interrupted in epoch {state.epoch + 1}; the checkpoint after epoch "
-                        f"{state.epoch} is kept. Continue with: latentrl train --run-dir "
-                        f"{self.run_dir} --resume"
+                        f"interrupted in epoch {state.epoch + 1}; {kept_checkpoint(self.run_dir)}"
                     )
                     raise
         return state
@@ -337,13 +341,16 @@ class _Loop:
         train_metrics = {f"train/{k}": float(v) / self.steps_per_epoch for k, v in sums.items()}
         epoch = state.epoch + 1
         if not all(math.isfinite(v) for v in train_metrics.values()):
-            raise TrainingDivergedError(
-                f"training diverged in epoch {epoch} (train loss "
-                f"{train_metrics['train/loss/total']}); the checkpoint after epoch "
-                f"{state.epoch} is kept in {self.run_dir}. Lower train.learning_rate or "
-                f"train.grad_clip_norm (--set train.learning_rate=...) and resume with --resume"
-            )
+            self.diverged(epoch, f"train loss {train_metrics['train/loss/total']}")
         metrics = train_metrics | self.validate()
+        # A checkpoint is kept only when everything in it is finite after the epoch's last step.
+        broken = [
+            k for k, v in metrics.items() if k.startswith("val/loss/") and not math.isfinite(v)
+        ]
+        broken += nonfinite_tensors(model, self.optimizer)
+        if broken:
+            more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+            self.diverged(epoch, f"non-finite {', '.join(broken[:3])}{more}")
         metrics |= {
             "train/grad_norm": float(grad_norm_sum) / self.steps_per_epoch,
             "train/learning_rate": self.learning_rate(step),
@@ -371,6 +378,15 @@ class _Loop:
             summary_line(f"epoch {epoch}/{cfg.epochs}", shown, metrics["train/samples_per_second"])
         )
         return new_state
+
+    def diverged(self, epoch: int, what: str) -> None:
+        """Raise TrainingDivergedError for ``epoch`` (not saved), naming what was non-finite
+        and the checkpoint that really exists."""
+        raise TrainingDivergedError(
+            f"training diverged in epoch {epoch} ({what}) and was not saved; lower "
+            f"train.learning_rate or train.grad_clip_norm; "
+            + kept_checkpoint(self.run_dir, " --set train.learning_rate=...")
+        )
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from latentrl.threads import THREADS_VARIABLE, thread_count
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
 if str(EXAMPLES) not in sys.path:
@@ -27,12 +29,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread unless OMP_NUM_THREADS asks for more: the tests' tensors are small,
-    and on a 2-core machine one thread ran the suite faster than torch's default of two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    """One intra-op thread unless LATENTRL_THREADS or OMP_NUM_THREADS ask for more: the tests'
+    tensors are small, and on a 2-core machine one thread ran the suite faster than two. The
+    count goes into LATENTRL_THREADS too, so that the CLI, in this process or another, keeps
+    it (:mod:`latentrl.threads`)."""
+    threads, before = torch.get_num_threads(), os.environ.get(THREADS_VARIABLE)
+    count = thread_count(affinity=1, quota=None, environ=os.environ)
+    os.environ[THREADS_VARIABLE] = str(count)
+    torch.set_num_threads(count)
     yield
     torch.set_num_threads(threads)
+    if before is None:
+        os.environ.pop(THREADS_VARIABLE, None)
+    else:
+        os.environ[THREADS_VARIABLE] = before
 
 
 @pytest.fixture(autouse=True)

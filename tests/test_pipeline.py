@@ -28,7 +28,12 @@ TINY = [
 ]
 
 
-def _assert_evaluated(run_dir: Path, episodes: int, horizon: int) -> dict:
+def _assert_evaluated(
+    run_dir: Path,
+    episodes: int,
+    horizon: int,
+    agents: tuple[str, ...] = ("latent", "oracle", "random"),
+) -> dict:
     for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoint/model.safetensors"):
         assert (run_dir / name).exists(), name
     out = run_dir / "eval"
@@ -42,7 +47,7 @@ def _assert_evaluated(run_dir: Path, episodes: int, horizon: int) -> dict:
     ):
         assert (out / name).exists(), name
     results = json.loads((out / "results.json").read_text())
-    assert list(results["agents"]) == ["latent", "oracle", "random"]
+    assert list(results["agents"]) == list(agents)
     assert results["episodes"] == episodes and results["horizon"] == horizon
     return results
 
@@ -96,8 +101,11 @@ def test_later_seeds_take_the_oracle_and_random_agents_from_the_first(tmp_path: 
 
 def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> None:
     """Planar's presets plan with blocked pushes and the roadmap, built from the run's dataset
-    at evaluation (2,000 transitions: enough frames near the goal to link it)."""
-    overrides = [o for o in TINY if not o.startswith("data.")] + ["data.transitions=2000"]
+    at evaluation (2,000 transitions: enough frames near the goal to link it). The latent
+    agent alone: the oracle, which plans on planar's obstacle physics, took most of the time
+    and is tested elsewhere."""
+    overrides = [o for o in TINY if not o.startswith("data.")]
+    overrides += ["data.transitions=2000", 'eval.agents=["latent"]']
     (result,) = run_experiment(
         "planar",
         "debug",
@@ -106,7 +114,7 @@ def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> 
         data_root=tmp_path / "data",
         wandb_mode="disabled",
     )
-    results = _assert_evaluated(result.train.run_dir, episodes=2, horizon=10)
+    results = _assert_evaluated(result.train.run_dir, episodes=2, horizon=10, agents=("latent",))
     options = results["plan"]["options"]
     assert options["roadmap"] == {"lookahead": 2.0} and options["blocked_pushes"] == {"ratio": 0.5}
     episodes = results["agents"]["latent"]["episodes"]

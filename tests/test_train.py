@@ -140,6 +140,57 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+class _PoisonedAdamW(torch.optim.AdamW):
+    """AdamW that, after its step number ``at``, sets every weight to ``value``: a run that
+    diverges in that very step, after the epoch's losses were summed."""
+
+    at, value, calls = 0, 0.0, 0
+
+    def step(self, closure=None):  # type: ignore[no-untyped-def]
+        loss = super().step(closure)
+        type(self).calls += 1
+        if type(self).calls == self.at:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.fill_(self.value)
+        return loss
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize(
+    ("epochs", "value", "kept"), [(2, 1e10, 1), (1, float("nan"), None)], ids=["1e10", "nan"]
+)
+def test_weights_broken_in_the_last_step_are_never_saved(
+    dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    epochs: int,
+    value: float,
+    kept: int | None,
+) -> None:
+    poisoned = type("Poisoned", (_PoisonedAdamW,), {"at": 21 * epochs, "value": value})
+    monkeypatch.setattr(torch.optim, "AdamW", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError) as caught:
+        train(tiny_config(epochs), run, dataset, wandb_mode="disabled")
+    message = str(caught.value)
+    assert f"diverged in epoch {epochs} (non-finite val/loss/" in message
+    if kept is None:  # nothing to resume: the message says so and how to start over
+        assert not (run / "checkpoint").exists() and not (run / "checkpoint.tmp").exists()
+        assert "no checkpoint was written" in message and "start over in a new run" in message
+        return
+    assert f"the checkpoint after epoch {kept} is kept in {run}" in message
+    assert f"latentrl train --run-dir {run} --resume" in message
+    assert json.loads((run / "checkpoint" / "trainer.json").read_text())["epoch"] == kept
+    model, _ = load_model(run)
+    assert all(torch.isfinite(p).all() and p.abs().max() < 1e3 for p in model.parameters())
+    monkeypatch.undo()  # the resume the message suggests works
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    resumed = train(tiny_config(epochs), run, dataset, resume=True, wandb_mode="disabled")
+    assert resumed.epochs == epochs
+
+
 def test_wrong_dataset_and_device_are_refused(dataset: Path, tmp_path: Path) -> None:
     config = tiny_config()
     other = dataclasses.replace(
