@@ -139,6 +139,15 @@ def rule_of(cls: type, name: str) -> Allowed | None:
     raise KeyError(f"{cls.__name__} has no field {name!r}")
 
 
+def check_value(cls: type, name: str, value: Any, what: str | None = None) -> None:
+    """UserError unless ``value`` is allowed in field ``name`` of dataclass ``cls``: for an
+    argument that sets the field (``what`` names it; default ``name``)."""
+    allowed = rule_of(cls, name)
+    problem = None if allowed is None else allowed.problem(value)
+    if problem is not None:
+        raise UserError(f"{what or name} must be {problem}, got {_shown(value)}")
+
+
 def check_fields(
     config: Any, section: str, error: type[UserError] = UserError, prefix: str = ""
 ) -> None:

@@ -30,6 +30,7 @@ from latentrl.config import (
     schema_defaults,
 )
 from latentrl.data import METADATA_FILE, read_metadata
+from latentrl.devices import resolve_device
 from latentrl.errors import UserError
 from latentrl.evaluate import EvalResult, evaluate_run
 from latentrl.experiment_files import NO_PRESET, experiment_path, read_experiment
@@ -72,18 +73,28 @@ def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
     meta = read_metadata(path) if path.exists() else None
     if meta is not None and meta.get("complete"):
         return path
-    return collect(
-        data.env_id,
-        data.transitions,
-        path,
-        mode=data.mode,
-        seed=data.seed,
-        workers=data.workers,
-        chain_length=data.chain_length,
-        near_goal_share=data.near_goal_share,
-        env_kwargs=data.env_kwargs,
-        resume=meta is not None,
-    )
+    try:
+        return collect(
+            data.env_id,
+            data.transitions,
+            path,
+            mode=data.mode,
+            seed=data.seed,
+            workers=data.workers,
+            chain_length=data.chain_length,
+            near_goal_share=data.near_goal_share,
+            env_kwargs=data.env_kwargs,
+            resume=meta is not None,
+        )
+    except UserError:
+        if meta is None and path.exists() and read_metadata(path) is not None:
+            # The dataset appeared after this command looked: another one began collecting it.
+            raise UserError(
+                f"another latentrl command began collecting the dataset {path} at the same "
+                "time as this one; let it finish, then run this command again (it reuses the "
+                "dataset, and finishes it if the other command was stopped)"
+            ) from None
+        raise
 
 
 @functools.lru_cache(maxsize=16)
@@ -250,9 +261,13 @@ def run_experiment(
     it with its ``eval`` config (results in ``run_dir/eval/``). The oracle and random agents
     do not depend on the model: they run in the first seed's evaluation, and the later seeds
     take them from it (``baselines_from`` in their ``results.json``)."""
+    configs = [experiment_config(experiment, preset_name, seed, overrides) for seed in seeds]
+    if configs:  # the seeds' configs differ only in train.seed: the devices are checked once
+        resolve_device(configs[0].train.device)
+        if evaluate and "latent" in configs[0].eval.agents:
+            resolve_device(configs[0].eval.device, "eval.device")
     results: list[ExperimentResult] = []
-    for seed in seeds:
-        config = experiment_config(experiment, preset_name, seed, overrides)
+    for config in configs:
         data = ensure_dataset(config.data, data_root)
         run_dir = new_run_dir(runs_root, config)
         trained = train(config, run_dir, data, wandb_mode=wandb_mode)
