@@ -89,12 +89,14 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         ) from None
     except ModuleNotFoundError as exc:
         raise UserError(f"cannot import the module of environment {env_id!r}: {exc}") from None
-    except (TypeError, ValueError, AttributeError, AssertionError, gym.error.Error) as exc:
+    except gym.error.Error as exc:  # a malformed id, a render mode the env lacks, ...
+        raise UserError(f"cannot make environment {env_id!r}: {exc}") from None
+    except (TypeError, ValueError, AttributeError, AssertionError) as exc:
         if not kwargs:
             raise
         # the env's constructor refused a value: one line, with the env's own words
         raise UserError(
-            f"{env_id} refused the env kwargs {kwargs}: {type(exc).__name__}: {exc}"
+            f"{env_id} refused the env_kwargs {kwargs}: {type(exc).__name__}: {exc}"
         ) from None
     try:
         require_control_env(env)
@@ -139,6 +141,6 @@ def _check_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
     unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
     if unknown:
         raise UserError(
-            f"{env_id} takes no keyword argument(s) {', '.join(map(repr, unknown))} (env "
-            f"kwargs {kwargs}); it takes: {', '.join(sorted(accepted or ())) or 'none'}"
+            f"{env_id} takes no keyword argument(s) {', '.join(map(repr, unknown))} (env_kwargs "
+            f"{kwargs}); it takes: {', '.join(sorted(accepted or ())) or 'none'}"
         )

@@ -12,6 +12,7 @@ one task lives in an experiment file (experiments/NAME.toml, read by
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -167,6 +168,12 @@ class UnknownFieldError(UserError):
     """A config names a field the schema does not have."""
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, evaluated once per class (the annotations are strings)."""
+    return typing.get_type_hints(cls)
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass, or of a dict holding some."""
     plain = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
@@ -185,7 +192,7 @@ def schema_defaults() -> dict[str, Any]:
     (:data:`ENV_FACTS`): the recipe for an env nobody has tuned."""
     sections: dict[str, Any] = {}
     for section in dataclasses.fields(ExperimentConfig):
-        cls = typing.get_type_hints(ExperimentConfig)[section.name]
+        cls = type_hints(ExperimentConfig)[section.name]
         if not dataclasses.is_dataclass(cls):
             continue
         values = {}
@@ -203,7 +210,7 @@ def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
 
     ``where`` is the dotted path of ``data`` in the whole config (``"plan"``), so that every
     error names the field as ``plan.horizon``."""
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     fields = dataclasses.fields(cls)
     names = {f.name for f in fields}
     prefix = f"{where}." if where else ""
@@ -319,7 +326,7 @@ def _subsection(schema: Any, name: str) -> Any:
     dataclass, ``dict`` for a mapping of sections, None inside one (or for a plain field)."""
     if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
         return None
-    hint = typing.get_type_hints(schema).get(name)
+    hint = type_hints(schema).get(name)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return hint
     return dict if typing.get_origin(hint) in (dict, Mapping) else None

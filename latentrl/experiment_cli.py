@@ -292,5 +292,4 @@ def train_config(args: argparse.Namespace) -> ExperimentConfig:
             "say what to train: --experiment NAME_OR_FILE, --config FILE, --env ID or "
             "--data DIR (or --resume a --run-dir)"
         )
-    seed = 0 if args.seed is None else args.seed
-    return resolve(config, args.set, source=source, seed=seed, dataset=args.data)
+    return resolve(config, args.set, source=source, seed=args.seed, dataset=args.data)

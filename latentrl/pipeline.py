@@ -24,6 +24,7 @@ from latentrl.config import (
     ENV_FACTS,
     DataConfig,
     ExperimentConfig,
+    TrainConfig,
     from_dict,
     override_dict,
     parse_assignment,
@@ -34,6 +35,7 @@ from latentrl.devices import resolve_device
 from latentrl.errors import UserError
 from latentrl.evaluate import EvalResult, evaluate_run
 from latentrl.experiment_files import NO_PRESET, experiment_path, read_experiment
+from latentrl.field_rules import check_value
 from latentrl.run_directory import new_run_dir
 from latentrl.train import TrainResult, train
 
@@ -125,6 +127,7 @@ def build_config(config: Mapping[str, Any]) -> ExperimentConfig:
     if not isinstance(data.get("data"), Mapping) or not isinstance(data.get("model"), Mapping):
         raise UserError("a config needs the sections data and model")
     env = data["data"]
+    from_dict(DataConfig, env, "data")  # its fields checked before its env is made
     facts = env_facts(env.get("env_id", DataConfig.env_id), env.get("env_kwargs", {}))
     data["model"] = {**data["model"], **facts}
     return from_dict(ExperimentConfig, data)
@@ -191,6 +194,13 @@ def resolve(
     if dataset is not None:
         data["data"].update(dataset_fields(dataset, config["data"], explicit, source))
     if seed is not None:
+        if "train.seed" in explicit:  # one seed, given once: not silently replaced
+            check_value(TrainConfig, "seed", explicit["train.seed"], "--set train.seed")
+            if explicit["train.seed"] != seed:
+                raise UserError(
+                    f"--set train.seed={json.dumps(explicit['train.seed'])} conflicts with the "
+                    f"training seed {seed} of --seed/--seeds; give the seed once"
+                )
         data["train"]["seed"] = seed
     return build_config(data)
 
