@@ -88,7 +88,7 @@ class TrainConfig:
     """torch.compile the training step (worth it on a GPU, slow to start on a CPU)."""
     image_every: int = checked(10, int, low=1)
     """Epochs between image grids and latent maps (always at the end as well)."""
-    probe_steps: int = checked(1_500, int, low=0)
+    probe_steps: int = checked(1_500, int, low=1)
     """Adam steps of the latent-to-state probe fitted at the end of training."""
 
     def __post_init__(self) -> None:

@@ -255,6 +255,8 @@ FLAG_CASES: list[tuple[list[str], str]] = [
     (["train", "--experiment", "pendulum", "--set", "train.bogus=1"], "no field 'bogus'"),
     (["train", "--experiment", "pendulum", "--set", "bogus.x=1"], "no config section"),
     (["train", "--experiment", "pendulum", "--set", "model.action_dim=2"], "cannot be set"),
+    (["train", "--experiment", "pendulum", "--seed", "1", "--set", "train.seed=2"], "conflicts"),
+    (["run", "pendulum", "--set", "train.seed=2"], "conflicts with the training seed 0"),
     (["train", "--experiment", "pendulum", "--set", "train.device=cuda:7"], "train.device"),
     (["train", "--experiment", "pendulum", "--runs-root", "/proc/latentrl"], "--runs-root"),
     (["train", "--experiment", "pendulum", "--data-root", "afile/x"], "--data-root"),
@@ -374,3 +376,13 @@ def test_a_real_process_prints_one_line_and_exits_2(playground: Path, argv: list
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"latentrl {argv[0]}: error: "), done.stderr
     assert snapshot(playground) == before
+
+
+def test_the_training_seed_is_given_once_and_kept() -> None:
+    from latentrl.experiment_cli import train_config
+
+    parser = cli.build_parser()
+    argv = ["train", "--experiment", "pendulum", "--preset", "debug"]
+    assert train_config(parser.parse_args([*argv, "--set", "train.seed=2"])).train.seed == 2
+    assert train_config(parser.parse_args([*argv, "--seed", "3"])).train.seed == 3
+    assert train_config(parser.parse_args(argv)).train.seed == 0
