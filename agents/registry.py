@@ -62,7 +62,7 @@ def _build_latent(ctx: AgentContext) -> Agent:
     from latentrl.devices import resolve_device
 
     ev = ctx.config.eval
-    device = resolve_device(ev.device)
+    device = resolve_device(ev.device, "eval.device")
     return LatentMPCAgent.from_run(ctx.run_dir, ctx.env, device, ctx.config.plan, ev.seed)
 
 

@@ -6,10 +6,13 @@ and the renderers are imported only when an environment is made.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 # Headless machines have no display for MuJoCo's default GLFW backend: use EGL (the GPU driver,
 # or Mesa's software renderer on CPU-only machines). Must happen before mujoco is imported.
@@ -75,6 +78,7 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     does not implement :class:`ControlEnv`.
     """
     try:
+        _check_kwargs(env_id, kwargs)
         env = gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as exc:
         known = ", ".join(ENV_IDS)
@@ -85,9 +89,58 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         ) from None
     except ModuleNotFoundError as exc:
         raise UserError(f"cannot import the module of environment {env_id!r}: {exc}") from None
+    except gym.error.Error as exc:  # a malformed id, a render mode the env lacks, ...
+        raise UserError(f"cannot make environment {env_id!r}: {exc}") from None
+    except (TypeError, ValueError, AttributeError, AssertionError) as exc:
+        if not kwargs:
+            raise
+        # the env's constructor refused a value: one line, with the env's own words
+        raise UserError(
+            f"{env_id} refused the env_kwargs {kwargs}: {type(exc).__name__}: {exc}"
+        ) from None
     try:
         require_control_env(env)
     except TypeError as exc:
         env.close()
         raise UserError(str(exc)) from None
     return env
+
+
+_MAKE_KWARGS = frozenset({"max_episode_steps", "disable_env_checker"})
+"""Keyword arguments ``gymnasium.make`` takes itself rather than passing to the env."""
+
+
+def env_kwarg_names(env_id: str) -> frozenset[str] | None:
+    """The keyword arguments ``gymnasium.make(env_id, ...)`` accepts: those of the env's entry
+    point and of ``make`` itself; None when the entry point takes any (``**kwargs``)."""
+    module, _, name = env_id.rpartition(":")
+    if module:  # a plug-in's module registers its envs on import, as gymnasium.make does
+        importlib.import_module(module)
+    creator = gym.spec(name).entry_point
+    if isinstance(creator, str):
+        creator = load_env_creator(creator)
+    try:
+        parameters = inspect.signature(creator).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: let make decide
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    named = {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return frozenset(named) | _MAKE_KWARGS
+
+
+def _check_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """UserError naming the keyword arguments ``env_id`` does not take."""
+    if not kwargs:
+        return
+    accepted = env_kwarg_names(env_id)
+    unknown = sorted(set(kwargs) - accepted) if accepted is not None else []
+    if unknown:
+        raise UserError(
+            f"{env_id} takes no keyword argument(s) {', '.join(map(repr, unknown))} (env_kwargs "
+            f"{kwargs}); it takes: {', '.join(sorted(accepted or ())) or 'none'}"
+        )

@@ -13,17 +13,25 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from latentrl.config import DataConfig, EvalConfig, TrainConfig
 from latentrl.errors import UserError
 from latentrl.experiment_cli import (
+    DATA_ROOT,
+    RUNS_ROOT,
     DefaultsHelpFormatter,
+    OneLineParser,
     add_experiment_options,
     add_experiments_parser,
     add_run_parser,
     add_train_sources,
     add_wandb_option,
+    config_flag,
     json_object,
+    refuse_with_resume,
     train_config,
 )
+from latentrl.field_rules import Allowed, flag_type
+from latentrl.run_directory import check_writable
 from latentrl.threads import configure_threads
 
 Handler = Callable[[argparse.Namespace], int]
@@ -32,6 +40,7 @@ Handler = Callable[[argparse.Namespace], int]
 def _collect(args: argparse.Namespace) -> int:
     from latentrl.collect import collect
 
+    check_writable(args.out, "--out")
     try:
         path = collect(
             args.env_id,
@@ -71,6 +80,7 @@ def _check_env(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from latentrl.config import apply_overrides, load_config
+    from latentrl.devices import resolve_device
     from latentrl.pipeline import ensure_dataset
     from latentrl.run_directory import RunDirectory, new_run_dir
     from latentrl.train import train
@@ -78,17 +88,32 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.run_dir is None:
             raise UserError("--resume needs --run-dir: the run to continue")
-        run = RunDirectory(args.run_dir)
+        refuse_with_resume(args)
+        run = RunDirectory(args.run_dir).require_run()
         config = apply_overrides(load_config(run.config), args.set)
+        resolve_device(config.train.device)
         data = args.data or run.dataset()
         run_dir = args.run_dir
     else:
         config = train_config(args)
-        data = args.data or ensure_dataset(config.data, args.data_root)
-        run_dir = args.run_dir or new_run_dir(args.runs_root, config)
+        resolve_device(config.train.device)  # before anything is written
+        if args.run_dir is not None:
+            RunDirectory(args.run_dir).require_new()
+            check_writable(args.run_dir, "--run-dir")
+        else:
+            check_writable(args.runs_root or RUNS_ROOT, "--runs-root")
+        if args.data is None:
+            check_writable(args.data_root or DATA_ROOT, "--data-root")
+        data = args.data or ensure_dataset(config.data, args.data_root or DATA_ROOT)
+        run_dir = args.run_dir or new_run_dir(args.runs_root or RUNS_ROOT, config)
     try:
         result = train(config, run_dir, data, resume=args.resume, wandb_mode=args.wandb)
     except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: continue with `latentrl train --run-dir {run_dir} --resume` "
+            "(from its last checkpoint)",
+            file=sys.stderr,
+        )
         return 130
     print(f"trained {result.epochs} epochs ({result.steps} steps): {result.run_dir}")
     return 0
@@ -117,14 +142,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from latentrl.compare import compare_runs
+    from latentrl.compare import compare_runs, output_paths
 
+    check_writable(output_paths(args.out, args.run_dirs[0])[0], "--out")
     compare_runs(args.run_dirs, args.out)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="latentrl",
         description="Embed to Control: learn locally linear latent dynamics from pixels, "
         "plan with iLQR.",
@@ -138,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Collect (x_t, u_t, x_t+1, s_t, s_t+1) transitions into a dataset directory.",
     )
     collect.add_argument("env_id", help="e.g. latentrl/Pendulum-v0, or my_module:MyEnv-v0")
-    collect.add_argument("--transitions", type=int, required=True, help="how many to collect")
+    collect.add_argument(
+        "--transitions",
+        type=config_flag(DataConfig, "transitions"),
+        required=True,
+        help="how many to collect",
+    )
     collect.add_argument(
         "--mode",
         choices=("uniform", "rollout"),
@@ -147,21 +178,31 @@ def build_parser() -> argparse.ArgumentParser:
         "episodes (default: uniform)",
     )
     collect.add_argument("--out", type=Path, required=True, help="dataset directory")
-    collect.add_argument("--seed", type=int, default=0, help="collection seed")
     collect.add_argument(
-        "--workers", type=int, default=1, help="worker processes (rollout: parallel envs)"
+        "--seed", type=config_flag(DataConfig, "seed"), default=0, help="collection seed"
     )
-    collect.add_argument("--chunk-size", type=int, default=10_000, help="transitions per file")
+    collect.add_argument(
+        "--workers",
+        type=config_flag(DataConfig, "workers"),
+        default=1,
+        help="worker processes (rollout: parallel envs)",
+    )
+    collect.add_argument(
+        "--chunk-size",
+        type=flag_type(Allowed(int, low=1)),
+        default=10_000,
+        help="transitions per file",
+    )
     collect.add_argument(
         "--chain-length",
-        type=int,
+        type=config_flag(DataConfig, "chain_length"),
         default=1,
         help="uniform mode: transitions per chain from each drawn state, for a multi-step "
         "loss (default: 1, independent transitions)",
     )
     collect.add_argument(
         "--near-goal-share",
-        type=float,
+        type=config_flag(DataConfig, "near_goal_share"),
         default=0.0,
         help="uniform mode: share of the chains that start near the goal state rather than "
         "anywhere (default: 0)",
@@ -195,7 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=DefaultsHelpFormatter,
     )
     add_train_sources(train)
-    train.add_argument("--seed", type=int, default=0, help="training seed")
+    train.add_argument(
+        "--seed",
+        type=config_flag(TrainConfig, "seed"),
+        default=None,
+        help="training seed (default: 0)",
+    )
     train.add_argument(
         "--data", type=Path, help="dataset directory (default: collect or reuse one in DATA_ROOT)"
     )
@@ -219,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
         "agent) and write RUN_DIR/eval/: results.json, trajectories, a state plot, GIFs.",
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    evaluate.add_argument("--episodes", type=int, help="default: the run's eval.episodes")
+    evaluate.add_argument(
+        "--episodes",
+        type=config_flag(EvalConfig, "episodes"),
+        help="default: the run's eval.episodes",
+    )
     evaluate.add_argument(
         "--agents", nargs="+", choices=AGENTS, help=f"default: {' '.join(AGENTS)}"
     )
@@ -267,7 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command ``argv`` (default: ``sys.argv[1:]``); returns its exit status. Bad
+    arguments and UserErrors print one line on stderr and return 2."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     handler: Handler = args.handler
     try:
         configure_threads()  # the CPUs this process may use (latentrl.threads)

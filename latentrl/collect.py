@@ -34,6 +34,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from tqdm import tqdm
 
+from latentrl.config import DataConfig
 from latentrl.data import (
     CollectionSpec,
     DatasetWriter,
@@ -43,6 +44,7 @@ from latentrl.data import (
 from latentrl.envs import ControlEnv, make_env, require_control_env
 from latentrl.envs.contract import sample_near_goal_states
 from latentrl.errors import UserError
+from latentrl.field_rules import check_value
 from latentrl.locks import one_writer
 
 MODES = ("uniform", "rollout")
@@ -72,12 +74,11 @@ def collect(
     finishes it. Another command writing into ``out_dir`` meanwhile is refused
     (:mod:`latentrl.locks`).
     """
-    if transitions <= 0:
-        raise UserError(f"the number of transitions must be positive, got {transitions}")
-    if mode not in MODES:
-        raise UserError(f"unknown collection mode {mode!r}; choose one of {', '.join(MODES)}")
-    if workers < 1 or chunk_size < 1:
-        raise UserError(f"workers and chunk size must be >= 1, got {workers} and {chunk_size}")
+    arguments = {"transitions": transitions, "mode": mode, "seed": seed, "workers": workers}
+    arguments |= {"chain_length": chain_length, "near_goal_share": near_goal_share}
+    for name, value in arguments.items():
+        check_value(DataConfig, name, value)
+    check_value(DataConfig, "transitions", chunk_size, "chunk_size")
     check_chain_length(chain_length, mode)
     check_near_goal_share(near_goal_share, mode)
     if overwrite and resume:

@@ -12,6 +12,7 @@ one task lives in an experiment file (experiments/NAME.toml, read by
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -21,33 +22,38 @@ from typing import Any, Literal
 
 from latentrl.agents.registry import AGENT_NAMES
 from latentrl.data import check_chain_length, check_near_goal_share
+from latentrl.devices import device_name_problem
 from latentrl.errors import UserError
+from latentrl.field_rules import SEED_MAX, check_fields, checked
 from latentrl.kinds import check_loss_sections, model_kind
 from latentrl.losses import LossConfig, legacy_key_hint, upgrade_legacy_loss
 from latentrl.models import ModelConfig
 from latentrl.planning.plan_config import PlanConfig, legacy_plan_key_hint, upgrade_legacy_plan
+
+WORKERS_MAX = 256
+"""The most collection worker processes a config may ask for."""
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """The dataset a run trains on (collected on first use, then reused)."""
 
-    env_id: str = "latentrl/Pendulum-v0"
+    env_id: str = checked("latentrl/Pendulum-v0", str)
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``gymnasium.make(env_id, ...)`` wherever the env is made
     (collection, training, evaluation): a JSON object."""
-    transitions: int = 20_000
-    mode: Literal["uniform", "rollout"] = "uniform"
-    seed: int = 0
+    transitions: int = checked(20_000, int, low=1)
+    mode: Literal["uniform", "rollout"] = checked("uniform", str, choices=("uniform", "rollout"))
+    seed: int = checked(0, int, low=0, high=SEED_MAX)
     """Collection seed; kept apart from the training seed so seeds of one experiment share data."""
-    chain_length: int = 1
+    chain_length: int = checked(1, int, low=1)
     """Uniform mode: transitions per chain from each drawn start state (random controls),
     the windows loss.multi_step.horizon needs; 1: independent transitions (E2C)."""
-    near_goal_share: float = 0.0
+    near_goal_share: float = checked(0.0, float, low=0, high=1)
     """Uniform mode: share of the chains that start near the goal state (within 0.2 of the
     state box's half-width in every coordinate) rather than anywhere; 0: all uniform (E2C)."""
-    validation_fraction: float = 0.1
-    workers: int = 1
+    validation_fraction: float = checked(0.1, float, above=0, below=1)
+    workers: int = checked(1, int, low=1, high=WORKERS_MAX)
     """Collection worker processes (MuJoCo envs render faster with 2)."""
 
     def __post_init__(self) -> None:
@@ -59,6 +65,7 @@ class DataConfig:
                 f"got {self.env_kwargs!r}"
             )
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        check_fields(self, "data")
         check_chain_length(self.chain_length, self.mode)
         check_near_goal_share(self.near_goal_share, self.mode)
 
@@ -67,23 +74,26 @@ class DataConfig:
 class TrainConfig:
     """Optimisation. Minibatches have a fixed shape (the last partial batch is dropped)."""
 
-    epochs: int = 100
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    final_learning_rate: float = 1e-4
+    epochs: int = checked(100, int, low=1)
+    batch_size: int = checked(128, int, low=1)
+    learning_rate: float = checked(1e-3, float, above=0)
+    final_learning_rate: float = checked(1e-4, float, low=0)
     """Cosine decay from ``learning_rate`` to this over the whole run."""
-    weight_decay: float = 1e-5
-    grad_clip_norm: float = 1_000.0
+    weight_decay: float = checked(1e-5, float, low=0)
+    grad_clip_norm: float = checked(1_000.0, float, above=0)
     """The Bernoulli loss sums over thousands of pixels: raw gradient norms reach ~1e3."""
-    seed: int = 0
-    device: str = "auto"
+    seed: int = checked(0, int, low=0, high=SEED_MAX)
+    device: str = checked("auto", str, extra=device_name_problem)
     """"auto" (CUDA when present), "cpu", "cuda", "cuda:1", ..."""
-    compile: bool = False
+    compile: bool = checked(False, bool)
     """torch.compile the training step (worth it on a GPU, slow to start on a CPU)."""
-    image_every: int = 10
+    image_every: int = checked(10, int, low=1)
     """Epochs between image grids and latent maps (always at the end as well)."""
-    probe_steps: int = 1_500
+    probe_steps: int = checked(1_500, int, low=1)
     """Adam steps of the latent-to-state probe fitted at the end of training."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "train")
 
 
 AGENTS = AGENT_NAMES
@@ -99,34 +109,26 @@ class EvalConfig:
     ``sample_start_states`` with ``seed``, and runs ``horizon`` steps (default: the env's).
     """
 
-    episodes: int = 20
-    seed: int = 0
+    episodes: int = checked(20, int, low=1)
+    seed: int = checked(0, int, low=0, high=SEED_MAX)
     """Seed of the start states (not of training): the same starts for every run."""
     agents: tuple[str, ...] = AGENTS
     """Which of ``latent``, ``oracle``, ``random`` to evaluate, in this order."""
-    gifs: int | None = None
+    gifs: int | None = checked(None, int, low=0, optional=True)
     """Episodes of the latent agent saved as GIFs (observation, decoded latent, plan): the
     first ``gifs``, or every episode when None."""
-    horizon: int | None = None
+    horizon: int | None = checked(None, int, low=1, optional=True)
     """Steps per episode; None: the env's task horizon."""
-    oracle_horizon: int = 40
+    oracle_horizon: int = checked(40, int, low=1)
     """Planning horizon of the oracle (true-state iLQR MPC)."""
-    device: str = "auto"
+    device: str = checked("auto", str, extra=device_name_problem)
     """Device of the latent agent: "auto" (CUDA when present), "cpu", "cuda", ..."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.agents, str) or not isinstance(self.agents, Sequence):
+            raise UserError(f"eval.agents must be a list of agent names, got {self.agents!r}")
         object.__setattr__(self, "agents", tuple(self.agents))
-        if self.episodes < 1 or self.oracle_horizon < 1:
-            raise UserError(
-                f"eval: need episodes >= 1 and oracle_horizon >= 1, got "
-                f"{self.episodes} and {self.oracle_horizon}"
-            )
-        if self.gifs is not None and (isinstance(self.gifs, bool) or self.gifs < 0):
-            raise UserError(
-                f"eval.gifs must be an int >= 0 or null (every episode), got {self.gifs!r}"
-            )
-        if self.horizon is not None and (isinstance(self.horizon, bool) or self.horizon < 1):
-            raise UserError(f"eval.horizon must be a positive int or null, got {self.horizon!r}")
+        check_fields(self, "eval")
         unknown = [a for a in self.agents if a not in AGENTS]
         if unknown or not self.agents or len(set(self.agents)) != len(self.agents):
             raise UserError(
@@ -137,8 +139,8 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    name: str
-    preset: str
+    name: str = checked(kind=str)
+    preset: str = checked(kind=str)
     data: DataConfig
     model: ModelConfig
     loss: LossConfig = field(default_factory=LossConfig)
@@ -147,6 +149,7 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        check_fields(self, "")
         check_loss_sections(self.model.kind, self.loss)
         kind = model_kind(self.model.kind)
         horizon, data = kind.window(self.loss), self.data
@@ -173,6 +176,12 @@ class UnknownFieldError(UserError):
     """A config names a field the schema does not have."""
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, evaluated once per class (the annotations are strings)."""
+    return typing.get_type_hints(cls)
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass, or of a dict holding some."""
     plain = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
@@ -191,7 +200,7 @@ def schema_defaults() -> dict[str, Any]:
     (:data:`ENV_FACTS`): the recipe for an env nobody has tuned."""
     sections: dict[str, Any] = {}
     for section in dataclasses.fields(ExperimentConfig):
-        cls = typing.get_type_hints(ExperimentConfig)[section.name]
+        cls = type_hints(ExperimentConfig)[section.name]
         if not dataclasses.is_dataclass(cls):
             continue
         values = {}
@@ -209,7 +218,7 @@ def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
 
     ``where`` is the dotted path of ``data`` in the whole config (``"plan"``), so that every
     error names the field as ``plan.horizon``."""
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     fields = dataclasses.fields(cls)
     names = {f.name for f in fields}
     prefix = f"{where}." if where else ""
@@ -325,7 +334,7 @@ def _subsection(schema: Any, name: str) -> Any:
     dataclass, ``dict`` for a mapping of sections, None inside one (or for a plain field)."""
     if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
         return None
-    hint = typing.get_type_hints(schema).get(name)
+    hint = type_hints(schema).get(name)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return hint
     return dict if typing.get_origin(hint) in (dict, Mapping) else None

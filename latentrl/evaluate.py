@@ -52,6 +52,7 @@ from latentrl.agents.agent import Agent
 from latentrl.agents.latent import plan_steps
 from latentrl.agents.registry import AgentContext, agent_entry
 from latentrl.config import ExperimentConfig, apply_overrides, load_config, to_dict
+from latentrl.devices import resolve_device
 from latentrl.earlier_agents import (
     EarlierAgents,
     keep_earlier_agents,
@@ -184,7 +185,10 @@ def _eval_config(run: RunDirectory, overrides: Sequence[str]) -> ExperimentConfi
             raise UserError(
                 f"evaluation changes only eval.* and plan.* settings, got --set {assignment!r}"
             )
-    return apply_overrides(load_config(run.config), overrides)
+    config = apply_overrides(load_config(run.config), overrides)
+    if "latent" in config.eval.agents:
+        resolve_device(config.eval.device, "eval.device")  # before anything runs or is written
+    return config
 
 
 def _horizon(env: gym.Env, task: ControlEnv, override: int | None) -> int:

@@ -10,11 +10,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from latentrl.config import ExperimentConfig
+from latentrl.config import ExperimentConfig, TrainConfig
 from latentrl.errors import UserError
+from latentrl.field_rules import flag_type, rule_of
+from latentrl.run_directory import check_writable
+
+RUNS_ROOT = Path("runs")
+DATA_ROOT = Path("data")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, exit status 2, like every
+    other mistake a user can make (argparse's own print the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def config_flag(cls: type, name: str) -> Callable[[str], Any]:
+    """The argparse ``type`` of a flag that sets field ``name`` of config section ``cls``:
+    it allows what the field allows (:mod:`latentrl.field_rules`)."""
+    allowed = rule_of(cls, name)
+    if allowed is None:
+        raise KeyError(f"{cls.__name__}.{name} declares no allowed values")
+    return flag_type(allowed)
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -70,8 +94,8 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.FIELD=VALUE",
         help="change one config field, e.g. --set train.epochs=20 (repeatable; default: none)",
     )
-    parser.add_argument("--runs-root", type=Path, default=Path("runs"), help="default: runs/")
-    parser.add_argument("--data-root", type=Path, default=Path("data"), help="default: data/")
+    parser.add_argument("--runs-root", type=Path, default=None, help="default: runs/")
+    parser.add_argument("--data-root", type=Path, default=None, help="default: data/")
     add_wandb_option(parser)
 
 
@@ -89,7 +113,13 @@ def add_run_parser(commands: Any) -> None:
         metavar="NAME_OR_FILE",
         help="a built-in experiment (`latentrl experiments` lists them) or a .toml file",
     )
-    run.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    run.add_argument(
+        "--seeds",
+        type=config_flag(TrainConfig, "seed"),
+        nargs="+",
+        default=[0],
+        help="training seeds",
+    )
     run.add_argument("--no-evaluate", action="store_true", help="train only (no comparison)")
     run.add_argument(
         "--out",
@@ -113,31 +143,44 @@ def add_experiments_parser(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from latentrl.compare import compare_runs
+    from latentrl.compare import compare_runs, output_paths
     from latentrl.experiment_files import default_preset, experiment_path, read_toml
     from latentrl.pipeline import run_experiment
 
     path = experiment_path(args.experiment)
+    runs_root, data_root = args.runs_root or RUNS_ROOT, args.data_root or DATA_ROOT
+    preset = args.preset or default_preset(read_toml(path))
+    out = args.out or runs_root / f"{path.stem}__{preset}__compare.png"
+    if len(set(args.seeds)) != len(args.seeds):
+        raise UserError(f"--seeds names a seed twice: {args.seeds}")
+    check_writable(runs_root, "--runs-root")
+    check_writable(data_root, "--data-root")
+    if not args.no_evaluate:
+        check_writable(output_paths(out, runs_root)[0], "--out")
     try:
         results = run_experiment(
             path,
             args.preset,
             args.seeds,
             args.set,
-            runs_root=args.runs_root,
-            data_root=args.data_root,
+            runs_root=runs_root,
+            data_root=data_root,
             wandb_mode=args.wandb,
             evaluate=not args.no_evaluate,
         )
     except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the same command again reuses the dataset (finishing a partial "
+            "one) and trains new runs; continue an interrupted run with `latentrl train "
+            "--run-dir DIR --resume`",
+            file=sys.stderr,
+        )
         return 130
     for result in results:
         where = "" if result.evaluation is None else f" (evaluation: {result.evaluation.eval_dir})"
         print(f"run: {result.train.run_dir}{where}")
     if args.no_evaluate:
         return 0
-    preset = args.preset or default_preset(read_toml(path))
-    out = args.out or args.runs_root / f"{path.stem}__{preset}__compare.png"
     compare_runs([r.train.run_dir for r in results], out)
     return 0
 
@@ -195,6 +238,30 @@ def add_train_sources(train: argparse.ArgumentParser) -> None:
         type=json_object,
         help="with --env: a JSON object of gymnasium.make keyword arguments (default: {})",
     )
+
+
+RESUMED_RUN_KEEPS = {
+    "experiment": "--experiment",
+    "config": "--config",
+    "env": "--env",
+    "env_kwargs": "--env-kwargs",
+    "preset": "--preset",
+    "seed": "--seed",
+    "runs_root": "--runs-root",
+    "data_root": "--data-root",
+}
+"""Flags of ``train`` that choose what a new run is; a resumed run keeps what it was."""
+
+
+def refuse_with_resume(args: argparse.Namespace) -> None:
+    """UserError naming a flag given with ``train --resume`` that cannot apply to it."""
+    given = [flag for key, flag in RESUMED_RUN_KEEPS.items() if getattr(args, key) is not None]
+    if given:
+        raise UserError(
+            f"{', '.join(given)} cannot apply with --resume: a resumed run keeps its config, "
+            "seed and place (change train.* with --set); drop "
+            f"{'it' if len(given) == 1 else 'them'}, or start a new run without --resume"
+        )
 
 
 def train_config(args: argparse.Namespace) -> ExperimentConfig:

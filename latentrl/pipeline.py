@@ -24,15 +24,18 @@ from latentrl.config import (
     ENV_FACTS,
     DataConfig,
     ExperimentConfig,
+    TrainConfig,
     from_dict,
     override_dict,
     parse_assignment,
     schema_defaults,
 )
 from latentrl.data import METADATA_FILE, read_metadata
+from latentrl.devices import resolve_device
 from latentrl.errors import UserError
 from latentrl.evaluate import EvalResult, evaluate_run
 from latentrl.experiment_files import NO_PRESET, experiment_path, read_experiment
+from latentrl.field_rules import check_value
 from latentrl.kinds import loss_read_by
 from latentrl.recipe import TaskShape, default_recipe
 from latentrl.run_directory import new_run_dir
@@ -74,18 +77,28 @@ def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
     meta = read_metadata(path) if path.exists() else None
     if meta is not None and meta.get("complete"):
         return path
-    return collect(
-        data.env_id,
-        data.transitions,
-        path,
-        mode=data.mode,
-        seed=data.seed,
-        workers=data.workers,
-        chain_length=data.chain_length,
-        near_goal_share=data.near_goal_share,
-        env_kwargs=data.env_kwargs,
-        resume=meta is not None,
-    )
+    try:
+        return collect(
+            data.env_id,
+            data.transitions,
+            path,
+            mode=data.mode,
+            seed=data.seed,
+            workers=data.workers,
+            chain_length=data.chain_length,
+            near_goal_share=data.near_goal_share,
+            env_kwargs=data.env_kwargs,
+            resume=meta is not None,
+        )
+    except UserError:
+        if meta is None and path.exists() and read_metadata(path) is not None:
+            # The dataset appeared after this command looked: another one began collecting it.
+            raise UserError(
+                f"another latentrl command began collecting the dataset {path} at the same "
+                "time as this one; let it finish, then run this command again (it reuses the "
+                "dataset, and finishes it if the other command was stopped)"
+            ) from None
+        raise
 
 
 @functools.lru_cache(maxsize=16)
@@ -116,6 +129,7 @@ def build_config(config: Mapping[str, Any]) -> ExperimentConfig:
     if not isinstance(data.get("data"), Mapping) or not isinstance(data.get("model"), Mapping):
         raise UserError("a config needs the sections data and model")
     env = data["data"]
+    from_dict(DataConfig, env, "data")  # its fields checked before its env is made
     facts = env_facts(env.get("env_id", DataConfig.env_id), env.get("env_kwargs", {}))
     data["model"] = {**data["model"], **facts}
     return from_dict(ExperimentConfig, data)
@@ -209,6 +223,13 @@ def resolve(
     if dataset is not None:
         data["data"].update(dataset_fields(dataset, config["data"], explicit, source))
     if seed is not None:
+        if "train.seed" in explicit:  # one seed, given once: not silently replaced
+            check_value(TrainConfig, "seed", explicit["train.seed"], "--set train.seed")
+            if explicit["train.seed"] != seed:
+                raise UserError(
+                    f"--set train.seed={json.dumps(explicit['train.seed'])} conflicts with the "
+                    f"training seed {seed} of --seed/--seeds; give the seed once"
+                )
         data["train"]["seed"] = seed
     return build_config(data)
 
@@ -279,9 +300,13 @@ def run_experiment(
     it with its ``eval`` config (results in ``run_dir/eval/``). The oracle and random agents
     do not depend on the model: they run in the first seed's evaluation, and the later seeds
     take them from it (``baselines_from`` in their ``results.json``)."""
+    configs = [experiment_config(experiment, preset_name, seed, overrides) for seed in seeds]
+    if configs:  # the seeds' configs differ only in train.seed: the devices are checked once
+        resolve_device(configs[0].train.device)
+        if evaluate and "latent" in configs[0].eval.agents:
+            resolve_device(configs[0].eval.device, "eval.device")
     results: list[ExperimentResult] = []
-    for seed in seeds:
-        config = experiment_config(experiment, preset_name, seed, overrides)
+    for config in configs:
         data = ensure_dataset(config.data, data_root)
         run_dir = new_run_dir(runs_root, config)
         trained = train(config, run_dir, data, wandb_mode=wandb_mode)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -217,6 +218,24 @@ class RunDirectory(LogDirectory):
             raise UserError(f"{self.path} is not a latentrl run directory (no {CONFIG_FILE})")
         return self
 
+    def require_new(self) -> RunDirectory:
+        """``self`` when a new run may be written here (the folder is missing or empty), else
+        UserError: a run is continued with ``--resume``, and no run mixes its files into a
+        folder that holds other files."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--run-dir {self.path} is a file, not a directory")
+        if not self.path.is_dir() or not any(self.path.iterdir()):
+            return self
+        if self.is_run():
+            raise UserError(
+                f"--run-dir {self.path} already holds a run; continue it with --resume, or "
+                "choose a new --run-dir"
+            )
+        raise UserError(
+            f"--run-dir {self.path} is not empty and holds no latentrl run: choose a new or "
+            "empty directory (a run never mixes its files with others)"
+        )
+
     def record_dataset(self, dataset_dir: Path | str) -> None:
         """Write ``run.json``: the dataset the run trains on, as an absolute path."""
         text = json.dumps({"dataset": str(Path(dataset_dir).resolve())}) + "\n"
@@ -248,6 +267,28 @@ class RunDirectory(LogDirectory):
                 continue
             return cls(path)
         raise AssertionError("unreachable")
+
+
+def check_writable(path: Path | str, what: str) -> None:
+    """UserError unless a command can create or write ``path`` (named ``what``: "--out", ...):
+    its nearest existing folder must be a directory this process may write. Checked before a
+    command writes anything, so that it never stops half-way for it."""
+    path = Path(path)
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise UserError(f"{what} {path}: {existing} is a file, not a directory")
+    folder = existing if existing.is_dir() else existing.parent
+    try:  # an unnamed file (O_TMPFILE where the system has it): nothing shows in the folder
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"{what} {path}: cannot write in {folder} ({exc.strerror or exc}); choose another path"
+        ) from None
 
 
 def dataset_of_run(run_dir: Path | str) -> Path:

@@ -88,22 +88,23 @@ def train(
     run_dir = Path(run_dir)
     paths = RunDirectory(run_dir)
     if resume:
+        paths.require_run()
         if not has_checkpoint(run_dir):
-            raise UserError(f"nothing to resume in {run_dir}: it has no checkpoint")
+            raise UserError(
+                f"nothing to resume in {run_dir}: it has no checkpoint (it stopped before its "
+                "first epoch ended); start a new run, with another --run-dir"
+            )
         saved = load_config(paths.config)
         if to_dict(saved.model) != to_dict(config.model) or saved.data != config.data:
             raise UserError(
                 f"--resume: the model or data config differs from the one {run_dir} was "
                 "started with; resume without changing them (only train.* may change)"
             )
-    elif has_checkpoint(run_dir):
-        raise UserError(
-            f"{run_dir} already holds a trained run; pass --resume to continue it or choose "
-            "another run directory"
-        )
-    device = resolve_device(config.train.device)
+    else:
+        paths.require_new()
     model_config = config.model
     try:
+        device = resolve_device(config.train.device)
         train_set, val_set, window_start = _checked_data(config, dataset_dir)
     except UserError:
         if run_dir.is_dir() and not any(run_dir.iterdir()):

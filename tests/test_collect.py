@@ -89,10 +89,13 @@ def test_existing_data_is_kept_unless_overwrite(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"transitions": 0}, "must be positive, got 0"),
-        ({"transitions": -5}, "must be positive, got -5"),
-        ({"mode": "random"}, "unknown collection mode 'random'"),
-        ({"workers": 0}, "must be >= 1"),
+        ({"transitions": 0}, "^transitions must be an int >= 1, got 0$"),
+        ({"transitions": -5}, "^transitions must be an int >= 1, got -5$"),
+        ({"mode": "random"}, "^mode must be one of 'uniform', 'rollout', got 'random'$"),
+        ({"workers": 0}, "^workers must be an int in \\[1, 256\\], got 0$"),
+        ({"seed": -1}, "^seed must be an int in \\[0, 4294967295\\], got -1$"),
+        ({"chunk_size": 0}, "^chunk_size must be an int >= 1, got 0$"),
+        ({"env_kwargs": {"bogus": 1}}, "takes no keyword argument\\(s\\) 'bogus'"),
         ({"env_id": "latentrl/Nope-v0"}, "unknown environment 'latentrl/Nope-v0'"),
         ({"env_id": "no_such_module:Env-v0"}, "cannot import the module"),
         ({"env_id": "CartPole-v1"}, "does not implement the latentrl environment contract"),
@@ -149,7 +152,7 @@ def test_chained_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
 def test_chain_length_is_checked(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="uniform mode only"):
         collect(POINT_MASS_ID, 100, tmp_path / "r", mode="rollout", chain_length=4)
-    with pytest.raises(UserError, match="chain_length must be >= 1"):
+    with pytest.raises(UserError, match="chain_length must be an int >= 1, got 0"):
         collect(POINT_MASS_ID, 100, tmp_path / "z", chain_length=0)
 
 
@@ -183,7 +186,7 @@ def test_a_near_goal_share_of_the_chains_starts_near_the_goal(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"near_goal_share": 1.5}, r"near_goal_share must lie in \[0, 1\]"),
+        ({"near_goal_share": 1.5}, r"near_goal_share must be a finite number in \[0, 1\], got 1.5"),
         ({"near_goal_share": 0.5, "mode": "rollout"}, "uniform mode only"),
     ],
 )
@@ -198,7 +201,12 @@ def test_cli_passes_the_near_goal_share_on(tmp_path: Path, capsys: pytest.Captur
     assert cli.main([*args, "--near-goal-share", "0.5"]) == 0
     assert json.loads((out / METADATA_FILE).read_text())["near_goal_share"] == 0.5
     assert cli.main([*args[:-1], str(tmp_path / "bad"), "--near-goal-share", "2"]) == 2
-    assert "near_goal_share must lie in [0, 1]" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == (
+        "latentrl collect: error: argument --near-goal-share: must be a finite number in "
+        "[0, 1], got '2' (see latentrl collect --help)"
+    )
+    assert not (tmp_path / "bad").exists()
 
 
 def test_check_env_catches_chains_that_leave_the_state_box(

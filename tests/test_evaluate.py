@@ -175,9 +175,9 @@ def test_bad_settings_are_refused(trained_run: Path, tmp_path: Path) -> None:
         evaluate_run(trained_run, ['eval.agents=["oracle", "expert"]'], overwrite=True)
     with pytest.raises(UserError, match="not a latentrl run directory"):
         evaluate_run(tmp_path)
-    with pytest.raises(UserError, match="plan: need horizon >= 1"):
+    with pytest.raises(UserError, match=r"plan\.horizon must be an int >= 1, got 0"):
         PlanConfig(horizon=0)
-    with pytest.raises(UserError, match="eval: need episodes >= 1"):
+    with pytest.raises(UserError, match=r"eval\.episodes must be an int >= 1, got 0"):
         EvalConfig(episodes=0)
 
 

@@ -96,7 +96,7 @@ def test_a_file_of_shared_tables_and_preset_overrides(tmp_path: Path) -> None:
         (
             GOOD + "[plan.options.blocked_pushes]\nratio = 1.5\n",
             None,
-            r"plan\.options\.blocked_pushes\.ratio must be in \(0, 1\]",
+            r"plan\.options\.blocked_pushes\.ratio must be a finite number in \(0, 1\]",
         ),
         (
             GOOD + '[presets.small.data]\nmode = "sideways"\n',

@@ -102,7 +102,7 @@ def test_resume_after_an_interruption_gives_the_same_weights(
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(3), tmp_path / "cut", dataset, wandb_mode="disabled")
     monkeypatch.setattr(_Loop, "epoch", original)
-    with pytest.raises(UserError, match="already holds a trained run; pass --resume"):
+    with pytest.raises(UserError, match="already holds a run; continue it with --resume"):
         train(tiny_config(3), tmp_path / "cut", dataset, wandb_mode="disabled")
     resumed = train(tiny_config(3), tmp_path / "cut", dataset, resume=True, wandb_mode="disabled")
     assert resumed.epochs == 3

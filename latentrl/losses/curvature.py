@@ -14,15 +14,14 @@ reaches the encoder through z_t, so it shapes the latent as well as the transiti
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.losses.forward import ForwardPass
-from latentrl.losses.term import TermResult, check_weight, term_result
+from latentrl.losses.term import TermResult, term_result, weight_field
 from latentrl.models import E2C
 
 CURVATURE_RADIUS = 0.2
@@ -33,16 +32,14 @@ CURVATURE_RADIUS = 0.2
 class CurvatureConfig:
     """``loss.curvature``."""
 
-    weight: float = 0.0
+    weight: float = weight_field(0.0)
     """0: off."""
-    radius: float = CURVATURE_RADIUS
+    radius: float = checked(CURVATURE_RADIUS, float, above=0)
     """delta: radius, in latent units, of the neighbourhood the transition is asked to be
     affine in."""
 
     def __post_init__(self) -> None:
-        check_weight("curvature", self.weight)
-        if not 0 < self.radius < math.inf:
-            raise UserError(f"loss.curvature.radius must be finite and > 0, got {self.radius}")
+        check_fields(self, "loss.curvature")
 
 
 def curvature_penalty(

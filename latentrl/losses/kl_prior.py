@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from latentrl.field_rules import check_fields
 from latentrl.losses.forward import ForwardPass
 from latentrl.losses.gaussian_kl import kl_diag_gaussian_std_normal
-from latentrl.losses.term import TermResult, check_weight, term_result
+from latentrl.losses.term import TermResult, term_result, weight_field
 
 
 @dataclass(frozen=True)
 class KLPriorConfig:
     """``loss.kl_prior``."""
 
-    weight: float = 1.0
+    weight: float = weight_field(1.0)
 
     def __post_init__(self) -> None:
-        check_weight("kl_prior", self.weight)
+        check_fields(self, "loss.kl_prior")
 
 
 def term(fp: ForwardPass, config: KLPriorConfig) -> TermResult:

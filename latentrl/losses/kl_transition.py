@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from latentrl.field_rules import check_fields
 from latentrl.losses.forward import ForwardPass
 from latentrl.losses.gaussian_kl import kl_linear_transition
-from latentrl.losses.term import TermResult, check_weight, term_result
+from latentrl.losses.term import TermResult, term_result, weight_field
 
 
 @dataclass(frozen=True)
 class KLTransitionConfig:
     """``loss.kl_transition``."""
 
-    weight: float = 1.0
+    weight: float = weight_field(1.0)
     """E2C's lambda; the default is 1.0, where E2C used 0.25."""
 
     def __post_init__(self) -> None:
-        check_weight("kl_transition", self.weight)
+        check_fields(self, "loss.kl_transition")
 
 
 def term(fp: ForwardPass, config: KLTransitionConfig) -> TermResult:

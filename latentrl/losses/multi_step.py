@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.losses.forward import ForwardPass
-from latentrl.losses.term import TermResult, check_weight, term_result
+from latentrl.losses.term import TermResult, term_result, weight_field
 from latentrl.models import to_unit_interval
 
 
@@ -29,26 +29,18 @@ class MultiStepConfig:
     """``loss.multi_step``: the term, and the windows both terms over several steps share
     (``loss.multi_step_prediction`` rolls through the same K steps)."""
 
-    weight: float = 1.0
+    weight: float = weight_field(1.0)
     """Weight per window of K chained transitions (0: off)."""
-    horizon: int = 1
+    horizon: int = checked(1, int, low=1)
     """K: transitions the terms over several steps roll through (1: off, only E2C's terms).
     Needs chained data, data.chain_length >= K."""
-    encoder_gradient: float = 1.0
+    encoder_gradient: float = checked(1.0, float, low=0, high=1)
     """Share of the rollout's gradient that reaches the encoder (through z_t); 0: the terms
     over several steps train the transition (and decoder) only and leave the latent geometry
     to E2C's terms."""
 
     def __post_init__(self) -> None:
-        check_weight("multi_step", self.weight)
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int):
-            raise UserError(f"loss.multi_step.horizon must be an int >= 1, got {self.horizon!r}")
-        if self.horizon < 1:
-            raise UserError(f"loss.multi_step.horizon must be >= 1 (1: off), got {self.horizon}")
-        if not 0.0 <= self.encoder_gradient <= 1.0:
-            raise UserError(
-                f"loss.multi_step.encoder_gradient must be in [0, 1], got {self.encoder_gradient}"
-            )
+        check_fields(self, "loss.multi_step")
 
 
 def multi_step_error(

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from latentrl.field_rules import check_fields
 from latentrl.losses.forward import ForwardPass
 from latentrl.losses.likelihoods import observation_nll
-from latentrl.losses.term import TermResult, check_weight, term_result
+from latentrl.losses.term import TermResult, term_result, weight_field
 from latentrl.models import E2C, to_unit_interval
 
 
@@ -23,11 +24,11 @@ from latentrl.models import E2C, to_unit_interval
 class MultiStepPredictionConfig:
     """``loss.multi_step_prediction``; computed only with loss.multi_step.horizon > 1."""
 
-    weight: float = 0.0
+    weight: float = weight_field(0.0)
     """Weight per window (0: off)."""
 
     def __post_init__(self) -> None:
-        check_weight("multi_step_prediction", self.weight)
+        check_fields(self, "loss.multi_step_prediction")
 
 
 def random_step_prediction_nll(

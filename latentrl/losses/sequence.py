@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.losses.forward import Continuation
 from latentrl.losses.gaussian_kl import kl_diag_gaussians
 from latentrl.losses.likelihoods import observation_nll
 from latentrl.losses.rollout import roll_mean, scale_gradient
-from latentrl.losses.term import check_weight
+from latentrl.losses.term import weight_field
 from latentrl.models import Gaussian, to_unit_interval
 from latentrl.models.filtering import FilteringE2C, fuse, standard_normal_like
 
@@ -39,27 +39,20 @@ DEFAULT_WINDOW = 8
 class FilterLossConfig:
     """``loss.filter``: read when ``model.kind = "filter"``."""
 
-    window: int = DEFAULT_WINDOW
+    window: int = checked(DEFAULT_WINDOW, int, low=1)
     """K: transitions per training window; the data needs chains at least this long."""
-    kl_weight: float = 1.0
+    kl_weight: float = weight_field(1.0)
     """Weight of the KL terms (1: the ELBO)."""
-    open_loop_weight: float = 1.0
+    open_loop_weight: float = weight_field(1.0)
     """Weight of the open-loop term: the mean transition rolled from z_0 through the window's
     actions, scored against the filtered beliefs (fixed targets) in units of their std (0:
     off). The ELBO alone trains the transition one step from each posterior draw; a planner
     rolls it open loop for a whole horizon."""
-    encoder_gradient: float = 0.25
+    encoder_gradient: float = checked(0.25, float, low=0, high=1)
     """Share of the open-loop term's gradient that reaches the encoder through z_0."""
 
     def __post_init__(self) -> None:
-        check_weight("filter.kl", self.kl_weight)
-        check_weight("filter.open_loop", self.open_loop_weight)
-        if not 0.0 <= self.encoder_gradient <= 1.0:
-            raise UserError(
-                f"loss.filter.encoder_gradient must be in [0, 1], got {self.encoder_gradient}"
-            )
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
-            raise UserError(f"loss.filter.window must be an integer >= 1, got {self.window!r}")
+        check_fields(self, "loss.filter")
 
 
 def window_of(x_t: Tensor, u_t: Tensor, x_next: Tensor, continuation: Continuation | None):

@@ -8,22 +8,20 @@ keyed ``loss/<name>`` (the batch mean of ``values``).
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 from torch import Tensor
 
-from latentrl.errors import UserError
+from latentrl.field_rules import checked
 
 TermResult = tuple[Tensor, dict[str, Tensor]]
 """``(values (B,), metrics)`` of one term."""
 
 
-def check_weight(term: str, weight: float) -> None:
-    """UserError unless ``loss.<term>.weight`` is a finite number >= 0."""
-    if isinstance(weight, bool) or not isinstance(weight, int | float):
-        raise UserError(f"loss.{term}.weight must be a number >= 0, got {weight!r}")
-    if not 0 <= weight < math.inf:
-        raise UserError(f"loss.{term}.weight must be finite and >= 0, got {weight}")
+def weight_field(default: float) -> Any:
+    """The ``weight`` field of a term's config section: a finite number >= 0 (0: off, for
+    an optional term); checked by :func:`latentrl.field_rules.check_fields`."""
+    return checked(default, float, low=0)
 
 
 def term_result(name: str, values: Tensor) -> TermResult:

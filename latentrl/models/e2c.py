@@ -10,12 +10,14 @@ protocol ``step`` / ``linearize`` on latent states, and the agents' belief proto
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from numbers import Integral, Real
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.models.decoder import MIN_GAUSSIAN_STD, Decoder
 from latentrl.models.encoder import Encoder, Gaussian
 from latentrl.models.transition import LocalLinear, Transition, apply_local_linear
@@ -31,68 +33,62 @@ class ModelConfigError(UserError, ValueError):
 class ModelConfig:
     """Architecture of an E2C model. Sequences given as lists (e.g. from JSON) become tuples."""
 
-    obs_shape: tuple[int, int, int]
+    obs_shape: tuple[int, int, int] = checked(kind=int, low=1, items=True)
     """Observation shape (k, H, W): k stacked grey frames of H x W pixels."""
-    action_dim: int
+    action_dim: int = checked(kind=int, low=1)
     """Dimension m of the control u."""
-    kind: str = "e2c"
+    kind: str = checked("e2c", str)
     """The model kind (:mod:`latentrl.kinds`): e2c, pcc, pc3 or filter."""
-    latent_dim: int = 3
+    latent_dim: int = checked(3, int, low=1)
     """Dimension n of the latent state z."""
-    encoder: Literal["mlp", "conv"] = "mlp"
+    encoder: Literal["mlp", "conv"] = checked("mlp", str, choices=("mlp", "conv"))
     """Fully connected encoder (small images) or a stride-2 conv stack in front of it."""
-    decoder: Literal["mlp", "deconv"] = "mlp"
+    decoder: Literal["mlp", "deconv"] = checked("mlp", str, choices=("mlp", "deconv"))
     """Fully connected decoder or one ending in stride-2 transposed convolutions."""
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    likelihood: Literal["bernoulli", "gaussian"] = checked(
+        "bernoulli", str, choices=("bernoulli", "gaussian")
+    )
     """p(x | z): Bernoulli on pixel intensities in [0, 1] (E2C) or Gaussian with scalar std."""
-    gaussian_std: float = 0.1
+    gaussian_std: float = checked(0.1, float, above=0)
     """Std of the Gaussian likelihood in pixel units in [0, 1]; the initial value if learned."""
-    learn_gaussian_std: bool = False
+    learn_gaussian_std: bool = checked(False, bool)
     """Learn the Gaussian likelihood's std (one scalar, kept above 1/255)."""
-    hidden_sizes: tuple[int, ...] = (800, 800)
+    hidden_sizes: tuple[int, ...] = checked((800, 800), int, low=1, items=True)
     """Fully connected widths of encoder and decoder (E2C pendulum: 2x800 ReLU)."""
-    conv_channels: tuple[int, ...] = (32, 64, 128, 256)
+    conv_channels: tuple[int, ...] = checked((32, 64, 128, 256), int, low=1, items=True)
     """Channels of the conv encoder / deconv decoder; each layer halves / doubles H and W."""
-    transition_hidden_sizes: tuple[int, ...] = (100, 100)
+    transition_hidden_sizes: tuple[int, ...] = checked((100, 100), int, low=1, items=True)
     """Widths of the transition network z -> (v, r, B, o)."""
-    transition_noise: float = 0.0
+    transition_noise: float = checked(0.0, float, low=0)
     """Std of additive Gaussian noise on the predicted next latent (0: none, as E2C)."""
-    logvar_range: tuple[float, float] = (-12.0, 6.0)
+    logvar_range: tuple[float, float] = checked((-12.0, 6.0), float, items=True)
     """Soft bounds of the encoder's log-variances."""
-    max_abs_vr: float = 0.95
+    max_abs_vr: float = checked(0.95, float, above=0, below=1)
     """Bound on |v^T r|, so det A = 1 + v^T r stays in (1 - bound, 1 + bound)."""
-    condition_on_action: bool = False
+    condition_on_action: bool = checked(False, bool)
     """Feed u to the transition network too (E2C: no, A, B, o depend on z only)."""
-    global_transition: bool = False
+    global_transition: bool = checked(False, bool)
     """One (A, B, o) for every z, learned as parameters: E2C's globally linear variant. Exact
     for dynamics that do not depend on where the system is (planar away from obstacles)."""
 
     def __post_init__(self) -> None:
         for name in ("obs_shape", "hidden_sizes", "conv_channels", "transition_hidden_sizes"):
-            object.__setattr__(self, name, tuple(int(s) for s in getattr(self, name)))
-        object.__setattr__(self, "logvar_range", tuple(float(s) for s in self.logvar_range))
+            value = getattr(self, name)
+            if isinstance(value, list | tuple):
+                object.__setattr__(self, name, tuple(_as(int, s) for s in value))
+        if isinstance(self.logvar_range, list | tuple):
+            object.__setattr__(
+                self, "logvar_range", tuple(_as(float, s) for s in self.logvar_range)
+            )
+        check_fields(self, "model", ModelConfigError, "invalid model config: ")
         self._validate()
 
     def _validate(self) -> None:
         def fail(message: str) -> None:
             raise ModelConfigError(f"invalid model config: {message}")
 
-        if len(self.obs_shape) != 3 or min(self.obs_shape) < 1:
+        if len(self.obs_shape) != 3:
             fail(f"obs_shape must be three positive ints (k, H, W), got {self.obs_shape}")
-        if self.action_dim < 1:
-            fail(f"action_dim must be >= 1, got {self.action_dim}")
-        if self.latent_dim < 1:
-            fail(f"latent_dim must be >= 1, got {self.latent_dim}")
-        for name, allowed in (
-            ("encoder", ("mlp", "conv")),
-            ("decoder", ("mlp", "deconv")),
-            ("likelihood", ("bernoulli", "gaussian")),
-        ):
-            if getattr(self, name) not in allowed:
-                fail(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("hidden_sizes", "conv_channels", "transition_hidden_sizes"):
-            if any(s < 1 for s in getattr(self, name)):
-                fail(f"{name} must hold positive widths, got {getattr(self, name)}")
         if self.encoder == "conv" or self.decoder == "deconv":
             stride = 2 ** len(self.conv_channels)
             _, H, W = self.obs_shape
@@ -108,12 +104,17 @@ class ModelConfig:
         floor = MIN_GAUSSIAN_STD if self.learn_gaussian_std else 0.0
         if not self.gaussian_std > floor:
             fail(f"gaussian_std must be > {floor:.4g}, got {self.gaussian_std}")
-        if not self.transition_noise >= 0:
-            fail(f"transition_noise must be >= 0, got {self.transition_noise}")
         if len(self.logvar_range) != 2 or not self.logvar_range[0] < self.logvar_range[1]:
             fail(f"logvar_range must be (low, high) with low < high, got {self.logvar_range}")
-        if not 0 < self.max_abs_vr < 1:
-            fail(f"max_abs_vr must lie in (0, 1) to keep A invertible, got {self.max_abs_vr}")
+
+
+def _as(kind: type, value: Any) -> Any:
+    """``value`` as ``kind`` (int or float) when it is a number of that kind (a numpy int,
+    an int for a float), else unchanged for the field's check to refuse."""
+    number = Integral if kind is int else Real
+    if isinstance(value, number) and not isinstance(value, bool):
+        return kind(value)
+    return value
 
 
 class E2C(nn.Module):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.planning.options.registry import parse_options
 
 
@@ -33,20 +34,20 @@ class PlanConfig:
     exact Jacobians beat E2C's own A, B.
     """
 
-    horizon: int = 40
+    horizon: int = checked(40, int, low=1)
     """Planning horizon T in control steps. A swing-up whose latent distance to the goal stays
     flat for its first steps needs a horizon that sees past them."""
-    q: float = 1.0
+    q: float = checked(1.0, float, low=0)
     """Running state weight: Q = q I."""
-    r: float = 0.01
+    r: float = checked(0.01, float, above=0)
     """Control weight: R = r I."""
-    q_f: float = 100.0
+    q_f: float = checked(100.0, float, low=0)
     """Terminal state weight: Q_f = q_f I."""
-    replan_every: int = 1
+    replan_every: int = checked(1, int, low=1)
     """Control steps between iLQR solves (in between: the plan with its feedback gains)."""
-    max_iterations: int = 20
+    max_iterations: int = checked(20, int, low=1)
     """iLQR iterations per solve (warm-started solves need a few)."""
-    jacobian: Literal["exact", "e2c"] = "exact"
+    jacobian: Literal["exact", "e2c"] = checked("exact", str, choices=("exact", "e2c"))
     """Linearise with the exact Jacobian of the mean transition, or E2C's own A_t, B_t."""
     options: Mapping[str, Any] = field(default_factory=dict)
     """Planner options by name, each a section of its own fields (``plan.options.NAME``):
@@ -56,19 +57,12 @@ class PlanConfig:
     a null section is dropped."""
 
     def __post_init__(self) -> None:
-        if self.horizon < 1 or not 1 <= self.replan_every <= self.horizon:
+        check_fields(self, "plan")
+        if self.replan_every > self.horizon:
             raise UserError(
-                f"plan: need horizon >= 1 and 1 <= replan_every <= horizon, got "
-                f"horizon={self.horizon}, replan_every={self.replan_every}"
+                f"plan.replan_every must be <= plan.horizon ({self.horizon}), got "
+                f"{self.replan_every}"
             )
-        if not (self.q >= 0 and self.q_f >= 0 and self.r > 0):  # NaN fails too
-            raise UserError(
-                f"plan: need q >= 0, q_f >= 0, r > 0, got {self.q}, {self.q_f}, {self.r}"
-            )
-        if self.max_iterations < 1:
-            raise UserError(f"plan.max_iterations must be >= 1, got {self.max_iterations}")
-        if self.jacobian not in ("exact", "e2c"):
-            raise UserError(f"plan.jacobian must be 'exact' or 'e2c', got {self.jacobian!r}")
         if self.options is not None and not isinstance(self.options, Mapping):
             raise UserError(f"plan.options must be sections by option name, got {self.options!r}")
         object.__setattr__(self, "options", parse_options(self.options))

@@ -190,7 +190,7 @@ def test_the_open_loop_term_trains_the_transition_and_the_encoder_as_scaled() ->
 def test_the_window_must_be_a_positive_integer(window: object) -> None:
     from latentrl.errors import UserError
 
-    with pytest.raises(UserError, match=r"loss\.filter\.window must be an integer >= 1"):
+    with pytest.raises(UserError, match=r"loss\.filter\.window must be an int >= 1"):
         FilterLossConfig(window=window)  # type: ignore[arg-type]
 
 

@@ -50,11 +50,11 @@ def test_every_section_of_e2c_is_listed() -> None:
 @pytest.mark.parametrize(
     ("weight", "message"),
     [
-        (-0.5, "must be finite and >= 0, got -0.5"),
-        (math.nan, "must be finite and >= 0, got nan"),
-        (math.inf, "must be finite and >= 0, got inf"),
-        (True, "must be a number >= 0, got True"),
-        ("1", "must be a number >= 0, got '1'"),
+        (-0.5, "must be a finite number >= 0, got -0.5"),
+        (math.nan, "must be a finite number >= 0, got nan"),
+        (math.inf, "must be a finite number >= 0, got inf"),
+        (True, "must be a finite number >= 0, got True"),
+        ("1", "must be a finite number >= 0, got '1'"),
     ],
 )
 def test_a_weight_must_be_a_finite_number_not_below_zero(
@@ -71,14 +71,22 @@ MS, CURV = MultiStepConfig, CurvatureConfig
 @pytest.mark.parametrize(
     ("section", "kwargs", "message"),
     [
-        (MS, {"horizon": 0}, r"loss\.multi_step\.horizon must be >= 1 \(1: off\), got 0"),
+        (MS, {"horizon": 0}, r"loss\.multi_step\.horizon must be an int >= 1, got 0"),
         (MS, {"horizon": 2.0}, r"loss\.multi_step\.horizon must be an int >= 1, got 2\.0"),
-        (MS, {"encoder_gradient": 1.5}, r"encoder_gradient must be in \[0, 1\], got 1\.5"),
-        (MS, {"encoder_gradient": -0.1}, r"encoder_gradient must be in \[0, 1\]"),
-        (MS, {"encoder_gradient": math.nan}, r"encoder_gradient must be in \[0, 1\]"),
-        (CURV, {"radius": 0.0}, r"loss\.curvature\.radius must be finite and > 0, got 0\.0"),
-        (CURV, {"radius": math.nan}, r"loss\.curvature\.radius must be finite and > 0"),
-        (CURV, {"radius": math.inf}, r"loss\.curvature\.radius must be finite and > 0"),
+        (
+            MS,
+            {"encoder_gradient": 1.5},
+            r"encoder_gradient must be a finite number in \[0, 1\], got 1\.5",
+        ),
+        (MS, {"encoder_gradient": -0.1}, r"encoder_gradient must be a finite number in \[0, 1\]"),
+        (
+            MS,
+            {"encoder_gradient": math.nan},
+            r"encoder_gradient must be a finite number in \[0, 1\]",
+        ),
+        (CURV, {"radius": 0.0}, r"loss\.curvature\.radius must be a finite number > 0, got 0\.0"),
+        (CURV, {"radius": math.nan}, r"loss\.curvature\.radius must be a finite number > 0"),
+        (CURV, {"radius": math.inf}, r"loss\.curvature\.radius must be a finite number > 0"),
     ],
 )
 def test_term_parameters_are_checked(

@@ -66,11 +66,11 @@ def test_an_upgraded_plan_loads_and_writes_back_as_sections() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"horizon": 0}, "need horizon >= 1"),
-        ({"replan_every": 50}, "1 <= replan_every <= horizon"),
+        ({"horizon": 0}, "plan.horizon must be an int >= 1"),
+        ({"replan_every": 50}, "replan_every must be <= plan.horizon"),
         ({"r": 0.0}, "r > 0"),
-        ({"max_iterations": 0}, r"plan\.max_iterations must be >= 1"),
-        ({"jacobian": "numeric"}, "plan.jacobian must be 'exact' or 'e2c'"),
+        ({"max_iterations": 0}, r"plan\.max_iterations must be an int >= 1"),
+        ({"jacobian": "numeric"}, "plan.jacobian must be one of 'exact', 'e2c'"),
     ],
 )
 def test_impossible_core_fields_are_refused(fields: dict, message: str) -> None:

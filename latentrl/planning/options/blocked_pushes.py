@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.planning.dynamics import Dynamics, select_problems
 from latentrl.planning.options.kinds import Episode, Resources, Step
 from latentrl.planning.options.registry import OptionSpec, register
@@ -28,15 +29,12 @@ MAX_BLOCKED = 4
 class BlockedPushesConfig:
     """``[plan.options.blocked_pushes]``."""
 
-    ratio: float = 0.5
+    ratio: float = checked(0.5, float, above=0, high=1)
     """A push is blocked when the latent moved less than this fraction of the model's
     predicted move for it."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.ratio <= 1:  # NaN fails too
-            raise UserError(
-                f"plan.options.blocked_pushes.ratio must be in (0, 1], got {self.ratio}"
-            )
+        check_fields(self, "plan.options.blocked_pushes")
 
 
 class BlockedDirections:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.planning.dynamics import Dynamics, select_problems
 from latentrl.planning.options.kinds import Episode, Resources, Step, TrainingFrames
 from latentrl.planning.options.registry import OptionSpec, register
@@ -31,14 +32,11 @@ below this from the fit's."""
 class RecordedMovesConfig:
     """``[plan.options.recorded_moves]``."""
 
-    count: int = 32
+    count: int = checked(32, int, low=1)
     """Recorded transitions (nearest by image) the move is fitted to."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.count, bool) or self.count < 1:
-            raise UserError(
-                f"plan.options.recorded_moves.count must be an int >= 1, got {self.count!r}"
-            )
+        check_fields(self, "plan.options.recorded_moves")
 
 
 class MoveCorrection:

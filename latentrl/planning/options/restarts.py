@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.planning.mpc import into_box
 from latentrl.planning.options.kinds import Resources, Solve
 from latentrl.planning.options.registry import OptionSpec, register
@@ -22,12 +23,11 @@ from latentrl.planning.options.registry import OptionSpec, register
 class RestartsConfig:
     """``[plan.options.restarts]``."""
 
-    count: int = 2
+    count: int = checked(2, int, low=1)
     """Extra random control sequences solved at each solve."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.count, bool) or self.count < 1:
-            raise UserError(f"plan.options.restarts.count must be an int >= 1, got {self.count!r}")
+        check_fields(self, "plan.options.restarts")
 
 
 class Restarts:

@@ -9,12 +9,12 @@ change a velocity for free.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from torch import Tensor
 
 from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.planning.options.kinds import Episode, Resources, Step, TrainingFrames
 from latentrl.planning.options.registry import OptionSpec, register
 
@@ -23,14 +23,11 @@ from latentrl.planning.options.registry import OptionSpec, register
 class RoadmapConfig:
     """``[plan.options.roadmap]``."""
 
-    lookahead: float = 2.0
+    lookahead: float = checked(2.0, float, above=0)
     """Steps of the training data between the current frame and the subgoal."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.lookahead < math.inf:
-            raise UserError(
-                f"plan.options.roadmap.lookahead must be finite and > 0, got {self.lookahead}"
-            )
+        check_fields(self, "plan.options.roadmap")
 
 
 class Roadmap:

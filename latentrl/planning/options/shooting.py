@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.planning.cost import goal_distance
 from latentrl.planning.mpc import bang_bang_sequences, cheapest_guess, into_box
 from latentrl.planning.options.kinds import Resources, Solve
@@ -27,23 +28,18 @@ from latentrl.planning.options.registry import OptionSpec, register
 class ShootingConfig:
     """``[plan.options.shooting]``."""
 
-    count: int = 1024
+    count: int = checked(1024, int, low=1)
     """Bang-bang control sequences rolled out at each solve."""
-    steps: int | None = None
+    steps: int | None = checked(None, int, low=1, optional=True)
     """Shoot only at the solves of an episode's first this many control steps (None: at
     every solve)."""
-    beyond: float = 0.0
+    beyond: float = checked(0.0, float, low=0)
     """Shoot for an episode only while its distance to the goal exceeds this fraction of its
     distance at the first step (0: whatever the distance). Keeps the search for a swing-up
     away from the balancing near the goal."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.count, bool) or self.count < 1:
-            raise UserError(f"plan.options.shooting.count must be an int >= 1, got {self.count!r}")
-        if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
-            raise UserError(f"plan.options.shooting.steps must be >= 1 or null, got {self.steps!r}")
-        if not self.beyond >= 0:  # NaN fails too
-            raise UserError(f"plan.options.shooting.beyond must be >= 0, got {self.beyond}")
+        check_fields(self, "plan.options.shooting")
 
 
 class Shooting:

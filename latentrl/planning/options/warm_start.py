@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from latentrl.errors import UserError
+from latentrl.field_rules import check_fields, checked
 from latentrl.planning.options.kinds import Resources, Solve
 from latentrl.planning.options.registry import OptionSpec, register
 
@@ -25,16 +25,12 @@ Fill = Literal["repeat", "zero", "none"]
 class WarmStartConfig:
     """``[plan.options.warm_start]``."""
 
-    fill: Fill = "repeat"
+    fill: Fill = checked("repeat", str, choices=("repeat", "zero", "none"))
     """How the shifted plan's tail is filled: "repeat" the last control, "zero", or "none"
     (no warm start: zeros)."""
 
     def __post_init__(self) -> None:
-        if self.fill not in ("repeat", "zero", "none"):
-            raise UserError(
-                f"plan.options.warm_start.fill must be 'repeat', 'zero' or 'none', got "
-                f"{self.fill!r}"
-            )
+        check_fields(self, "plan.options.warm_start")
 
 
 class WarmStart:

@@ -110,5 +110,7 @@ def test_the_modifier_blocks_a_push_that_did_not_move_and_forgets_it_at_a_reset(
     option.reset(Episode(torch.zeros(1, 4, 4, dtype=torch.uint8), torch.zeros(2), 2))
     assert option.blocked is None
     for bad in (0.0, 1.5, float("nan")):
-        with pytest.raises(UserError, match=r"blocked_pushes\.ratio must be in \(0, 1\]"):
+        with pytest.raises(
+            UserError, match=r"blocked_pushes\.ratio must be a finite number in \(0, 1\]"
+        ):
             BlockedPushesConfig(ratio=bad)

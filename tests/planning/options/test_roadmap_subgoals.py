@@ -49,7 +49,7 @@ def test_the_roadmap_sets_the_goal_at_reset_and_gives_subgoals_each_step() -> No
 
 def test_the_lookahead_is_checked_and_shooting_is_refused_beside_it() -> None:
     for bad in (0.0, -1.0, float("inf"), float("nan")):
-        with pytest.raises(UserError, match=r"roadmap\.lookahead must be finite and > 0"):
+        with pytest.raises(UserError, match=r"roadmap\.lookahead must be a finite number > 0"):
             RoadmapConfig(lookahead=bad)
     with pytest.raises(
         UserError, match=r"plan\.options\.roadmap and plan\.options\.shooting do not combine"

@@ -64,7 +64,7 @@ def test_shooting_only_in_the_first_steps_after_reset(
         for _ in range(5):
             planner.plan(z)
     assert len(calls) == 2 * shots
-    with pytest.raises(UserError, match=r"shooting\.steps must be >= 1 or null"):
+    with pytest.raises(UserError, match=r"shooting\.steps must be an int >= 1 or null"):
         ShootingConfig(steps=0)
 
 
@@ -83,7 +83,7 @@ def test_shooting_beyond_keeps_the_warm_start_of_problems_near_the_goal() -> Non
     state = planner._generator.get_state()
     assert torch.equal(shooting.guesses(solve_at(planner, near, step=2), zeros), zeros)
     assert torch.equal(planner._generator.get_state(), state)  # no candidates drawn
-    with pytest.raises(UserError, match=r"shooting\.beyond must be >= 0"):
+    with pytest.raises(UserError, match=r"shooting\.beyond must be a finite number >= 0"):
         ShootingConfig(beyond=-0.1)
     with pytest.raises(UserError, match=r"shooting\.count must be an int >= 1"):
         ShootingConfig(count=0)

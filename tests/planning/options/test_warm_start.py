@@ -47,7 +47,9 @@ def test_the_default_planner_repeats_and_fill_is_checked() -> None:
     planner = MPCPlanner(double_integrator(), double_integrator_cost(torch.zeros(4)), 5)
     assert [type(i) for i in planner.initialisers] == [WarmStart]
     assert planner.initialisers[0].config.fill == "repeat"  # type: ignore[attr-defined]
-    with pytest.raises(UserError, match=r"warm_start\.fill must be 'repeat', 'zero' or 'none'"):
+    with pytest.raises(
+        UserError, match=r"warm_start\.fill must be one of 'repeat', 'zero', 'none'"
+    ):
         WarmStartConfig(fill="twice")  # type: ignore[arg-type]
     config = apply_overrides(
         experiment_config("pendulum", "debug"), ['plan.options.warm_start.fill="zero"']
