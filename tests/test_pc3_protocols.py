@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from latentrl.agents.oracle import true_dynamics
 from latentrl.agents.random_agent import RandomAgent
 from latentrl.config import to_dict
 from latentrl.env_check import check_environment
@@ -101,4 +103,17 @@ def test_steps_in_goal_count_pc3s_goal_region_over_pc3s_episode() -> None:
     still = rollout_metrics(task, run_episodes(config.data.env_id, task, idle, starts, 100,
                                                env_kwargs=kwargs))  # fmt: skip
     assert still["steps_in_goal"].tolist() == [1.0, 1.0] and still["success"].tolist() == [1, 1]
+    env.close()
+
+
+def test_the_oracle_plans_with_the_envs_own_pendulum_physics() -> None:
+    config = experiment_config("pc3_pendulum_swingup", "debug")
+    env = make_env(config.data.env_id, **config.data.env_kwargs)
+    task = env.unwrapped
+    rng = np.random.default_rng(0)
+    states = task.sample_states(64, rng)
+    u = rng.uniform(-1.0, 1.0, (64, 1))  # beyond the 0.65 N m bound, clipped by both
+    planned = true_dynamics(task).step(torch.as_tensor(states), torch.as_tensor(u)).numpy()
+    planned[:, 0] = np.angle(np.exp(1j * planned[:, 0]))
+    np.testing.assert_allclose(planned, task.next_states(states, u), atol=1e-9)
     env.close()
