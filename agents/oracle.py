@@ -19,6 +19,8 @@ are on the results pages (docs/results/).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -181,7 +183,8 @@ def true_dynamics(env: ControlEnv) -> Dynamics:
     """The env's dynamics for planning: exact torch physics for Pendulum-v0, else finite
     differences of ``env.next_states``."""
     if isinstance(env, PixelPendulumEnv):
-        return FunctionDynamics(pendulum_dynamics)
+        physics = dataclasses.asdict(env.physics)  # the env's kwargs, Pendulum-v1's by default
+        return FunctionDynamics(functools.partial(pendulum_dynamics, **physics))
     space = env.action_space  # type: ignore[attr-defined]
     return FiniteDifferenceDynamics(env, space.low, space.high)
 

@@ -24,12 +24,15 @@ Conventions shared by both tasks:
   plus ``0.1 x^2`` for the cart-pole to keep the cart near the rail's centre; the reward of a
   step is minus the cost of the state the action is applied in and that action (as Pendulum-v1).
   No termination: episodes end by the time limit set at registration.
+* **Keyword arguments** change the force or torque bound, the control step, the frame size and
+  the task (start box, goal radius, horizon), e.g. for the PC3 paper's protocol
+  (experiments/pc3_cartpole.toml).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,24 +43,24 @@ from gymnasium import logger, spaces
 from gymnasium.envs.mujoco import MujocoEnv
 
 from latentrl.envs.contract import check_states, in_box, requested_state, wrap_angle
+from latentrl.envs.mujoco_frames import CAMERA, FrameRenderer, luminance
+from latentrl.envs.task_options import (
+    StartBox,
+    checked_goal_radius,
+    checked_horizon,
+    checked_positive,
+    sample_start_box,
+    start_box,
+)
+from latentrl.errors import UserError
 
 ASSETS = Path(__file__).parent / "assets"
+TIMESTEP = 0.01
+"""MuJoCo's timestep (s) in both MJCF models."""
 FRAME_SKIP = 5
 """MuJoCo steps (0.01 s each, set in the MJCF) per control step of 0.05 s."""
 VIEW_SIZE = 256
 """Side of the RGB view returned by ``render()``; the models' offscreen buffers are this big."""
-CAMERA = "fixed"
-"""Name of the camera that every model defines."""
-
-# Shadows alone make software (Mesa) rendering several times slower; the models have no lights
-# that cast them, and these flags keep it so even if a light is added.
-_FLAGS_OFF = (
-    mujoco.mjtRndFlag.mjRND_SHADOW,
-    mujoco.mjtRndFlag.mjRND_REFLECTION,
-    mujoco.mjtRndFlag.mjRND_SKYBOX,
-    mujoco.mjtRndFlag.mjRND_FOG,
-    mujoco.mjtRndFlag.mjRND_HAZE,
-)
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,9 @@ def advance(
     action: np.ndarray,
     box: spaces.Box,
     hinges: np.ndarray,
+    frame_skip: int = FRAME_SKIP,
 ) -> np.ndarray:
-    """One control step (``FRAME_SKIP`` MuJoCo steps) from ``state`` (d,) under ``action`` (m,).
+    """One control step (``frame_skip`` MuJoCo steps) from ``state`` (d,) under ``action`` (m,).
 
     Returns the next state (d,), angles wrapped and clipped into ``box``, and leaves it in
     ``data``'s qpos/qvel. The models disable warm starts, so the result depends on nothing else
@@ -139,7 +143,7 @@ def advance(
     data.qpos[:] = state[: model.nq]
     data.qvel[:] = state[model.nq :]
     data.ctrl[:] = action
-    mujoco.mj_step(model, data, nstep=FRAME_SKIP)
+    mujoco.mj_step(model, data, nstep=frame_skip)
     nxt = np.concatenate([data.qpos, data.qvel])
     nxt[hinges] = wrap_angle(nxt[hinges])
     np.clip(nxt, box.low, box.high, out=nxt)
@@ -148,143 +152,67 @@ def advance(
     return nxt
 
 
-def gl_context(size: int) -> Any:
-    """A GL context for offscreen frames up to ``size`` pixels, of the backend that ``MUJOCO_GL``
-    names now. mujoco picks its default backend once, when first imported; ``latentrl.envs``
-    sets ``MUJOCO_GL=egl`` on machines without a display, which misses a program that imported
-    mujoco first, so the backend is chosen here instead."""
-    backend = os.environ.get("MUJOCO_GL", "").lower()
-    if backend == "egl":
-        from mujoco.egl import GLContext
-    elif backend == "osmesa":
-        from mujoco.osmesa import GLContext
-    else:
-        from mujoco.gl_context import GLContext  # mujoco's own choice: GLFW on Linux
-    return GLContext(size, size)
-
-
-class FrameRenderer:
-    """Renders a model's fixed camera at given configurations into square RGB images.
-
-    It poses its own MjData, so the simulation it is asked about is never touched, and owns one
-    GL context, made current for every batch, so several renderers can share a process.
-
-    Reading pixels back dominates the cost of a small frame on a software renderer (it waits for
-    the rasteriser and resolves the multisampled buffer), so the frames of one observation are
-    drawn side by side and read back together. Every observation uses the same tiles: pixels
-    depend slightly on a tile's position (rounding in the rasteriser), and an observation must
-    not depend on the batch it was rendered in.
-    """
-
-    def __init__(self, model: mujoco.MjModel, size: int) -> None:
-        self._gl: Any = None  # close() must work whatever __init__ got to
-        self._model = model
-        self._data = mujoco.MjData(model)
-        self._size = size
-        self._camera = mujoco.MjvCamera()
-        self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
-        self._camera.fixedcamid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
-        if self._camera.fixedcamid < 0:
-            raise ValueError(f"the model defines no camera named {CAMERA!r}")
-        fits = model.vis.global_.offheight >= size
-        self._per_read = model.vis.global_.offwidth // size if fits else 0
-        if self._per_read < 1:
-            raise ValueError(f"frames of {size} pixels exceed the model's offscreen buffer")
-        self._option = mujoco.MjvOption()
-        self._scene = mujoco.MjvScene(model, maxgeom=100)
-        for flag in _FLAGS_OFF:
-            self._scene.flags[flag] = False
-        self._gl = gl_context(size)
-        self._gl.make_current()
-        self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
-
-    def render(self, qpos: np.ndarray) -> np.ndarray:
-        """uint8 ``(n, k, size, size, 3)`` images of ``n`` groups of ``k`` configurations
-        ``qpos`` (n, k, nq); each group is drawn side by side and read back at once."""
-        if self._gl is None:
-            raise RuntimeError("the renderer is closed")
-        n, k = qpos.shape[:2]
-        if k > self._per_read:
-            raise ValueError(f"at most {self._per_read} frames fit side by side, got {k}")
-        size = self._size
-        pixels = np.empty((size, k * size, 3), dtype=np.uint8)
-        images = np.empty((n, k, size, size, 3), dtype=np.uint8)
-        everything = mujoco.mjtCatBit.mjCAT_ALL
-        self._gl.make_current()
-        for i in range(n):
-            for j in range(k):
-                self._data.qpos[:] = qpos[i, j]
-                # Poses of bodies and cameras are all a frame needs; no dynamics.
-                mujoco.mj_kinematics(self._model, self._data)
-                mujoco.mj_camlight(self._model, self._data)
-                mujoco.mjv_updateScene(
-                    self._model,
-                    self._data,
-                    self._option,
-                    None,
-                    self._camera,
-                    everything,
-                    self._scene,
-                )
-                tile = mujoco.MjrRect(j * size, 0, size, size)
-                mujoco.mjr_render(tile, self._scene, self._context)
-            mujoco.mjr_readPixels(pixels, None, mujoco.MjrRect(0, 0, k * size, size), self._context)
-            # GL's rows run bottom-up.
-            images[i] = pixels[::-1].reshape(size, k, size, 3).swapaxes(0, 1)
-        return images
-
-    def close(self) -> None:
-        """Free the GL resources; safe to call twice."""
-        if self._gl is None:
-            return
-        with self._gl.as_current():
-            self._context.free()
-        self._gl.free()
-        self._gl = None
-
-    def __del__(self) -> None:
-        self.close()
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """uint8 ``(..., H, W)`` gray images of uint8 RGB images ``(..., H, W, 3)``: BT.601 luma in
-    1/256 steps (the weights sum to 256, so gray materials keep their value)."""
-    # Channel by channel in uint16: an integer matmul has no BLAS and is twice as slow.
-    red, green, blue = (rgb[..., c].astype(np.uint16) for c in range(3))
-    return ((77 * red + 150 * green + 29 * blue + 128) >> 8).astype(np.uint8)
-
-
 class _SwingupEnv(MujocoEnv):
-    """The shared implementation; the public classes only choose a :class:`SwingupTask`."""
+    """The shared implementation; the public classes only choose a :class:`SwingupTask`.
+
+    Keyword arguments (all default to the MJCF and the task of the module docstring):
+    ``max_action`` (bound on ``|u|`` of every actuator, N or N m; the MJCF's ctrlrange),
+    ``frame_skip`` (0.01 s MuJoCo steps per control step), ``image_size`` (side of the
+    observation frames, px), and the task's ``start_low``/``start_high``, ``goal_radius`` (rad)
+    and ``horizon`` (steps) of :mod:`latentrl.envs.task_options`.
+    """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
     task: ClassVar[SwingupTask]
     horizon: int = 200
     goal_radius: float = float(np.pi / 6)
 
-    def __init__(self, render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        *,
+        max_action: float | None = None,
+        frame_skip: int = FRAME_SKIP,
+        image_size: int | None = None,
+        start_low: Sequence[float] | None = None,
+        start_high: Sequence[float] | None = None,
+        goal_radius: float | None = None,
+        horizon: int | None = None,
+    ) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}, "
                 f"got {render_mode!r}"
             )
-        size = self.task.image_size
+        if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
+            raise UserError(f"frame_skip must be a positive int (0.01 s steps), got {frame_skip!r}")
+        # MujocoEnv checks render_fps against its control step, which frame_skip sets
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / (TIMESTEP * frame_skip))}
+        size = self.task.image_size if image_size is None else image_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= VIEW_SIZE // 2:
+            raise UserError(f"image_size must be an int in [8, {VIEW_SIZE // 2}], got {size!r}")
         super().__init__(
             str(ASSETS / self.task.xml),
-            FRAME_SKIP,
+            frame_skip,
             observation_space=spaces.Box(0, 255, (2, size, size), dtype=np.uint8),
             render_mode=render_mode,
             width=VIEW_SIZE,
             height=VIEW_SIZE,
             camera_name=CAMERA,
         )
+        if max_action is not None:
+            top = checked_positive("max_action", max_action)
+            self.model.actuator_ctrlrange[:] = [-top, top]
+            self._set_action_space()
+        self.horizon = checked_horizon(horizon, type(self).horizon)
+        self.goal_radius = checked_goal_radius(goal_radius, type(self).goal_radius)
         hinges = np.flatnonzero(self.model.jnt_type == mujoco.mjtJoint.mjJNT_HINGE)
         self._hinges = self.model.jnt_qposadr[hinges].astype(np.intp)  # angles in qpos and state
         self._angle = int(self._hinges[0])  # the pole's angle: the task's one hinge
         self.state_space = state_box(self.model, self.task.max_velocity)
         self.state_names = self.task.state_names
         self.angle_dims = tuple(int(i) for i in self._hinges)
+        self._start: StartBox | None = start_box(start_low, start_high, self.state_space)
         self._dynamics_data = mujoco.MjData(self.model)  # next_states never touches self.data
         self._frames = FrameRenderer(self.model, size)
         self._view: FrameRenderer | None = None  # made on the first render()
@@ -319,7 +247,9 @@ class _SwingupEnv(MujocoEnv):
         u = self._clipped_actions(np.asarray(action)[None])
         state = self._state()
         reward = -float(self.cost(state[None], u)[0])
-        nxt = advance(self.model, self.data, state, u[0], self.state_space, self._hinges)
+        nxt = advance(
+            self.model, self.data, state, u[0], self.state_space, self._hinges, self.frame_skip
+        )
         # Keep derived quantities (body poses, ...) in step with the clipped state.
         mujoco.mj_forward(self.model, self.data)
         return self.observe(nxt[None])[0], reward, False, False, {"state": nxt}
@@ -353,7 +283,10 @@ class _SwingupEnv(MujocoEnv):
         )
 
     def sample_start_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` hanging states at rest, ``theta = pi +- 0.2`` (wrapped), cart at 0, ``(n, d)``."""
+        """``n`` states ``(n, d)`` uniform in the start box if one was given; else hanging at
+        rest, ``theta = pi +- 0.2`` (wrapped), cart at 0."""
+        if self._start is not None:
+            return sample_start_box(self._start, n, rng, self.angle_dims, self.is_valid)
         states = np.zeros((n, len(self.state_names)))
         states[:, self._angle] = wrap_angle(np.pi + rng.uniform(-0.2, 0.2, size=n))
         return states
@@ -375,7 +308,15 @@ class _SwingupEnv(MujocoEnv):
             raise ValueError(f"got {len(arr)} states but {len(u)} actions")
         return np.stack(
             [
-                advance(self.model, self._dynamics_data, s, a, self.state_space, self._hinges)
+                advance(
+                    self.model,
+                    self._dynamics_data,
+                    s,
+                    a,
+                    self.state_space,
+                    self._hinges,
+                    self.frame_skip,
+                )
                 for s, a in zip(arr, u, strict=True)
             ]
         )

@@ -10,7 +10,10 @@ Conventions:
   θ wrapped into [-π, π] (angles already in that closed range are left untouched, bit for bit);
 * observation: uint8 ``(2, 48, 48)``, frame 0 at ``θ - θ̇ dt`` (the position one step earlier,
   which inverts Pendulum-v1's position update, so the pair encodes θ̇), frame 1 at θ; a bright
-  anti-aliased pole on black, pivot at the image centre.
+  anti-aliased pole on black, pivot at the image centre;
+* keyword arguments change the physics (:class:`PendulumPhysics`) and the task (start box, goal
+  radius, horizon), e.g. for the PC3 paper's protocol (experiments/pc3_pendulum_*.toml); their
+  defaults are Pendulum-v1 and the swing-up task below.
 
 Speed of ``observe`` (single thread, 2-core AMD EPYC VM, NumPy 2.4, batches of 10,000 states):
 150,000-165,000 frames/s on an idle machine, 75,000-80,000 with the other core busy; the target
@@ -20,6 +23,8 @@ cache whatever the batch size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -32,6 +37,14 @@ from latentrl.envs.contract import (
     render_frame,
     requested_state,
     wrap_angle,
+)
+from latentrl.envs.task_options import (
+    StartBox,
+    checked_goal_radius,
+    checked_horizon,
+    checked_positive,
+    sample_start_box,
+    start_box,
 )
 
 # Pendulum-v1's constants (gymnasium/envs/classic_control/pendulum.py).
@@ -55,49 +68,71 @@ _PIXEL_Y = np.repeat(-_offsets, IMAGE_SIZE)
 _INTENSITY_AT_AXIS = np.float32(255.0 * (POLE_HALF_WIDTH_PX + 0.5) + 0.5)
 
 
-def _clip_torque(torques: np.ndarray) -> np.ndarray:
-    """Torques clipped to ±MAX_TORQUE, keeping a float dtype as given.
+@dataclass(frozen=True)
+class PendulumPhysics:
+    """Pendulum-v1's ODE ``θ̈ = 3 g / (2 l) sin θ + 3 / (m l²) u`` (a uniform rod of mass m and
+    length l about its end, θ = 0 upright), stepped by semi-implicit Euler with step ``dt`` (s);
+    ``|u| <= max_torque`` (N m), ``|θ̇| <= max_speed`` (rad/s). The defaults are Pendulum-v1's."""
+
+    gravity: float = GRAVITY
+    mass: float = MASS
+    length: float = LENGTH
+    dt: float = DT
+    max_speed: float = MAX_SPEED
+    max_torque: float = MAX_TORQUE
+
+
+PENDULUM_V1 = PendulumPhysics()
+
+
+def _clip_torque(torques: np.ndarray, max_torque: float = MAX_TORQUE) -> np.ndarray:
+    """Torques clipped to ±max_torque, keeping a float dtype as given.
 
     Pendulum-v1 multiplies the float32 action in float32; keeping the dtype keeps that rounding.
     """
     u = np.asarray(torques)
     if not np.issubdtype(u.dtype, np.floating):
         u = u.astype(np.float64)
-    return np.clip(u, -MAX_TORQUE, MAX_TORQUE)
+    return np.clip(u, -max_torque, max_torque)
 
 
-def pendulum_step(states: np.ndarray, torques: np.ndarray) -> np.ndarray:
+def pendulum_step(
+    states: np.ndarray, torques: np.ndarray, physics: PendulumPhysics = PENDULUM_V1
+) -> np.ndarray:
     """One Pendulum-v1 step, vectorized: ``states (n, 2)``, ``torques (n, 1)`` -> ``(n, 2)``.
 
-    Same operations in the same order as Gymnasium's ``PendulumEnv.step``, so results are
-    bit-identical to it. θ is not wrapped (Gymnasium does not wrap it either).
+    Same operations in the same order as Gymnasium's ``PendulumEnv.step``, so results with the
+    default ``physics`` are bit-identical to it. θ is not wrapped (Gymnasium does not wrap it).
     """
+    p = physics
     th, thdot = states[:, 0], states[:, 1]
-    u = _clip_torque(torques)[:, 0]
-    newthdot = thdot + (3 * GRAVITY / (2 * LENGTH) * np.sin(th) + 3.0 / (MASS * LENGTH**2) * u) * DT
-    newthdot = np.clip(newthdot, -MAX_SPEED, MAX_SPEED)
-    newth = th + newthdot * DT
+    u = _clip_torque(torques, p.max_torque)[:, 0]
+    accel = 3 * p.gravity / (2 * p.length) * np.sin(th) + 3.0 / (p.mass * p.length**2) * u
+    newthdot = np.clip(thdot + accel * p.dt, -p.max_speed, p.max_speed)
+    newth = th + newthdot * p.dt
     return np.stack([newth, newthdot], axis=1)
 
 
-def pendulum_cost(states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+def pendulum_cost(
+    states: np.ndarray, actions: np.ndarray, max_torque: float = MAX_TORQUE
+) -> np.ndarray:
     """Pendulum-v1's cost ``wrap(θ)² + 0.1 θ̇² + 0.001 u²``, u clipped: ``(n, 2), (n, 1) -> (n,)``.
 
     The u² term is computed in the action's dtype, as Pendulum-v1 does (its float32 actions).
     """
     th, thdot = states[:, 0], states[:, 1]
-    u = _clip_torque(actions)[:, 0]
+    u = _clip_torque(actions, max_torque)[:, 0]
     return wrap_angle(th) ** 2 + 0.1 * thdot**2 + 0.001 * (u**2)
 
 
-def _pendulum_v1_reward(state: np.ndarray, action: np.ndarray) -> float:
+def _pendulum_v1_reward(state: np.ndarray, action: np.ndarray, max_torque: float) -> float:
     """Pendulum-v1's reward for one step, on NumPy scalars exactly as Gymnasium computes it.
 
     Not :func:`pendulum_cost`: a float32 scalar's ``u**2`` goes through libm's ``powf``, which
     can be one float32 ulp off the array square, so the two can differ by ~1e-10.
     """
     th, thdot = state
-    u = _clip_torque(action)[0]
+    u = _clip_torque(action, max_torque)[0]
     return float(-(wrap_angle(th) ** 2 + 0.1 * thdot**2 + 0.001 * (u**2)))
 
 
@@ -147,11 +182,11 @@ def render_pendulum(theta: np.ndarray) -> np.ndarray:
     return out.reshape(n, IMAGE_SIZE, IMAGE_SIZE)
 
 
-def observe_pendulum(states: np.ndarray) -> np.ndarray:
+def observe_pendulum(states: np.ndarray, dt: float = DT) -> np.ndarray:
     """Observations of ``states (n, 2)``: uint8 ``(n, 2, 48, 48)``, frames at θ - θ̇ dt and θ."""
     states = np.asarray(states, dtype=np.float64)
     theta, thdot = states[:, 0], states[:, 1]
-    angles = np.stack([theta - thdot * DT, theta], axis=1)
+    angles = np.stack([theta - thdot * dt, theta], axis=1)
     return render_pendulum(angles.reshape(-1)).reshape(-1, 2, IMAGE_SIZE, IMAGE_SIZE)
 
 
@@ -161,21 +196,56 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
     Reward is ``-cost`` evaluated at the state the action is applied in (as Pendulum-v1);
     never terminates (the registration's TimeLimit truncates after 200 steps).
     ``reset(options={"state": (θ, θ̇)})`` starts from a given valid state.
+
+    Keyword arguments (all default to Pendulum-v1 and the task above): the physics
+    ``gravity`` (m/s²), ``mass`` (kg), ``length`` (m), ``dt`` (s), ``max_torque`` (N m),
+    ``max_speed`` (rad/s) of :class:`PendulumPhysics`; the task's ``start_low``/``start_high``,
+    ``goal_radius`` (rad) and ``horizon`` (steps) of :mod:`latentrl.envs.task_options`. With a
+    start box, ``reset()`` without a state draws from it instead of Pendulum-v1's distribution.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        *,
+        gravity: float = GRAVITY,
+        mass: float = MASS,
+        length: float = LENGTH,
+        dt: float = DT,
+        max_torque: float = MAX_TORQUE,
+        max_speed: float = MAX_SPEED,
+        start_low: Sequence[float] | None = None,
+        start_high: Sequence[float] | None = None,
+        goal_radius: float | None = None,
+        horizon: int | None = None,
+    ) -> None:
         self.render_mode = check_render_mode(render_mode, self.metadata)
+        self.physics = PendulumPhysics(
+            *(
+                checked_positive(name, value)
+                for name, value in (
+                    ("gravity", gravity),
+                    ("mass", mass),
+                    ("length", length),
+                    ("dt", dt),
+                    ("max_speed", max_speed),
+                    ("max_torque", max_torque),
+                )
+            )
+        )
         self.observation_space = spaces.Box(0, 255, (2, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-        self.action_space = spaces.Box(-MAX_TORQUE, MAX_TORQUE, (1,), dtype=np.float32)
+        top, speed = self.physics.max_torque, self.physics.max_speed
+        self.action_space = spaces.Box(-top, top, (1,), dtype=np.float32)
         self.state_space = spaces.Box(
-            np.array([-np.pi, -MAX_SPEED]), np.array([np.pi, MAX_SPEED]), dtype=np.float64
+            np.array([-np.pi, -speed]), np.array([np.pi, speed]), dtype=np.float64
         )
         self.state_names = ("theta", "theta_dot")
         self.angle_dims = (0,)
-        self.horizon = 200
-        self.goal_radius = np.pi / 6
+        self.horizon = checked_horizon(horizon, 200)
+        self.goal_radius = checked_goal_radius(goal_radius, np.pi / 6)
+        self._start: StartBox | None = start_box(start_low, start_high, self.state_space)
         self._physics: np.ndarray | None = None  # unwrapped (θ, θ̇), as Pendulum-v1's `state`
         self._obs: np.ndarray | None = None
 
@@ -188,6 +258,8 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         state = requested_state(self, options)
         if state is not None:
             self._physics = state
+        elif self._start is not None:
+            self._physics = self.sample_start_states(1, self.np_random)[0]
         else:
             # Pendulum-v1's draw: the same seed gives the same initial state.
             high = np.array([np.pi, 1.0])
@@ -201,8 +273,8 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         if u.size != 1:
             raise ValueError(f"expected an action of shape (1,), got {u.shape}")
         u = u.reshape(1, 1)
-        reward = _pendulum_v1_reward(self._physics, u[0])
-        self._physics = pendulum_step(self._physics[None], u)[0]
+        reward = _pendulum_v1_reward(self._physics, u[0], self.physics.max_torque)
+        self._physics = pendulum_step(self._physics[None], u, self.physics)[0]
         obs, info = self._observation()
         return obs, reward, False, False, info
 
@@ -225,7 +297,7 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
     # ---- latentrl contract ------------------------------------------------------------------
 
     def is_valid(self, states: np.ndarray) -> np.ndarray:
-        """Boolean ``(n,)``: θ in [-π, π] and |θ̇| <= 8."""
+        """Boolean ``(n,)``: θ in [-π, π] and |θ̇| <= max_speed (8)."""
         return in_box(self.state_space, states)
 
     def sample_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -233,17 +305,20 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         return rng.uniform(self.state_space.low, self.state_space.high, size=(n, 2))
 
     def sample_start_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``(n, 2)``: hanging down, θ uniform in π ± 0.2 (wrapped into [-π, π)), θ̇ = 0."""
+        """``(n, 2)``: uniform in the start box if one was given; else hanging down, θ uniform in
+        π ± 0.2 (wrapped into [-π, π)), θ̇ = 0."""
+        if self._start is not None:
+            return sample_start_box(self._start, n, rng, self.angle_dims, self.is_valid)
         theta = wrap_angle(np.pi + rng.uniform(-0.2, 0.2, size=n))
         return np.stack([theta, np.zeros(n)], axis=1)
 
     def observe(self, states: np.ndarray) -> np.ndarray:
         """uint8 ``(n, 2, 48, 48)`` for ``states (n, 2)``; see :func:`observe_pendulum`."""
-        return observe_pendulum(states)
+        return observe_pendulum(states, self.physics.dt)
 
     def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """:func:`pendulum_step` with θ wrapped into [-π, π]: ``(n, 2), (n, 1) -> (n, 2)``."""
-        nxt = pendulum_step(np.asarray(states, dtype=np.float64), actions)
+        nxt = pendulum_step(np.asarray(states, dtype=np.float64), actions, self.physics)
         nxt[:, 0] = wrap_into_box(nxt[:, 0])
         return nxt
 
@@ -257,4 +332,4 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Pendulum-v1's cost, ``(n,)``; see :func:`pendulum_cost`."""
-        return pendulum_cost(np.asarray(states, dtype=np.float64), actions)
+        return pendulum_cost(np.asarray(states, dtype=np.float64), actions, self.physics.max_torque)

@@ -23,9 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = {
     "cartpole": ("latentrl/CartpoleSwingup-v0", [2, 64, 64], 1),
     "mujoco_pendulum": ("latentrl/PendulumSwingup-v0", [2, 48, 48], 1),
+    "pc3_cartpole": ("latentrl/CartpoleSwingup-v0", [2, 80, 80], 1),
+    "pc3_pendulum_balance": ("latentrl/Pendulum-v0", [2, 48, 48], 1),
+    "pc3_pendulum_swingup": ("latentrl/Pendulum-v0", [2, 48, 48], 1),
+    "pc3_planar": ("latentrl/Planar-v0", [1, 40, 40], 2),
     "pendulum": ("latentrl/Pendulum-v0", [2, 48, 48], 1),
     "planar": ("latentrl/Planar-v0", [1, 40, 40], 2),
 }
+"""Built-in experiments: env, observation shape, action size. The pc3_* ones make their env
+with the PC3 paper's protocol as env kwargs (tests/test_pc3_protocols.py checks them)."""
 
 
 def test_the_built_in_experiments_are_the_files_of_the_checkout() -> None:
@@ -47,7 +53,7 @@ def test_every_built_in_preset_resolves_with_the_envs_facts(name: str, preset: s
     config = experiment_config(name, preset, seed=5)
     assert (config.name, config.preset, config.data.env_id) == (name, preset, env_id)
     assert (list(config.model.obs_shape), config.model.action_dim) == (obs_shape, action_dim)
-    assert config.train.seed == 5 and config.data.env_kwargs == {}
+    assert config.train.seed == 5 and bool(config.data.env_kwargs) == name.startswith("pc3_")
     assert config.data.transitions == {"debug": 2_000, "full": 20_000}[preset]
     assert experiment_config(name, seed=5) == experiment_config(name, "full", seed=5)
 

@@ -185,18 +185,27 @@ def rollout(dynamics: Dynamics, z0: Tensor, u: Tensor) -> Tensor:
     return torch.stack(zs, dim=1)
 
 
-def pendulum_dynamics(z: Tensor, u: Tensor) -> Tensor:
+def pendulum_dynamics(
+    z: Tensor,
+    u: Tensor,
+    *,
+    gravity: float = PENDULUM_GRAVITY,
+    mass: float = PENDULUM_MASS,
+    length: float = PENDULUM_LENGTH,
+    dt: float = PENDULUM_DT,
+    max_speed: float = PENDULUM_MAX_SPEED,
+    max_torque: float = PENDULUM_MAX_TORQUE,
+) -> Tensor:
     """Gymnasium Pendulum-v1 physics in torch: ``z (B, 2)``, ``u (B, 1)`` -> ``(B, 2)``.
 
     State ``(θ, θ̇)`` in rad and rad/s, θ = 0 upright, θ not wrapped (plan with
     ``QuadraticCost(angle_dims=(0,))`` to wrap the angle in the cost). Torque clipped to ±2 and
     θ̇ to ±8 as the env does, semi-implicit Euler with dt = 0.05 s. Works with ``torch.func``.
+    The keywords are Pendulum-v0's physics kwargs (``PixelPendulumEnv.physics``); their
+    defaults are Pendulum-v1's.
     """
     th, thdot = z[..., 0], z[..., 1]
-    torque = u[..., 0].clamp(-PENDULUM_MAX_TORQUE, PENDULUM_MAX_TORQUE)
-    accel = (
-        3 * PENDULUM_GRAVITY / (2 * PENDULUM_LENGTH) * torch.sin(th)
-        + 3.0 / (PENDULUM_MASS * PENDULUM_LENGTH**2) * torque
-    )
-    new_thdot = (thdot + accel * PENDULUM_DT).clamp(-PENDULUM_MAX_SPEED, PENDULUM_MAX_SPEED)
-    return torch.stack([th + new_thdot * PENDULUM_DT, new_thdot], dim=-1)
+    torque = u[..., 0].clamp(-max_torque, max_torque)
+    accel = 3 * gravity / (2 * length) * torch.sin(th) + 3.0 / (mass * length**2) * torque
+    new_thdot = (thdot + accel * dt).clamp(-max_speed, max_speed)
+    return torch.stack([th + new_thdot * dt, new_thdot], dim=-1)

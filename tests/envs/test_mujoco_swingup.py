@@ -18,11 +18,11 @@ from latentrl.envs import (
     require_control_env,
     wrap_angle,
 )
+from latentrl.envs.mujoco_frames import luminance
 from latentrl.envs.mujoco_swingup import (
     CartpoleSwingupEnv,
     CartpoleSwingupGap2Env,
     PendulumSwingupEnv,
-    luminance,
 )
 
 PENDULUM_ID = "latentrl/PendulumSwingup-v0"
