@@ -59,6 +59,27 @@ def curvature_penalty(
     return 0.25 * second.square().sum(-1) / radius**4
 
 
+def linearization_error(
+    model: E2C, z: Tensor, u: Tensor, radius: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """PCC's curvature loss L_cur in its own form (Levine et al. 2020; PC3, Shu et al. 2020,
+    uses the same loss): the error of the first-order Taylor expansion of the mean transition,
+
+        |f(z + d, u + e) - f(z, u) - J_z(z, u) d - J_u(z, u) e|^2,  (d, e) ~ N(0, radius^2 I),
+
+    ``z (B, n)``, ``u (B, m)`` -> ``(B,)``. The Jacobian-vector product is exact (forward-mode
+    differentiation of ``model.step``) and differentiable in the model's parameters. Unlike
+    :func:`curvature_penalty` it is not divided by radius^4: about radius^4 / 4 times the
+    squared second derivative for small radii, the scale the papers' weights were chosen for.
+    """
+    if radius <= 0:
+        raise ValueError(f"the curvature radius must be > 0, got {radius}")
+    d = radius * torch.randn(z.shape, dtype=z.dtype, device=z.device, generator=generator)
+    e = radius * torch.randn(u.shape, dtype=u.dtype, device=u.device, generator=generator)
+    f, slope = torch.func.jvp(model.step, (z, u), (d, e))
+    return (model.step(z + d, u + e) - f - slope).square().sum(-1)
+
+
 def term(fp: ForwardPass, config: CurvatureConfig) -> TermResult:
     """``(B,)`` the curvature penalty at (z_t, u_t) and ``loss/curvature``."""
     penalty = curvature_penalty(fp.model, fp.z_t, fp.u_t, config.radius)

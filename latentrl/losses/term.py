@@ -20,10 +20,16 @@ TermResult = tuple[Tensor, dict[str, Tensor]]
 
 def check_weight(term: str, weight: float) -> None:
     """UserError unless ``loss.<term>.weight`` is a finite number >= 0."""
-    if isinstance(weight, bool) or not isinstance(weight, int | float):
-        raise UserError(f"loss.{term}.weight must be a number >= 0, got {weight!r}")
-    if not 0 <= weight < math.inf:
-        raise UserError(f"loss.{term}.weight must be finite and >= 0, got {weight}")
+    check_non_negative(f"loss.{term}.weight", weight)
+
+
+def check_non_negative(key: str, value: float) -> None:
+    """UserError unless the setting ``key`` (e.g. ``loss.pcc.lambda_p``) is a finite number
+    >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserError(f"{key} must be a number >= 0, got {value!r}")
+    if not 0 <= value < math.inf:
+        raise UserError(f"{key} must be finite and >= 0, got {value}")
 
 
 def term_result(name: str, values: Tensor) -> TermResult:
