@@ -13,6 +13,7 @@ from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 from latentrl.errors import UserError
 from latentrl.kinds import build_model, model_kind
 from latentrl.losses import LossConfig, PCCLossConfig, linearization_error, pcc_objective
+from latentrl.losses.curvature import jacobian_vector_product
 from latentrl.models import ModelConfig
 from latentrl.models.pcc import PCC
 
@@ -183,3 +184,22 @@ def test_the_taylor_error_is_half_the_second_derivative_squared(radius: float) -
     torch.testing.assert_close(error, second.square().sum(-1))  # exact: f is quadratic
     with pytest.raises(ValueError, match="radius must be > 0"):
         linearization_error(quadratic, z, u, -1.0)  # type: ignore[arg-type]
+
+
+def test_the_jacobian_vector_product_is_the_models_exact_linearisation() -> None:
+    model = tiny_pcc()
+    z, u = torch.randn(6, 2, dtype=F64, requires_grad=True), torch.randn(6, 1, dtype=F64)
+    d, e = torch.randn(6, 2, dtype=F64), torch.randn(6, 1, dtype=F64)
+    f, slope = jacobian_vector_product(model, z, u, d, e)
+    A, B, _ = model.linearize(z, u)
+    torch.testing.assert_close(f, model.step(z, u))
+    torch.testing.assert_close(slope, torch.einsum("bij,bj->bi", A, d) + (B @ e[..., None])[..., 0])
+    assert slope.requires_grad  # training differentiates through it, into z and the weights
+    (z_grad,) = torch.autograd.grad(slope.square().sum(), z)
+    assert z_grad.abs().sum() > 0
+    # validation runs without gradients: the same value
+    generator = torch.Generator().manual_seed(2)
+    with_grad = linearization_error(model, z, u, 0.3, generator)
+    with torch.no_grad():
+        without = linearization_error(model, z, u, 0.3, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(without, with_grad.detach())
