@@ -252,8 +252,11 @@ class LatentMPCAgent:
         first ``b`` rows of that call): uint8 ``(b, scale H, ...)``, panels left to right:
         the observation's last frame, the decoded current latent, the decoded plan at
         :func:`plan_steps` steps ahead (last frame of each decoded stack), and with a roadmap
-        the decoded subgoal the plan aimed at."""
+        the decoded subgoal the plan aimed at. A model without a decoder (``pc3``) draws
+        nothing, so its frames show the observation only."""
         rows = list(range(len(obs)))
+        if not self.model.has_decoder:
+            return np.stack([image_grid([row], scale=scale) for row in obs[:, -1:]])
         ahead = self.decoded_plan(rows, plan_steps(self.planner.horizon))[:, :, -1]  # (b, S, H, W)
         parts = [obs[:, -1:], self.decoded_latent(rows)[:, -1:], ahead]
         if self.subgoal_latent is not None:

@@ -69,6 +69,7 @@ from latentrl.episodes import (
     run_episodes,
 )
 from latentrl.errors import UserError
+from latentrl.kinds import model_kind
 from latentrl.locks import one_writer
 from latentrl.logging import Logger, resolve_wandb_mode
 from latentrl.plots import state_plot
@@ -224,11 +225,19 @@ def results_header(
         start_states=tuple(tuple(s) for s in starts.tolist()),
         eval=_as_json(to_dict(config.eval)),
         plan=_as_json(to_dict(config.plan)),
-        gif_panels=(
-            "observation",
-            "decoded latent",
-            *(f"plan step {s}" for s in plan_steps(config.plan.horizon)),
-        ),
+        gif_panels=gif_panels(config),
+    )
+
+
+def gif_panels(config: ExperimentConfig) -> tuple[str, ...]:
+    """Names of the panels of the latent agent's GIF frames, left to right: the observation
+    only for a model kind without a decoder."""
+    if not model_kind(config.model.kind).model_class.has_decoder:
+        return ("observation",)
+    return (
+        "observation",
+        "decoded latent",
+        *(f"plan step {s}" for s in plan_steps(config.plan.horizon)),
     )
 
 

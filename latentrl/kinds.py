@@ -7,6 +7,11 @@ A kind is one entry of :data:`MODEL_KINDS`, named by ``model.kind``:
 - ``filter``: E2C's parts with a learned process noise; the belief at time t is filtered over
   every observation and action so far, trained with a sequence ELBO over windows of
   ``loss.filter.window`` transitions.
+- ``pcc``: Prediction, Consistency, Curvature (Levine et al., 2020): E2C's parts, a learned
+  transition noise and a backward encoder Q(z_t | z_{t+1}, x_t, u_t); reads ``loss.pcc``.
+- ``pc3``: Predictive Coding for Locally-Linear Control (Shu et al., 2020): a deterministic
+  encoder and a stochastic latent dynamics, no decoder; InfoNCE with the dynamics' density as
+  critic, consistency and curvature; reads ``loss.pc3``.
 
 Everything downstream speaks the model's protocol and does not ask the kind: the planner
 (``step``, ``linearize``), the agents (``initial_belief``, ``update_belief``), evaluation and
@@ -25,10 +30,19 @@ from typing import Any
 from torch import Tensor
 
 from latentrl.errors import UserError
-from latentrl.losses import Continuation, LossConfig, filter_objective, objective
+from latentrl.losses import (
+    Continuation,
+    LossConfig,
+    filter_objective,
+    objective,
+    pc3_objective,
+    pcc_objective,
+)
 from latentrl.losses.objective import TERMS
 from latentrl.models import E2C, JacobianKind, ModelConfig
 from latentrl.models.filtering import FilteringE2C
+from latentrl.models.pc3 import PC3
+from latentrl.models.pcc import PCC
 
 Objective = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 """``objective(model, x_t, u_t, x_next, loss_section, continuation) -> (loss, metrics)``."""
@@ -91,6 +105,24 @@ MODEL_KINDS: dict[str, ModelKind] = {
             "filter",
             lambda loss: loss.filter.window,
             whole_windows=True,
+        ),
+        ModelKind(
+            "pcc",
+            "PCC: E2C's parts plus a backward encoder; prediction, consistency, curvature",
+            PCC,
+            pcc_objective,
+            "pcc",
+            lambda loss: 1,
+            whole_windows=False,
+        ),
+        ModelKind(
+            "pc3",
+            "PC3: deterministic encoder, no decoder; predictive coding, consistency, curvature",
+            PC3,
+            pc3_objective,
+            "pc3",
+            lambda loss: 1,
+            whole_windows=False,
         ),
     )
 }

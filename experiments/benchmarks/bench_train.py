@@ -8,15 +8,22 @@ Times, in one run on the same batches:
   passes per image, sigmoid + binary cross-entropy on probabilities, and the transition KL
   through full covariance matrices with ``inverse`` and ``logdet``.
 
+With ``--kinds``, it times instead one training step of each named model kind
+(:mod:`latentrl.kinds`) side by side, each with its default loss settings, on the same
+transitions: chains of the filter kind's window (``loss.filter.window``), which a kind
+trained on whole windows reads as ``batch_size // window`` windows and every other kind as
+``batch_size`` single transitions.
+
 Usage::
 
     python experiments/benchmarks/bench_train.py [--steps 30] [--batch-size 128]
-        [--device auto] [--compile]
+        [--device auto] [--compile] [--kinds e2c filter pcc pc3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 from collections.abc import Callable
@@ -28,8 +35,9 @@ from torch import Tensor
 
 from latentrl.devices import resolve_device
 from latentrl.envs.pendulum import PixelPendulumEnv
-from latentrl.losses import objective
-from latentrl.models import E2C
+from latentrl.kinds import MODEL_KINDS, ModelKind, build_model
+from latentrl.losses import Continuation, LossConfig, objective
+from latentrl.models import E2C, ModelConfig
 from latentrl.pipeline import experiment_config
 
 
@@ -82,6 +90,94 @@ def pendulum_batches(count: int, batch_size: int, seed: int = 0) -> list[tuple[T
     return batches
 
 
+def pendulum_chains(
+    count: int, rows: int, window: int, seed: int = 0
+) -> list[tuple[Tensor, Tensor]]:
+    """``count`` batches of ``rows`` chains of ``window`` transitions from uniform states and
+    random torques: observations uint8 ``(rows, window + 1, k, H, W)``, actions
+    ``(rows, window, 1)``."""
+    env, rng = PixelPendulumEnv(), np.random.default_rng(seed)
+    batches = []
+    for _ in range(count):
+        states = env.sample_states(rows, rng)
+        frames, actions = [env.observe(states)], []
+        for _ in range(window):
+            u = rng.uniform(-2, 2, size=(rows, 1)).astype(np.float32)
+            states = env.next_states(states, u)
+            frames.append(env.observe(states))
+            actions.append(u)
+        batches.append(
+            (torch.from_numpy(np.stack(frames, 1)), torch.from_numpy(np.stack(actions, 1)))
+        )
+    return batches
+
+
+def kind_batch(
+    kind: ModelKind, frames: Tensor, actions: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Continuation | None]:
+    """``(x_t, u_t, x_next, continuation)`` of chains ``frames (R, K + 1, ...)``, ``actions
+    (R, K, m)`` as ``kind`` trains on them: R windows of K, or R K single transitions."""
+    if kind.whole_windows:
+        valid = torch.ones(len(frames), dtype=torch.bool, device=frames.device)
+        continuation = Continuation(actions[:, 1:], frames[:, 2:], valid)
+        return frames[:, 0], actions[:, 0], frames[:, 1], continuation
+    return frames[:, :-1].flatten(0, 1), actions.flatten(0, 1), frames[:, 1:].flatten(0, 1), None
+
+
+def kind_step(
+    kind: ModelKind,
+    model: E2C,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[..., tuple[Tensor, dict[str, Tensor]]],
+    loss: LossConfig,
+) -> Callable[[Tensor, Tensor], None]:
+    """One training step of ``kind`` on chains ``(frames, actions)``."""
+
+    def step(frames: Tensor, actions: Tensor) -> None:
+        x_t, u_t, x_next, continuation = kind_batch(kind, frames, actions)
+        value, _ = loss_fn(model, x_t, u_t, x_next, loss, continuation)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1_000.0)
+        optimizer.step()
+
+    return step
+
+
+def time_kinds(
+    names: list[str],
+    config: ModelConfig,
+    steps: int,
+    batch_size: int,
+    device: torch.device,
+    compile_loss: bool,
+) -> None:
+    """Print ms per training step of each kind in ``names`` on the same transitions."""
+    loss = LossConfig()
+    window = MODEL_KINDS["filter"].window(loss)
+    rows = max(1, batch_size // window)
+    chains = [
+        tuple(t.to(device) for t in batch) for batch in pendulum_chains(steps + 2, rows, window)
+    ]
+    print(f"{rows} chains of {window} transitions per step ({rows * window} transitions)")
+    baseline = None
+    for name in names:
+        kind = MODEL_KINDS[name]
+        torch.manual_seed(0)
+        model = build_model(dataclasses.replace(config, kind=name)).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+        loss_fn = torch.compile(kind.compute) if compile_loss else kind.compute
+
+        step = kind_step(kind, model, optimizer, loss_fn, loss)
+        seconds = time_steps(step, chains, device)
+        baseline = baseline or seconds
+        print(
+            f"{name:>7}: {seconds * 1e3:8.2f} ms/step  {rows * window / seconds:8,.0f} "
+            f"transitions/s  {seconds / baseline:5.2f}x the first  "
+            f"{model.num_parameters():,} parameters"
+        )
+
+
 def time_steps(
     step: Callable[..., None], batches: list[tuple[Tensor, ...]], device: torch.device
 ) -> float:
@@ -105,10 +201,23 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile latentrl's loss")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=sorted(MODEL_KINDS),
+        help="time one training step of each of these model kinds instead",
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
     config = experiment_config("pendulum", "full").model
+    if args.kinds:
+        print(
+            f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {device}; "
+            f"torch {torch.__version__}; pendulum full model, batch {args.batch_size}"
+        )
+        time_kinds(args.kinds, config, args.steps, args.batch_size, device, args.compile)
+        return
     batches = [
         tuple(t.to(device) for t in batch)
         for batch in pendulum_batches(args.steps + 2, args.batch_size)

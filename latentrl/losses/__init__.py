@@ -11,11 +11,18 @@
 - :mod:`~latentrl.losses.objective`: :class:`LossConfig` (the ``loss`` section) and
   :func:`objective`, which composes the terms;
 - the other model kinds' objectives: :mod:`~latentrl.losses.sequence` (the filtering
-  model's sequence ELBO);
+  model's sequence ELBO), :mod:`~latentrl.losses.pcc` (PCC's prediction, consistency and
+  curvature) and :mod:`~latentrl.losses.pc3` (PC3's predictive coding, consistency and
+  curvature), with :mod:`~latentrl.losses.gaussian_density` (log-densities, entropies);
 - :mod:`~latentrl.losses.legacy`: :func:`upgrade_legacy_loss` for older ``config.json``.
 """
 
-from latentrl.losses.curvature import CURVATURE_RADIUS, CurvatureConfig, curvature_penalty
+from latentrl.losses.curvature import (
+    CURVATURE_RADIUS,
+    CurvatureConfig,
+    curvature_penalty,
+    linearization_error,
+)
 from latentrl.losses.forward import Continuation, ForwardPass, diagnostics, forward_pass
 from latentrl.losses.gaussian_kl import (
     kl_diag_gaussian_std_normal,
@@ -33,6 +40,8 @@ from latentrl.losses.multi_step_prediction import (
     random_step_prediction_nll,
 )
 from latentrl.losses.objective import TERMS, LossConfig, TermSpec, active_terms, objective
+from latentrl.losses.pc3 import PC3LossConfig, info_nce, pc3_objective
+from latentrl.losses.pcc import PCCLossConfig, pcc_objective
 from latentrl.losses.prediction import PredictionConfig
 from latentrl.losses.reconstruction import ReconstructionConfig
 from latentrl.losses.rollout import roll_mean, scale_gradient, with_rollout
@@ -50,6 +59,8 @@ __all__ = [
     "LossConfig",
     "MultiStepConfig",
     "MultiStepPredictionConfig",
+    "PC3LossConfig",
+    "PCCLossConfig",
     "PredictionConfig",
     "ReconstructionConfig",
     "TermSpec",
@@ -60,14 +71,18 @@ __all__ = [
     "filter_objective",
     "forward_pass",
     "gaussian_nll",
+    "info_nce",
     "kl_diag_gaussian_std_normal",
     "kl_diag_gaussians",
     "kl_linear_transition",
     "legacy_key_hint",
+    "linearization_error",
     "log_abs_det_rank_one",
     "multi_step_error",
     "objective",
     "observation_nll",
+    "pc3_objective",
+    "pcc_objective",
     "random_step_prediction_nll",
     "roll_mean",
     "scale_gradient",

@@ -56,6 +56,55 @@ def curvature_penalty(
     return 0.25 * second.square().sum(-1) / radius**4
 
 
+def linearization_error(
+    model: E2C, z: Tensor, u: Tensor, radius: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """PCC's curvature loss L_cur in its own form (Levine et al. 2020; PC3, Shu et al. 2020,
+    uses the same loss): the error of the first-order Taylor expansion of the mean transition,
+
+        |f(z + d, u + e) - f(z, u) - J_z(z, u) d - J_u(z, u) e|^2,  (d, e) ~ N(0, radius^2 I),
+
+    ``z (B, n)``, ``u (B, m)`` -> ``(B,)``. The Jacobian-vector product is exact
+    (:func:`jacobian_vector_product`) and differentiable in the model's parameters and in z.
+    Unlike :func:`curvature_penalty` it is not divided by radius^4: about radius^4 / 4 times
+    the squared second derivative for small radii, the scale the papers' weights were chosen
+    for.
+    """
+    if radius <= 0:
+        raise ValueError(f"the curvature radius must be > 0, got {radius}")
+    d = radius * torch.randn(z.shape, dtype=z.dtype, device=z.device, generator=generator)
+    e = radius * torch.randn(u.shape, dtype=u.dtype, device=u.device, generator=generator)
+    f, slope = jacobian_vector_product(model, z, u, d, e)
+    return (model.step(z + d, u + e) - f - slope).square().sum(-1)
+
+
+@torch.compiler.disable
+def jacobian_vector_product(
+    model: E2C, z: Tensor, u: Tensor, d: Tensor, e: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(f(z, u), J_z d + J_u e)`` of the mean transition, both ``(B, n)``, for ``z, d (B, n)``
+    and ``u, e (B, m)``; differentiable in the parameters and in z, also under ``no_grad``.
+
+    Two reverse passes: with g(w) = (J_z^T w, J_u^T w), linear in w, J_z d + J_u e is the
+    gradient of <g(w), (d, e)> with respect to w. Training then differentiates through that
+    gradient, which ``torch.compile`` cannot (nor forward-mode differentiation inside it), so
+    a compiled objective runs this function eagerly."""
+    with torch.enable_grad():
+        z_in = z if z.requires_grad else z.detach().requires_grad_(True)
+        u_in = u.detach().requires_grad_(True)
+        f = model.step(z_in, u_in)
+        w = torch.zeros_like(f, requires_grad=True)
+        grad_z, grad_u = torch.autograd.grad(
+            f, (z_in, u_in), grad_outputs=w, create_graph=True, allow_unused=True
+        )
+        inner = (
+            sum((g * v).sum() for g, v in ((grad_z, d), (grad_u, e)) if g is not None)
+            + 0.0 * w.sum()
+        )
+        (slope,) = torch.autograd.grad(inner, w, create_graph=True)
+    return f, slope
+
+
 def term(fp: ForwardPass, config: CurvatureConfig) -> TermResult:
     """``(B,)`` the curvature penalty at (z_t, u_t) and ``loss/curvature``."""
     penalty = curvature_penalty(fp.model, fp.z_t, fp.u_t, config.radius)

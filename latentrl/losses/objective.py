@@ -40,6 +40,8 @@ from latentrl.losses.kl_prior import KLPriorConfig
 from latentrl.losses.kl_transition import KLTransitionConfig
 from latentrl.losses.multi_step import MultiStepConfig
 from latentrl.losses.multi_step_prediction import MultiStepPredictionConfig
+from latentrl.losses.pc3 import PC3LossConfig
+from latentrl.losses.pcc import PCCLossConfig
 from latentrl.losses.prediction import PredictionConfig
 from latentrl.losses.reconstruction import ReconstructionConfig
 from latentrl.losses.rollout import with_rollout
@@ -64,6 +66,8 @@ class LossConfig:
     )
     curvature: CurvatureConfig = field(default_factory=CurvatureConfig)
     filter: FilterLossConfig = field(default_factory=FilterLossConfig)
+    pcc: PCCLossConfig = field(default_factory=PCCLossConfig)
+    pc3: PC3LossConfig = field(default_factory=PC3LossConfig)
 
 
 class TermSpec(NamedTuple):

@@ -242,6 +242,8 @@ class PlanarPositionModel(nn.Module):
     read off the agent's intensity centroid, ``f(z, u) = z + u / 10``. Speaks the E2C
     vocabulary the agent uses."""
 
+    has_decoder = True
+
     def __init__(self) -> None:
         super().__init__()
         self.anchor = nn.Parameter(torch.zeros((), dtype=torch.float64))  # device and dtype
