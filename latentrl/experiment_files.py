@@ -21,6 +21,7 @@ from typing import Any
 import latentrl
 from latentrl.config import ENV_FACTS, schema_defaults
 from latentrl.errors import UserError
+from latentrl.recipe import default_recipe, task_shape
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,7 +32,7 @@ EXPERIMENTS_DIR = Path(latentrl.__file__).resolve().parents[1] / "experiments"
 """Where the built-in experiment files live: ``experiments/`` of the checkout."""
 NO_PRESET = "default"
 """The preset name of a config that no preset chose (a file without presets, ``--env``)."""
-_TOP_LEVEL = ("default_preset", "presets")
+_TOP_LEVEL = ("default_preset", "default_recipe", "presets")
 
 
 def builtin_experiments(directory: Path = EXPERIMENTS_DIR) -> dict[str, Path]:
@@ -85,7 +86,9 @@ def default_preset(document: Mapping[str, Any]) -> str:
 
 def read_experiment(path: Path, preset: str | None = None) -> dict[str, Any]:
     """The config dict of ``preset`` (default: the file's default) in the experiment file at
-    ``path``: the schema's defaults, then the file's shared tables, then the preset's; ``name``
+    ``path``: the schema's defaults, then (with ``default_recipe = true``) the settings the
+    default recipe derives from the env (:mod:`latentrl.recipe`), then the file's shared
+    tables, then the preset's; ``name``
     is the file's stem. The env facts are left out (:data:`latentrl.config.ENV_FACTS`).
 
     Raises one UserError naming the file, the field (dotted path) and what is allowed for an
@@ -112,7 +115,16 @@ def read_experiment(path: Path, preset: str | None = None) -> dict[str, Any]:
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     config: dict[str, Any] = {"name": path.stem, "preset": chosen, **schema_defaults()}
-    for tables in (shared, overrides):
+    layers = [shared, overrides]
+    use_recipe = document.get("default_recipe", False)
+    if not isinstance(use_recipe, bool):
+        raise UserError(f"{path}: default_recipe must be true or false, got {use_recipe!r}")
+    if use_recipe:  # the env's recipe under the file's tables
+        data = dict(config["data"])
+        for tables in layers:
+            data.update(tables.get("data", {}))
+        layers.insert(0, default_recipe(task_shape(data["env_id"], data["env_kwargs"])))
+    for tables in layers:
         for section, values in tables.items():
             merge_tables(config[section], values)
     return config

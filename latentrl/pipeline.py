@@ -37,7 +37,7 @@ from latentrl.evaluate import EvalResult, evaluate_run
 from latentrl.experiment_files import NO_PRESET, experiment_path, read_experiment
 from latentrl.field_rules import check_value
 from latentrl.kinds import loss_read_by
-from latentrl.recipe import TaskShape, default_recipe
+from latentrl.recipe import default_recipe, task_shape
 from latentrl.run_directory import new_run_dir
 from latentrl.train import TrainResult, train
 
@@ -143,26 +143,6 @@ def defaults_config(env_id: str, env_kwargs: Mapping[str, Any] | None = None) ->
     for section, values in default_recipe(task_shape(env_id, env_kwargs or {})).items():
         config[section].update(values)
     return config
-
-
-@functools.lru_cache(maxsize=16)
-def _task_shape(env_id: str, env_kwargs_json: str) -> TaskShape:
-    from latentrl.envs import make_env, require_control_env
-
-    env = make_env(env_id, **json.loads(env_kwargs_json))
-    try:
-        task = require_control_env(env)
-        return TaskShape(int(task.state_space.shape[0]), tuple(task.angle_dims))
-    finally:
-        env.close()
-
-
-def task_shape(env_id: str, env_kwargs: Mapping[str, Any]) -> TaskShape:
-    """What the default recipe reads of the env ``env_id`` made with ``env_kwargs``."""
-    try:
-        return _task_shape(env_id, json.dumps(dict(env_kwargs), sort_keys=True))
-    except TypeError as exc:
-        raise UserError(f"{env_id} is not a latentrl control env: {exc}") from None
 
 
 def config_file_dict(path: Path, preset: str | None = None) -> dict[str, Any]:

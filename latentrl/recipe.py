@@ -16,8 +16,13 @@ Nothing else is tuned per task: the same recipe is what every task is also repor
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from latentrl.errors import UserError
 
 CHAIN_LENGTH = 16
 """Transitions per chain of the default dataset."""
@@ -55,3 +60,23 @@ def default_recipe(shape: TaskShape) -> dict[str, dict[str, Any]]:
         },
         "model": {"latent_dim": latent_size(shape)},
     }
+
+
+@functools.lru_cache(maxsize=16)
+def _task_shape(env_id: str, env_kwargs_json: str) -> TaskShape:
+    from latentrl.envs import make_env, require_control_env
+
+    env = make_env(env_id, **json.loads(env_kwargs_json))
+    try:
+        task = require_control_env(env)
+        return TaskShape(int(task.state_space.shape[0]), tuple(task.angle_dims))
+    finally:
+        env.close()
+
+
+def task_shape(env_id: str, env_kwargs: Mapping[str, Any]) -> TaskShape:
+    """What the default recipe reads of the env ``env_id`` made with ``env_kwargs``."""
+    try:
+        return _task_shape(env_id, json.dumps(dict(env_kwargs), sort_keys=True))
+    except TypeError as exc:
+        raise UserError(f"{env_id} is not a latentrl control env: {exc}") from None

@@ -54,7 +54,8 @@ def test_every_built_in_preset_resolves_with_the_envs_facts(name: str, preset: s
     assert (config.name, config.preset, config.data.env_id) == (name, preset, env_id)
     assert (list(config.model.obs_shape), config.model.action_dim) == (obs_shape, action_dim)
     assert config.train.seed == 5 and bool(config.data.env_kwargs) == name.startswith("pc3_")
-    assert config.data.transitions == {"debug": 2_000, "full": 20_000}[preset]
+    full = 40_000 if name == "pc3_cartpole" else 20_000  # the recipe: 10,000 per state dim
+    assert config.data.transitions == {"debug": 2_000, "full": full}[preset]
     assert experiment_config(name, seed=5) == experiment_config(name, "full", seed=5)
 
 

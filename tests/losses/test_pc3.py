@@ -140,10 +140,10 @@ def test_the_kind_reads_loss_pc3_and_has_no_decoder() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("lambda_cpc", -1.0, r"loss\.pc3\.lambda_cpc must be finite and >= 0"),
-        ("center_weight", True, r"loss\.pc3\.center_weight must be a number"),
-        ("latent_noise", -0.1, r"loss\.pc3\.latent_noise must be finite and >= 0"),
-        ("curvature_radius", math.inf, r"loss\.pc3\.curvature_radius must be finite and > 0"),
+        ("lambda_cpc", -1.0, r"loss\.pc3\.lambda_cpc must be a finite number >= 0"),
+        ("center_weight", True, r"loss\.pc3\.center_weight must be a finite number"),
+        ("latent_noise", -0.1, r"loss\.pc3\.latent_noise must be a finite number >= 0"),
+        ("curvature_radius", math.inf, r"loss\.pc3\.curvature_radius must be a finite number > 0"),
     ],
 )
 def test_bad_settings_are_user_errors(field: str, value: object, message: str) -> None:

@@ -133,10 +133,10 @@ def test_the_kind_reads_loss_pcc_and_trains_on_single_transitions(
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("lambda_p", -1.0, r"loss\.pcc\.lambda_p must be finite and >= 0"),
-        ("lambda_cur", float("inf"), r"loss\.pcc\.lambda_cur must be finite"),
-        ("vae_weight", "0.1", r"loss\.pcc\.vae_weight must be a number"),
-        ("curvature_radius", 0.0, r"loss\.pcc\.curvature_radius must be finite and > 0"),
+        ("lambda_p", -1.0, r"loss\.pcc\.lambda_p must be a finite number >= 0"),
+        ("lambda_cur", float("inf"), r"loss\.pcc\.lambda_cur must be a finite number"),
+        ("vae_weight", "0.1", r"loss\.pcc\.vae_weight must be a finite number"),
+        ("curvature_radius", 0.0, r"loss\.pcc\.curvature_radius must be a finite number > 0"),
     ],
 )
 def test_bad_settings_are_user_errors(field: str, value: object, message: str) -> None:
