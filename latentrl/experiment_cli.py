@@ -111,7 +111,21 @@ def add_run_parser(commands: Any) -> None:
     run.add_argument(
         "experiment",
         metavar="NAME_OR_FILE",
-        help="a built-in experiment (`latentrl experiments` lists them) or a .toml file",
+        nargs="?",
+        help="a built-in experiment (`latentrl experiments` lists them) or a .toml file "
+        "(default: none; give this or --env)",
+    )
+    run.add_argument(
+        "--env",
+        metavar="ID",
+        help="instead of an experiment: an env id run with the default recipe, the settings "
+        "derived from the env (docs/models.md)",
+    )
+    run.add_argument(
+        "--env-kwargs",
+        type=json_object,
+        metavar="JSON",
+        help="with --env: a JSON object of gymnasium.make keyword arguments (default: {})",
     )
     run.add_argument(
         "--seeds",
@@ -145,12 +159,24 @@ def add_experiments_parser(commands: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from latentrl.compare import compare_runs, output_paths
     from latentrl.experiment_files import default_preset, experiment_path, read_toml
-    from latentrl.pipeline import run_experiment
+    from latentrl.pipeline import EnvRecipe, run_experiment
 
-    path = experiment_path(args.experiment)
     runs_root, data_root = args.runs_root or RUNS_ROOT, args.data_root or DATA_ROOT
-    preset = args.preset or default_preset(read_toml(path))
-    out = args.out or runs_root / f"{path.stem}__{preset}__compare.png"
+    experiment: Path | EnvRecipe
+    if (args.experiment is None) == (args.env is None):
+        raise UserError("say what to run: an experiment NAME_OR_FILE or --env ID, not both")
+    if args.env_kwargs is not None and args.env is None:
+        raise UserError("--env-kwargs goes with --env; elsewhere use --set data.env_kwargs=...")
+    if args.env is not None:
+        if args.preset is not None:
+            raise UserError("--preset applies to experiment files, not to --env")
+        experiment = EnvRecipe(args.env, args.env_kwargs or {})
+        stem = f"{args.env.rsplit(':', 1)[-1].replace('/', '_')}__recipe"
+    else:
+        experiment = experiment_path(args.experiment)
+        preset = args.preset or default_preset(read_toml(experiment))
+        stem = f"{experiment.stem}__{preset}"
+    out = args.out or runs_root / f"{stem}__compare.png"
     if len(set(args.seeds)) != len(args.seeds):
         raise UserError(f"--seeds names a seed twice: {args.seeds}")
     check_writable(runs_root, "--runs-root")
@@ -159,7 +185,7 @@ def run_command(args: argparse.Namespace) -> int:
         check_writable(output_paths(out, runs_root)[0], "--out")
     try:
         results = run_experiment(
-            path,
+            experiment,
             args.preset,
             args.seeds,
             args.set,

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -243,15 +243,31 @@ def dataset_fields(
     return fields
 
 
+@dataclass(frozen=True)
+class EnvRecipe:
+    """An env run with its default recipe (``latentrl run --env ID``), where an experiment
+    file would otherwise be named."""
+
+    env_id: str
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
 def experiment_config(
-    experiment: str | Path,
+    experiment: str | Path | EnvRecipe,
     preset_name: str | None = None,
     seed: int = 0,
     overrides: Sequence[str] = (),
     dataset: Path | None = None,
 ) -> ExperimentConfig:
-    """The resolved config of an experiment (built-in name or path to a ``.toml`` file), one
-    of its presets (None: the file's default), the training seed and ``--set`` overrides."""
+    """The resolved config of an experiment (built-in name or path to a ``.toml`` file, or an
+    env with its default recipe), one of its presets (None: the file's default), the training
+    seed and ``--set`` overrides."""
+    if isinstance(experiment, EnvRecipe):
+        if preset_name is not None:
+            raise UserError("--preset applies to experiment files, not to --env")
+        config = defaults_config(experiment.env_id, experiment.env_kwargs)
+        source = f"--env {experiment.env_id}"
+        return resolve(config, overrides, source=source, seed=seed, dataset=dataset)
     path = experiment_path(experiment)
     config = read_experiment(path, preset_name)
     return resolve(config, overrides, source=str(path), seed=seed, dataset=dataset)
@@ -266,7 +282,7 @@ class ExperimentResult:
 
 
 def run_experiment(
-    experiment: str | Path,
+    experiment: str | Path | EnvRecipe,
     preset_name: str | None = None,
     seeds: Sequence[int] = (0,),
     overrides: Sequence[str] = (),

@@ -115,3 +115,26 @@ def test_train_env_collects_with_the_default_recipe_and_records_the_env_facts(
     assert metadata["env_kwargs"] == ENV_KWARGS
     assert (metadata["transitions"], metadata["chain_length"]) == (120, 8)
     assert json.loads((run / "run.json").read_text())["dataset"] == str(dataset)
+
+
+def test_run_env_runs_the_default_recipe_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    command = ["run", "--env", ENV_ID, "--env-kwargs", json.dumps(ENV_KWARGS)]
+    command += ["--runs-root", str(runs), "--data-root", str(data), "--wandb", "disabled"]
+    sets = _sets([*TINY, "data.transitions=400"])
+    assert main([*command, *sets]) == 0
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["chain_length"] == 16  # the recipe's chains
+    assert config["model"]["latent_dim"] == 2  # the point mass's (x, y)
+    assert config["data"]["env_kwargs"] == ENV_KWARGS
+    assert (runs / "PointMass-v0__recipe__compare.png").is_file()
+    capsys.readouterr()
+    assert main(["run", "pendulum", "--env", ENV_ID]) == 2
+    assert main(["run"]) == 2
+    assert main(["run", "--env", ENV_ID, "--preset", "debug"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors[0].endswith("an experiment NAME_OR_FILE or --env ID, not both")
+    assert len(errors) == 3 and "--preset applies to experiment files" in errors[2]
