@@ -5,7 +5,8 @@ seeded permutation (the last partial batch is dropped), which keeps shapes stati
 ``torch.compile``. Metrics are summed on the device and read once per epoch, so the GPU is
 never waited on inside an epoch. Every epoch ends with validation on the held-out split and a
 checkpoint; ``resume=True`` continues a killed run from its last checkpoint with the same
-weights, optimizer state, step counter, generators and W&B run.
+weights, optimizer state, step counter, generators and W&B run (a run killed before its
+first checkpoint starts over: the same seeds give the same weights).
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ def train(
     run_dir = Path(run_dir)
     paths = RunDirectory(run_dir)
     if resume:
-        if not has_checkpoint(run_dir):
-            raise UserError(f"nothing to resume in {run_dir}: it has no checkpoint")
+        # A run killed before its first checkpoint holds its config only: it starts over.
+        if not paths.is_run():
+            raise UserError(f"nothing to resume in {run_dir}: it holds no run")
         saved = load_config(paths.config)
         if to_dict(saved.model) != to_dict(config.model) or saved.data != config.data:
             raise UserError(
@@ -119,7 +121,7 @@ def train(
     )
     data_order = torch.Generator().manual_seed(config.train.seed)
     state = TrainerState(epoch=0, step=0)
-    if resume:
+    if resume and has_checkpoint(run_dir):
         state = load_checkpoint(run_dir, model, optimizer, data_order)
 
     mode = resolve_wandb_mode(wandb_mode, os.environ)
