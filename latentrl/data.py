@@ -251,7 +251,7 @@ class DatasetWriter:
             self._write_metadata()
             return
         done, total = len(existing.get("chunks", [])), self.spec.num_chunks()
-        if existing.get("complete"):
+        if existing.get("complete") and not resume:
             raise UserError(
                 f"{directory} already holds a complete dataset of {existing['transitions']} "
                 "transitions; pass --overwrite to replace it or choose another --out"
@@ -270,6 +270,9 @@ class DatasetWriter:
                 f"cannot resume {directory}: it was collected with {previous}, "
                 f"not {self.spec.as_dict()}; repeat the original command with --resume"
             )
+        if existing.get("complete"):  # --resume after the last chunk: nothing left to do
+            self._meta, self._chunks = existing, existing["chunks"]
+            return
         self._chunks.extend(existing["chunks"])
         if done > total:
             raise UserError(f"{directory}: metadata lists {done} chunks, expected {total}")

@@ -6,7 +6,8 @@ its parent is killed: it would live on as an orphan, and keep multiprocessing's 
 tracker alive with it. :func:`die_with_parent`, called first thing in the worker, asks Linux to
 send the worker SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon
 thread polls the parent's pid. Once the workers are gone the resource tracker sees its pipe
-close and exits too.
+close and exits too. Linux sends the signal when the *thread* that started the worker ends:
+the pools here start their workers from the main thread.
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ def test_existing_data_is_kept_unless_overwrite(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"already holds a complete dataset .*--overwrite"):
         collect(POINT_MASS_ID, 100, out, seed=5, progress=False)
     assert _bytes(out) == before
+    collect(POINT_MASS_ID, 100, out, resume=True, progress=False)  # complete: nothing to do
+    assert _bytes(out) == before
     collect(POINT_MASS_ID, 100, out, seed=5, overwrite=True, progress=False)
     assert _bytes(out)[chunk_file_name(0)] != before[chunk_file_name(0)]
     foreign = tmp_path / "foreign"

@@ -12,7 +12,8 @@ episodes): the references. Then each trial starts one of the commands (in turn),
 SIGKILL after a seeded random delay within the reference's duration, and finishes the work
 as a user would: ``collect`` with the same command plus ``--resume``; ``train`` with
 ``latentrl train --run-dir RUN --resume`` (or the first command again when the kill came
-before the run directory held a config); ``evaluate`` with the same command again. A trial
+before the run directory held a config); ``evaluate`` with the same command again (unless
+the kill came after its results.json was written: the evaluation is whole). A trial
 passes when the result is bit-exact against the reference (dataset files byte-identical,
 ``model.safetensors`` identical, ``results.json`` equal but for timings and the run's path)
 and no process of the killed command outlives it (a child, or anything in its process group,
@@ -244,6 +245,8 @@ def trial(kind: str, delay: float, refs: References, work: Path) -> Trial:
     left = left_behind(kind, work) if killed else "finished"
     note = ""
     try:
+        if kind == "evaluate" and left == "complete":
+            resume = []  # killed on its way out: the evaluation is whole, re-running refuses
         if killed:
             if kind == "train" and not (work / "run" / "config.json").exists():
                 resume = [first]  # killed before the run existed: start it again
@@ -269,6 +272,8 @@ def left_behind(kind: str, work: Path) -> str:
             return f"epoch {found[0]}"
         return "config" if (run / "config.json").exists() else "none"
     eval_dir = work / "run" / "eval"
+    if (eval_dir / "results.json").exists():
+        return "complete"
     return "unfinished eval/" if eval_dir.exists() and any(eval_dir.iterdir()) else "none"
 
 
