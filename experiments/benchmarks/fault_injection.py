@@ -293,14 +293,18 @@ def compare(kind: str, refs: References, work: Path) -> str | None:
     return None if comparable_results(found) == comparable_results(wanted) else "results differ"
 
 
-def run_trials(refs: References, count: int, seed: int, root: Path) -> list[Trial]:
+def run_trials(
+    refs: References, count: int, seed: int, root: Path, latest: float = 0.9
+) -> list[Trial]:
+    """``count`` trials, the commands in turn, each killed after a delay drawn uniformly from
+    [0.05, ``latest``] times its reference's duration."""
     rng = np.random.default_rng(seed)
     results: list[Trial] = []
     tally: Counter[str] = Counter()
     bar = tqdm(range(count), desc="kill trials", unit="trial", dynamic_ncols=True)
     for index in bar:
         kind = COMMANDS[index % len(COMMANDS)]
-        delay = float(rng.uniform(0.05, 0.9) * refs.seconds[kind])
+        delay = float(rng.uniform(0.05, latest) * refs.seconds[kind])
         work = root / f"trial-{index:03d}-{kind}"
         work.mkdir(parents=True)
         result = trial(kind, delay, refs, work)
@@ -417,6 +421,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=60, help="kill trials, all commands")
     parser.add_argument("--seed", type=int, default=0, help="seed of the delays and flips")
     parser.add_argument("--flips-per-file", type=int, default=20, help="0 skips corruption")
+    parser.add_argument(
+        "--latest",
+        type=float,
+        default=0.9,
+        help="latest kill, as a share of the reference's duration (a busy machine's reference "
+        "is slow: lower it so that fewer commands finish before their kill)",
+    )
     parser.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="write the trials and counts here")
     args = parser.parse_args()
@@ -426,7 +437,7 @@ def main() -> None:
     print(f"work directory: {root}")
     refs = make_references(root / "reference")
     print("reference seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in refs.seconds.items()))
-    results = run_trials(refs, args.trials, args.seed, root / "trials")
+    results = run_trials(refs, args.trials, args.seed, root / "trials", args.latest)
     print(kill_table(results))
     print(left_table(results))
     for r in results:
