@@ -53,6 +53,28 @@ def save_checkpoint(
     data_order: torch.Generator,
     state: TrainerState,
 ) -> None:
+    """Write the checkpoint of ``state``. A full disk (or another write error) is a UserError
+    of one line; the previous checkpoint, if any, is kept."""
+    try:
+        _write_checkpoint(run_dir, model, optimizer, data_order, state)
+    except (OSError, SafetensorError) as exc:
+        shutil.rmtree(RunDirectory(run_dir).checkpoint_tmp.path, ignore_errors=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        kept = "the previous one is kept" if has_checkpoint(run_dir) else "there is none before it"
+        raise UserError(
+            f"cannot write the checkpoint after epoch {state.epoch} in {run_dir} "
+            f"({reason.splitlines()[0] if reason else type(exc).__name__}); {kept}. Make room, "
+            f"then continue with: latentrl train --run-dir {run_dir} --resume"
+        ) from None
+
+
+def _write_checkpoint(
+    run_dir: Path,
+    model: E2C,
+    optimizer: torch.optim.Optimizer,
+    data_order: torch.Generator,
+    state: TrainerState,
+) -> None:
     paths = RunDirectory(run_dir)
     files = paths.checkpoint_tmp
     final, tmp, old = paths.checkpoint.path, files.path, paths.checkpoint_old.path
@@ -241,7 +263,7 @@ def nonfinite_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"checkpoint file {path} is unreadable ({exc})") from None
 
 

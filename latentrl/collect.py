@@ -14,6 +14,9 @@ Two modes:
   Gymnasium 1.x resets a finished sub-env on the *next* ``step``; that step's transition
   would cross an episode boundary and is dropped.
 
+Worker processes (``spawn``) die with this process, ``kill -9`` included
+(:mod:`latentrl.worker_lifetime`).
+
 Chunk ``i`` is a pure function of ``(spec, i)`` (its generator is seeded with ``[seed, i]``
 and rollout episodes restart at every chunk), which is what makes ``--resume`` give the same
 bytes as an uninterrupted run.
@@ -46,6 +49,7 @@ from latentrl.envs.contract import sample_near_goal_states
 from latentrl.errors import UserError
 from latentrl.field_rules import check_value
 from latentrl.locks import one_writer
+from latentrl.worker_lifetime import ChildOf
 
 MODES = ("uniform", "rollout")
 Arrays = dict[str, np.ndarray]
@@ -160,7 +164,7 @@ def _chunk_source(
         )
     elif spec.mode == "uniform":
         context = multiprocessing.get_context("spawn")  # MuJoCo renderers hang after fork
-        init = functools.partial(_init_worker, spec.env_id, dict(spec.env_kwargs))
+        init = ChildOf(_init_worker, spec.env_id, dict(spec.env_kwargs))
         with ProcessPoolExecutor(workers, mp_context=context, initializer=init) as pool:
             yield lambda index: _submit_chains(
                 pool,
@@ -249,11 +253,12 @@ def _submit_chains(
 
 
 def _make_vector_env(spec: CollectionSpec, workers: int) -> gym.vector.VectorEnv:
-    make_one = functools.partial(make_env, spec.env_id, **spec.env_kwargs)
     if workers == 1:
+        make_one = functools.partial(make_env, spec.env_id, **spec.env_kwargs)
         return gym.vector.SyncVectorEnv([make_one], autoreset_mode=AutoresetMode.NEXT_STEP)
+    make_in_worker = ChildOf(make_env, spec.env_id, **spec.env_kwargs)
     return gym.vector.AsyncVectorEnv(
-        [make_one] * workers, context="spawn", autoreset_mode=AutoresetMode.NEXT_STEP
+        [make_in_worker] * workers, context="spawn", autoreset_mode=AutoresetMode.NEXT_STEP
     )
 
 

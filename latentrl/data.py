@@ -10,7 +10,8 @@ Each chunk holds ``obs`` (N, k, H, W) uint8, ``action`` (N, m) float32, ``next_o
 (N, k, H, W) uint8, ``state`` (N, d) float64 and ``next_state`` (N, d) float64.
 Safetensors is a plain header plus raw bytes: nothing is ever unpickled. Chunk bytes are a
 pure function of their arrays (gzip with a zero timestamp), so the same seed gives the same
-bytes. ``metadata.json`` records a SHA-256 per chunk, checked on load, and ``complete``, which
+bytes. ``metadata.json`` records a SHA-256 per chunk and one of its own bytes
+(:mod:`latentrl.sealed_json`), checked on load, and ``complete``, which
 stays false until the last chunk is written: an interrupted collection is a marked partial
 dataset that ``latentrl collect --resume`` finishes, never a silently short one.
 
@@ -19,6 +20,7 @@ Loading reads everything into torch tensors; images stay uint8 until a batch is 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import itertools
@@ -26,7 +28,7 @@ import json
 import os
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import save as safetensors_save
 
 from latentrl.errors import UserError
+from latentrl.sealed_json import DIGEST_KEY, is_intact, seal
 
 FORMAT = "latentrl-transitions"
 FORMAT_VERSION = 1
@@ -93,6 +96,12 @@ class CollectionSpec:
 
 OPTIONAL_SPEC_KEYS: dict[str, Any] = {"chain_length": 1, "near_goal_share": 0.0}
 """Spec keys written to the metadata only when they differ from these defaults."""
+METADATA_KEYS = frozenset(
+    {f.name for f in fields(CollectionSpec)}
+    | {"format", "format_version", "obs_shape", "action_dim", "state_dim", "state_names"}
+    | {"angle_dims", "versions", "complete", "chunks", DIGEST_KEY}
+)
+"""Every key a metadata file may hold; another one is a flipped byte in a key's name."""
 
 
 def check_near_goal_share(share: float, mode: str) -> None:
@@ -138,12 +147,17 @@ def read_metadata(directory: Path) -> dict[str, Any] | None:
     path = Path(directory) / METADATA_FILE
     if not path.exists():
         return None
+    raw = path.read_bytes()
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is corrupt ({exc}); re-collect the dataset") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{path} is not the metadata of a latentrl transition dataset")
+    unknown = sorted(set(meta) - METADATA_KEYS)
+    if unknown or not is_intact(raw, meta):
+        found = f"unknown keys {', '.join(unknown)}" if unknown else "its checksum does not match"
+        raise UserError(f"{path} is corrupt ({found}); re-collect the dataset")
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserError(
             f"{path} has format version {meta.get('format_version')}; this latentrl reads "
@@ -153,9 +167,16 @@ def read_metadata(directory: Path) -> dict[str, Any] | None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` through a ``.tmp`` file and a rename: a kill or a full disk leaves the
+    old file or the new one, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 class DatasetWriter:
@@ -207,7 +228,9 @@ class DatasetWriter:
         if directory.exists() and not directory.is_dir():
             raise UserError(f"output {directory} exists and is not a directory")
         existing = read_metadata(directory) if directory.exists() else None
-        ours = {METADATA_FILE} | {chunk_file_name(i) for i in range(self.spec.num_chunks())}
+        # metadata.json.tmp: left by a collection killed while it rewrote the metadata.
+        ours = {METADATA_FILE, METADATA_FILE + ".tmp"}
+        ours |= {chunk_file_name(i) for i in range(self.spec.num_chunks())}
         foreign = [
             p.name
             for p in (directory.iterdir() if directory.exists() else ())
@@ -228,7 +251,7 @@ class DatasetWriter:
             self._write_metadata()
             return
         done, total = len(existing.get("chunks", [])), self.spec.num_chunks()
-        if existing.get("complete"):
+        if existing.get("complete") and not resume:
             raise UserError(
                 f"{directory} already holds a complete dataset of {existing['transitions']} "
                 "transitions; pass --overwrite to replace it or choose another --out"
@@ -247,13 +270,26 @@ class DatasetWriter:
                 f"cannot resume {directory}: it was collected with {previous}, "
                 f"not {self.spec.as_dict()}; repeat the original command with --resume"
             )
+        if existing.get("complete"):  # --resume after the last chunk: nothing left to do
+            self._meta, self._chunks = existing, existing["chunks"]
+            return
         self._chunks.extend(existing["chunks"])
         if done > total:
             raise UserError(f"{directory}: metadata lists {done} chunks, expected {total}")
 
     def _write_metadata(self) -> None:
-        text = json.dumps(self._meta, indent=2, sort_keys=True) + "\n"
-        _write_atomically(self.directory / METADATA_FILE, text.encode())
+        self._write(self.directory / METADATA_FILE, seal(self._meta))
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write one file of the dataset; a full disk or another OSError is a UserError."""
+        try:
+            _write_atomically(path, data)
+        except OSError as exc:
+            raise UserError(
+                f"cannot write {path} ({exc.strerror or exc}); the dataset keeps its "
+                f"{self.chunks_done} finished chunks: make room, then repeat the command with "
+                "--resume"
+            ) from None
 
     def write_chunk(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Append the next chunk: its file first, then the metadata that lists it."""
@@ -264,7 +300,7 @@ class DatasetWriter:
             raise ValueError(f"chunk {index} should hold {expected} transitions, got {counts}")
         data = encode_chunk(arrays)
         name = chunk_file_name(index)
-        _write_atomically(self.directory / name, data)
+        self._write(self.directory / name, data)
         digest = hashlib.sha256(data).hexdigest()
         self._chunks.append({"file": name, "count": expected, "sha256": digest})
         self._write_metadata()

@@ -31,6 +31,8 @@ same episodes (env, start states, horizon, goal region) with the settings its nu
 and the evaluation says so. The oracle and random agents do not depend on the model: with
 ``baselines_from`` (``latentrl evaluate --baselines-from OTHER_RUN``; ``latentrl run`` for every
 seed after the first) they are taken, on the same condition, from another run's evaluation.
+``results.json`` is written last: an ``eval/`` without it is what a killed evaluation left, and
+evaluating again replaces it without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -105,9 +107,13 @@ def evaluate_run(
     run = RunDirectory(Path(run_dir))
     config = _eval_config(run, overrides)
     out = run.eval
-    existing = out.holds_evaluation()
+    # results.json is written last: an eval/ without it is what a killed evaluation left.
+    existing = out.has_results()
     if existing and not overwrite:
         raise UserError(f"{out.path} already holds an evaluation; pass --overwrite to replace it")
+    if out.holds_evaluation() and not existing:
+        echo(f"replacing the unfinished evaluation in {out.path} (interrupted)")
+        shutil.rmtree(out.path)
     source = None if baselines_from is None else RunDirectory(Path(baselines_from))
     if source is not None and not source.eval.has_results():
         raise UserError(
@@ -319,7 +325,6 @@ def _write_artifacts(
     run_name: str,
 ) -> None:
     out.path.mkdir(parents=True, exist_ok=True)
-    results.write(out.results)
     arrays = {
         f"{name}/{field}": getattr(r, field)
         for name, r in rollouts.items()
@@ -344,6 +349,7 @@ def _write_artifacts(
         logger.log_summary(summary_metrics(results))
         media = {"eval/states": plot} | {f"eval/videos/{path.stem}": path for path in videos}
         logger.log_media(media, step=horizon)
+    results.write(out.results)  # last: with it, the evaluation is complete
 
 
 def _state_plot(rollouts: dict[str, Rollout], task: ControlEnv) -> np.ndarray:

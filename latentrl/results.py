@@ -191,7 +191,10 @@ class EvalResults:
 
     def write(self, path: Path) -> None:
         """Write results.json: indented, strict JSON (no NaN), ending in a newline."""
-        Path(path).write_text(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+        tmp.replace(path)  # a kill leaves the old file or the new one, never half of one
 
     def with_agents(
         self, agents: Mapping[str, AgentResults], origins: Mapping[str, str]

@@ -6,7 +6,8 @@ seeded permutation (the last partial batch is dropped), which keeps shapes stati
 never waited on inside an epoch. Every epoch ends with validation on the held-out split and a
 checkpoint, kept only when the validation losses, weights and optimizer state are all finite
 (else :class:`TrainingDivergedError`); ``resume=True`` continues a killed run from its last
-checkpoint with the same weights, optimizer state, step counter, generators and W&B run.
+checkpoint with the same weights, optimizer state, step counter, generators and W&B run (a run
+killed before its first checkpoint starts over: the same seeds give the same weights).
 """
 
 from __future__ import annotations
@@ -88,12 +89,8 @@ def train(
     run_dir = Path(run_dir)
     paths = RunDirectory(run_dir)
     if resume:
+        # A run killed before its first checkpoint holds its config only: it starts over.
         paths.require_run()
-        if not has_checkpoint(run_dir):
-            raise UserError(
-                f"nothing to resume in {run_dir}: it has no checkpoint (it stopped before its "
-                "first epoch ended); start a new run, with another --run-dir"
-            )
         saved = load_config(paths.config)
         if to_dict(saved.model) != to_dict(config.model) or saved.data != config.data:
             raise UserError(
@@ -128,7 +125,7 @@ def train(
     )
     data_order = torch.Generator().manual_seed(config.train.seed)
     state = TrainerState(epoch=0, step=0)
-    if resume:
+    if resume and has_checkpoint(run_dir):
         state = load_checkpoint(run_dir, model, optimizer, data_order)
 
     mode = resolve_wandb_mode(wandb_mode, os.environ)

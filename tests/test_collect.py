@@ -13,6 +13,7 @@ from latentrl import cli
 from latentrl.collect import collect
 from latentrl.data import METADATA_FILE, DatasetWriter, chunk_file_name, load_transitions
 from latentrl.errors import UserError
+from latentrl.sealed_json import seal
 
 
 def _bytes(directory: Path) -> dict[str, bytes]:
@@ -75,6 +76,8 @@ def test_existing_data_is_kept_unless_overwrite(tmp_path: Path) -> None:
     before = _bytes(out)
     with pytest.raises(UserError, match=r"already holds a complete dataset .*--overwrite"):
         collect(POINT_MASS_ID, 100, out, seed=5, progress=False)
+    assert _bytes(out) == before
+    collect(POINT_MASS_ID, 100, out, resume=True, progress=False)  # complete: nothing to do
     assert _bytes(out) == before
     collect(POINT_MASS_ID, 100, out, seed=5, overwrite=True, progress=False)
     assert _bytes(out)[chunk_file_name(0)] != before[chunk_file_name(0)]
@@ -177,8 +180,8 @@ def test_a_near_goal_share_of_the_chains_starts_near_the_goal(tmp_path: Path) ->
     two = collect(POINT_MASS_ID, 800, tmp_path / "two", near_goal_share=0.25, workers=2, **kwargs)
     assert _bytes(two) == _bytes(out)
     with pytest.raises(UserError, match="cannot resume"):
-        (out / METADATA_FILE).write_text(
-            json.dumps({**json.loads((out / METADATA_FILE).read_text()), "complete": False})
+        (out / METADATA_FILE).write_bytes(
+            seal({**json.loads((out / METADATA_FILE).read_text()), "complete": False})
         )
         collect(POINT_MASS_ID, 800, out, resume=True, **kwargs)
 

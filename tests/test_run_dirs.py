@@ -18,6 +18,7 @@ from latentrl.errors import UserError
 from latentrl.models import ModelConfig
 from latentrl.pipeline import dataset_dir, ensure_dataset
 from latentrl.run_directory import CONFIG_FILE, RunDirectory, new_run_dir
+from latentrl.sealed_json import seal
 from latentrl.train import train
 
 POINT_MASS_ID = "point_mass:PointMass-v0"
@@ -102,7 +103,7 @@ def test_a_folder_of_other_files_or_someone_elses_config_is_left_alone(
     with pytest.raises(UserError, match="already holds a run; continue it with --resume"):
         train(tiny_config(1), other, dataset, wandb_mode="disabled")
     assert (other / CONFIG_FILE).read_text() == '{"theirs": true}\n'
-    with pytest.raises(UserError, match=r"nothing to resume in .* no checkpoint"):
+    with pytest.raises(UserError, match=r"other/config\.json: unknown field\(s\) theirs"):
         train(tiny_config(1), other, dataset, resume=True, wandb_mode="disabled")
     assert [p.name for p in other.iterdir()] == [CONFIG_FILE]
 
@@ -128,7 +129,7 @@ def test_a_dataset_another_command_began_is_named_as_such(
     real = pipeline.read_metadata
     collect(POINT_MASS_ID, 40, path, progress=False)
     meta = json.loads((path / METADATA_FILE).read_text())
-    (path / METADATA_FILE).write_text(json.dumps({**meta, "complete": False, "chunks": []}))
+    (path / METADATA_FILE).write_bytes(seal({**meta, "complete": False, "chunks": []}))
     calls: list[Path] = []
 
     def first_look_sees_nothing(where: Path) -> dict | None:
