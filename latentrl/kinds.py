@@ -167,8 +167,3 @@ def loss_read_by(kind_name: str, loss: Mapping[str, Any]) -> dict[str, Any]:
     read = set(model_kind(kind_name).loss_sections())
     defaults = dataclasses.asdict(LossConfig())
     return {name: (dict(value) if name in read else defaults[name]) for name, value in loss.items()}
-
-
-def kind_summaries() -> dict[str, Any]:
-    """``{name: summary}`` of every kind, for help texts."""
-    return {name: kind.summary for name, kind in MODEL_KINDS.items()}
