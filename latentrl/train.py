@@ -35,7 +35,7 @@ from latentrl.data import TransitionDataset, load_transitions
 from latentrl.devices import resolve_device
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
-from latentrl.kinds import ModelKind, build_model, model_kind
+from latentrl.kinds import build_model, model_kind
 from latentrl.latent_diagnostics import (
     belief_means,
     encode_rollouts,
@@ -52,6 +52,12 @@ from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
 from latentrl.probe import fit_probe, state_features
 from latentrl.run_directory import RunDirectory
+from latentrl.training_windows import (
+    continuation,
+    validation_windows,
+    window_key,
+    window_mask,
+)
 
 VALIDATION_BATCH = 1_024
 VALIDATION_SEED = 1_234  # fixed noise: validation losses of different epochs are comparable
@@ -181,31 +187,6 @@ def _checked_data(
     return train_set, val_set, window_mask(train_set, kind.window(config.loss), window_key(kind))
 
 
-def window_key(kind: ModelKind) -> str:
-    """The config key that sets the training window of ``kind``."""
-    if kind.loss_section is None:
-        return "loss.multi_step.horizon"
-    return f"loss.{kind.loss_section}.window"
-
-
-def window_mask(
-    train_set: TransitionDataset, horizon: int, key: str = "loss.multi_step.horizon"
-) -> torch.Tensor | None:
-    """``(N,)`` bool: training row i starts ``horizon`` chained transitions (None: no
-    windows, ``horizon == 1``). Raises UserError naming ``key`` when no row does."""
-    if horizon == 1:
-        return None
-    starts = train_set.window_starts(horizon)
-    if len(starts) == 0:
-        raise UserError(
-            f"{key}={horizon} but the dataset has no chains of "
-            f"{horizon} transitions; collect it with data.chain_length >= {horizon}"
-        )
-    valid = torch.zeros(len(train_set), dtype=torch.bool, device=starts.device)
-    valid[starts] = True
-    return valid
-
-
 class _Loop:
     """The epoch loop of one run; state lives in the model, optimizer and generators."""
 
@@ -268,11 +249,7 @@ class _Loop:
         the terms over windows (None: no windows)."""
         if data is None:
             data, window_start = self.train_set, self.window_start
-        if window_start is None:
-            return None
-        offsets = torch.arange(1, self.window, device=index.device)
-        future = (index.unsqueeze(-1) + offsets).clamp(max=len(data) - 1)  # (B, K - 1)
-        return Continuation(data.action[future], data.next_obs[future], window_start[index])
+        return continuation(data, index, self.window, window_start)
 
     def batch_rows(self) -> torch.Tensor:
         """``(steps_per_epoch, rows_per_step)``: the rows of each step of an epoch, from a
@@ -393,7 +370,7 @@ class _Loop:
         every ``window`` steps."""
         self.model.eval()
         data, sums, count = self.val_set, {}, 0
-        rows, window_start = self.validation_rows()
+        rows, window_start = validation_windows(self.val_set, self.window, self.kind.whole_windows)
         block = (
             VALIDATION_BATCH if window_start is None else max(1, VALIDATION_BATCH // self.window)
         )
@@ -426,20 +403,6 @@ class _Loop:
             if f"val/loss/{term}" in means:
                 means[f"val/{column}"] = means[f"val/loss/{term}"]
         return means
-
-    def validation_rows(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The validation rows and, for a kind trained on whole windows, the ``(N,)`` mask of
-        rows starting one (None: single transitions, every row)."""
-        data = self.val_set
-        every = torch.arange(len(data), device=data.obs.device)
-        if not (self.kind.whole_windows and self.window > 1):
-            return every, None
-        starts = data.window_starts(self.window)
-        if len(starts) == 0:
-            return every, None
-        mask = torch.zeros(len(data), dtype=torch.bool, device=data.obs.device)
-        mask[starts] = True
-        return starts[:: self.window], mask
 
     @torch.no_grad()
     def log_images(self, step: int) -> None:
