@@ -43,15 +43,21 @@ class MultiStepConfig:
         check_fields(self, "loss.multi_step")
 
 
+def rollout_error(predicted: Tensor, target_mean: Tensor, target_logvar: Tensor) -> Tensor:
+    """Mean over k of 1/2 |predicted_k - target_mean_k|^2 / exp(target_logvar_k): ``(B, K, n)``
+    -> ``(B,)``, a rollout's distance from its targets in units of their std."""
+    error = 0.5 * ((predicted - target_mean).square() * torch.exp(-target_logvar)).sum(-1)
+    return error.mean(-1)
+
+
 def multi_step_error(
     predicted: Tensor, target_mean: Tensor, target_logvar: Tensor, valid: Tensor
 ) -> Tensor:
-    """Mean over k of 1/2 |predicted_k - target_mean_k|^2 / exp(target_logvar_k), ``(B, K, n)``
-    -> ``(B,)``, zero where not ``valid`` and scaled by B / #valid, so that the batch mean is
-    the mean over valid windows."""
-    error = 0.5 * ((predicted - target_mean).square() * torch.exp(-target_logvar)).sum(-1)
+    """:func:`rollout_error`, zero where not ``valid`` and scaled by B / #valid, so that the
+    batch mean is the mean over valid windows."""
+    error = rollout_error(predicted, target_mean, target_logvar)
     weight = valid.to(error.dtype) * (valid.numel() / valid.sum().clamp_min(1))
-    return error.mean(-1) * weight
+    return error * weight
 
 
 def term(fp: ForwardPass, config: MultiStepConfig) -> TermResult:

@@ -115,7 +115,7 @@ def pc3_objective(
             "loss/curvature": curvature.mean(),
             "loss/center": center,
             "diag/mutual_information": -cpc.mean(),
-            "diag/process_std_mean": model.process_noise.logvar().mul(0.5).exp().mean(),
+            "diag/process_std_mean": model.process_noise.std_mean(),
             "diag/latent_norm": z.norm(dim=-1).mean(),
             "diag/prediction_error": (dynamics.mean - encoded_next).norm(dim=-1).mean(),
         }

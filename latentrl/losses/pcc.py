@@ -133,7 +133,7 @@ def pcc_objective(
             "loss/deterministic": deterministic.mean(),
             "loss/reconstruction": reconstruction.mean(),
             "loss/kl_prior": kl_prior.mean(),
-            "diag/process_std_mean": model.process_noise.logvar().mul(0.5).exp().mean(),
+            "diag/process_std_mean": model.process_noise.std_mean(),
             "diag/latent_std_mean": q.std.mean(),
             "diag/prediction_error": (mean_path - mean_next).norm(dim=-1).mean(),
         }

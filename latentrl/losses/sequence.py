@@ -26,6 +26,7 @@ from latentrl.field_rules import check_fields, checked
 from latentrl.losses.forward import Continuation
 from latentrl.losses.gaussian_kl import kl_diag_gaussians
 from latentrl.losses.likelihoods import observation_nll
+from latentrl.losses.multi_step import rollout_error
 from latentrl.losses.rollout import roll_mean, scale_gradient
 from latentrl.losses.term import weight_field
 from latentrl.models import Gaussian, to_unit_interval
@@ -99,7 +100,7 @@ def filter_objective(
     draws, posterior_mean, posterior_logvar = [z], [q.mean], [q.logvar]
     first_prediction = None
     for t in range(1, steps):
-        prior = model.transition_prior(z, actions[:, t - 1])
+        prior = model.transition_density(z, actions[:, t - 1])
         if t == 1:
             first_prediction = prior.mean
         q = fuse(prior, Gaussian(factor_mean[:, t], factor_logvar[:, t]))
@@ -119,8 +120,7 @@ def filter_objective(
         rolled = roll_mean(model, start, actions)  # (rows, K, n): z^_1 .. z^_K
         targets_mean = torch.stack(posterior_mean[1:], 1).detach()
         targets_logvar = torch.stack(posterior_logvar[1:], 1).detach()
-        squared = (rolled - targets_mean).square() * torch.exp(-targets_logvar)
-        open_loop = 0.5 * squared.sum(-1).mean(-1)
+        open_loop = rollout_error(rolled, targets_mean, targets_logvar)
         per_row = per_row + config.open_loop_weight * open_loop
     valid = continuation.valid.to(dtype) if continuation is not None else torch.ones_like(per_row)
     count = valid.sum().clamp(min=1.0)
@@ -134,7 +134,7 @@ def filter_objective(
             "loss/reconstruction": (nll.mean(1) * valid).sum() / count,
             "loss/kl": (kl.mean(1) * valid).sum() / count,
             "loss/prediction": (prediction * valid).sum() / count,
-            "diag/process_std_mean": model.process_noise.logvar().mul(0.5).exp().mean(),
+            "diag/process_std_mean": model.process_noise.std_mean(),
             "diag/latent_std_mean": torch.stack(posterior_logvar, 1).mul(0.5).exp().mean(),
             "diag/prediction_error": (first_prediction - factor_mean[:, 1]).norm(dim=-1).mean(),
         }

@@ -44,6 +44,14 @@ class ProcessNoise(nn.Module):
         """log s^2 ``(n,)``."""
         return soft_clamp(self.raw_logvar, *self.logvar_range)
 
+    def around(self, mean: Tensor) -> Gaussian:
+        """N(mean, diag s^2) for a mean ``(B, n)``: the transition's density around its mean."""
+        return Gaussian(mean, self.logvar().expand_as(mean))
+
+    def std_mean(self) -> Tensor:
+        """The mean of s over the latent's coordinates (a scalar, for diagnostics)."""
+        return self.logvar().mul(0.5).exp().mean()
+
 
 def fuse(prior: Gaussian, factor: Gaussian) -> Gaussian:
     """The normalised product of two diagonal Gaussians ``(..., n)``: precisions add, and the
@@ -70,10 +78,9 @@ class FilteringE2C(E2C):
         super().__init__(config, jacobian)
         self.process_noise = ProcessNoise(config.latent_dim, config.logvar_range)
 
-    def transition_prior(self, z: Tensor, u: Tensor) -> Gaussian:
+    def transition_density(self, z: Tensor, u: Tensor) -> Gaussian:
         """p(z_{t+1} | z_t, u_t) = N(f(z_t, u_t), diag s^2) for a draw ``z (B, n)``."""
-        mean = self.step(z, u)
-        return Gaussian(mean, self.process_noise.logvar().expand_as(mean))
+        return self.process_noise.around(self.step(z, u))
 
     def initial_belief(self, x: Tensor) -> Gaussian:
         """q(z_0 | x_0): the N(0, I) prior fused with the encoder's factor of ``x``."""

@@ -41,5 +41,4 @@ class PC3(E2C):
 
     def transition_density(self, z: Tensor, u: Tensor) -> Gaussian:
         """F(z_{t+1} | z_t, u_t) = N(f(z_t, u_t), diag s^2) for ``z (B, n)``, ``u (B, m)``."""
-        mean = self.step(z, u)
-        return Gaussian(mean, self.process_noise.logvar().expand_as(mean))
+        return self.process_noise.around(self.step(z, u))

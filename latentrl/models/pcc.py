@@ -79,8 +79,7 @@ class PCC(E2C):
 
     def transition_density(self, z: Tensor, u: Tensor) -> Gaussian:
         """F(z_{t+1} | z_t, u_t) = N(f(z_t, u_t), diag s^2) for ``z (B, n)``, ``u (B, m)``."""
-        mean = self.step(z, u)
-        return Gaussian(mean, self.process_noise.logvar().expand_as(mean))
+        return self.process_noise.around(self.step(z, u))
 
     def backward(self, z_next: Tensor, x: Tensor, u: Tensor) -> Gaussian:
         """Q(z_t | z_{t+1}, x_t, u_t): ``z_next (B, n)``, ``x (B, k, H, W)``, ``u (B, m)``."""
