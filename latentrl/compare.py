@@ -203,7 +203,8 @@ def baseline_protocol(results: EvalResults, settings: Mapping[str, Any]) -> str 
     if "start_states" not in header:
         return None
     keys = ("data.env_id", "eval.oracle_horizon", "eval.seed")
-    parts = [header["horizon"], header["start_states"], *(settings[k] for k in keys)]
+    env_kwargs = {k: v for k, v in settings.items() if k.startswith("data.env_kwargs.")}
+    parts = [header["horizon"], header["start_states"], *(settings[k] for k in keys), env_kwargs]
     return json.dumps(parts)
 
 

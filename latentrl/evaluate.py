@@ -223,6 +223,7 @@ def results_header(
     return EvalHeader(
         run_dir=str(run_dir),
         env_id=config.data.env_id,
+        env_kwargs=_as_json(dict(config.data.env_kwargs)),
         episodes=int(starts.shape[0]),
         horizon=horizon,
         goal_radius=float(task.goal_radius),

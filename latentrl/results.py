@@ -28,8 +28,17 @@ from latentrl.errors import UserError
 Json = Any
 """A value as it reads from JSON."""
 
-PROTOCOL_FIELDS = ("env_id", "episodes", "horizon", "goal_radius", "final_steps", "start_states")
-"""What every agent of one results.json shares: the same episodes from the same starts."""
+PROTOCOL_FIELDS = (
+    "env_id",
+    "env_kwargs",
+    "episodes",
+    "horizon",
+    "goal_radius",
+    "final_steps",
+    "start_states",
+)
+"""What every agent of one results.json shares: the same episodes of the same env (its id and
+keyword arguments: physics, torque limit, ...) from the same starts."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ class EvalHeader:
     run_dir: str | None = None
     state_names: tuple[str, ...] | None = None
     start_states: tuple[tuple[float, ...], ...] | None = None
+    env_kwargs: dict[str, Json] | None = None
     eval: dict[str, Json] | None = None
     plan: dict[str, Json] | None = None
     gif_panels: tuple[str, ...] | None = None
@@ -113,20 +123,21 @@ class EvalHeader:
     @classmethod
     def from_json(cls, data: Mapping[str, Json]) -> EvalHeader:
         required = {k: data[k] for k in ("env_id", "episodes", "horizon", "goal_radius")}
-        optional = {k: data[k] for k in ("run_dir", "eval", "plan") if k in data}
+        optional = {k: data[k] for k in ("run_dir", "env_kwargs", "eval", "plan") if k in data}
         for key in ("state_names", "gif_panels"):
             if key in data:
                 optional[key] = tuple(data[key])
         if "start_states" in data:
             optional["start_states"] = tuple(tuple(s) for s in data["start_states"])
-        for key in ("eval", "plan"):
+        for key in ("env_kwargs", "eval", "plan"):
             if key in optional and not isinstance(optional[key], dict):
                 raise TypeError(f"{key} must be a JSON object")
         return cls(**required, final_steps=data["final_steps"], **optional)
 
     def to_json(self) -> dict[str, Json]:
         """The header's keys in the order latentrl writes them; absent ones left out."""
-        order = ("run_dir", "env_id", "episodes", "horizon", "goal_radius", "final_steps")
+        order = ("run_dir", "env_id", "env_kwargs", "episodes", "horizon", "goal_radius")
+        order += ("final_steps",)
         order += ("state_names", "start_states", "eval", "plan", "gif_panels")
         out: dict[str, Json] = {}
         for key in order:

@@ -319,3 +319,24 @@ def test_refuses_unreadable_evaluation_settings(tmp_path: Path) -> None:
     )  # fmt: skip
     with pytest.raises(UserError, match=r"results.json: unreadable plan or eval settings"):
         compare_runs([run], tmp_path / "c.png")
+
+
+def test_a_latent_only_group_takes_no_baselines_from_an_env_with_other_physics(
+    tmp_path: Path,
+) -> None:
+    """The same starts under another torque limit are other episodes: the oracle of a run with
+    max_torque 1.0 is no baseline for a run with max_torque 2.0."""
+    starts = {"start_states": [[3.1, 0.0], [3.2, 0.0]]}
+    baselines = {"oracle": metrics(0.7, 1.0, 300.0, 40.0), "random": metrics(0.0, 0.0, 1700.0, 0.1)}
+    weak = make_run(
+        tmp_path, "pendulum", 0, {"latent": metrics(0.1, 0.0, 900.0, 9.0), **baselines},
+        overrides=('data.env_kwargs={"max_torque": 1.0}',), evaluated=starts, name="weak",
+    )  # fmt: skip
+    strong = make_run(
+        tmp_path, "pendulum", 1, {"latent": metrics(0.5, 1.0, 400.0, 30.0)},
+        overrides=('data.env_kwargs={"max_torque": 2.0}',), evaluated=starts, name="strong",
+    )  # fmt: skip
+    result = compare_runs([weak, strong], tmp_path / "c.png", echo=lambda _: None)
+    borrowed = {g.name: g.borrowed for g in result.groups}
+    assert list(borrowed.values()) == [{}, {}]
+    assert [list(g.agents) for g in result.groups] == [["latent", "oracle", "random"], ["latent"]]

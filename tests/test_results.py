@@ -138,6 +138,7 @@ def test_protocols_differ_when_the_starts_do() -> None:
     base = EvalHeader("e", 1, 10, 0.5, 1, start_states=((0.0, 1.0),))
     assert base.protocol() == {
         "env_id": "e",
+        "env_kwargs": None,
         "episodes": 1,
         "horizon": 10,
         "goal_radius": 0.5,
@@ -146,5 +147,17 @@ def test_protocols_differ_when_the_starts_do() -> None:
     }
     other = EvalHeader("e", 1, 10, 0.5, 1, start_states=((0.0, 1.5),))
     assert base.protocol() != other.protocol()
+
+
+def test_protocols_differ_when_the_env_kwargs_do() -> None:
+    """The same starts in an env with other physics are other episodes: an oracle evaluated
+    with max_torque 2 is no baseline for max_torque 1."""
+    starts = ((0.0, 1.0),)
+    weak = EvalHeader("e", 1, 10, 0.5, 1, start_states=starts, env_kwargs={"max_torque": 1.0})
+    strong = EvalHeader("e", 1, 10, 0.5, 1, start_states=starts, env_kwargs={"max_torque": 2.0})
+    assert weak.protocol() != strong.protocol()
+    plain = EvalHeader("e", 1, 10, 0.5, 1, start_states=starts, env_kwargs={})
+    assert plain.protocol() != weak.protocol()
+    assert EvalHeader.from_json(weak.to_json()) == weak
     agent = AgentResults({"cost": MeanSE(1.0, None)}, ())
     assert agent.to_json() == {"aggregate": {"cost": {"mean": 1.0, "se": None}}, "episodes": []}
