@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from latentrl.agents.agent import check_batch, check_image
+from latentrl.agents.latent_scale import encoding_spread_of_run
 from latentrl.agents.roadmap import roadmap_of_run
 from latentrl.checkpoint import load_model
 from latentrl.config import ExperimentConfig, PlanConfig
@@ -85,6 +86,7 @@ class LatentMPCAgent:
         plan: PlanConfig | None = None,
         seed: int = 0,
         roadmap: TrainingFrames | None = None,
+        state_variance: float = 1.0,
     ) -> None:
         self.model = model.eval()
         self.plan_config = plan or PlanConfig()
@@ -109,7 +111,9 @@ class LatentMPCAgent:
         """Dynamics modifiers, innermost first."""
         self.goals: list[GoalProvider] = build_options(p.options, "goal", resources)
         """Goal providers; the last one's goal is planned towards."""
-        eye = torch.eye(n, **like)
+        if not state_variance > 0.0:
+            raise UserError(f"state_variance must be > 0, got {state_variance}")
+        eye = torch.eye(n, **like) / state_variance
         cost = QuadraticCost(
             Q=p.q * eye, R=p.r * torch.eye(m, **like), Q_f=p.q_f * eye, goal=torch.zeros(n, **like)
         )
@@ -156,8 +160,11 @@ class LatentMPCAgent:
         check_run_env(config, env, Path(run_dir))
         plan = plan or config.plan
         roadmap = roadmap_of_run(run_dir, model) if needs_frames(plan.options) else None
+        variance = 1.0
+        if plan.state_scale == "encodings":
+            variance = encoding_spread_of_run(run_dir, model)
         space = env.action_space
-        return cls(model, space.low, space.high, plan, seed, roadmap)
+        return cls(model, space.low, space.high, plan, seed, roadmap, variance)
 
     def reset(self, goal_obs: np.ndarray, batch_size: int) -> None:
         """Encode the goal image uint8 ``(k, H, W)`` and forget the previous plan."""

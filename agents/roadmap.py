@@ -35,11 +35,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from latentrl.data import TransitionDataset, load_transitions
+from latentrl.agents.latent_scale import training_data_of_run
+from latentrl.data import TransitionDataset
 from latentrl.errors import UserError
 from latentrl.latent_diagnostics import encoder_means
 from latentrl.models import E2C
-from latentrl.run_directory import dataset_of_run
 
 NEIGHBOURS = 10
 """Latent nearest neighbours each frame tries to link to."""
@@ -300,15 +300,6 @@ class FrameRoadmap:
 def roadmap_of_run(run_dir: Path | str, model: E2C) -> FrameRoadmap:
     """The roadmap of the dataset a run was trained on (``run.json``), encoded by its model.
     Raises UserError when the dataset is gone or is not the model's."""
-    config = model.config
-    try:
-        data_dir = dataset_of_run(Path(run_dir))
-        dataset = load_transitions(
-            data_dir, {"obs_shape": config.obs_shape, "action_dim": config.action_dim}
-        )
-    except UserError as exc:
-        raise UserError(
-            f"plan.options.roadmap needs the run's training data: {exc}. Collect it again "
-            "with the run's data config (`latentrl collect`), or remove plan.options.roadmap"
-        ) from None
-    return FrameRoadmap.from_dataset(model, dataset)
+    return FrameRoadmap.from_dataset(
+        model, training_data_of_run(run_dir, model, "plan.options.roadmap")
+    )
