@@ -43,9 +43,7 @@ class PlanConfig:
     """Control weight: R = r I."""
     q_f: float = checked(100.0, float, low=0)
     """Terminal state weight: Q_f = q_f I."""
-    state_scale: Literal["unit", "encodings"] = checked(
-        "unit", str, choices=("unit", "encodings")
-    )
+    state_scale: Literal["unit", "encodings"] = checked("unit", str, choices=("unit", "encodings"))
     """The unit of the state cost. ``unit``: latent coordinates as they are. ``encodings``:
     the spread of the run's training encodings, Q = q I / s² and Q_f = q_f I / s² with s² the
     mean per-coordinate variance of the belief means of the training observations, so q, q_f
