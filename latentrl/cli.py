@@ -34,10 +34,13 @@ from latentrl.experiment_cli import (
 )
 from latentrl.field_rules import Allowed, flag_type
 from latentrl.run_directory import check_writable
+from latentrl.sweep_cli import add_sweep_parser
 from latentrl.threads import configure_threads
 
 if TYPE_CHECKING:
     import torch
+
+    from latentrl.config import ExperimentConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -112,7 +115,7 @@ def _train(args: argparse.Namespace) -> int:
         if args.data is None:
             check_writable(args.data_root or DATA_ROOT, "--data-root")
     if args.nproc > 1 and not world.distributed:
-        return _launch(args, device)
+        return _launch(args, config, device)
 
     def dataset_and_run() -> tuple[Path, Path]:
         data = args.data or ensure_dataset(config.data, args.data_root or DATA_ROOT)
@@ -136,12 +139,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launch(args: argparse.Namespace, device: torch.device) -> int:
+def _launch(args: argparse.Namespace, config: ExperimentConfig, device: torch.device) -> int:
     """``train`` again in ``--nproc`` processes (torch's elastic launcher, as torchrun)."""
     import torch
 
-    from latentrl.distributed import launch
+    from latentrl.distributed import World, check_shards, launch
+    from latentrl.kinds import model_kind
 
+    kind = model_kind(config.model.kind)
+    check_shards(
+        config.train.batch_size,
+        kind.window(config.loss),
+        kind.whole_windows,
+        World(size=args.nproc),
+    )
     if device.type == "cuda" and args.nproc > torch.cuda.device_count():
         raise UserError(
             f"--nproc {args.nproc} but this machine has {torch.cuda.device_count()} GPU(s): "
@@ -300,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     add_run_parser(commands)
+    add_sweep_parser(commands)
     add_experiments_parser(commands)
 
     from latentrl.config import AGENTS

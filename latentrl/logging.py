@@ -15,6 +15,7 @@ log, the logger warns once and carries on with the local outputs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import netrc
@@ -100,6 +101,18 @@ def wandb_logged_in(env: Mapping[str, str]) -> bool:
         if creds and creds[2]:
             return True
     return False
+
+
+def run_group(name: str, preset: str, settings: Mapping[str, Any]) -> str:
+    """The W&B group of a run: ``NAME/PRESET/DIGEST``, DIGEST a hash of every setting but the
+    training seed (``settings``: the config as a dict), so that the seeds of one setting share
+    a group, and a run with other settings gets its own."""
+    unseeded = {key: dict(value) if isinstance(value, Mapping) else value
+                for key, value in settings.items()}  # fmt: skip
+    if isinstance(unseeded.get("train"), dict):
+        unseeded["train"].pop("seed", None)
+    text = json.dumps(unseeded, sort_keys=True, default=str)
+    return f"{name}/{preset}/{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def summary_line(

@@ -55,7 +55,7 @@ from latentrl.latent_diagnostics import (
     state_step_sizes,
 )
 from latentrl.locks import hold
-from latentrl.logging import Logger, resolve_wandb_mode, summary_line
+from latentrl.logging import Logger, resolve_wandb_mode, run_group, summary_line
 from latentrl.losses import Continuation
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
@@ -164,7 +164,7 @@ def _train(
         name=run_dir.name,
         config=to_dict(config),
         wandb_mode=mode,
-        group=config.name,
+        group=run_group(config.name, config.preset, to_dict(config)),
         job_type="train",
         resume=resume,
         resume_step=state.step if resume else None,
