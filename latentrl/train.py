@@ -145,6 +145,8 @@ def _train(
     if window_start is not None:
         window_start = window_start.to(device)
 
+    if config.train.tf32 and device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
     torch.manual_seed(config.train.seed)
     model = build_model(config.model).to(device)
     optimizer = torch.optim.AdamW(
