@@ -143,16 +143,11 @@ def _launch(args: argparse.Namespace, config: ExperimentConfig, device: torch.de
     """``train`` again in ``--nproc`` processes (torch's elastic launcher, as torchrun)."""
     import torch
 
-    from latentrl.distributed import World, check_shards, launch
+    from latentrl.distributed import World, check_world, launch
     from latentrl.kinds import model_kind
 
     kind = model_kind(config.model.kind)
-    check_shards(
-        config.train.batch_size,
-        kind.window(config.loss),
-        kind.whole_windows,
-        World(size=args.nproc),
-    )
+    check_world(config.train, kind.window(config.loss), kind.whole_windows, World(size=args.nproc))
     if device.type == "cuda" and args.nproc > torch.cuda.device_count():
         raise UserError(
             f"--nproc {args.nproc} but this machine has {torch.cuda.device_count()} GPU(s): "

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -35,6 +35,9 @@ from torch.overrides import TorchFunctionMode
 from latentrl.data import TransitionDataset
 from latentrl.errors import UserError
 from latentrl.losses import Continuation
+
+if TYPE_CHECKING:
+    from latentrl.config import TrainConfig
 
 T = TypeVar("T")
 
@@ -136,13 +139,23 @@ class SharedUserError(UserError):
     """A UserError rank 0 raised and reported; the other ranks exit with it quietly."""
 
 
-def check_shards(batch_size: int, window: int, whole_windows: bool, world: World) -> None:
-    """UserError unless a step's rows (``batch_size`` transitions, or for a kind trained on
-    whole windows, ``batch_size // window`` windows) split evenly across the processes:
-    unequal blocks would weigh the rows unequally in the averaged gradient."""
-    rows, key = batch_size, "train.batch_size"
+def check_world(train: TrainConfig, window: int, whole_windows: bool, world: World) -> None:
+    """UserError unless ``train`` can run on ``world``'s processes: a step's rows
+    (``train.batch_size`` transitions, or for a kind trained on whole windows,
+    ``batch_size // window`` windows) must split evenly (unequal blocks would weigh the rows
+    unequally in the averaged gradient), and the objective is not compiled (the noise of the
+    whole batch, :class:`GlobalBatchNoise`, does not compile)."""
+    if not world.distributed:
+        return
+    if train.compile:
+        raise UserError(
+            f"train.compile=true on {world.size} processes is not supported yet (the noise of "
+            "the whole batch that makes them train one process's weights does not compile); "
+            "set train.compile=false, or train compiled on one process"
+        )
+    rows, key = train.batch_size, "train.batch_size"
     if whole_windows and window > 1:
-        rows, key = batch_size // window, f"train.batch_size // {window} (windows of {window})"
+        rows, key = rows // window, f"train.batch_size // {window} (windows of {window})"
     if rows % world.size:
         raise UserError(
             f"{key} gives {rows} rows per step, which do not split evenly across "

@@ -37,7 +37,7 @@ from latentrl.distributed import (
     BatchObjective,
     QuietLogger,
     World,
-    check_shards,
+    check_world,
     current_world,
     mean_over_ranks,
     rank_device,
@@ -210,7 +210,7 @@ def _checked_data(
             f"{config.train.batch_size}; collect more data or lower train.batch_size"
         )
     kind = model_kind(config.model.kind)
-    check_shards(config.train.batch_size, kind.window(config.loss), kind.whole_windows, world)
+    check_world(config.train, kind.window(config.loss), kind.whole_windows, world)
     return train_set, val_set, window_mask(train_set, kind.window(config.loss), window_key(kind))
 
 

@@ -307,6 +307,10 @@ FLAG_CASES: list[tuple[list[str], str]] = [
     (["train", "--experiment", "pendulum", "--nproc", "x"], "--nproc"),
     (["train", "--experiment", "pendulum", "--nproc", "3"], "do not split evenly across 3"),
     (
+        ["train", "--experiment", "pendulum", "--set", "train.compile=true", "--nproc", "2"],
+        "train.compile=true on 2 processes",
+    ),
+    (
         [
             "train",
             "--experiment",

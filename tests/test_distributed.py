@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from latentrl.cli import main
-from latentrl.distributed import GlobalBatchNoise, World, check_shards, shard
+from latentrl.config import TrainConfig
+from latentrl.distributed import GlobalBatchNoise, World, check_world, shard
 from latentrl.errors import UserError
 from latentrl.logging import read_metrics
 from latentrl.losses.multi_step import multi_step_error
@@ -61,11 +62,14 @@ def test_a_block_of_the_global_batch_per_rank() -> None:
     rows = torch.arange(8)
     assert shard(rows, World(rank=1, size=2)).tolist() == [4, 5, 6, 7]
     assert shard(rows, World()).tolist() == list(range(8))
-    check_shards(64, 8, True, World(size=2))  # 8 windows of 8: 4 per process
+    check_world(TrainConfig(batch_size=64), 8, True, World(size=2))  # 8 windows: 4 each
+    check_world(TrainConfig(batch_size=7, compile=True), 8, True, World())  # one process
     with pytest.raises(UserError, match=r"train.batch_size // 8 .* 8 rows per step"):
-        check_shards(64, 8, True, World(size=3))
+        check_world(TrainConfig(batch_size=64), 8, True, World(size=3))
     with pytest.raises(UserError, match=r"train\.batch_size gives 10 rows per step"):
-        check_shards(10, 8, False, World(size=4))
+        check_world(TrainConfig(batch_size=10), 8, False, World(size=4))
+    with pytest.raises(UserError, match=r"train\.compile=true on 2 processes"):
+        check_world(TrainConfig(batch_size=64, compile=True), 1, False, World(size=2))
 
 
 def test_each_rank_draws_the_noise_one_process_draws_for_its_rows() -> None:
