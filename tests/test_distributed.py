@@ -121,6 +121,16 @@ def test_two_gloo_processes_train_the_weights_of_one(
     )
 
 
+@pytest.mark.gpu
+def test_two_nccl_processes_train_the_weights_of_one(tmp_path: Path) -> None:
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    on_gpu = ["--set", "train.device=cuda"]
+    assert main(_train(tmp_path, "one", *on_gpu)) == 0
+    assert main(_train(tmp_path, "two", *on_gpu, "--nproc", "2")) == 0
+    assert _max_difference(tmp_path / "one", tmp_path / "two") < 1e-4
+
+
 def test_a_batch_that_does_not_split_is_refused_before_any_process_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
