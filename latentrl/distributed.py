@@ -12,8 +12,8 @@ Rank 0 writes (run directory, checkpoints, metrics, W&B); the other ranks log no
 decides alike when an epoch diverges. The backend is NCCL on CUDA, gloo on the CPU.
 
 An objective that couples the rows of a batch other than through a mean (PC3's InfoNCE, whose
-negatives are the other rows) sees its rank's block only: it trains, but not to one process's
-weights.
+negatives are the other rows) reads the whole batch through
+:func:`latentrl.losses.batch_shards.whole_batch`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from torch.overrides import TorchFunctionMode
 from latentrl.data import TransitionDataset
 from latentrl.errors import UserError
 from latentrl.losses import Continuation
+from latentrl.losses.batch_shards import batch_block
 
 if TYPE_CHECKING:
     from latentrl.config import TrainConfig
@@ -58,6 +59,11 @@ class World:
     @property
     def distributed(self) -> bool:
         return self.size > 1
+
+    @property
+    def block(self) -> tuple[int, int]:
+        """``(rank, size)``: which block of each batch this process trains on."""
+        return self.rank, self.size
 
 
 def launched_world(environ: Mapping[str, str] = os.environ) -> World:
@@ -256,7 +262,7 @@ class BatchObjective:
         if cont is not None and self.window_start is not None:
             # a mean over valid windows counts those of the whole batch
             cont = cont._replace(batch_valid=self.window_start[index])
-        with GlobalBatchNoise(len(local), self.world):
+        with GlobalBatchNoise(len(local), self.world), batch_block(*self.world.block):
             return self.objective(batch.obs, batch.action, batch.next_obs, cont)
 
 
