@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentrl import distributed
 from latentrl.checkpoint import (
     TrainerState,
     has_checkpoint,
@@ -33,15 +34,6 @@ from latentrl.checkpoint import (
 from latentrl.config import ExperimentConfig, load_config, save_config, to_dict
 from latentrl.data import TransitionDataset, load_transitions
 from latentrl.devices import resolve_device
-from latentrl.distributed import (
-    BatchObjective,
-    QuietLogger,
-    World,
-    check_world,
-    current_world,
-    mean_over_ranks,
-    rank_device,
-)
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.kinds import build_model, model_kind
@@ -103,7 +95,7 @@ def train(
 
     In a process group (torchrun, :mod:`latentrl.distributed`) every rank calls it with the
     same arguments: each trains on its block of every batch, rank 0 writes the run."""
-    world = current_world()
+    world = distributed.current_world()
     if not world.writes:
         return _train(config, Path(run_dir), dataset_dir, resume, wandb_mode, world)
     with hold(Path(run_dir)):
@@ -116,7 +108,7 @@ def _train(
     dataset_dir: Path,
     resume: bool,
     wandb_mode: str | None,
-    world: World,
+    world: distributed.World,
 ) -> TrainResult:
     paths = RunDirectory(run_dir)
     if resume:
@@ -131,7 +123,7 @@ def _train(
     elif world.writes:
         paths.require_new()
     try:
-        device = rank_device(resolve_device(config.train.device), world)
+        device = distributed.rank_device(resolve_device(config.train.device), world)
         train_set, val_set, window_start = _checked_data(config, dataset_dir, world)
     except UserError:
         if world.writes and run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -161,7 +153,7 @@ def _train(
         state = load_checkpoint(run_dir, model, optimizer, data_order)
 
     mode = resolve_wandb_mode(wandb_mode, os.environ)
-    logger = QuietLogger() if not world.writes else Logger(
+    logger = distributed.QuietLogger() if not world.writes else Logger(
         run_dir,
         name=run_dir.name,
         config=to_dict(config),
@@ -190,7 +182,7 @@ def _train(
 
 
 def _checked_data(
-    config: ExperimentConfig, dataset_dir: Path, world: World
+    config: ExperimentConfig, dataset_dir: Path, world: distributed.World
 ) -> tuple[TransitionDataset, TransitionDataset, torch.Tensor | None]:
     """The training and validation splits of the dataset and the multi-step window starts;
     UserError when the dataset does not fit the config (or a batch the processes)."""
@@ -210,7 +202,7 @@ def _checked_data(
             f"{config.train.batch_size}; collect more data or lower train.batch_size"
         )
     kind = model_kind(config.model.kind)
-    check_world(config.train, kind.window(config.loss), kind.whole_windows, world)
+    distributed.check_world(config.train, kind.window(config.loss), kind.whole_windows, world)
     return train_set, val_set, window_mask(train_set, kind.window(config.loss), window_key(kind))
 
 
@@ -226,13 +218,13 @@ class _Loop:
         train_set: TransitionDataset,
         val_set: TransitionDataset,
         window_start: torch.Tensor | None,
-        logger: Logger | QuietLogger,
+        logger: Logger | distributed.QuietLogger,
         run_dir: Path,
     ) -> None:
         self.config, self.model, self.optimizer = config, model, optimizer
         self.data_order, self.logger, self.run_dir = data_order, logger, run_dir
         self.train_set, self.val_set = train_set, val_set
-        self.world = World()
+        self.world = distributed.World()
         self.kind = model_kind(config.model.kind)
         self.window = self.kind.window(config.loss)
         self.steps_per_epoch = len(train_set) // config.train.batch_size
@@ -298,11 +290,11 @@ class _Loop:
             1.0 + math.cos(math.pi * progress)
         )
 
-    def run(self, state: TrainerState, world: World) -> TrainerState:
+    def run(self, state: TrainerState, world: distributed.World) -> TrainerState:
         """Train from ``state`` to the last epoch; on ``world``'s processes, each on its block
         of every batch (:mod:`latentrl.distributed`)."""
         cfg, self.world = self.config.train, world
-        self.objective = BatchObjective(
+        self.objective = distributed.BatchObjective(
             self.model,
             self.loss_fn,
             self.config.loss,
@@ -343,7 +335,7 @@ class _Loop:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
-        sums = mean_over_ranks(sums, self.world)
+        sums = distributed.mean_over_ranks(sums, self.world)
         train_metrics = {f"train/{k}": float(v) / self.steps_per_epoch for k, v in sums.items()}
         epoch = state.epoch + 1
         if not all(math.isfinite(v) for v in train_metrics.values()):
