@@ -185,8 +185,17 @@ class Logger:
             )
         if self._wandb_run is None:
             self.wandb_mode = "disabled"
-        elif self.wandb_mode == "online":
-            self.echo(f"W&B run: {self._wandb_run.url}")
+        else:
+            self._record_run_id(getattr(self._wandb_run, "id", None))
+            if self.wandb_mode == "online":
+                self.echo(f"W&B run: {self._wandb_run.url}")
+
+    def _record_run_id(self, run_id: str | None) -> None:
+        """Keep the id W&B really used (a sweep agent assigns its own), so that a resumed run
+        continues that W&B run."""
+        if isinstance(run_id, str) and run_id and run_id != self.wandb_id:
+            self.wandb_id = run_id
+            self.paths.wandb_id.write_text(run_id + "\n")
 
     # -- W&B ---------------------------------------------------------------------------------
 
