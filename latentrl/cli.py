@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from latentrl.config import DataConfig, EvalConfig, TrainConfig
 from latentrl.errors import UserError
@@ -32,7 +34,13 @@ from latentrl.experiment_cli import (
 )
 from latentrl.field_rules import Allowed, flag_type
 from latentrl.run_directory import check_writable
+from latentrl.sweep_cli import add_sweep_parser
 from latentrl.threads import configure_threads
+
+if TYPE_CHECKING:
+    import torch
+
+    from latentrl.config import ExperimentConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -81,22 +89,24 @@ def _check_env(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from latentrl.config import apply_overrides, load_config
     from latentrl.devices import resolve_device
+    from latentrl.distributed import decided_by_rank0, launched_world, process_group, rank_device
     from latentrl.pipeline import ensure_dataset
     from latentrl.run_directory import RunDirectory, new_run_dir
     from latentrl.train import train
 
+    world = launched_world()
     if args.resume:
         if args.run_dir is None:
             raise UserError("--resume needs --run-dir: the run to continue")
         refuse_with_resume(args)
         run = RunDirectory(args.run_dir).require_run()
         config = apply_overrides(load_config(run.config), args.set)
-        resolve_device(config.train.device)
+        device = resolve_device(config.train.device)
         data = args.data or run.dataset()
         run_dir = args.run_dir
     else:
         config = train_config(args)
-        resolve_device(config.train.device)  # before anything is written
+        device = resolve_device(config.train.device)  # before anything is written
         if args.run_dir is not None:
             RunDirectory(args.run_dir).require_new()
             check_writable(args.run_dir, "--run-dir")
@@ -104,19 +114,54 @@ def _train(args: argparse.Namespace) -> int:
             check_writable(args.runs_root or RUNS_ROOT, "--runs-root")
         if args.data is None:
             check_writable(args.data_root or DATA_ROOT, "--data-root")
+    if args.nproc > 1 and not world.distributed:
+        return _launch(args, config, device)
+
+    def dataset_and_run() -> tuple[Path, Path]:
         data = args.data or ensure_dataset(config.data, args.data_root or DATA_ROOT)
-        run_dir = args.run_dir or new_run_dir(args.runs_root or RUNS_ROOT, config)
-    try:
-        result = train(config, run_dir, data, resume=args.resume, wandb_mode=args.wandb)
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: continue with `latentrl train --run-dir {run_dir} --resume` "
-            "(from its last checkpoint)",
-            file=sys.stderr,
-        )
-        return 130
-    print(f"trained {result.epochs} epochs ({result.steps} steps): {result.run_dir}")
+        return data, args.run_dir or new_run_dir(args.runs_root or RUNS_ROOT, config)
+
+    with process_group(rank_device(device, world), world) as world:
+        if not args.resume:  # decided once, by rank 0, when several processes train
+            data, run_dir = decided_by_rank0(world, dataset_and_run)
+        try:
+            result = train(config, run_dir, data, resume=args.resume, wandb_mode=args.wandb)
+        except KeyboardInterrupt:
+            if world.writes:
+                print(
+                    f"\ninterrupted: continue with `latentrl train --run-dir {run_dir} --resume` "
+                    "(from its last checkpoint)",
+                    file=sys.stderr,
+                )
+            return 130
+    if world.writes:
+        print(f"trained {result.epochs} epochs ({result.steps} steps): {result.run_dir}")
     return 0
+
+
+def _launch(args: argparse.Namespace, config: ExperimentConfig, device: torch.device) -> int:
+    """``train`` again in ``--nproc`` processes (torch's elastic launcher, as torchrun)."""
+    import torch
+
+    from latentrl.distributed import World, check_world, launch
+    from latentrl.kinds import model_kind
+
+    kind = model_kind(config.model.kind)
+    check_world(config.train, kind.window(config.loss), kind.whole_windows, World(size=args.nproc))
+    if device.type == "cuda" and args.nproc > torch.cuda.device_count():
+        raise UserError(
+            f"--nproc {args.nproc} but this machine has {torch.cuda.device_count()} GPU(s): "
+            "one process per GPU; lower --nproc"
+        )
+    argv = list(args.argv)
+    for i, word in enumerate(argv):
+        if word == "--nproc":
+            del argv[i : i + 2]
+            break
+        if word.startswith("--nproc="):
+            del argv[i]
+            break
+    return launch(args.nproc, argv)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -249,10 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir", type=Path, help="run directory (default: RUNS_ROOT/ENV__NAME__SEED__TIME)"
     )
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    train.add_argument(
+        "--nproc",
+        type=flag_type(Allowed(int, low=1)),
+        default=1,
+        help="training processes on this machine (DistributedDataParallel through torch's "
+        "elastic launcher, as `torchrun --standalone --nproc-per-node N`): one per GPU, or "
+        "CPU processes with gloo; each trains on its block of every train.batch_size batch",
+    )
     add_experiment_options(train)
     train.set_defaults(handler=_train)
 
     add_run_parser(commands)
+    add_sweep_parser(commands)
     add_experiments_parser(commands)
 
     from latentrl.config import AGENTS
@@ -324,11 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a bad argument (2, one line already printed)
         return exc.code if isinstance(exc.code, int) else 2
     handler: Handler = args.handler
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         configure_threads()  # the CPUs this process may use (latentrl.threads)
         return handler(args)
     except UserError as exc:
-        print(f"latentrl {args.command}: error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it once
+            print(f"latentrl {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

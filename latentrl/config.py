@@ -87,6 +87,9 @@ class TrainConfig:
     """"auto" (CUDA when present), "cpu", "cuda", "cuda:1", ..."""
     compile: bool = checked(False, bool)
     """torch.compile the training step (worth it on a GPU, slow to start on a CPU)."""
+    tf32: bool = checked(False, bool)
+    """TF32 matmuls on CUDA (``torch.set_float32_matmul_precision("high")``, for the whole
+    process); no effect on a CPU."""
     image_every: int = checked(10, int, low=1)
     """Epochs between image grids and latent maps (always at the end as well)."""
     probe_steps: int = checked(1_500, int, low=1)

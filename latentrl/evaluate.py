@@ -73,7 +73,7 @@ from latentrl.episodes import (
 from latentrl.errors import UserError
 from latentrl.kinds import model_kind
 from latentrl.locks import one_writer
-from latentrl.logging import Logger, resolve_wandb_mode
+from latentrl.logging import Logger, resolve_wandb_mode, run_group
 from latentrl.plots import state_plot
 from latentrl.results import AgentResults, EpisodeResult, EvalHeader, EvalResults, MeanSE
 from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, EvalDirectory, RunDirectory
@@ -341,8 +341,10 @@ def _write_artifacts(
             write_gif(videos[-1], frames, fps)
 
     mode = resolve_wandb_mode(wandb_mode, os.environ)
+    settings = to_dict(config)
+    group = run_group(config.name, config.preset, settings)
     with Logger(
-        out.path, f"{run_name}__eval", to_dict(config), mode, group=config.name, job_type="evaluate"
+        out.path, f"{run_name}__eval", settings, mode, group=group, job_type="evaluate"
     ) as logger:
         horizon = results.header.horizon
         for t in range(horizon):

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from latentrl.config import ExperimentConfig, TrainConfig
 from latentrl.errors import UserError
-from latentrl.field_rules import flag_type, rule_of
+from latentrl.field_rules import check_value, flag_type, rule_of
 from latentrl.run_directory import check_writable
 
 RUNS_ROOT = Path("runs")
@@ -131,8 +131,16 @@ def add_run_parser(commands: Any) -> None:
         "--seeds",
         type=config_flag(TrainConfig, "seed"),
         nargs="+",
-        default=[0],
-        help="training seeds",
+        default=None,
+        help="training seeds (default: 0)",
+    )
+    run.add_argument(
+        "--set-json",
+        type=json_object,
+        metavar="JSON",
+        help='config fields as one JSON object, e.g. \'{"plan.horizon": 30, "train.seed": 1}\' '
+        "(what `wandb agent` passes a trial of `latentrl sweep`; train.seed is the run's seed; "
+        "default: none)",
     )
     run.add_argument("--no-evaluate", action="store_true", help="train only (no comparison)")
     run.add_argument(
@@ -177,8 +185,9 @@ def run_command(args: argparse.Namespace) -> int:
         preset = args.preset or default_preset(read_toml(experiment))
         stem = f"{experiment.stem}__{preset}"
     out = args.out or runs_root / f"{stem}__compare.png"
-    if len(set(args.seeds)) != len(args.seeds):
-        raise UserError(f"--seeds names a seed twice: {args.seeds}")
+    seeds, overrides = json_settings(args.set_json or {}, args.seeds, args.set)
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds names a seed twice: {seeds}")
     check_writable(runs_root, "--runs-root")
     check_writable(data_root, "--data-root")
     if not args.no_evaluate:
@@ -187,8 +196,8 @@ def run_command(args: argparse.Namespace) -> int:
         results = run_experiment(
             experiment,
             args.preset,
-            args.seeds,
-            args.set,
+            seeds,
+            overrides,
             runs_root=runs_root,
             data_root=data_root,
             wandb_mode=args.wandb,
@@ -209,6 +218,22 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     compare_runs([r.train.run_dir for r in results], out)
     return 0
+
+
+def json_settings(
+    settings: dict[str, Any], seeds: list[int] | None, overrides: list[str]
+) -> tuple[list[int], list[str]]:
+    """The seeds and ``--set`` assignments of ``run``, given ``--set-json``'s ``settings``
+    (``train.seed`` among them is the one seed), ``--seeds`` and ``--set``."""
+    settings = dict(settings)
+    if "train.seed" in settings:
+        if seeds is not None:
+            raise UserError("--set-json gives train.seed: drop --seeds (or the seed)")
+        seed = settings.pop("train.seed")
+        check_value(TrainConfig, "seed", seed, "--set-json train.seed")
+        seeds = [seed]
+    assignments = [f"{key}={json.dumps(value)}" for key, value in settings.items()]
+    return seeds or [0], [*overrides, *assignments]
 
 
 def experiments_command(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ log, the logger warns once and carries on with the local outputs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import netrc
@@ -102,6 +103,18 @@ def wandb_logged_in(env: Mapping[str, str]) -> bool:
     return False
 
 
+def run_group(name: str, preset: str, settings: Mapping[str, Any]) -> str:
+    """The W&B group of a run: ``NAME/PRESET/DIGEST``, DIGEST a hash of every setting but the
+    training seed (``settings``: the config as a dict), so that the seeds of one setting share
+    a group, and a run with other settings gets its own."""
+    unseeded = {key: dict(value) if isinstance(value, Mapping) else value
+                for key, value in settings.items()}  # fmt: skip
+    if isinstance(unseeded.get("train"), dict):
+        unseeded["train"].pop("seed", None)
+    text = json.dumps(unseeded, sort_keys=True, default=str)
+    return f"{name}/{preset}/{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
 def summary_line(
     head: str, metrics: Mapping[str, float], rate: float | None = None, unit: str = "samples"
 ) -> str:
@@ -172,8 +185,17 @@ class Logger:
             )
         if self._wandb_run is None:
             self.wandb_mode = "disabled"
-        elif self.wandb_mode == "online":
-            self.echo(f"W&B run: {self._wandb_run.url}")
+        else:
+            self._record_run_id(getattr(self._wandb_run, "id", None))
+            if self.wandb_mode == "online":
+                self.echo(f"W&B run: {self._wandb_run.url}")
+
+    def _record_run_id(self, run_id: str | None) -> None:
+        """Keep the id W&B really used (a sweep agent assigns its own), so that a resumed run
+        continues that W&B run."""
+        if isinstance(run_id, str) and run_id and run_id != self.wandb_id:
+            self.wandb_id = run_id
+            self.paths.wandb_id.write_text(run_id + "\n")
 
     # -- W&B ---------------------------------------------------------------------------------
 

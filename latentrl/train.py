@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentrl import distributed
 from latentrl.checkpoint import (
     TrainerState,
     has_checkpoint,
@@ -45,8 +46,8 @@ from latentrl.latent_diagnostics import (
     random_rollouts,
     state_step_sizes,
 )
-from latentrl.locks import one_writer
-from latentrl.logging import Logger, resolve_wandb_mode, summary_line
+from latentrl.locks import hold
+from latentrl.logging import Logger, resolve_wandb_mode, run_group, summary_line
 from latentrl.losses import Continuation
 from latentrl.models import E2C
 from latentrl.plots import image_grid, latent_map
@@ -82,7 +83,6 @@ class TrainResult:
     final_metrics: Mapping[str, float]
 
 
-@one_writer("run_dir")
 def train(
     config: ExperimentConfig,
     run_dir: Path,
@@ -91,8 +91,25 @@ def train(
     resume: bool = False,
     wandb_mode: str | None = None,
 ) -> TrainResult:
-    """Train ``config`` on the dataset in ``dataset_dir``, writing everything to ``run_dir``."""
-    run_dir = Path(run_dir)
+    """Train ``config`` on the dataset in ``dataset_dir``, writing everything to ``run_dir``.
+
+    In a process group (torchrun, :mod:`latentrl.distributed`) every rank calls it with the
+    same arguments: each trains on its block of every batch, rank 0 writes the run."""
+    world = distributed.current_world()
+    if not world.writes:
+        return _train(config, Path(run_dir), dataset_dir, resume, wandb_mode, world)
+    with hold(Path(run_dir)):
+        return _train(config, Path(run_dir), dataset_dir, resume, wandb_mode, world)
+
+
+def _train(
+    config: ExperimentConfig,
+    run_dir: Path,
+    dataset_dir: Path,
+    resume: bool,
+    wandb_mode: str | None,
+    world: distributed.World,
+) -> TrainResult:
     paths = RunDirectory(run_dir)
     if resume:
         # A run killed before its first checkpoint holds its config only: it starts over.
@@ -103,26 +120,27 @@ def train(
                 f"--resume: the model or data config differs from the one {run_dir} was "
                 "started with; resume without changing them (only train.* may change)"
             )
-    else:
+    elif world.writes:
         paths.require_new()
-    model_config = config.model
     try:
-        device = resolve_device(config.train.device)
-        train_set, val_set, window_start = _checked_data(config, dataset_dir)
+        device = distributed.rank_device(resolve_device(config.train.device), world)
+        train_set, val_set, window_start = _checked_data(config, dataset_dir, world)
     except UserError:
-        if run_dir.is_dir() and not any(run_dir.iterdir()):
+        if world.writes and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # the empty directory new_run_dir reserved
         raise
-    # Only now, with the data checked, does the run directory get written.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, paths.config)
-    paths.record_dataset(dataset_dir)
+    if world.writes:  # only now, with the data checked, does the run directory get written
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, paths.config)
+        paths.record_dataset(dataset_dir)
     train_set, val_set = train_set.to(device), val_set.to(device)
     if window_start is not None:
         window_start = window_start.to(device)
 
+    if config.train.tf32 and device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
     torch.manual_seed(config.train.seed)
-    model = build_model(model_config).to(device)
+    model = build_model(config.model).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.train.learning_rate,
@@ -135,16 +153,16 @@ def train(
         state = load_checkpoint(run_dir, model, optimizer, data_order)
 
     mode = resolve_wandb_mode(wandb_mode, os.environ)
-    logger = Logger(
+    logger = distributed.QuietLogger() if not world.writes else Logger(
         run_dir,
         name=run_dir.name,
         config=to_dict(config),
         wandb_mode=mode,
-        group=config.name,
+        group=run_group(config.name, config.preset, to_dict(config)),
         job_type="train",
         resume=resume,
         resume_step=state.step if resume else None,
-    )
+    )  # fmt: skip
     with logger:
         logger.echo(
             f"training {config.name}/{config.preset} on {device}: {len(train_set)} train / "
@@ -158,16 +176,16 @@ def train(
         loop = _Loop(
             config, model, optimizer, data_order, train_set, val_set, window_start, logger, run_dir
         )
-        state = loop.run(state)
-        final = loop.finish(state)
+        state = loop.run(state, world)
+        final = loop.finish(state) if world.writes else {}
     return TrainResult(run_dir, state.epoch, state.step, final)
 
 
 def _checked_data(
-    config: ExperimentConfig, dataset_dir: Path
+    config: ExperimentConfig, dataset_dir: Path, world: distributed.World
 ) -> tuple[TransitionDataset, TransitionDataset, torch.Tensor | None]:
     """The training and validation splits of the dataset and the multi-step window starts;
-    UserError when the dataset does not fit the config."""
+    UserError when the dataset does not fit the config (or a batch the processes)."""
     data = load_transitions(
         dataset_dir,
         expect={
@@ -184,6 +202,7 @@ def _checked_data(
             f"{config.train.batch_size}; collect more data or lower train.batch_size"
         )
     kind = model_kind(config.model.kind)
+    distributed.check_world(config.train, kind.window(config.loss), kind.whole_windows, world)
     return train_set, val_set, window_mask(train_set, kind.window(config.loss), window_key(kind))
 
 
@@ -199,12 +218,13 @@ class _Loop:
         train_set: TransitionDataset,
         val_set: TransitionDataset,
         window_start: torch.Tensor | None,
-        logger: Logger,
+        logger: Logger | distributed.QuietLogger,
         run_dir: Path,
     ) -> None:
         self.config, self.model, self.optimizer = config, model, optimizer
         self.data_order, self.logger, self.run_dir = data_order, logger, run_dir
         self.train_set, self.val_set = train_set, val_set
+        self.world = distributed.World()
         self.kind = model_kind(config.model.kind)
         self.window = self.kind.window(config.loss)
         self.steps_per_epoch = len(train_set) // config.train.batch_size
@@ -270,8 +290,18 @@ class _Loop:
             1.0 + math.cos(math.pi * progress)
         )
 
-    def run(self, state: TrainerState) -> TrainerState:
-        cfg = self.config.train
+    def run(self, state: TrainerState, world: distributed.World) -> TrainerState:
+        """Train from ``state`` to the last epoch; on ``world``'s processes, each on its block
+        of every batch (:mod:`latentrl.distributed`)."""
+        cfg, self.world = self.config.train, world
+        self.objective = distributed.BatchObjective(
+            self.model,
+            self.loss_fn,
+            self.config.loss,
+            self.train_set,
+            (self.continuation, self.window_start),
+            world,
+        )
         with self.logger.progress(total=cfg.epochs, initial=state.epoch, desc="epochs"):
             while state.epoch < cfg.epochs:
                 try:
@@ -292,17 +322,9 @@ class _Loop:
         start = time.perf_counter()
         step = state.step
         for index in self.batch_rows():
-            batch = self.train_set.batch(index)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(step)
-            loss, metrics = self.loss_fn(
-                model,
-                batch.obs,
-                batch.action,
-                batch.next_obs,
-                self.config.loss,
-                self.continuation(index),
-            )
+            loss, metrics = self.objective(index)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm_sum += torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
@@ -313,6 +335,7 @@ class _Loop:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
+        sums = distributed.mean_over_ranks(sums, self.world)
         train_metrics = {f"train/{k}": float(v) / self.steps_per_epoch for k, v in sums.items()}
         epoch = state.epoch + 1
         if not all(math.isfinite(v) for v in train_metrics.values()):
@@ -333,10 +356,11 @@ class _Loop:
             "epoch": epoch,
         }
         self.logger.log(metrics, step=step)
-        if epoch % cfg.image_every == 0 or epoch == cfg.epochs:
-            self.log_images(step)
         new_state = TrainerState(epoch=epoch, step=step)
-        save_checkpoint(self.run_dir, model, self.optimizer, self.data_order, new_state)
+        if self.world.writes:
+            if epoch % cfg.image_every == 0 or epoch == cfg.epochs:
+                self.log_images(step)
+            save_checkpoint(self.run_dir, model, self.optimizer, self.data_order, new_state)
         self.logger.update_progress(
             1, {"loss": metrics["train/loss/total"], "val": metrics["val/loss/total"]}
         )

@@ -377,3 +377,15 @@ def test_wandb_offline_run_dir_sync_command_and_resume(
     assert len(dirs) == 2 and dirs[0] == first[0]  # one directory per session, same id
     assert f"  wandb sync {dirs[0]} {dirs[1]}\n" in capsys.readouterr().out
     assert [(row["step"], row["loss"]) for row in read_metrics(run_dir)] == [(1, 1.0), (2, 0.75)]
+
+
+def test_the_run_id_a_sweep_agent_assigns_is_kept_for_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _fake_wandb(monkeypatch)
+    agents_run = _FakeRun(calls, None)
+    agents_run.id = "sweep123"  # type: ignore[attr-defined]
+    monkeypatch.setattr(sys.modules["wandb"], "init", lambda **kwargs: agents_run)
+    with Logger(tmp_path, "trial", {}, "online", job_type="train") as logger:
+        assert logger.wandb_id == "sweep123"
+    assert (tmp_path / WANDB_ID_FILE).read_text().strip() == "sweep123"

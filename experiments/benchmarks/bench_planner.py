@@ -329,7 +329,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Print the table; returns its rows (:func:`bench_one`)."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device, dtype = resolve_device(args.device), getattr(torch, args.dtype)
@@ -367,6 +368,7 @@ def main(argv: list[str] | None = None) -> None:
             f"cheaper (mean rel. diff <= 1e-6) on {cheaper}/{len(rows)} problems; target "
             f"(>= 5x everywhere at equal or lower cost): {verdict}"
         )
+    return rows
 
 
 if __name__ == "__main__":

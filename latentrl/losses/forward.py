@@ -34,6 +34,10 @@ class Continuation(NamedTuple):
     """``(B, K - 1, k, H, W)``: x_{t+2}, ..., x_{t+K}."""
     valid: Tensor
     """``(B,)`` bool: the row starts K chained transitions (other rows do not count)."""
+    batch_valid: Tensor | None = None
+    """``(B_all,)`` bool: ``valid`` of the whole batch when this batch is one process's shard
+    of it (:mod:`latentrl.distributed`), so that a mean over valid rows divides by the whole
+    batch's count; None: this batch is the whole batch."""
 
 
 class ForwardPass(NamedTuple):

@@ -51,12 +51,18 @@ def rollout_error(predicted: Tensor, target_mean: Tensor, target_logvar: Tensor)
 
 
 def multi_step_error(
-    predicted: Tensor, target_mean: Tensor, target_logvar: Tensor, valid: Tensor
+    predicted: Tensor,
+    target_mean: Tensor,
+    target_logvar: Tensor,
+    valid: Tensor,
+    batch_valid: Tensor | None = None,
 ) -> Tensor:
     """:func:`rollout_error`, zero where not ``valid`` and scaled by B / #valid, so that the
-    batch mean is the mean over valid windows."""
+    batch mean is the mean over valid windows. ``batch_valid``: ``valid`` of the whole batch
+    this one is a shard of (B and #valid are then the whole batch's)."""
     error = rollout_error(predicted, target_mean, target_logvar)
-    weight = valid.to(error.dtype) * (valid.numel() / valid.sum().clamp_min(1))
+    whole = valid if batch_valid is None else batch_valid
+    weight = valid.to(error.dtype) * (whole.numel() / whole.sum().clamp_min(1))
     return error * weight
 
 
@@ -73,5 +79,6 @@ def term(fp: ForwardPass, config: MultiStepConfig) -> TermResult:
         q_future.mean.unflatten(0, future.shape[:2]),
         q_future.logvar.unflatten(0, future.shape[:2]),
         fp.continuation.valid,
+        fp.continuation.batch_valid,
     )
     return term_result("multi_step", error)

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from latentrl.field_rules import check_fields, checked
+from latentrl.losses.batch_shards import block_start, whole_batch
 from latentrl.losses.curvature import linearization_error
 from latentrl.losses.forward import Continuation
 from latentrl.losses.gaussian_density import pairwise_gaussian_log_density
@@ -65,12 +66,13 @@ class PC3LossConfig:
         check_fields(self, "loss.pc3")
 
 
-def info_nce(scores: Tensor) -> Tensor:
-    """-log [exp(s_ii) / (1/K sum_j exp(s_ij))] per row of ``scores (K, K)`` -> ``(K,)``:
-    row i's positive is its diagonal entry, the rest of the row its negatives. Each value is
-    >= -log K; its negated batch mean is the InfoNCE lower bound on the mutual information."""
+def info_nce(scores: Tensor, offset: int = 0) -> Tensor:
+    """-log [exp(s_ii) / (1/K sum_j exp(s_ij))] per row of ``scores (R, K)`` -> ``(R,)``:
+    row i's positive is its entry ``i + offset`` (``R = K``, ``offset = 0``: the diagonal),
+    the rest of the row its negatives. Each value is >= -log K; its negated batch mean is the
+    InfoNCE lower bound on the mutual information."""
     count = scores.shape[-1]
-    return torch.logsumexp(scores, dim=-1) - math.log(count) - scores.diagonal()
+    return torch.logsumexp(scores, dim=-1) - math.log(count) - scores.diagonal(offset)
 
 
 def pc3_objective(
@@ -96,11 +98,15 @@ def pc3_objective(
     z, encoded_next = model.encode(torch.cat([x_t, x_next])).mean.split(len(x_t))
     z_next = encoded_next + config.latent_noise * torch.randn_like(encoded_next)
     dynamics = model.transition_density(z, u)
-    scores = pairwise_gaussian_log_density(z_next, dynamics.mean, dynamics.logvar)  # (K, K)
-    cpc = info_nce(scores)
-    consistency = -scores.diagonal()
+    # every row's next latent against the dynamics of every row of the whole batch (K, K); on
+    # several processes this process's rows (K / processes, K), its positives offset
+    means, logvars = whole_batch(dynamics.mean), whole_batch(dynamics.logvar)
+    scores = pairwise_gaussian_log_density(z_next, means, logvars)
+    offset = block_start(len(z))
+    cpc = info_nce(scores, offset)
+    consistency = -scores.diagonal(offset)
     curvature = linearization_error(model, z, u, config.curvature_radius)
-    center = z.mean(0).square().sum()
+    center = whole_batch(z).mean(0).square().sum()
     total = (
         config.lambda_cpc * cpc.mean()
         + config.lambda_c * consistency.mean()
