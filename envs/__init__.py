@@ -57,6 +57,7 @@ _ENVIRONMENTS: dict[str, tuple[str, int]] = {
     "latentrl/PendulumSwingup-v0": ("latentrl.envs.mujoco_swingup:PendulumSwingupEnv", 200),
     "latentrl/CartpoleSwingup-v0": ("latentrl.envs.mujoco_swingup:CartpoleSwingupEnv", 200),
     "latentrl/CartpoleSwingupGap2-v0": ("latentrl.envs.mujoco_swingup:CartpoleSwingupGap2Env", 200),
+    "latentrl/ArmSwingup-v0": ("latentrl.envs.mujoco_arm:ArmSwingupEnv", 200),
 }
 ENV_IDS: tuple[str, ...] = tuple(_ENVIRONMENTS)
 

@@ -18,6 +18,7 @@ from latentrl.recipe import CHAIN_LENGTH, TaskShape, default_recipe, latent_size
         ("latentrl/Planar-v0", 2, (), 2),
         ("latentrl/PendulumSwingup-v0", 2, (0,), 3),
         ("latentrl/CartpoleSwingup-v0", 4, (1,), 5),
+        ("latentrl/ArmSwingup-v0", 4, (0, 1), 6),
         (POINT_MASS_ID, 2, (), 2),
     ],
 )
