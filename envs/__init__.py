@@ -78,8 +78,10 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     module (which registers the env) first. Raises UserError for an unknown id or an env that
     does not implement :class:`ControlEnv`.
     """
+    checked = False  # whether the kwargs' names passed, so a UserError is the env's own
     try:
         _check_kwargs(env_id, kwargs)
+        checked = True
         env = gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as exc:
         known = ", ".join(ENV_IDS)
@@ -92,6 +94,11 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         raise UserError(f"cannot import the module of environment {env_id!r}: {exc}") from None
     except gym.error.Error as exc:  # a malformed id, a render mode the env lacks, ...
         raise UserError(f"cannot make environment {env_id!r}: {exc}") from None
+    except UserError as exc:
+        if not (kwargs and checked):
+            raise
+        # the env's own check of a kwarg: say which env and which env_kwargs it refused
+        raise UserError(f"{env_id} refused the env_kwargs {kwargs}: {exc}") from None
     except (TypeError, ValueError, AttributeError, AssertionError) as exc:
         if not kwargs:
             raise

@@ -80,38 +80,43 @@ class FrameRenderer:
 
     def render(self, qpos: np.ndarray) -> np.ndarray:
         """uint8 ``(n, k, size, size, 3)`` images of ``n`` groups of ``k`` configurations
-        ``qpos`` (n, k, nq); each group is drawn side by side and read back at once."""
+        ``qpos`` (n, k, nq); each group is drawn side by side and read back at once, in reads
+        of as many frames as fit the offscreen buffer's width (frame j in tile j mod that)."""
         if self._gl is None:
             raise RuntimeError("the renderer is closed")
         n, k = qpos.shape[:2]
-        if k > self._per_read:
-            raise ValueError(f"at most {self._per_read} frames fit side by side, got {k}")
         size = self._size
-        pixels = np.empty((size, k * size, 3), dtype=np.uint8)
         images = np.empty((n, k, size, size, 3), dtype=np.uint8)
-        everything = mujoco.mjtCatBit.mjCAT_ALL
         self._gl.make_current()
         for i in range(n):
-            for j in range(k):
-                self._data.qpos[:] = qpos[i, j]
-                # Poses of bodies and cameras are all a frame needs; no dynamics.
-                mujoco.mj_kinematics(self._model, self._data)
-                mujoco.mj_camlight(self._model, self._data)
-                mujoco.mjv_updateScene(
-                    self._model,
-                    self._data,
-                    self._option,
-                    None,
-                    self._camera,
-                    everything,
-                    self._scene,
-                )
-                tile = mujoco.MjrRect(j * size, 0, size, size)
-                mujoco.mjr_render(tile, self._scene, self._context)
-            mujoco.mjr_readPixels(pixels, None, mujoco.MjrRect(0, 0, k * size, size), self._context)
-            # GL's rows run bottom-up.
-            images[i] = pixels[::-1].reshape(size, k, size, 3).swapaxes(0, 1)
+            for first in range(0, k, self._per_read):
+                group = qpos[i, first : first + self._per_read]
+                images[i, first : first + len(group)] = self._read_group(group)
         return images
+
+    def _read_group(self, qpos: np.ndarray) -> np.ndarray:
+        """uint8 ``(t, size, size, 3)`` of ``t <= per_read`` configurations ``qpos`` (t, nq),
+        drawn in tiles 0..t-1 and read back at once; the GL context must be current."""
+        size, t = self._size, len(qpos)
+        pixels = np.empty((size, t * size, 3), dtype=np.uint8)
+        for j in range(t):
+            self._data.qpos[:] = qpos[j]
+            # Poses of bodies and cameras are all a frame needs; no dynamics.
+            mujoco.mj_kinematics(self._model, self._data)
+            mujoco.mj_camlight(self._model, self._data)
+            mujoco.mjv_updateScene(
+                self._model,
+                self._data,
+                self._option,
+                None,
+                self._camera,
+                mujoco.mjtCatBit.mjCAT_ALL,
+                self._scene,
+            )
+            mujoco.mjr_render(mujoco.MjrRect(j * size, 0, size, size), self._scene, self._context)
+        mujoco.mjr_readPixels(pixels, None, mujoco.MjrRect(0, 0, t * size, size), self._context)
+        # GL's rows run bottom-up.
+        return pixels[::-1].reshape(size, t, size, 3).swapaxes(0, 1)
 
     def close(self) -> None:
         """Free the GL resources; safe to call twice."""

@@ -13,20 +13,21 @@ Conventions shared by both tasks:
   ``FRAME_SKIP = 5``. After each control step the velocities are clipped to the state box (as
   Pendulum-v1 clips its speed at 8) and the cart's position into the rail (the soft joint limit
   lets it overshoot by millimetres), so every reachable state is valid.
-* **Observation** uint8 ``(2, H, W)``: frame 1 is rendered at ``qpos``, frame 0 at
-  ``qpos - qvel * k * dt`` (a first-order reconstruction of the configuration k control steps
-  earlier; ``k = frame_gap`` of the task, 1 but for CartpoleSwingupGap2-v0's 2). The
-  observation is therefore a pure function of the state: a reset into ``s`` and a step that lands
-  in ``s`` look the same, and ``observe`` can make datasets from sampled states.
+* **Observation** uint8 ``(k, H, W)``, ``k = frames`` (2 by default): frame ``k - 1`` is
+  rendered at ``qpos``, frame j at ``qpos - qvel * (k-1-j) g dt`` (a first-order reconstruction
+  of the configuration ``(k-1-j) g`` control steps earlier; ``g = frame_gap``, 1 but for
+  CartpoleSwingupGap2-v0's 2). The observation is therefore a pure function of the state: a
+  reset into ``s`` and a step that lands in ``s`` look the same, and ``observe`` can make
+  datasets from sampled states.
 * **Task**: start hanging (``theta = pi +- 0.2``, at rest, cart at 0); goal upright at rest (cart
   at 0); ``goal_distance = |wrap(theta)|`` (the cart's position does not count), goal radius
   pi/6; horizon 200 steps (10 s); ``cost(s, u) = wrap(theta)^2 + 0.1 theta_dot^2 + 0.001 u^2``,
   plus ``0.1 x^2`` for the cart-pole to keep the cart near the rail's centre; the reward of a
   step is minus the cost of the state the action is applied in and that action (as Pendulum-v1).
   No termination: episodes end by the time limit set at registration.
-* **Keyword arguments** change the force or torque bound, the control step, the frame size and
-  the task (start box, goal radius, horizon), e.g. for the PC3 paper's protocol
-  (experiments/pc3_cartpole.toml).
+* **Keyword arguments** change the force or torque bound, the control step, the frame size, the
+  number of frames and the steps between them, and the task (start box, goal radius, horizon),
+  e.g. for the PC3 paper's protocol (experiments/pc3_cartpole.toml).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from latentrl.envs.contract import check_states, in_box, requested_state, wrap_a
 from latentrl.envs.mujoco_frames import CAMERA, FrameRenderer, luminance
 from latentrl.envs.task_options import (
     StartBox,
+    checked_count,
     checked_goal_radius,
     checked_horizon,
     checked_positive,
@@ -80,8 +82,9 @@ class SwingupTask:
     action_weight: float = 1e-3
     """Weight of ``u^2`` in the cost."""
     frame_gap: int = 1
-    """Control steps between the observation's two frames: frame 0 shows ``qpos - qvel *
-    frame_gap * dt``. A longer gap moves the pole further between them, so slow speeds show."""
+    """Control steps between consecutive frames of the observation (the default of the kwarg
+    ``frame_gap``): the frame before the last shows ``qpos - qvel * frame_gap * dt``. A longer
+    gap moves the pole further between frames, so slow speeds show."""
 
 
 PENDULUM = SwingupTask(
@@ -158,8 +161,10 @@ class _SwingupEnv(MujocoEnv):
     Keyword arguments (all default to the MJCF and the task of the module docstring):
     ``max_action`` (bound on ``|u|`` of every actuator, N or N m; the MJCF's ctrlrange),
     ``frame_skip`` (0.01 s MuJoCo steps per control step), ``image_size`` (side of the
-    observation frames, px), and the task's ``start_low``/``start_high``, ``goal_radius`` (rad)
-    and ``horizon`` (steps) of :mod:`latentrl.envs.task_options`.
+    observation frames, px), ``frames`` (stacked frames k >= 1, default 2), ``frame_gap``
+    (control steps g >= 1 between consecutive frames, default the task's), and the task's
+    ``start_low``/``start_high``, ``goal_radius`` (rad) and ``horizon`` (steps) of
+    :mod:`latentrl.envs.task_options`.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -178,6 +183,8 @@ class _SwingupEnv(MujocoEnv):
         start_high: Sequence[float] | None = None,
         goal_radius: float | None = None,
         horizon: int | None = None,
+        frames: int = 2,
+        frame_gap: int | None = None,
     ) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(
@@ -191,10 +198,13 @@ class _SwingupEnv(MujocoEnv):
         size = self.task.image_size if image_size is None else image_size
         if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= VIEW_SIZE // 2:
             raise UserError(f"image_size must be an int in [8, {VIEW_SIZE // 2}], got {size!r}")
+        self.frames = checked_count("frames", frames, "stacked frames in an observation")
+        gap = self.task.frame_gap if frame_gap is None else frame_gap
+        self.frame_gap = checked_count("frame_gap", gap, "control steps between frames")
         super().__init__(
             str(ASSETS / self.task.xml),
             frame_skip,
-            observation_space=spaces.Box(0, 255, (2, size, size), dtype=np.uint8),
+            observation_space=spaces.Box(0, 255, (self.frames, size, size), dtype=np.uint8),
             render_mode=render_mode,
             width=VIEW_SIZE,
             height=VIEW_SIZE,
@@ -292,12 +302,17 @@ class _SwingupEnv(MujocoEnv):
         return states
 
     def observe(self, states: np.ndarray) -> np.ndarray:
-        """uint8 ``(n, 2, H, W)`` observations of valid ``states`` (n, d); frame 0 at
-        ``qpos - qvel * frame_gap * dt``, frame 1 at ``qpos``. Leaves the simulation untouched."""
+        """uint8 ``(n, k, H, W)`` observations of valid ``states`` (n, d); frame j at
+        ``qpos - qvel * (k-1-j) * frame_gap * dt``, the last at ``qpos``. Leaves the simulation
+        untouched."""
         arr = check_states(self, states)
         qpos, qvel = arr[:, : self.model.nq], arr[:, self.model.nq :]
-        earlier = qpos - qvel * (self.task.frame_gap * self.dt)
-        return luminance(self._frames.render(np.stack([earlier, qpos], axis=1)))
+        # steps back as an int times dt: the default pair is qpos - qvel * (frame_gap * dt)
+        earlier = [
+            qpos - qvel * ((back * self.frame_gap) * self.dt)
+            for back in range(self.frames - 1, 0, -1)
+        ]
+        return luminance(self._frames.render(np.stack([*earlier, qpos], axis=1)))
 
     def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """True dynamics: ``(n, d)`` states one control step after ``states`` (n, d) under
@@ -357,14 +372,14 @@ class _SwingupEnv(MujocoEnv):
 
 class PendulumSwingupEnv(_SwingupEnv):
     """Pendulum swing-up: state ``(theta, theta_dot)``, torque ``(1,)`` in [-2, 2] N m,
-    observation uint8 ``(2, 48, 48)``. Model: ``envs/assets/pendulum.xml``."""
+    observation uint8 ``(2, 48, 48)`` by default. Model: ``envs/assets/pendulum.xml``."""
 
     task = PENDULUM
 
 
 class CartpoleSwingupEnv(_SwingupEnv):
     """Cart-pole swing-up: state ``(x, theta, x_dot, theta_dot)``, x in [-1.5, 1.5] m, force
-    ``(1,)`` in [-5, 5] N on the cart, observation uint8 ``(2, 64, 64)``. Model:
+    ``(1,)`` in [-5, 5] N on the cart, observation uint8 ``(2, 64, 64)`` by default. Model:
     ``envs/assets/cartpole.xml``."""
 
     task = CARTPOLE
@@ -372,6 +387,6 @@ class CartpoleSwingupEnv(_SwingupEnv):
 
 class CartpoleSwingupGap2Env(CartpoleSwingupEnv):
     """CartpoleSwingupGap2-v0: the cart-pole of v0 (the same dynamics, task and cost) with the
-    observation's two frames two control steps apart instead of one."""
+    observation's frames two control steps apart instead of one (``frame_gap`` defaults to 2)."""
 
     task = CARTPOLE_GAP2

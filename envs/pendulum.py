@@ -10,7 +10,8 @@ Conventions:
   θ wrapped into [-π, π] (angles already in that closed range are left untouched, bit for bit);
 * observation: uint8 ``(2, 48, 48)``, frame 0 at ``θ - θ̇ dt`` (the position one step earlier,
   which inverts Pendulum-v1's position update, so the pair encodes θ̇), frame 1 at θ; a bright
-  anti-aliased pole on black, pivot at the image centre;
+  anti-aliased pole on black, pivot at the image centre. The kwargs ``frames`` (k) and
+  ``frame_gap`` (g) generalise it to ``(k, 48, 48)``: frame j at ``θ - (k-1-j) g θ̇ dt``;
 * keyword arguments change the physics (:class:`PendulumPhysics`) and the task (start box, goal
   radius, horizon), e.g. for the PC3 paper's protocol (experiments/pc3_pendulum_*.toml); their
   defaults are Pendulum-v1 and the swing-up task below.
@@ -40,6 +41,7 @@ from latentrl.envs.contract import (
 )
 from latentrl.envs.task_options import (
     StartBox,
+    checked_count,
     checked_goal_radius,
     checked_horizon,
     checked_positive,
@@ -182,16 +184,23 @@ def render_pendulum(theta: np.ndarray) -> np.ndarray:
     return out.reshape(n, IMAGE_SIZE, IMAGE_SIZE)
 
 
-def observe_pendulum(states: np.ndarray, dt: float = DT) -> np.ndarray:
-    """Observations of ``states (n, 2)``: uint8 ``(n, 2, 48, 48)``, frames at θ - θ̇ dt and θ."""
+def observe_pendulum(
+    states: np.ndarray, dt: float = DT, frames: int = 2, frame_gap: int = 1
+) -> np.ndarray:
+    """Observations of ``states (n, 2)``: uint8 ``(n, k, 48, 48)`` with ``k = frames``; frame j
+    at ``θ - (k-1-j) g θ̇ dt`` (``g = frame_gap``), the last one at θ. The default pair is
+    ``(θ - θ̇ dt, θ)``."""
     states = np.asarray(states, dtype=np.float64)
     theta, thdot = states[:, 0], states[:, 1]
-    angles = np.stack([theta - thdot * dt, theta], axis=1)
-    return render_pendulum(angles.reshape(-1)).reshape(-1, 2, IMAGE_SIZE, IMAGE_SIZE)
+    # (steps back) * dt first, in ints then one float product: the default is θ - θ̇ * dt exactly
+    earlier = [theta - thdot * ((back * frame_gap) * dt) for back in range(frames - 1, 0, -1)]
+    angles = np.stack([*earlier, theta], axis=1)
+    return render_pendulum(angles.reshape(-1)).reshape(-1, frames, IMAGE_SIZE, IMAGE_SIZE)
 
 
 class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
-    """``latentrl/Pendulum-v0``: Pendulum-v1 swing-up observed as two stacked 48x48 frames.
+    """``latentrl/Pendulum-v0``: Pendulum-v1 swing-up observed as stacked 48x48 frames (two by
+    default).
 
     Reward is ``-cost`` evaluated at the state the action is applied in (as Pendulum-v1);
     never terminates (the registration's TimeLimit truncates after 200 steps).
@@ -202,6 +211,8 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
     ``max_speed`` (rad/s) of :class:`PendulumPhysics`; the task's ``start_low``/``start_high``,
     ``goal_radius`` (rad) and ``horizon`` (steps) of :mod:`latentrl.envs.task_options`. With a
     start box, ``reset()`` without a state draws from it instead of Pendulum-v1's distribution.
+    ``frames`` (k >= 1, default 2) and ``frame_gap`` (g >= 1 control steps, default 1) set the
+    observation: k frames, frame j at ``θ - (k-1-j) g θ̇ dt`` (:func:`observe_pendulum`).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -220,6 +231,8 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         start_high: Sequence[float] | None = None,
         goal_radius: float | None = None,
         horizon: int | None = None,
+        frames: int = 2,
+        frame_gap: int = 1,
     ) -> None:
         self.render_mode = check_render_mode(render_mode, self.metadata)
         self.physics = PendulumPhysics(
@@ -235,7 +248,10 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
                 )
             )
         )
-        self.observation_space = spaces.Box(0, 255, (2, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+        self.frames = checked_count("frames", frames, "stacked frames in an observation")
+        self.frame_gap = checked_count("frame_gap", frame_gap, "control steps between frames")
+        shape = (self.frames, IMAGE_SIZE, IMAGE_SIZE)
+        self.observation_space = spaces.Box(0, 255, shape, dtype=np.uint8)
         top, speed = self.physics.max_torque, self.physics.max_speed
         self.action_space = spaces.Box(-top, top, (1,), dtype=np.float32)
         self.state_space = spaces.Box(
@@ -313,8 +329,8 @@ class PixelPendulumEnv(gym.Env[np.ndarray, np.ndarray]):
         return np.stack([theta, np.zeros(n)], axis=1)
 
     def observe(self, states: np.ndarray) -> np.ndarray:
-        """uint8 ``(n, 2, 48, 48)`` for ``states (n, 2)``; see :func:`observe_pendulum`."""
-        return observe_pendulum(states, self.physics.dt)
+        """uint8 ``(n, k, 48, 48)`` for ``states (n, 2)``; see :func:`observe_pendulum`."""
+        return observe_pendulum(states, self.physics.dt, self.frames, self.frame_gap)
 
     def next_states(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """:func:`pendulum_step` with θ wrapped into [-π, π]: ``(n, 2), (n, 1) -> (n, 2)``."""

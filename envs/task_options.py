@@ -10,6 +10,9 @@ defaults to None: the env's own task, unchanged.
   redrawing states that are not valid (planar obstacles); angles wrapped to [-pi, pi);
 * ``goal_radius``: a state is in the goal region when ``goal_distance <= goal_radius``;
 * ``horizon``: control steps of one evaluation episode (at most the registration's time limit).
+
+:func:`checked_count` checks the observation's counts, ``frames`` and ``frame_gap``, which the
+pixel envs take beside these (defaults: their own observation, unchanged).
 """
 
 from __future__ import annotations
@@ -115,3 +118,11 @@ def checked_positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < np.inf:
         raise UserError(f"{name} must be a positive number, got {value!r}")
     return float(value)
+
+
+def checked_count(name: str, value: int, meaning: str) -> int:
+    """``value`` as an int >= 1; UserError naming the kwarg ``name`` (``meaning``: what it
+    counts) otherwise. For the observation kwargs ``frames`` and ``frame_gap``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise UserError(f"{name} must be an int >= 1 ({meaning}), got {value!r}")
+    return int(value)

@@ -34,7 +34,7 @@ SLOW = pytest.mark.slow
 FIXTURE_RUN = ROOT / "tests" / "fixtures" / "legacy_runs" / "pendulum"
 
 UNCHECKED_BY_RULE = {
-    "data.env_kwargs": ['{"bogus": 1}', "5", '{"render_mode": 5}'],
+    "data.env_kwargs": ['{"bogus": 1}', "5", '{"render_mode": 5}', '{"frames": 0}'],
     "eval.agents": ['["expert"]', "[]", '["latent", "latent"]', '"latent"'],
     "plan.options": ['{"nope": {}}', "5", '{"shooting": 5}'],
 }
@@ -228,6 +228,8 @@ FLAG_CASES: list[tuple[list[str], str]] = [
     ],
     ([*COLLECT, "--env-kwargs", '{"bogus": 1}'], "'bogus'"),
     ([*COLLECT, "--env-kwargs", '{"render_mode": 5}'], "refused the env_kwargs"),
+    ([*COLLECT, "--env-kwargs", '{"frames": 0}'], "frames must be an int >= 1"),
+    ([*COLLECT, "--env-kwargs", '{"frame_gap": 1.5}'], "frame_gap must be an int >= 1"),
     ([*COLLECT, "--overwrite", "--resume"], "exclude each other"),
     ([*COLLECT, "--mode", "rollout", "--chain-length", "3"], "uniform mode only"),
     ([*COLLECT[:-1], "/proc/latentrl/data"], "--out"),

@@ -326,3 +326,40 @@ def test_observation_readout_reads_the_pendulum_state_from_its_pixels(
     assert "need at least 6 states" in capsys.readouterr().err
     assert main(["latentrl/NoSuchEnv-v0"]) == 2
     assert "unknown environment" in capsys.readouterr().err
+
+
+def test_conv_collapse_study_measures_a_training_and_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """experiments/studies/conv_collapse.py (docs/results/cartpole.md): its KL per dimension is
+    the prior's KL, and a short run writes one measurement per ``--every`` steps."""
+    import torch
+
+    from latentrl.collect import collect
+    from latentrl.losses.gaussian_kl import kl_diag_gaussian_std_normal
+
+    script = runpy.run_path(str(ROOT / "experiments" / "studies" / "conv_collapse.py"))
+    mean, logvar = torch.randn(5, 3), torch.randn(5, 3)
+    torch.testing.assert_close(
+        script["kl_per_dim"](mean, logvar).sum(-1), kl_diag_gaussian_std_normal(mean, logvar)
+    )
+    data = collect("latentrl/Pendulum-v0", 160, tmp_path / "data", chain_length=16, progress=False)
+    out = tmp_path / "study.json"
+    tiny = ["model.hidden_sizes=[16]", "model.conv_channels=[4, 8]", "train.batch_size=32"]
+    tiny.append("train.probe_steps=50")
+    argv = [str(data), "--experiment", "pendulum", "--preset", "debug", "--steps", "4"]
+    argv += ["--every", "2", "--out", str(out), "--set", "model.encoder=conv"]
+    argv += ["--set", "model.init=he", *(a for s in tiny for a in ("--set", s))]
+    assert script["main"](argv) == 0
+    records = json.loads(out.read_text())
+    assert [r["step"] for r in records] == [0, 2, 4]
+    first = records[0]
+    assert len(first["kl_per_dim"]) == 3 and first["kl_total"] == pytest.approx(
+        sum(first["kl_per_dim"])
+    )
+    assert first["nll_floor"] < first["nll_mean_image"]
+    assert set(first["layers"]) >= {"encoder.features.0.0", "decoder.body.0.0"}
+    assert set(records[-1]["probe_r2"]) == {"cos_theta", "sin_theta", "theta_dot"}
+    assert "step 4" in capsys.readouterr().out
+    assert script["main"]([str(tmp_path / "none")]) == 2
+    assert "conv_collapse: error:" in capsys.readouterr().err

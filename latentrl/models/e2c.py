@@ -20,6 +20,7 @@ from latentrl.errors import UserError
 from latentrl.field_rules import check_fields, checked
 from latentrl.models.decoder import MIN_GAUSSIAN_STD, Decoder
 from latentrl.models.encoder import Encoder, Gaussian
+from latentrl.models.initialisation import INIT_KINDS, InitKind, initialise
 from latentrl.models.transition import LocalLinear, Transition, apply_local_linear
 
 JacobianKind = Literal["exact", "e2c"]
@@ -57,6 +58,10 @@ class ModelConfig:
     """Fully connected widths of encoder and decoder (E2C pendulum: 2x800 ReLU)."""
     conv_channels: tuple[int, ...] = checked((32, 64, 128, 256), int, low=1, items=True)
     """Channels of the conv encoder / deconv decoder; each layer halves / doubles H and W."""
+    init: InitKind = checked("torch", str, choices=INIT_KINDS)
+    """Initialisation of the encoder's and decoder's weights: torch's defaults, or ``he``
+    (variance-preserving through ReLUs, zero biases; :mod:`latentrl.models.initialisation`),
+    which a deep conv encoder / deconv decoder needs to pass image differences through."""
     transition_hidden_sizes: tuple[int, ...] = checked((100, 100), int, low=1, items=True)
     """Widths of the transition network z -> (v, r, B, o)."""
     transition_noise: float = checked(0.0, float, low=0)
@@ -133,6 +138,7 @@ class E2C(nn.Module):
         self.encoder = Encoder(
             c.obs_shape, c.latent_dim, c.encoder, c.hidden_sizes, c.conv_channels, c.logvar_range
         )
+        initialise(self.encoder, c.init)
         self.decoder: Decoder | None = None
         """p(x | z); None for a kind without a decoder."""
         if self.has_decoder:
@@ -146,6 +152,7 @@ class E2C(nn.Module):
                 c.gaussian_std,
                 c.learn_gaussian_std,
             )
+            initialise(self.decoder, c.init)
         self.transition_net = Transition(
             c.latent_dim,
             c.action_dim,

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from latentrl.models.e2c import E2C, JacobianKind, ModelConfig
 from latentrl.models.encoder import Gaussian, build_mlp, conv_stack, soft_clamp, to_unit_interval
 from latentrl.models.filtering import ProcessNoise
+from latentrl.models.initialisation import initialise
 
 BACKWARD_WIDTH_SHARE = 4
 """The backward encoder is about this many times narrower than the encoder's last hidden
@@ -76,6 +77,7 @@ class PCC(E2C):
         super().__init__(config, jacobian)
         self.process_noise = ProcessNoise(config.latent_dim, config.logvar_range)
         self.backward_encoder = BackwardEncoder(config, backward_width(config))
+        initialise(self.backward_encoder, config.init)
 
     def transition_density(self, z: Tensor, u: Tensor) -> Gaussian:
         """F(z_{t+1} | z_t, u_t) = N(f(z_t, u_t), diag s^2) for ``z (B, n)``, ``u (B, m)``."""
