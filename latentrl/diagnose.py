@@ -32,7 +32,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from latentrl.checkpoint import load_model
-from latentrl.config import ExperimentConfig, to_dict
+from latentrl.config import ExperimentConfig, load_config, to_dict
 from latentrl.data import TransitionDataset, load_transitions
 from latentrl.diagnostics.measure import (
     freeze,
@@ -85,9 +85,9 @@ def diagnose_run(
     run = RunDirectory(Path(run_dir)).require_run()
     target = DiagnoseDirectory(Path(out) if out is not None else run.path / DIAGNOSE_DIR)
     check_writable(target.path, "--out")
-    model, config = load_model(run.path)
     dataset = Path(data) if data is not None else run.dataset()
-    validation, training_size = _validation_split(config, dataset)
+    validation, training_size = _validation_split(load_config(run.config), dataset)
+    model, config = load_model(run.path)
     with hold(target.path):
         _make_room(target, overwrite, echo)
         started = time.monotonic()

@@ -63,21 +63,21 @@ def gradient_moments(
     of their covariance (a scalar, the unbiased sample covariance; ``repeats >= 2``)."""
     if repeats < 2:
         raise ValueError(f"a variance needs at least 2 repeats, got {repeats}")
-    total: Tensor | None = None
-    total_sq: Tensor | None = None
+    sizes = [p.numel() for p in parameters]
+    total = torch.zeros(sum(sizes), dtype=torch.float64, device=parameters[0].device)
+    total_sq = torch.zeros_like(total)
     for _ in range(repeats):
         grads = torch.autograd.grad(surrogate(), list(parameters), allow_unused=True)
-        flat = torch.cat(
-            [
-                (g if g is not None else torch.zeros_like(p)).reshape(-1).double()
-                for g, p in zip(grads, parameters, strict=True)
-            ]
-        )
-        total = flat if total is None else total + flat
-        total_sq = flat.square() if total_sq is None else total_sq + flat.square()
-    assert total is not None and total_sq is not None
+        # accumulated in place, slice by slice: no P-sized temporaries per repeat
+        for grad, part, part_sq in zip(
+            grads, total.split(sizes), total_sq.split(sizes), strict=True
+        ):
+            if grad is not None:
+                flat = grad.reshape(-1).double()
+                part.add_(flat)
+                part_sq.addcmul_(flat, flat)
     mean = total / repeats
-    trace = (total_sq - repeats * mean.square()).sum() / (repeats - 1)
+    trace = (total_sq.sum() - repeats * mean.square().sum()) / (repeats - 1)
     return mean, trace.clamp_min(0.0)
 
 

@@ -15,13 +15,14 @@ class DiagnoseSettings:
     """Validation images for the ELBO gap and the amortization gap."""
     samples: int = checked(5000, int, low=1)
     """K: importance samples per image for log p(x) (the IWAE curve runs k = 1 .. K)."""
-    chunk: int = checked(8192, int, low=1)
-    """Latents decoded per pass (draws x images): bounds the decoder's memory."""
+    chunk: int = checked(1024, int, low=1)
+    """Latents decoded per pass (draws x images): bounds the decoder's memory (small enough
+    that the allocator reuses its buffers instead of mapping fresh pages each pass)."""
     fit_steps: int = checked(300, int, low=1)
     """Adam steps of the per-image variational parameters."""
     fit_samples: int = checked(8, int, low=1)
     """Draws per image and step of that ascent."""
-    fit_learning_rate: float = checked(0.01, float, above=0)
+    fit_learning_rate: float = checked(0.05, float, above=0)
     """Adam's step size for the per-image (mu, log sigma^2)."""
     gradient_images: int = checked(12, int, low=2)
     """Images whose gradient estimators are compared (one variance per image)."""
