@@ -83,7 +83,12 @@ def measure_elbo_gap(
             "mean": gap.iwae.mean(0).tolist(),
             "se": [stats(col)["se"] for col in gap.iwae.T],
         },
-        "per_image": {"log_px": gap.log_px.tolist(), "elbo": gap.elbo.tolist()},
+        "per_image": {
+            "log_px": gap.log_px.tolist(),
+            "elbo": gap.elbo.tolist(),
+            "gap": gap.gap.tolist(),
+            "effective_sample_size": gap.ess.tolist(),
+        },
     }
     return report, gap
 
