@@ -44,7 +44,7 @@ from latentrl.diagnostics.measure import (
 from latentrl.diagnostics.report import figures, summary_lines, summary_metrics
 from latentrl.diagnostics.settings import DiagnoseSettings
 from latentrl.errors import UserError
-from latentrl.locks import hold
+from latentrl.locks import DirectoryBusyError, hold
 from latentrl.logging import Logger, resolve_wandb_mode
 from latentrl.models import E2C
 from latentrl.run_directory import (
@@ -97,7 +97,15 @@ def diagnose_run(
         report["seconds"] = round(time.monotonic() - started, 1)
         lines = summary_lines(report)
         report["lines"] = lines
-        _write(target, run, config, report, wandb_mode, into_run=out is None)
+        summary = _write(target, run, config, report, wandb_mode)
+    if out is None:
+        try:
+            _merge_summary(run, summary)
+        except DirectoryBusyError:  # a training holds the run; its summary.json is its own
+            echo(
+                f"{run.path} is being trained: its summary.json is left as it is; the "
+                f"diagnose/... numbers are in {target.summary}"
+            )
     for line in lines:
         echo(line)
     return DiagnoseResult(target.path, report, lines)
@@ -196,8 +204,8 @@ def _write(
     config: ExperimentConfig,
     report: dict[str, Any],
     wandb_mode: str | None,
-    into_run: bool,
-) -> None:
+) -> dict[str, float]:
+    """Figures, the log and W&B, then report.json; returns the summary numbers."""
     target.path.mkdir(parents=True, exist_ok=True)
     images = figures(report)
     for name, image in images.items():
@@ -215,17 +223,16 @@ def _write(
         logger.log(summary, step=0)
         logger.log_summary(summary)
         logger.log_media({f"diagnose/{name}": image for name, image in images.items()}, step=0)
-    if into_run:
-        _merge_summary(run, summary)
     text = json.dumps(_finite_or_none(report), indent=2, allow_nan=False) + "\n"
     tmp = target.report.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, target.report)  # last: with it, the diagnosis is complete
+    return summary
 
 
 def _merge_summary(run: RunDirectory, summary: dict[str, float]) -> None:
     """Add the ``diagnose/...`` numbers to the run's summary.json, holding the run's lock (a
-    training writes that file too)."""
+    training writes that file too; DirectoryBusyError while one runs)."""
     with hold(run.path):
         path = run.summary
         merged = json.loads(path.read_text()) if path.exists() else {}

@@ -17,6 +17,7 @@ from latentrl.config import DataConfig, ExperimentConfig, TrainConfig
 from latentrl.diagnose import NO_DECODER, diagnose_run
 from latentrl.diagnostics.settings import DiagnoseSettings
 from latentrl.errors import UserError
+from latentrl.locks import hold
 from latentrl.models import ModelConfig
 from latentrl.train import train
 
@@ -106,9 +107,16 @@ def test_a_diagnosis_writes_its_report_figures_and_summaries(e2c_run: Path) -> N
 
     with pytest.raises(UserError, match="already holds a diagnosis; pass --overwrite"):
         diagnose_run(e2c_run, settings=SMALL, wandb_mode="disabled", echo=lines.append)
-    again = diagnose_run(
-        e2c_run, settings=SMALL, overwrite=True, wandb_mode="disabled", echo=lambda _: None
-    )
+    lines.clear()
+    with hold(e2c_run):  # as a training of the run would: its summary.json is not touched
+        before = (e2c_run / "summary.json").read_text()
+        (e2c_run / "summary.json").write_text(json.dumps({"probe/r2_mean": 0.5}))
+        again = diagnose_run(
+            e2c_run, settings=SMALL, overwrite=True, wandb_mode="disabled", echo=lines.append
+        )
+        assert json.loads((e2c_run / "summary.json").read_text()) == {"probe/r2_mean": 0.5}
+        (e2c_run / "summary.json").write_text(before)
+    assert lines[0].startswith(f"{e2c_run} is being trained: its summary.json is left as it is")
     for part in ("elbo_gap", "amortization", "transition"):  # the same seed, the same numbers
         assert json.dumps(again.report[part]) == json.dumps(report[part])
 
