@@ -125,11 +125,18 @@ def _make_room(target: DiagnoseDirectory, overwrite: bool, echo: Callable[[str],
             raise UserError(
                 f"{target.path} already holds a diagnosis; pass --overwrite to replace it"
             )
-    elif not target.metrics.exists():
+    elif not all(_written_here(path) for path in target.path.iterdir()):
         raise UserError(f"--out {target.path} holds other files; choose a new or empty directory")
     else:
         echo(f"replacing the unfinished diagnosis in {target.path} (interrupted)")
     shutil.rmtree(target.path)
+
+
+def _written_here(path: Path) -> bool:
+    """Whether ``path`` is one of the files a diagnosis writes (so a folder of only these is
+    an unfinished diagnosis)."""
+    logged = {"metrics.jsonl", "summary.json", "wandb_id.txt", "wandb", "report.tmp"}
+    return path.name in logged or path.suffix == ".png"
 
 
 def _validation_split(config: ExperimentConfig, dataset: Path) -> tuple[TransitionDataset, int]:

@@ -127,6 +127,7 @@ def test_an_unfinished_diagnosis_is_replaced_and_other_files_are_refused(
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "metrics.jsonl").write_text("")
+    (unfinished / "iwae.png").write_bytes(b"")  # killed while writing its figures
     lines: list[str] = []
     diagnose_run(e2c_run, unfinished, SMALL, wandb_mode="disabled", echo=lines.append)
     assert lines[0].startswith("replacing the unfinished diagnosis")
