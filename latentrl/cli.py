@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentrl.config import DataConfig, EvalConfig, TrainConfig
+from latentrl.diagnose_cli import add_diagnose_parser
 from latentrl.errors import UserError
 from latentrl.experiment_cli import (
     DATA_ROOT,
@@ -367,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         "that holds the first RUN_DIR, e.g. runs/compare.png); the JSON goes beside it",
     )
     compare.set_defaults(handler=_compare)
+    add_diagnose_parser(commands)
     return parser
 
 

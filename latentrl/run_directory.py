@@ -17,8 +17,12 @@ A run directory (``runs/{env}__{experiment}__{seed}__{time}/``) holds::
         states.png              goal distance and state coordinates over time
         videos/AGENT_episode_XX.gif
         metrics.jsonl, summary.json, wandb_id.txt, wandb/   its own log, as above
+    diagnose/                   the model's diagnostics (``latentrl diagnose``):
+        report.json             every number, written last; *.png its figures
+        metrics.jsonl, summary.json, wandb_id.txt, wandb/   its own log, as above
     .eval.lock                  while an evaluation writes eval/ (:mod:`latentrl.locks`; a
                                 training holds ``.{run name}.lock`` beside the run directory)
+    .diagnose.lock              while ``latentrl diagnose`` writes diagnose/
 
 No torch here: the CLI, ``compare`` and the agent registry read runs without it.
 """
@@ -52,6 +56,8 @@ RESULTS_FILE = "results.json"
 TRAJECTORIES_FILE = "trajectories.npz"
 PLOT_FILE = "states.png"
 VIDEOS_DIR = "videos"
+DIAGNOSE_DIR = "diagnose"
+REPORT_FILE = "report.json"
 
 
 def safe_name(text: str) -> str:
@@ -141,6 +147,22 @@ class EvalDirectory(LogDirectory):
 
 
 @dataclass(frozen=True)
+class DiagnoseDirectory(LogDirectory):
+    """A run's ``diagnose/`` (or the folder ``latentrl diagnose --out`` names)."""
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT_FILE
+
+    def figure(self, name: str) -> Path:
+        """``{name}.png``."""
+        return self.path / f"{safe_name(name)}.png"
+
+    def has_report(self) -> bool:
+        return self.report.is_file()
+
+
+@dataclass(frozen=True)
 class CheckpointFiles:
     """The files of one checkpoint folder (``checkpoint/`` or its ``.tmp``/``.old``)."""
 
@@ -203,6 +225,10 @@ class RunDirectory(LogDirectory):
     @property
     def eval(self) -> EvalDirectory:
         return EvalDirectory(self.path / EVAL_DIR)
+
+    @property
+    def diagnose(self) -> DiagnoseDirectory:
+        return DiagnoseDirectory(self.path / DIAGNOSE_DIR)
 
     @property
     def name(self) -> str:

@@ -1,0 +1,177 @@
+"""What ``latentrl diagnose`` shows of its measurements: one line per item, the numbers for
+summary.json, and the PNG figures. Pure functions of the report dict (:mod:`.measure`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+Report = Mapping[str, Any]
+"""``{"elbo_gap": ..., "amortization": ..., "gradients": ..., "transition": ...}``, each
+part present when it was measured."""
+
+
+def _pm(stats: Mapping[str, float], digits: int = 2) -> str:
+    return f"{stats['mean']:.{digits}f} ± {stats['se']:.{digits}f}"
+
+
+def summary_lines(report: Report) -> list[str]:
+    """One line per measured item, for the console and report.json."""
+    lines = []
+    if "elbo_gap" in report:
+        g = report["elbo_gap"]
+        lines.append(
+            f"ELBO gap: log p(x) - ELBO = {_pm(g['gap'])} nats per image "
+            f"(log p(x) {_pm(g['log_px'], 1)}, ELBO {_pm(g['elbo'], 1)}; "
+            f"{g['samples']} importance samples, {g['images']} images)"
+        )
+    if "amortization" in report:
+        a = report["amortization"]
+        lines.append(
+            f"amortization gap: {_pm(a['amortization_gap'])} nats, approximation gap "
+            f"{_pm(a['approximation_gap'])} nats, of a gap of {_pm(a['gap_best'])} with "
+            f"log p(x) the better of the two proposals (the encoder's fell short by "
+            f"{_pm(a['encoder_proposal_shortfall'])}; per-image q_i after {a['steps']} Adam "
+            f"steps, the last 10% gained {a['late_improvement']['mean']:.3f}); parameters "
+            f"|θ|+2|z|N = {a['parameters']['per_image']:,} vs |θ|+|φ| = "
+            f"{a['parameters']['amortized']:,}"
+        )
+    if "gradients" in report:
+        r = report["gradients"]
+        plain, base = r["ratio_score_function"], r["ratio_score_function_baseline"]
+        lines.append(
+            f"gradient variance, score function / reparameterized: {plain['mean']:.3g} ± "
+            f"{plain['se']:.2g} (median {plain['median']:.3g}), with a baseline "
+            f"{base['mean']:.3g} ± {base['se']:.2g} (median {base['median']:.3g}): score-function "
+            f"samples to match one reparameterized sample ({r['images']} images, "
+            f"{r['repeats']} repeats of {r['draws']} draws)"
+        )
+    if "transition" in report:
+        t = report["transition"]
+        if "kl" in t:
+            k = t["kl"]
+            lines.append(
+                f"transition KL: closed form {_pm(k['closed_form'], 3)}, Monte Carlo "
+                f"{_pm(k['monte_carlo'], 3)} ({k['samples']} draws; mean |z| "
+                f"{k['abs_z_mean']:.2f})"
+            )
+        roll, h = t["rollout"], t["horizon"]
+        lines.append(
+            f"linearization rolled {h} steps: error {roll['linear']['mean'][0]:.3f} after 1, "
+            f"{roll['linear']['mean'][-1]:.3f} after {h} (the model's own rollout "
+            f"{roll['model']['mean'][-1]:.3f}; units of the encodings' spread)"
+        )
+    return lines
+
+
+def summary_metrics(report: Report) -> dict[str, float]:
+    """``diagnose/...`` numbers for summary.json (a mean and its ``_se`` where one exists)."""
+    out: dict[str, float] = {}
+
+    def put(key: str, stats: Mapping[str, float]) -> None:
+        out[f"diagnose/{key}"] = stats["mean"]
+        if "se" in stats:
+            out[f"diagnose/{key}_se"] = stats["se"]
+
+    if "elbo_gap" in report:
+        g = report["elbo_gap"]
+        for key in ("log_px", "elbo", "gap"):
+            put("elbo_gap" if key == "gap" else key, g[key])
+    if "amortization" in report:
+        a = report["amortization"]
+        for key in ("amortization_gap", "approximation_gap", "elbo_fitted", "gap_best"):
+            put(key, a[key])
+    if "gradients" in report:
+        r = report["gradients"]
+        put("grad_variance_ratio", r["ratio_score_function"])
+        put("grad_variance_ratio_baseline", r["ratio_score_function_baseline"])
+    if "transition" in report:
+        t = report["transition"]
+        if "kl" in t:
+            put("transition_kl_closed", t["kl"]["closed_form"])
+            put("transition_kl_mc", t["kl"]["monte_carlo"])
+        out["diagnose/linear_rollout_error_1"] = t["rollout"]["linear"]["mean"][0]
+        out[f"diagnose/linear_rollout_error_{t['horizon']}"] = t["rollout"]["linear"]["mean"][-1]
+        out[f"diagnose/model_rollout_error_{t['horizon']}"] = t["rollout"]["model"]["mean"][-1]
+    return out
+
+
+def _render(figure: Figure) -> np.ndarray:
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _band(axes: Any, x: list[float], curve: Mapping[str, list[float]], label: str) -> None:
+    mean, se = np.asarray(curve["mean"]), np.nan_to_num(np.asarray(curve["se"]))
+    axes.plot(x, mean, marker="o", markersize=3, label=label)
+    axes.fill_between(x, mean - se, mean + se, alpha=0.25)
+
+
+def figures(report: Report) -> dict[str, np.ndarray]:
+    """uint8 RGB images by name: ``iwae`` (bound against k), ``amortization`` (per-image
+    ascent), ``gradient_variance`` (traces, log scale), ``linearization`` (error against
+    horizon and against the distance from the linearization point)."""
+    images = {}
+    if "elbo_gap" in report:
+        g = report["elbo_gap"]
+        fig = Figure(figsize=(5.5, 4), dpi=100)
+        ax = fig.add_subplot()
+        _band(ax, g["iwae"]["k"], g["iwae"], "IWAE bound L_k")
+        ax.axhline(g["elbo"]["mean"], color="tab:red", linestyle="--", label="ELBO")
+        ax.axhline(g["log_px"]["mean"], color="black", linestyle=":", label="log p(x) estimate")
+        ax.set(xscale="log", xlabel="importance samples k", ylabel="nats per image (mean)")
+        ax.set_title("ELBO gap: the IWAE bound as k grows")
+        ax.legend()
+        fig.tight_layout()
+        images["iwae"] = _render(fig)
+    if "amortization" in report:
+        a = report["amortization"]
+        fig = Figure(figsize=(5.5, 4), dpi=100)
+        ax = fig.add_subplot()
+        ax.plot(a["history"]["step"], a["history"]["mean"], label="per-image q_i (fitted)")
+        ax.axhline(a["elbo_amortized"]["mean"], color="tab:red", linestyle="--", label="encoder q")
+        if "elbo_gap" in report:
+            log_px = report["elbo_gap"]["log_px"]["mean"]
+            ax.axhline(log_px, color="black", linestyle=":", label="log p(x), encoder proposal")
+        best = a["log_px_best"]["mean"]
+        ax.axhline(best, color="grey", linestyle="-.", label="log p(x), better proposal")
+        ax.set(xlabel="Adam step", ylabel="ELBO, nats per image (mean)")
+        ax.set_title("Amortization gap")
+        ax.legend()
+        fig.tight_layout()
+        images["amortization"] = _render(fig)
+    if "gradients" in report:
+        r = report["gradients"]
+        names = list(r["trace"])
+        means = [r["trace"][n]["mean"] for n in names]
+        errors = [np.nan_to_num(r["trace"][n]["se"]) for n in names]
+        fig = Figure(figsize=(5.5, 4), dpi=100)
+        ax = fig.add_subplot()
+        ax.bar(range(len(names)), means, yerr=errors, color=["tab:blue", "tab:red", "tab:orange"])
+        ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names])
+        ax.set(yscale="log", ylabel="trace of gradient covariance")
+        ax.set_title(f"Encoder gradient, {r['draws']} draw(s) per estimate")
+        fig.tight_layout()
+        images["gradient_variance"] = _render(fig)
+    if "transition" in report:
+        t = report["transition"]
+        fig = Figure(figsize=(10, 4), dpi=100)
+        left, right = fig.subplots(1, 2)
+        steps = list(range(1, t["horizon"] + 1))
+        _band(left, steps, t["rollout"]["linear"], "linearization at step 0, frozen")
+        _band(left, steps, t["rollout"]["model"], "model's mean transition")
+        left.set(xlabel="steps ahead", ylabel="error / encodings' spread")
+        left.set_title("Predicting the next encodings")
+        left.legend()
+        right.plot(t["step"]["radius"], t["step"]["median"], marker="o")
+        right.set(xscale="log", yscale="log", xlabel="distance from the point / spread")
+        right.set(ylabel="linearization error / change (median)")
+        right.set_title("One step away from the linearization point")
+        fig.tight_layout()
+        images["linearization"] = _render(fig)
+    return images
