@@ -9,7 +9,8 @@ from latentrl.errors import UserError
 from latentrl.planning.options.shooting import ShootingConfig
 from latentrl.planning.plan_config import PlanConfig, upgrade_legacy_plan
 
-CORE = {"horizon": 20, "q": 1.0, "r": 0.01, "q_f": 100.0, "replan_every": 1,
+CORE = {"horizon": 20, "q": 1.0, "r": 0.01, "q_f": 100.0, "state_scale": "unit",
+        "replan_every": 1,
         "max_iterations": 10, "jacobian": "exact"}  # fmt: skip
 OFF = {"restarts": 0, "shooting": 0, "shooting_steps": None, "shooting_beyond": 0.0,
        "blocked_ratio": 0.0, "roadmap_lookahead": 0.0, "recorded_moves": 0}  # fmt: skip
