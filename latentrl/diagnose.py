@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from latentrl.checkpoint import load_model
 from latentrl.config import ExperimentConfig, load_config, to_dict
-from latentrl.data import TransitionDataset, load_transitions
+from latentrl.data import TransitionDataset
 from latentrl.diagnostics.measure import (
     freeze,
     measure_amortization,
@@ -53,6 +53,7 @@ from latentrl.run_directory import (
     RunDirectory,
     check_writable,
 )
+from latentrl.train import dataset_splits
 
 NO_DECODER = (
     "model.kind={kind} has no decoder: the ELBO gap, the amortization gap, the gradient "
@@ -142,16 +143,7 @@ def _written_here(path: Path) -> bool:
 def _validation_split(config: ExperimentConfig, dataset: Path) -> tuple[TransitionDataset, int]:
     """The run's validation split (the training split as the run cut it) and the size of its
     training split."""
-    data = load_transitions(
-        dataset,
-        expect={
-            "env_id": config.data.env_id,
-            "env_kwargs": config.data.env_kwargs,
-            "obs_shape": config.model.obs_shape,
-            "action_dim": config.model.action_dim,
-        },
-    )
-    train, validation = data.split(config.data.validation_fraction, seed=config.data.seed)
+    train, validation = dataset_splits(config, dataset)
     return validation, len(train)
 
 

@@ -186,6 +186,22 @@ def _checked_data(
 ) -> tuple[TransitionDataset, TransitionDataset, torch.Tensor | None]:
     """The training and validation splits of the dataset and the multi-step window starts;
     UserError when the dataset does not fit the config (or a batch the processes)."""
+    train_set, val_set = dataset_splits(config, dataset_dir)
+    if len(train_set) < config.train.batch_size:
+        raise UserError(
+            f"{len(train_set)} training transitions are fewer than one batch of "
+            f"{config.train.batch_size}; collect more data or lower train.batch_size"
+        )
+    kind = model_kind(config.model.kind)
+    distributed.check_world(config.train, kind.window(config.loss), kind.whole_windows, world)
+    return train_set, val_set, window_mask(train_set, kind.window(config.loss), window_key(kind))
+
+
+def dataset_splits(
+    config: ExperimentConfig, dataset_dir: Path
+) -> tuple[TransitionDataset, TransitionDataset]:
+    """The training and validation splits a run with ``config`` cuts from the dataset in
+    ``dataset_dir``; UserError when the dataset was not collected for the config's env."""
     data = load_transitions(
         dataset_dir,
         expect={
@@ -195,15 +211,7 @@ def _checked_data(
             "action_dim": config.model.action_dim,
         },
     )
-    train_set, val_set = data.split(config.data.validation_fraction, seed=config.data.seed)
-    if len(train_set) < config.train.batch_size:
-        raise UserError(
-            f"{len(train_set)} training transitions are fewer than one batch of "
-            f"{config.train.batch_size}; collect more data or lower train.batch_size"
-        )
-    kind = model_kind(config.model.kind)
-    distributed.check_world(config.train, kind.window(config.loss), kind.whole_windows, world)
-    return train_set, val_set, window_mask(train_set, kind.window(config.loss), window_key(kind))
+    return data.split(config.data.validation_fraction, seed=config.data.seed)
 
 
 class _Loop:
