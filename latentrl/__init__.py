@@ -6,4 +6,4 @@ namespace (cheap: entry points are strings, nothing heavy is imported).
 
 from latentrl import envs as envs  # registers the environments
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
