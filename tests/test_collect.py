@@ -35,6 +35,7 @@ def test_rollouts_never_cross_an_episode_boundary(tmp_path: Path) -> None:
     assert json.loads((out / METADATA_FILE).read_text())["mode"] == "rollout"
 
 
+@pytest.mark.slow
 def test_uniform_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
     one = collect(POINT_MASS_ID, 1_200, tmp_path / "one", chunk_size=500, progress=False)
     two = collect(POINT_MASS_ID, 1_200, tmp_path / "two", chunk_size=500, workers=2, progress=False)

@@ -216,6 +216,7 @@ def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
     assert "not a latentrl run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_planar_latent_map_adds_the_roadmaps_cost_to_go(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -307,6 +308,7 @@ def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
     assert "| near goal |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_observation_readout_reads_the_pendulum_state_from_its_pixels(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
