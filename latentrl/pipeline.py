@@ -34,7 +34,7 @@ from latentrl.data import METADATA_FILE, read_metadata
 from latentrl.devices import resolve_device
 from latentrl.errors import UserError
 from latentrl.evaluate import EvalResult, evaluate_run
-from latentrl.experiment_files import NO_PRESET, experiment_path, read_experiment
+from latentrl.experiment_files import NO_PRESET, experiment_path, merge_tables, read_experiment
 from latentrl.field_rules import check_value
 from latentrl.kinds import loss_read_by
 from latentrl.recipe import default_recipe, task_shape
@@ -140,8 +140,7 @@ def defaults_config(env_id: str, env_kwargs: Mapping[str, Any] | None = None) ->
     schema's defaults with the settings derived from the env (``latentrl train --env ID``)."""
     config: dict[str, Any] = {"name": DEFAULT_NAME, "preset": NO_PRESET, **schema_defaults()}
     config["data"].update(env_id=env_id, env_kwargs=dict(env_kwargs or {}))
-    for section, values in default_recipe(task_shape(env_id, env_kwargs or {})).items():
-        config[section].update(values)
+    merge_tables(config, default_recipe(task_shape(env_id, env_kwargs or {})))
     return config
 
 

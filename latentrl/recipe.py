@@ -9,13 +9,18 @@
 - the data: chains of :data:`CHAIN_LENGTH` transitions from uniformly drawn states, so the
   velocities a frame pair shows vary along a chain, and :data:`TRANSITIONS_PER_STATE_DIM`
   transitions per state dimension;
-- the planner: no task-specific option.
+- the training and the planner: the settings found on the pendulum swing-up
+  (:data:`TRAINING`, :data:`PLANNER`), none of which names anything of a task: a multi-step
+  prediction term over chains, 50 epochs, a small control weight and a bang-bang shooting
+  search while far from the goal. No task-specific planner option (planar's roadmap, blocked
+  pushes, recorded moves) is part of it.
 
 Nothing else is tuned per task: the same recipe is what every task is also reported with.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import Mapping
@@ -28,6 +33,16 @@ CHAIN_LENGTH = 16
 """Transitions per chain of the default dataset."""
 TRANSITIONS_PER_STATE_DIM = 10_000
 """Transitions of the default dataset per dimension of the true state."""
+TRAINING: dict[str, dict[str, Any]] = {
+    "loss": {"multi_step": {"horizon": 8, "encoder_gradient": 0.25}},
+    "train": {"epochs": 50},
+}
+"""The objective and schedule of every task (docs/results/pendulum.md says why each)."""
+PLANNER: dict[str, Any] = {
+    "r": 0.001,
+    "options": {"shooting": {"count": 1024, "beyond": 0.5}},
+}
+"""The planner of every task: ``[plan]`` fields over the schema's defaults."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +66,17 @@ def latent_size(shape: TaskShape) -> int:
 
 
 def default_recipe(shape: TaskShape) -> dict[str, dict[str, Any]]:
-    """The settings the recipe derives from ``shape``, as config tables to merge over the
-    schema's defaults (``{section: {field: value}}``)."""
+    """The settings of the recipe for ``shape``, as config tables to merge over the schema's
+    defaults (``{section: {field: value}}``; nested tables such as ``loss.multi_step`` change
+    only the fields they name)."""
     return {
         "data": {
             "transitions": TRANSITIONS_PER_STATE_DIM * shape.state_dim,
             "chain_length": CHAIN_LENGTH,
         },
         "model": {"latent_dim": latent_size(shape)},
+        **copy.deepcopy(TRAINING),
+        "plan": copy.deepcopy(PLANNER),
     }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from point_mass import ENV_ID as POINT_MASS_ID
 
-from latentrl.config import schema_defaults
+from latentrl.config import schema_defaults, to_dict
+from latentrl.experiment_files import experiment_path, read_experiment
 from latentrl.errors import UserError
 from latentrl.pipeline import defaults_config, resolve, task_shape
 from latentrl.recipe import CHAIN_LENGTH, TaskShape, default_recipe, latent_size
@@ -32,7 +33,14 @@ def test_the_latent_size_is_the_state_dimension_plus_one_per_angle(
     assert config.model.latent_dim == latent
     assert config.data.transitions == 10_000 * state_dim
     assert config.data.chain_length == CHAIN_LENGTH
-    assert config.plan.options == {}  # no task-specific planner option
+    assert config.train.epochs == 50
+    assert (config.loss.multi_step.horizon, config.loss.multi_step.encoder_gradient) == (8, 0.25)
+    assert config.plan.r == 0.001
+    assert set(config.plan.options) == {"shooting"}  # no task-specific planner option
+    assert (config.plan.options["shooting"].count, config.plan.options["shooting"].beyond) == (
+        1024,
+        0.5,
+    )
 
 
 def test_the_recipe_changes_only_what_it_derives() -> None:
@@ -42,6 +50,24 @@ def test_the_recipe_changes_only_what_it_derives() -> None:
     for section, values in defaults.items():
         changed = {k for k, v in values.items() if config[section][k] != v}
         assert changed <= set(derived.get(section, {})) | {"env_id"}, section
+    assert config["loss"]["multi_step"] == {
+        **defaults["loss"]["multi_step"],
+        **derived["loss"]["multi_step"],
+    }  # a nested table changes only the fields it names
+
+
+@pytest.mark.parametrize(
+    ("experiment", "env_id"),
+    [("pendulum", "latentrl/Pendulum-v0"), ("mujoco_pendulum", "latentrl/PendulumSwingup-v0")],
+)
+def test_the_pendulum_presets_are_the_recipe(experiment: str, env_id: str) -> None:
+    """The pendulums' ``full`` presets, where the recipe's settings were measured, resolve to
+    the recipe of their env: their figures are the recipe's."""
+    ours = to_dict(resolve(read_experiment(experiment_path(experiment), "full")))
+    recipe = to_dict(resolve(defaults_config(env_id)))
+    for config in (ours, recipe):
+        del config["name"], config["preset"], config["data"]["workers"]  # workers: same bytes
+    assert ours == recipe
 
 
 def test_a_shape_outside_the_state_is_refused() -> None:
