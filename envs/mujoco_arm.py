@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from latentrl.envs.contract import wrap_angle
-from latentrl.envs.mujoco_swingup import SwingupTask, _SwingupEnv
+from latentrl.envs.mujoco_swingup import SwingupTask, SwingupEnv
 from latentrl.envs.task_options import sample_start_box
 
 GOAL_RADIUS = float(np.pi / 6)
@@ -53,7 +53,7 @@ def link_angles(states: np.ndarray) -> np.ndarray:
     return wrap_angle(np.cumsum(arr[:, :2], axis=1))
 
 
-class ArmSwingupEnv(_SwingupEnv):
+class ArmSwingupEnv(SwingupEnv):
     """Two-link arm swing-up: state ``(theta1, theta2, theta1_dot, theta2_dot)``, action
     ``(2,)`` in [-1, 1] (shoulder and elbow torques as fractions of their bounds), observation
     uint8 ``(2, 64, 64)``. Model: ``envs/assets/arm.xml``; the task is in the module docstring.

@@ -155,8 +155,10 @@ def advance(
     return nxt
 
 
-class _SwingupEnv(MujocoEnv):
-    """The shared implementation; the public classes only choose a :class:`SwingupTask`.
+class SwingupEnv(MujocoEnv):
+    """A MuJoCo swing-up from pixels: the base of every such env. A subclass chooses its
+    :class:`SwingupTask` (``task``) and, where it needs to, its start states and goal
+    distance (see ``envs/mujoco_arm.py``).
 
     Keyword arguments (all default to the MJCF and the task of the module docstring):
     ``max_action`` (bound on ``|u|`` of every actuator, N or N m; the MJCF's ctrlrange),
@@ -370,14 +372,14 @@ class _SwingupEnv(MujocoEnv):
         return np.clip(u, self.action_space.low, self.action_space.high)
 
 
-class PendulumSwingupEnv(_SwingupEnv):
+class PendulumSwingupEnv(SwingupEnv):
     """Pendulum swing-up: state ``(theta, theta_dot)``, torque ``(1,)`` in [-2, 2] N m,
     observation uint8 ``(2, 48, 48)`` by default. Model: ``envs/assets/pendulum.xml``."""
 
     task = PENDULUM
 
 
-class CartpoleSwingupEnv(_SwingupEnv):
+class CartpoleSwingupEnv(SwingupEnv):
     """Cart-pole swing-up: state ``(x, theta, x_dot, theta_dot)``, x in [-1.5, 1.5] m, force
     ``(1,)`` in [-5, 5] N on the cart, observation uint8 ``(2, 64, 64)`` by default. Model:
     ``envs/assets/cartpole.xml``."""
