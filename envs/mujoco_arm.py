@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from latentrl.envs.contract import wrap_angle
-from latentrl.envs.mujoco_swingup import SwingupTask, SwingupEnv
+from latentrl.envs.mujoco_swingup import SwingupEnv, SwingupTask
 from latentrl.envs.task_options import sample_start_box
 
 GOAL_RADIUS = float(np.pi / 6)

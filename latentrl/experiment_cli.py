@@ -337,7 +337,9 @@ def train_config(args: argparse.Namespace) -> ExperimentConfig:
         meta = read_metadata(args.data) if args.data.is_dir() else None
         if meta is None:
             raise UserError(f"no dataset at {args.data}; make one with `latentrl collect`")
-        config, source = defaults_config(meta["env_id"], meta.get("env_kwargs", {})), "--data"
+        chains = int(meta.get("chain_length", 1))  # the recipe's multi-step term fits in one
+        env_kwargs = meta.get("env_kwargs", {})
+        config, source = defaults_config(meta["env_id"], env_kwargs, chains), "--data"
     else:
         raise UserError(
             "say what to train: --experiment NAME_OR_FILE, --config FILE, --env ID or "

@@ -37,7 +37,7 @@ from latentrl.evaluate import EvalResult, evaluate_run
 from latentrl.experiment_files import NO_PRESET, experiment_path, merge_tables, read_experiment
 from latentrl.field_rules import check_value
 from latentrl.kinds import loss_read_by
-from latentrl.recipe import default_recipe, task_shape
+from latentrl.recipe import CHAIN_LENGTH, default_recipe, task_shape
 from latentrl.run_directory import new_run_dir
 from latentrl.train import TrainResult, train
 
@@ -135,12 +135,15 @@ def build_config(config: Mapping[str, Any]) -> ExperimentConfig:
     return from_dict(ExperimentConfig, data)
 
 
-def defaults_config(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def defaults_config(
+    env_id: str, env_kwargs: Mapping[str, Any] | None = None, chain_length: int = CHAIN_LENGTH
+) -> dict[str, Any]:
     """The config dict of the default recipe for ``env_id`` (:mod:`latentrl.recipe`): the
-    schema's defaults with the settings derived from the env (``latentrl train --env ID``)."""
+    schema's defaults with the settings derived from the env (``latentrl train --env ID``);
+    ``chain_length``: that of a dataset collected already (``latentrl train --data DIR``)."""
     config: dict[str, Any] = {"name": DEFAULT_NAME, "preset": NO_PRESET, **schema_defaults()}
     config["data"].update(env_id=env_id, env_kwargs=dict(env_kwargs or {}))
-    merge_tables(config, default_recipe(task_shape(env_id, env_kwargs or {})))
+    merge_tables(config, default_recipe(task_shape(env_id, env_kwargs or {}), chain_length))
     return config
 
 

@@ -33,11 +33,14 @@ CHAIN_LENGTH = 16
 """Transitions per chain of the default dataset."""
 TRANSITIONS_PER_STATE_DIM = 10_000
 """Transitions of the default dataset per dimension of the true state."""
+MULTI_STEP_HORIZON = 8
+"""Steps of the recipe's multi-step prediction term (at most a chain of the data)."""
 TRAINING: dict[str, dict[str, Any]] = {
-    "loss": {"multi_step": {"horizon": 8, "encoder_gradient": 0.25}},
+    "loss": {"multi_step": {"encoder_gradient": 0.25}},
     "train": {"epochs": 50},
 }
-"""The objective and schedule of every task (docs/results/pendulum.md says why each)."""
+"""The objective and schedule of every task besides the multi-step horizon
+(docs/results/pendulum.md says why each)."""
 PLANNER: dict[str, Any] = {
     "r": 0.001,
     "options": {"shooting": {"count": 1024, "beyond": 0.5}},
@@ -65,17 +68,22 @@ def latent_size(shape: TaskShape) -> int:
     return shape.state_dim + len(shape.angle_dims)
 
 
-def default_recipe(shape: TaskShape) -> dict[str, dict[str, Any]]:
+def default_recipe(shape: TaskShape, chain_length: int = CHAIN_LENGTH) -> dict[str, dict[str, Any]]:
     """The settings of the recipe for ``shape``, as config tables to merge over the schema's
     defaults (``{section: {field: value}}``; nested tables such as ``loss.multi_step`` change
-    only the fields they name)."""
+    only the fields they name). ``chain_length``: that of the data, when it was collected
+    already (``latentrl train --data``); the multi-step term spans at most one chain."""
+    if chain_length < 1:
+        raise ValueError(f"chain_length must be >= 1, got {chain_length}")
+    recipe = copy.deepcopy(TRAINING)
+    recipe["loss"]["multi_step"]["horizon"] = min(MULTI_STEP_HORIZON, chain_length)
     return {
         "data": {
             "transitions": TRANSITIONS_PER_STATE_DIM * shape.state_dim,
-            "chain_length": CHAIN_LENGTH,
+            "chain_length": chain_length,
         },
         "model": {"latent_dim": latent_size(shape)},
-        **copy.deepcopy(TRAINING),
+        **recipe,
         "plan": copy.deepcopy(PLANNER),
     }
 

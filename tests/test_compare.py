@@ -254,7 +254,7 @@ def test_flat_plans_of_older_runs_group_with_their_options_and_options_tell_grou
     """An older results.json wrote the planner options as flat plan fields: a run evaluated
     then pools with one evaluated with the same options as sections. An option's fields set
     groups apart as ``plan.options.NAME.FIELD``."""
-    plan = to_dict(experiment_config("pendulum", "debug").plan)
+    plan = to_dict(experiment_config("pendulum", "debug").plan) | {"options": {}}
     flat = {key: value for key, value in plan.items() if key != "options"} | {
         "restarts": 0, "shooting": 64, "shooting_steps": None, "shooting_beyond": 0.5,
         "blocked_ratio": 0.0, "roadmap_lookahead": 0.0, "recorded_moves": 0,

@@ -134,7 +134,7 @@ def test_an_override_is_blamed_on_the_override_and_env_facts_cannot_be_set() -> 
         experiment_config("pendulum", "debug", overrides=["model.obs_shape=[1,8,8]"])
 
 
-def test_an_unknown_env_gets_the_schema_defaults_and_its_kwargs_reach_the_config(
+def test_an_env_without_a_file_gets_the_recipe_and_its_kwargs_reach_the_config(
     tmp_path: Path,
 ) -> None:
     config = resolve(defaults_config("latentrl/Planar-v0", {"max_episode_steps": 30}))
@@ -142,7 +142,8 @@ def test_an_unknown_env_gets_the_schema_defaults_and_its_kwargs_reach_the_config
     assert config.data.env_kwargs == {"max_episode_steps": 30}
     assert (config.model.obs_shape, config.model.action_dim) == ((1, 40, 40), 2)
     bare = experiment_config(write(tmp_path, '[data]\nenv_id = "latentrl/Planar-v0"\n'))
-    assert to_dict(config.train) == to_dict(bare.train) and config.train.epochs == 100
+    assert bare.train.epochs == 100  # a file without default_recipe: the schema's defaults
+    assert to_dict(config.train) == to_dict(bare.train) | {"epochs": 50}  # the recipe's
 
 
 def fake_dataset(tmp_path: Path, **meta: object) -> Path:

@@ -6,8 +6,8 @@ import pytest
 from point_mass import ENV_ID as POINT_MASS_ID
 
 from latentrl.config import schema_defaults, to_dict
-from latentrl.experiment_files import experiment_path, read_experiment
 from latentrl.errors import UserError
+from latentrl.experiment_files import experiment_path, read_experiment
 from latentrl.pipeline import defaults_config, resolve, task_shape
 from latentrl.recipe import CHAIN_LENGTH, TaskShape, default_recipe, latent_size
 
@@ -80,3 +80,18 @@ def test_a_shape_outside_the_state_is_refused() -> None:
 def test_an_env_that_is_not_a_control_env_is_one_clear_error() -> None:
     with pytest.raises(UserError, match="does not implement the latentrl environment contract"):
         defaults_config("CartPole-v1")
+
+
+def test_the_multi_step_term_spans_at_most_a_chain_of_the_data() -> None:
+    """``latentrl train --data`` on a dataset collected before: the recipe's multi-step term
+    shortened to the dataset's chains (independent transitions: the one-step bound)."""
+    shape = TaskShape(2, (0,))
+    assert default_recipe(shape)["loss"]["multi_step"]["horizon"] == 8
+    for chains, horizon in [(1, 1), (5, 5), (8, 8), (32, 8)]:
+        derived = default_recipe(shape, chains)
+        assert derived["loss"]["multi_step"]["horizon"] == horizon
+        assert derived["data"]["chain_length"] == chains
+    config = resolve(defaults_config("latentrl/Pendulum-v0", {}, 1))
+    assert (config.data.chain_length, config.loss.multi_step.horizon) == (1, 1)
+    with pytest.raises(ValueError, match="chain_length"):
+        default_recipe(shape, 0)
