@@ -62,6 +62,7 @@ IGNORED_SETTINGS = frozenset(
         "eval.agents",
         "eval.gifs",
         "eval.device",
+        "eval.env_workers",
     }
 )
 """Settings left out when grouping runs: the seed, and fields that change no reported number."""

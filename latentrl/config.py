@@ -126,6 +126,9 @@ class EvalConfig:
     """Planning horizon of the oracle (true-state iLQR MPC)."""
     device: str = checked("auto", str, extra=device_name_problem)
     """Device of the latent agent: "auto" (CUDA when present), "cpu", "cuda", ..."""
+    env_workers: int = checked(1, int, low=1, high=256)
+    """Processes that step the episodes' envs (1: the evaluating process): for many episodes
+    of an env that renders slowly (MuJoCo). The same episodes for any count."""
 
     def __post_init__(self) -> None:
         if isinstance(self.agents, str) or not isinstance(self.agents, Sequence):

@@ -1,8 +1,9 @@
 """An agent's episodes from given start states, and their metrics (pure functions).
 
-:func:`run_episodes` runs all episodes at once in a Gymnasium ``SyncVectorEnv`` with autoreset
-disabled; :func:`episode_metrics` scores them: the fraction of steps in the goal region and in
-half of it, success (in the goal region for each of the final ``ceil(T / 10)`` steps) and the
+:func:`run_episodes` runs all episodes at once, one env copy each
+(:class:`~latentrl.episode_envs.EpisodeEnvs`, in this process or in worker processes);
+:func:`episode_metrics` scores them: the fraction of steps in the goal region and in half of
+it, success (in the goal region for each of the final ``ceil(T / 10)`` steps) and the
 trajectory cost. :mod:`latentrl.evaluate` runs the protocol with them.
 """
 
@@ -14,12 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
 from latentrl.agents.agent import Agent
-from latentrl.envs import ControlEnv, goal_observation, make_env
+from latentrl.envs import ControlEnv, goal_observation
+from latentrl.episode_envs import EpisodeEnvs
 from latentrl.errors import UserError
 
 FINAL_FRACTION = 0.1
@@ -95,43 +96,42 @@ def run_episodes(
     frame_fn: FrameFn | None = None,
     label: str = "",
     env_kwargs: Mapping[str, Any] | None = None,
+    env_workers: int = 1,
 ) -> Rollout:
-    """Run ``agent`` from each of ``starts (B, d)`` for ``horizon`` steps in a vector env of
-    ``B`` copies of ``env_id``; ``task`` (an unwrapped instance) supplies goal and cost. A
+    """Run ``agent`` from each of ``starts (B, d)`` for ``horizon`` steps, one copy of
+    ``env_id`` per episode; ``task`` (an unwrapped instance) supplies goal and cost. A
     progress bar named ``label`` counts the steps, with the share of episodes in the goal
     region; it is hidden when stderr is not a terminal (logs, CI). ``env_kwargs``: keyword
-    arguments of every copy's ``make_env``."""
+    arguments of every copy's ``make_env``; ``env_workers``: processes that step the copies
+    (1: this one), the same episodes for any count."""
     batch = starts.shape[0]
-    vec = gym.vector.SyncVectorEnv(
-        [lambda: make_env(env_id, **(env_kwargs or {})) for _ in range(batch)],
-        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-    )
     states = np.empty((batch, horizon + 1, starts.shape[1]))
     actions, costs, seconds, frames = [], [], np.empty(horizon), []
-    bar = tqdm(range(horizon), desc=label or None, unit="step", disable=None, leave=False)
-    try:
-        obs, states[:, 0] = _reset_to(vec, starts)
-        agent.reset(goal_observation(task), batch)
-        for t in bar:
-            start = time.perf_counter()
-            u = agent.act(obs, states[:, t].copy())
-            seconds[t] = time.perf_counter() - start
-            if frame_fn is not None and filmed:
-                frames.append(frame_fn(obs[:filmed]))
-            actions.append(u)
-            costs.append(task.cost(states[:, t], u))
-            obs, _, terminated, _, info = vec.step(u)
-            if np.any(terminated):
-                raise UserError(
-                    f"{env_id} ended an episode after {t + 1} of {horizon} steps; evaluation "
-                    "needs episodes that run for the whole horizon (no termination)"
-                )
-            states[:, t + 1] = info["state"]
-            in_goal = task.goal_distance(states[:, t + 1]) <= task.goal_radius
-            bar.set_postfix_str(f"in goal {in_goal.mean():.0%}", refresh=False)
-    finally:
-        bar.close()
-        vec.close()
+    with EpisodeEnvs(env_id, env_kwargs, batch, env_workers) as envs:
+        bar = tqdm(range(horizon), desc=label or None, unit="step", disable=None, leave=False)
+        try:
+            reset = envs.reset_to(starts)
+            obs, states[:, 0] = reset.observations, reset.states
+            agent.reset(goal_observation(task), batch)
+            for t in bar:
+                start = time.perf_counter()
+                u = agent.act(obs, states[:, t].copy())
+                seconds[t] = time.perf_counter() - start
+                if frame_fn is not None and filmed:
+                    frames.append(frame_fn(obs[:filmed]))
+                actions.append(u)
+                costs.append(task.cost(states[:, t], u))
+                step = envs.step(u)
+                if np.any(step.terminated):
+                    raise UserError(
+                        f"{env_id} ended an episode after {t + 1} of {horizon} steps; evaluation "
+                        "needs episodes that run for the whole horizon (no termination)"
+                    )
+                obs, states[:, t + 1] = step.observations, step.states
+                in_goal = task.goal_distance(states[:, t + 1]) <= task.goal_radius
+                bar.set_postfix_str(f"in goal {in_goal.mean():.0%}", refresh=False)
+        finally:
+            bar.close()
     video = np.stack(frames, axis=1) if frames else None
     return Rollout(states, np.stack(actions, 1), np.stack(costs, 1), seconds, video)
 
@@ -140,14 +140,3 @@ def rollout_metrics(task: ControlEnv, rollout: Rollout) -> dict[str, np.ndarray]
     """:func:`episode_metrics` of a rollout's states ``s_1 .. s_T`` and costs."""
     distances = goal_distances(task, rollout.states[:, 1:])
     return episode_metrics(distances, rollout.costs, task.goal_radius)
-
-
-def _reset_to(vec: gym.vector.SyncVectorEnv, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reset copy ``i`` of ``vec`` into ``starts[i]``: observations and reported states."""
-    obs, info = vec.reset(options={"state": starts[0]})
-    states = np.array(info["state"], dtype=np.float64)
-    for i in range(1, len(starts)):
-        mask = np.arange(len(starts)) == i
-        obs, info = vec.reset(options={"state": starts[i], "reset_mask": mask})
-        states[i] = info["state"][i]
-    return obs, states

@@ -158,6 +158,7 @@ def evaluate_run(
                 frame_fn,
                 name,
                 env_kwargs=config.data.env_kwargs,
+                env_workers=ev.env_workers,
             )
         results = EvalResults(header, agent_results(task, starts, rollouts))
         results, rollouts = merge_agents(results, rollouts, baselines)

@@ -15,6 +15,7 @@ from PIL import Image
 
 from latentrl.cli import main
 from latentrl.collect import collect
+from latentrl.compare import IGNORED_SETTINGS
 from latentrl.config import (
     DataConfig,
     EvalConfig,
@@ -418,3 +419,30 @@ def test_plan_ablation_script_scores_each_variant_on_the_same_starts(
     table = capsys.readouterr().out
     assert "| default |" in table and "| q_f=q |" in table
     assert ablation["main"]([str(trained_run), "--set", "train.epochs=2"]) == 2
+
+
+def test_env_workers_change_no_number(trained_run: Path, tmp_path: Path) -> None:
+    """``eval.env_workers`` steps the episodes in worker processes: the same trajectories and
+    results as in the evaluating process, and compare groups the two runs together."""
+    outcomes = []
+    for workers in (1, 2):
+        run = tmp_path / f"workers{workers}"
+        shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval"))
+        changes = [*FAST, 'eval.agents=["latent", "random"]', f"eval.env_workers={workers}"]
+        result = evaluate_run(run, changes, wandb_mode="disabled", echo=lambda _: None)
+        assert result.results.to_json()["eval"]["env_workers"] == workers
+        outcomes.append(
+            (result.results.to_json()["agents"], np.load(run / "eval" / "trajectories.npz"))
+        )
+    (agents_1, arrays_1), (agents_2, arrays_2) = outcomes
+    for agent in ("latent", "random"):
+        timed = {"ms_per_step"}  # wall time, the one thing that differs
+        numbers = [
+            {k: v for k, v in a[agent]["aggregate"].items() if k not in timed}
+            for a in (agents_1, agents_2)
+        ]
+        assert numbers[0] == numbers[1] and len(numbers[0]) >= 4
+    assert list(arrays_1) == list(arrays_2)
+    for key in arrays_1:
+        np.testing.assert_array_equal(arrays_1[key], arrays_2[key])
+    assert "eval.env_workers" in IGNORED_SETTINGS
