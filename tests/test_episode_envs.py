@@ -3,6 +3,9 @@ lone envs, whatever the number of workers; one clear error when an env or a work
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -108,3 +111,15 @@ def test_a_worker_that_dies_is_one_error_that_says_what_to_do() -> None:
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="batch and workers must be >= 1"):
         EpisodeEnvs(PENDULUM, {}, 0)
+
+
+def test_the_benchmark_times_each_worker_count_and_checks_the_states(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    script = Path(__file__).parents[1] / "experiments/benchmarks/bench_env_workers.py"
+    argv = ["--env", PENDULUM, "--episodes", "3", "--workers", "1", "2", "--steps", "2"]
+    runpy.run_path(str(script), run_name="bench")["main"](argv)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("machine: ")
+    assert all(line.endswith("states the same") for line in lines[1:])
+    assert "1.00x the first" in lines[1] and lines[2].strip().startswith("2 worker(s)")
