@@ -90,6 +90,9 @@ class TrainConfig:
     tf32: bool = checked(False, bool)
     """TF32 matmuls on CUDA (``torch.set_float32_matmul_precision("high")``, for the whole
     process); no effect on a CPU."""
+    bf16: bool = checked(False, bool)
+    """The training step's forward pass under bfloat16 autocast (matrix products in bf16, the
+    weights, their gradients and the optimizer in float32); validation stays float32."""
     image_every: int = checked(10, int, low=1)
     """Epochs between image grids and latent maps (always at the end as well)."""
     probe_steps: int = checked(1_500, int, low=1)

@@ -332,7 +332,8 @@ class _Loop:
         for index in self.batch_rows():
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(step)
-            loss, metrics = self.objective(index)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss, metrics = self.objective(index)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm_sum += torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)

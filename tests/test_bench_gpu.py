@@ -44,8 +44,10 @@ def test_each_kind_gets_the_batch_training_gives_it(
 
 
 def test_a_training_step_is_timed_and_quick_mode_fits_a_cpu(bench: ModuleType) -> None:
-    rate = bench.time_training("pc3", 16, 1, torch.device("cpu"), compile_loss=False)
-    assert math.isfinite(rate) and rate > 0
+    for bf16 in (False, True):
+        rate = bench.time_training("pc3", 16, 1, torch.device("cpu"), compile_loss=False, bf16=bf16)
+        assert math.isfinite(rate) and rate > 0
     args = bench.parse_args(["--quick", "--device", "cpu"])
     assert args.batch_sizes == [128] and args.pipeline == "skip" and args.shooting == 16
+    assert args.precisions == ["float32"]  # bf16 by default on a GPU only
     assert args.episodes == [20, 1_000] and sorted(args.kinds) == ["e2c", "filter", "pc3", "pcc"]

@@ -17,7 +17,7 @@ from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, TrainConfig, save_config
 from latentrl.devices import resolve_device
 from latentrl.errors import UserError
-from latentrl.kinds import MODEL_KINDS
+from latentrl.kinds import MODEL_KINDS, build_model
 from latentrl.logging import read_metrics
 from latentrl.losses import LossConfig, MultiStepConfig, objective
 from latentrl.models import ModelConfig
@@ -259,3 +259,48 @@ def test_runs_started_in_the_same_second_get_their_own_directories(
     with pytest.raises(UserError, match="fewer than one batch"):
         train(too_large, second, dataset, wandb_mode="disabled")
     assert not second.exists() and first.is_dir()
+
+
+CUDA = pytest.param(
+    "cuda",
+    marks=[
+        pytest.mark.gpu,
+        pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+    ],
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_bf16_computes_the_objective_of_float32_to_a_percent(device: str) -> None:
+    """One objective on the same weights, batch and noise: bfloat16 autocast against float32
+    (the paper-size pendulum model, whose sums over 4,608 pixels bf16 must not spoil)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig((2, 48, 48), 1, latent_dim=3)).to(device)
+    x_t, x_next = torch.randint(0, 256, (2, 64, 2, 48, 48), dtype=torch.uint8).to(device)
+    u_t = (torch.rand(64, 1) * 4 - 2).to(device)
+    totals = {}
+    for bf16 in (False, True):
+        torch.manual_seed(1)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss, metrics = objective(model, x_t, u_t, x_next, LossConfig())
+        totals[bf16] = {k: float(v) for k, v in metrics.items() if k.startswith("loss/")}
+        assert loss.dtype == torch.float32
+    for key, value in totals[False].items():
+        assert totals[True][key] == pytest.approx(value, rel=0.01, abs=0.05), key
+    assert totals[True] != totals[False]  # it ran in bf16
+
+
+def test_bf16_trains_close_to_float32(dataset: Path, tmp_path: Path) -> None:
+    """``train.bf16``: the training step under bfloat16 autocast. Its losses stay near
+    float32's (the trajectories part, so not bit for bit); the weights stay float32."""
+    rows = {}
+    for bf16 in (False, True):
+        config = tiny_config(epochs=2)
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, bf16=bf16))
+        result = train(config, tmp_path / f"bf16_{bf16}", dataset, wandb_mode="disabled")
+        rows[bf16] = [r for r in read_metrics(result.run_dir) if "val/loss/total" in r][-1]
+        model, _ = load_model(result.run_dir)
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+    for key in ("train/loss/total", "val/loss/total", "val/loss/reconstruction"):
+        assert rows[True][key] == pytest.approx(rows[False][key], rel=0.1), key
+    assert rows[True]["train/loss/total"] != rows[False]["train/loss/total"]  # it ran in bf16

@@ -5,7 +5,8 @@ Prints, on the chosen device:
 1. **training**: samples/s of one training step of the pendulum ``full`` model for each model
    kind (:mod:`latentrl.kinds`), with the experiment's loss settings (E2C with its multi-step
    term over windows of 8; the filter kind on ``batch // 8`` windows of 8), fused AdamW on
-   CUDA, at each ``--batch-sizes`` (``train.batch_size``: samples = transitions);
+   CUDA, at each ``--batch-sizes`` (``train.batch_size``: samples = transitions), in float32
+   and, on a GPU, under bfloat16 autocast (``train.bf16``; ``--precisions``);
 2. **latent MPC**: ms per control step of the latent agent (:class:`LatentMPCAgent`, the
    pendulum ``full`` plan settings: horizon, iteration cap, 1,024 shooting sequences) for 20
    and for 1,000 episodes at once; the model is freshly initialised unless ``--run`` names a
@@ -89,9 +90,15 @@ def training_batches(
 
 
 def time_training(
-    kind: str, batch_size: int, steps: int, device: torch.device, compile_loss: bool
+    kind: str,
+    batch_size: int,
+    steps: int,
+    device: torch.device,
+    compile_loss: bool,
+    bf16: bool = False,
 ) -> float:
-    """Samples (transitions) per second of ``kind``'s training step at ``batch_size``."""
+    """Samples (transitions) per second of ``kind``'s training step at ``batch_size``, its
+    forward pass under bfloat16 autocast with ``bf16`` (``train.bf16``)."""
     config = pendulum_config(kind)
     torch.manual_seed(0)
     model = build_model(config.model).to(device)
@@ -104,7 +111,8 @@ def time_training(
 
     def step(i: int) -> None:
         x_t, u_t, x_next, continuation = batches[i % len(batches)]
-        loss, _ = loss_fn(model, x_t, u_t, x_next, config.loss, continuation)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = loss_fn(model, x_t, u_t, x_next, config.loss, continuation)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip_norm)
@@ -180,6 +188,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed training steps")
     parser.add_argument("--compile", action="store_true", help="torch.compile the objective")
+    parser.add_argument(
+        "--precisions", nargs="+", choices=("float32", "bf16"), default=None,
+        help="training precisions (default: both on a GPU, float32 on a CPU)",
+    )  # fmt: skip
     parser.add_argument("--episodes", type=int, nargs="+", default=[20, 1_000])
     parser.add_argument("--mpc-steps", type=int, default=None, help="timed control steps")
     parser.add_argument("--shooting", type=int, default=None, help="shooting sequences")
@@ -190,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gpu = resolve_device(args.device).type == "cuda"
     quick = args.quick
     args.kinds = args.kinds or sorted(MODEL_KINDS)
+    args.precisions = args.precisions or (["float32", "bf16"] if gpu else ["float32"])
     args.batch_sizes = args.batch_sizes or ([128] if quick or not gpu else [128, 4_096])
     args.steps = args.steps or (5 if quick else 30)
     args.mpc_steps = args.mpc_steps or (1 if quick else 5)
@@ -209,11 +222,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     summary = []
     print("\n1. training, pendulum full model (samples/s)", flush=True)
-    for batch in args.batch_sizes:
-        for kind in args.kinds:
-            rate = time_training(kind, batch, args.steps, device, args.compile)
-            print(f"  {kind:>6}  batch {batch:>6}: {rate:>10,.0f} samples/s", flush=True)
-            summary.append(f"training {kind} batch {batch}: {rate:,.0f} samples/s")
+    for precision in args.precisions:
+        for batch in args.batch_sizes:
+            for kind in args.kinds:
+                bf16 = precision == "bf16"
+                rate = time_training(kind, batch, args.steps, device, args.compile, bf16)
+                label = f"{kind:>6} {precision:>7} batch {batch:>6}"
+                print(f"  {label}: {rate:>10,.0f} samples/s", flush=True)
+                summary.append(f"training {kind} {precision} batch {batch}: {rate:,.0f} samples/s")
     shooting = "the preset's" if args.shooting is None else str(args.shooting)
     print(f"\n2. latent MPC, pendulum full plan, {shooting} shooting sequences", flush=True)
     for episodes in args.episodes:
