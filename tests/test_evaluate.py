@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from latentrl import episodes
 from latentrl.cli import main
 from latentrl.collect import collect
 from latentrl.compare import IGNORED_SETTINGS
@@ -421,28 +422,34 @@ def test_plan_ablation_script_scores_each_variant_on_the_same_starts(
     assert ablation["main"]([str(trained_run), "--set", "train.epochs=2"]) == 2
 
 
-def test_env_workers_change_no_number(trained_run: Path, tmp_path: Path) -> None:
-    """``eval.env_workers`` steps the episodes in worker processes: the same trajectories and
-    results as in the evaluating process, and compare groups the two runs together."""
+def test_env_workers_reach_the_episodes_and_change_no_number(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eval.env_workers`` reaches the episodes' envs, which step in worker processes: the
+    same trajectories and results as in the evaluating process (the latent agent's episodes
+    in workers are tested in tests/test_episode_envs.py), and compare groups them together."""
+    asked: list[int] = []
+
+    class RecordingEnvs(episodes.EpisodeEnvs):
+        def __init__(self, *args, **kwargs) -> None:
+            asked.append(args[3])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(episodes, "EpisodeEnvs", RecordingEnvs)
     outcomes = []
     for workers in (1, 2):
         run = tmp_path / f"workers{workers}"
         shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval"))
-        changes = [*FAST, 'eval.agents=["latent", "random"]', f"eval.env_workers={workers}"]
+        changes = [*FAST, 'eval.agents=["random"]', f"eval.env_workers={workers}"]
         result = evaluate_run(run, changes, wandb_mode="disabled", echo=lambda _: None)
         assert result.results.to_json()["eval"]["env_workers"] == workers
-        outcomes.append(
-            (result.results.to_json()["agents"], np.load(run / "eval" / "trajectories.npz"))
-        )
-    (agents_1, arrays_1), (agents_2, arrays_2) = outcomes
-    for agent in ("latent", "random"):
-        timed = {"ms_per_step"}  # wall time, the one thing that differs
-        numbers = [
-            {k: v for k, v in a[agent]["aggregate"].items() if k not in timed}
-            for a in (agents_1, agents_2)
-        ]
-        assert numbers[0] == numbers[1] and len(numbers[0]) >= 4
-    assert list(arrays_1) == list(arrays_2)
+        random = result.results.to_json()["agents"]["random"]["aggregate"]
+        outcomes.append(({k: v for k, v in random.items() if k != "ms_per_step"}, run))
+    assert asked == [1, 2]
+    (numbers_1, run_1), (numbers_2, run_2) = outcomes
+    assert numbers_1 == numbers_2 and len(numbers_1) >= 4
+    arrays_1, arrays_2 = (dict(np.load(r / "eval" / "trajectories.npz")) for r in (run_1, run_2))
+    assert list(arrays_1) == list(arrays_2) == ["random/states", "random/actions", "random/costs"]
     for key in arrays_1:
         np.testing.assert_array_equal(arrays_1[key], arrays_2[key])
     assert "eval.env_workers" in IGNORED_SETTINGS

@@ -295,7 +295,7 @@ def test_bf16_trains_close_to_float32(dataset: Path, tmp_path: Path) -> None:
     float32's (the trajectories part, so not bit for bit); the weights stay float32."""
     rows = {}
     for bf16 in (False, True):
-        config = tiny_config(epochs=2)
+        config = tiny_config(epochs=1)
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, bf16=bf16))
         result = train(config, tmp_path / f"bf16_{bf16}", dataset, wandb_mode="disabled")
         rows[bf16] = [r for r in read_metrics(result.run_dir) if "val/loss/total" in r][-1]
