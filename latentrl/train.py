@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from latentrl import distributed
@@ -38,9 +37,7 @@ from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.kinds import build_model, model_kind
 from latentrl.latent_diagnostics import (
-    belief_means,
     encode_rollouts,
-    encoder_means,
     latent_stretch,
     open_loop_error,
     random_rollouts,
@@ -50,9 +47,8 @@ from latentrl.locks import hold
 from latentrl.logging import Logger, resolve_wandb_mode, run_group, summary_line
 from latentrl.losses import Continuation
 from latentrl.models import E2C
-from latentrl.plots import image_grid, latent_map
-from latentrl.probe import fit_probe, state_features
 from latentrl.run_directory import RunDirectory
+from latentrl.training_report import latent_map_image, probe_r2, reconstruction_grid
 from latentrl.training_windows import (
     continuation,
     validation_windows,
@@ -62,7 +58,6 @@ from latentrl.training_windows import (
 
 VALIDATION_BATCH = 1_024
 VALIDATION_SEED = 1_234  # fixed noise: validation losses of different epochs are comparable
-GRID_SAMPLES = 8
 OPEN_LOOP_EPISODES = 64
 OPEN_LOOP_STEPS = (1, 10, 20, 40)
 """Validation reports the open-loop error
@@ -437,78 +432,24 @@ class _Loop:
                 means[f"val/{column}"] = means[f"val/loss/{term}"]
         return means
 
-    @torch.no_grad()
     def log_images(self, step: int) -> None:
         model, data = self.model.eval(), self.val_set
-        if not model.has_decoder:
-            self.logger.log_images({"latent_map": self.latent_map()}, step)
-            model.train()
-            return
-        index = torch.arange(min(GRID_SAMPLES, len(data)), device=data.obs.device)
-        batch = data.batch(index)
-        q = model.encode(batch.obs)
-        predicted = model.step(q.mean, batch.action)
-        images = [model.decode(torch.cat([q.mean, predicted]))]
-        if self.config.model.likelihood == "bernoulli":
-            images = [torch.sigmoid(images[0])]
-        decoded = images[0].clamp(0, 1).cpu().numpy()
-        n = len(index)
-        grid = image_grid(
-            [batch.obs.cpu().numpy(), decoded[:n], batch.next_obs.cpu().numpy(), decoded[n:]],
-            labels=["x_t", "decoded", "x_t+1", "predicted"],
-            scale=2,
-        )
-        self.logger.log_images({"reconstruction": grid, "latent_map": self.latent_map()}, step)
+        images = {
+            "latent_map": latent_map_image(
+                model, data, f"{self.config.name}: validation latent means"
+            )
+        }
+        if model.has_decoder:
+            bernoulli = self.config.model.likelihood == "bernoulli"
+            images = {"reconstruction": reconstruction_grid(model, data, bernoulli)} | images
+        self.logger.log_images(images, step)
         model.train()
 
-    def latent_means(self, data: TransitionDataset) -> torch.Tensor:
-        """The belief means ``(N, n)`` at the rows of ``data`` (filtered along its chains for
-        a model whose belief reads the history), on the CPU."""
-        if self.model.filters_history:
-            means = belief_means(self.model, data.obs, data.action, data.continues())
-            return means.float().cpu()
-        return encoder_means(self.model, data.obs, VALIDATION_BATCH).float().cpu()
-
-    def latent_map(self) -> np.ndarray:
-        means = self.latent_means(self.val_set).numpy()
-        names = self._state_names()
-        states = self.val_set.state.cpu().numpy()
-        colours = {name: states[:, i] for i, name in enumerate(names)}
-        return latent_map(
-            means,
-            colours,
-            title=f"{self.config.name}: validation latent means",
-            angles=self._angle_names(),
-        )
-
-    def _state_names(self) -> list[str]:
-        meta = self.val_set.metadata
-        return list(meta.get("state_names") or [f"s{i}" for i in range(meta["state_dim"])])
-
-    def _angle_names(self) -> list[str]:
-        names = self._state_names()
-        return [names[i] for i in self.val_set.metadata.get("angle_dims", [])]
-
-    @torch.no_grad()
     def finish(self, state: TrainerState) -> dict[str, float]:
         """Probe R^2 of the true state from the latent means; summary metrics of the run."""
         self.model.eval()
-        names = self._state_names()
-        angle_dims = self.val_set.metadata.get("angle_dims", [])
-        y_train, labels = state_features(self.train_set.state.cpu(), names, angle_dims)
-        y_val, _ = state_features(self.val_set.state.cpu(), names, angle_dims)
-        z_train, z_val = self.latent_means(self.train_set), self.latent_means(self.val_set)
-        with torch.enable_grad():
-            r2 = fit_probe(
-                z_train,
-                y_train,
-                z_val,
-                y_val,
-                steps=self.config.train.probe_steps,
-                seed=self.config.train.seed,
-            )
-        summary = {f"probe/r2_{label}": float(v) for label, v in zip(labels, r2, strict=True)}
-        summary["probe/r2_mean"] = float(r2.mean())
+        cfg = self.config.train
+        summary = probe_r2(self.model, self.train_set, self.val_set, cfg.probe_steps, cfg.seed)
         final = self.validate() | summary
         self.logger.log(summary, step=state.step)
         self.logger.log_summary(final | {"epochs": state.epoch, "steps": state.step})
