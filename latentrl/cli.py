@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -372,6 +375,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """While inside, SIGTERM (``kill``, a batch scheduler's stop) interrupts the command as
+    Ctrl-C does: it stops where it is safe, says how to continue, and exits with 130. Only
+    the main thread can take signals; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` (default: ``sys.argv[1:]``); returns its exit status. Bad
     arguments and UserErrors print one line on stderr and return 2."""
@@ -383,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         configure_threads()  # the CPUs this process may use (latentrl.threads)
-        return handler(args)
+        with sigterm_as_ctrl_c():
+            return handler(args)
     except UserError as exc:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 says it once
             print(f"latentrl {args.command}: error: {exc}", file=sys.stderr)

@@ -26,7 +26,7 @@ from point_mass import ENV_ID as POINT_MASS_ID
 
 from latentrl import checkpoint as checkpoint_module
 from latentrl.checkpoint import load_checkpoint, load_model
-from latentrl.cli import main
+from latentrl.cli import main, sigterm_as_ctrl_c
 from latentrl.collect import collect
 from latentrl.config import DataConfig, ExperimentConfig, TrainConfig, load_config
 from latentrl.data import METADATA_FILE, chunk_file_name, load_transitions
@@ -252,6 +252,47 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_over(
     assert main(["train", "--run-dir", str(run), "--resume", "--wandb", "disabled"]) == 0
     model = "checkpoint/model.safetensors"
     assert (run / model).read_bytes() == (reference / model).read_bytes()
+
+
+# --- SIGTERM is Ctrl-C --------------------------------------------------------------------------
+
+
+def test_sigterm_interrupts_a_command_as_ctrl_c_does_and_only_while_it_runs() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), sigterm_as_ctrl_c():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises at the next bytecode; never reached
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.slow
+def test_a_training_stopped_by_sigterm_says_how_to_continue_and_resumes(
+    dataset: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    small = ["train.epochs=200", "model.hidden_sizes=[32]", "model.transition_hidden_sizes=[8]"]
+    command = [sys.executable, "-m", "latentrl", "train", "--data", str(dataset), "--run-dir",
+               str(run), "--wandb", "disabled", *(f"--set={s}" for s in small)]  # fmt: skip
+    examples = str(ROOT / "docs" / "examples")  # the point mass env's module
+    path = os.pathsep.join(p for p in (examples, os.environ.get("PYTHONPATH")) if p)
+    env = os.environ | {"PYTHONPATH": path}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    trainer = run / "checkpoint" / "trainer.json"
+    deadline = time.monotonic() + 120
+    while not trainer.exists():
+        assert time.monotonic() < deadline
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    stderr = process.stderr.read() if process.stderr else ""
+    assert f"interrupted: continue with `latentrl train --run-dir {run} --resume`" in stderr
+    assert "Traceback" not in stderr
+    epoch = json.loads(trainer.read_text())["epoch"]
+    assert 1 <= epoch < 200
+    resumed = ["train", "--run-dir", str(run), "--resume", "--wandb", "disabled"]
+    assert main([*resumed, "--set", f"train.epochs={epoch + 1}"]) == 0
+    assert json.loads(trainer.read_text())["epoch"] == epoch + 1
 
 
 # --- kill -9 and resume (slow) ----------------------------------------------------------------
