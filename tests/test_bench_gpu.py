@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -51,3 +52,16 @@ def test_a_training_step_is_timed_and_quick_mode_fits_a_cpu(bench: ModuleType) -
     assert args.batch_sizes == [128] and args.pipeline == "skip" and args.shooting == 16
     assert args.precisions == ["float32"]  # bf16 by default on a GPU only
     assert args.episodes == [20, 1_000] and sorted(args.kinds) == ["e2c", "filter", "pc3", "pcc"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "usage: bash scripts/gpu_check.sh prepare | run STAGE OUT"),
+        (["run", "tests"], "usage: bash scripts/gpu_check.sh run STAGE OUT"),
+    ],
+)
+def test_the_gpu_check_script_says_how_to_call_it(args: list[str], message: str) -> None:
+    script = SCRIPT.parents[2] / "scripts" / "gpu_check.sh"
+    done = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip() == message
