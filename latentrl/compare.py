@@ -84,6 +84,10 @@ EVAL_METRICS = (
     Metric("cost", "cost", "{:.1f}"),
     Metric("ms/step", "ms_per_step", "{:.2f}"),
 )
+OF_ORACLE = Metric("of oracle %", "steps_in_goal_of_oracle", "{:.0f}", 100.0)
+"""An agent's steps in goal as a share of the oracle's on the same starts (the papers' "% of
+the oracle"); derived per group by :func:`of_oracle`, in the table and the JSON."""
+TABLE_METRICS = (EVAL_METRICS[0], OF_ORACLE, *EVAL_METRICS[1:])
 TRAIN_METRICS = (Metric("probe R²", "probe/r2_mean", "{:.3f}"),)
 """Training numbers of the run (not of an agent): shown on the latent agent's row."""
 
@@ -258,6 +262,14 @@ def _agent_stats(runs: Sequence[RunResults], agent: str) -> dict[str, Stat]:
     return {m.key: across([x.get(m.key, math.nan) for x in per_run]) for m in EVAL_METRICS}
 
 
+def of_oracle(own: Stat, oracle: Stat) -> Stat:
+    """``own`` steps in goal over the oracle's mean. The oracle's numbers do not depend on the
+    training seed, so the share's standard error is ``own``'s over that mean."""
+    if own.n == 0 or oracle.n == 0 or not oracle.mean > 0:
+        return NO_RUNS
+    return Stat(own.mean / oracle.mean, own.se / oracle.mean, own.n)
+
+
 def _settings_key(run: RunResults) -> str:
     return json.dumps(run.settings, sort_keys=True)
 
@@ -302,6 +314,10 @@ def _group(
         if agent not in stats and protocol is not None and donors:
             stats[agent] = _agent_stats(donors, agent)
             borrowed[agent] = tuple(r.run_dir for r in donors)
+    oracle = stats.get("oracle", {}).get("steps_in_goal", NO_RUNS)
+    for agent, agent_stats in stats.items():
+        own = agent_stats["steps_in_goal"]
+        agent_stats[OF_ORACLE.key] = NO_RUNS if agent == "oracle" else of_oracle(own, oracle)
     training = {
         m.key: across([r.training.get(m.key, math.nan) for r in members]) for m in TRAIN_METRICS
     }
@@ -326,14 +342,14 @@ def format_stat(stat: Stat, metric: Metric) -> str:
 def format_table(groups: Sequence[Group]) -> str:
     """One row per experiment and agent: mean ± standard error across seeds; under it, what
     tells apart the groups of one preset and where borrowed baselines come from."""
-    header = ["experiment", "seeds", "agent", *(m.title for m in EVAL_METRICS + TRAIN_METRICS)]
+    header = ["experiment", "seeds", "agent", *(m.title for m in TABLE_METRICS + TRAIN_METRICS)]
     rows = [header]
     for g in groups:
         seeds = " ".join(str(r.seed) for r in g.runs)
         for i, (agent, stats) in enumerate(g.agents.items()):
             row = [g.name, seeds] if i == 0 else ["", ""]
             row += [agent + ("*" if agent in g.borrowed else "")]
-            row += [format_stat(stats[m.key], m) for m in EVAL_METRICS]
+            row += [format_stat(stats[m.key], m) for m in TABLE_METRICS]
             latent = agent == "latent" or (i == 0 and "latent" not in g.agents)
             row += [format_stat(g.training[m.key], m) if latent else "" for m in TRAIN_METRICS]
             rows.append(row)

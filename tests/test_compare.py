@@ -109,33 +109,37 @@ def test_table_reports_mean_and_standard_error_across_seeds(runs: list[Path], tm
     result = compare_runs(runs, tmp_path / "out" / "cmp.png", echo=lambda _: None)
     table = result.table
     assert table.splitlines()[0].split() == [
-        "experiment", "seeds", "agent", "steps", "in", "goal", "%", "success", "%", "cost",
-        "ms/step", "probe", "R²",
+        "experiment", "seeds", "agent", "steps", "in", "goal", "%", "of", "oracle", "%",
+        "success", "%", "cost", "ms/step", "probe", "R²",
     ]  # fmt: skip
     # latent: steps 20/40/60 %, success 0/50/100 %, cost 100/110/120, ms 10/20/30, R² .9/.8/.7
     assert row_cells(table, "latent") == [
         "pendulum (debug)", "0 1 2", "latent",
-        f"40.0 ± {20 * SE3:.1f}", f"50.0 ± {50 * SE3:.1f}", f"110.0 ± {10 * SE3:.1f}",
+        f"40.0 ± {20 * SE3:.1f}", f"44 ± {20 * SE3 / 0.9:.0f}",  # 40% of the oracle's 90%
+        f"50.0 ± {50 * SE3:.1f}", f"110.0 ± {10 * SE3:.1f}",
         f"20.00 ± {10 * SE3:.2f}", f"0.800 ± {0.1 * SE3:.3f}",
     ]  # fmt: skip
     assert f"{20 * SE3:.1f}" == "11.5" and f"{0.1 * SE3:.3f}" == "0.058"
-    assert row_cells(table, "oracle") == ["oracle", "90.0 ± 0.0", "100.0 ± 0.0", "50.0 ± 0.0",
-                                          "5.00 ± 0.00"]  # fmt: skip
+    assert row_cells(table, "oracle") == ["oracle", "90.0 ± 0.0", "-", "100.0 ± 0.0",
+                                          "50.0 ± 0.0", "5.00 ± 0.00"]  # fmt: skip
     assert row_cells(table, "random")[1:] == [
         "0.0 ± 0.0",
+        "0 ± 0",
         "0.0 ± 0.0",
         "300.0 ± 0.0",
         "0.02 ± 0.00",
     ]
     # one planar run: means only (no standard error from a single seed), R² on its only row
     assert row_cells(table, "oracle", 1) == [
-        "planar (debug)", "7", "oracle", "100.0", "100.0", "5.0", "2.00", "0.950"
+        "planar (debug)", "7", "oracle", "100.0", "-", "100.0", "5.0", "2.00", "0.950"
     ]  # fmt: skip
 
     data = json.loads(result.json_path.read_text())
     latent = data["pendulum (debug)"]["agents"]["latent"]
     assert latent["steps_in_goal"] == pytest.approx({"mean": 0.4, "se": 0.2 * SE3, "n": 3})
     assert latent["cost"] == pytest.approx({"mean": 110.0, "se": 10 * SE3, "n": 3})
+    share = {"mean": 0.4 / 0.9, "se": 0.2 * SE3 / 0.9, "n": 3}
+    assert latent["steps_in_goal_of_oracle"] == pytest.approx(share)
     assert data["pendulum (debug)"]["seeds"] == [0, 1, 2]
     assert data["planar (debug)"]["agents"]["oracle"]["cost"] == {"mean": 5.0, "se": None, "n": 1}
 
@@ -150,8 +154,8 @@ def test_table_reports_mean_and_standard_error_across_seeds(runs: list[Path], tm
 def test_runs_named_twice_count_once_and_missing_summary_is_blank(tmp_path: Path) -> None:
     run = make_run(tmp_path, "pendulum", 0, {"latent": metrics(0.5, 1.0, 80.0, 12.0)})
     result = compare_runs([run, run / ".." / run.name], tmp_path, echo=lambda _: None)
-    assert row_cells(result.table, "latent")[1:] == ["0", "latent", "50.0", "100.0", "80.0",
-                                                     "12.00", "-"]  # fmt: skip
+    assert row_cells(result.table, "latent")[1:] == ["0", "latent", "50.0", "-", "100.0", "80.0",
+                                                     "12.00", "-"]  # fmt: skip  # no oracle
     assert result.plot == tmp_path / "compare.png" and result.plot.exists()
     assert read_run(run).training == {}
 
