@@ -28,7 +28,7 @@ from latentrl.losses.gaussian_kl import (
     kl_diag_gaussian_std_normal,
     kl_diag_gaussians,
     kl_linear_transition,
-    log_abs_det_rank_one,
+    log_abs_det_low_rank,
 )
 from latentrl.losses.kl_prior import KLPriorConfig
 from latentrl.losses.kl_transition import KLTransitionConfig
@@ -77,7 +77,7 @@ __all__ = [
     "kl_linear_transition",
     "legacy_key_hint",
     "linearization_error",
-    "log_abs_det_rank_one",
+    "log_abs_det_low_rank",
     "multi_step_error",
     "objective",
     "observation_nll",

@@ -21,6 +21,7 @@ from latentrl.models import (
     Gaussian,
     LocalLinear,
     apply_local_linear,
+    low_rank_det_matrix,
     to_unit_interval,
 )
 
@@ -123,15 +124,16 @@ def forward_pass(model: E2C, x_t: Tensor, u_t: Tensor, x_next: Tensor) -> Forwar
 @torch.no_grad()
 def diagnostics(fp: ForwardPass) -> dict[str, Tensor]:
     """Detached scalars of the forward pass: ``diag/det_A_{mean,min,max}``,
-    ``diag/abs_vr_mean``, ``diag/latent_std_mean``, ``diag/prediction_error`` (mean
-    |mean of Q^ - mean of q(z_{t+1}|x_{t+1})|_2) and, for the Gaussian likelihood,
-    ``diag/gaussian_std``."""
-    vr = (fp.lin.v * fp.lin.r).sum(-1)
+    ``diag/abs_vr_mean`` (mean |det A - 1|, |v^T r| at rank 1), ``diag/latent_std_mean``,
+    ``diag/prediction_error`` (mean |mean of Q^ - mean of q(z_{t+1}|x_{t+1})|_2) and, for the
+    Gaussian likelihood, ``diag/gaussian_std``."""
+    small = low_rank_det_matrix(fp.lin.V, fp.lin.R)  # det A = det(I_k + R^T V)
+    det_A = torch.linalg.det(small.to(torch.promote_types(small.dtype, torch.float32)))
     metrics = {
-        "diag/det_A_mean": (1 + vr).mean(),
-        "diag/det_A_min": (1 + vr).min(),
-        "diag/det_A_max": (1 + vr).max(),
-        "diag/abs_vr_mean": vr.abs().mean(),
+        "diag/det_A_mean": det_A.mean(),
+        "diag/det_A_min": det_A.min(),
+        "diag/det_A_max": det_A.max(),
+        "diag/abs_vr_mean": (det_A - 1).abs().mean(),
         "diag/latent_std_mean": fp.q.std.mean(),
         "diag/prediction_error": (fp.mean_pred - fp.q_next.mean).norm(dim=-1).mean(),
     }

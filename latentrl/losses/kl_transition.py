@@ -31,8 +31,8 @@ def term(fp: ForwardPass, config: KLTransitionConfig) -> TermResult:
     kl = kl_linear_transition(
         fp.mean_pred,
         fp.q_t.logvar,
-        lin.v,
-        lin.r,
+        lin.V,
+        lin.R,
         q_next.mean,
         q_next.logvar,
         fp.model.config.transition_noise,

@@ -8,6 +8,8 @@ from latentrl.models.transition import (
     Transition,
     apply_local_linear,
     bound_norm,
+    low_rank_det_matrix,
+    low_rank_update,
     transition_covariance,
 )
 
@@ -24,6 +26,8 @@ __all__ = [
     "Transition",
     "apply_local_linear",
     "bound_norm",
+    "low_rank_det_matrix",
+    "low_rank_update",
     "to_unit_interval",
     "transition_covariance",
 ]

@@ -64,12 +64,16 @@ class ModelConfig:
     which a deep conv encoder / deconv decoder needs to pass image differences through."""
     transition_hidden_sizes: tuple[int, ...] = checked((100, 100), int, low=1, items=True)
     """Widths of the transition network z -> (v, r, B, o)."""
+    transition_rank: int = checked(1, int, low=1)
+    """k in A = I + V R^T with V, R of shape (n, k): 1 is E2C's I + v r^T; k up to n lets A
+    couple k directions at once (a system with k degrees of freedom integrates k velocities)."""
     transition_noise: float = checked(0.0, float, low=0)
     """Std of additive Gaussian noise on the predicted next latent (0: none, as E2C)."""
     logvar_range: tuple[float, float] = checked((-12.0, 6.0), float, items=True)
     """Soft bounds of the encoder's log-variances."""
     max_abs_vr: float = checked(0.95, float, above=0, below=1)
-    """Bound on |v^T r|, so det A = 1 + v^T r stays in (1 - bound, 1 + bound)."""
+    """Bound on the spectral norm of R^T V (|v^T r| at rank 1), so det A = det(I + R^T V)
+    stays in ((1 - bound)^k, (1 + bound)^k)."""
     condition_on_action: bool = checked(False, bool)
     """Feed u to the transition network too (E2C: no, A, B, o depend on z only)."""
     global_transition: bool = checked(False, bool)
@@ -104,6 +108,11 @@ class ModelConfig:
                     f"image size {H}x{W} is not divisible by {stride} = 2**len(conv_channels);"
                     " use fewer conv_channels, resize the images, or the mlp encoder/decoder"
                 )
+        if self.transition_rank > self.latent_dim:
+            fail(
+                f"transition_rank {self.transition_rank} exceeds latent_dim {self.latent_dim}:"
+                " A = I + V R^T has rank at most latent_dim"
+            )
         if self.global_transition and self.condition_on_action:
             fail("a global transition reads neither z nor u: drop condition_on_action")
         floor = MIN_GAUSSIAN_STD if self.learn_gaussian_std else 0.0
@@ -160,6 +169,7 @@ class E2C(nn.Module):
             c.max_abs_vr,
             c.condition_on_action,
             c.global_transition,
+            c.transition_rank,
         )
 
     def forward(self, x: Tensor) -> Gaussian:

@@ -56,7 +56,7 @@ def test_predicted_next_gives_e2c_s_own_transition_kl() -> None:
     q_next = Gaussian(torch.randn(6, 3).double(), torch.randn(6, 3).double())
     mean, cov = predicted_next(model, q_t, u)
     lin = model.transition(q_t.mean, u)
-    expected = kl_linear_transition(mean, q_t.logvar, lin.v, lin.r, q_next.mean, q_next.logvar, 0.2)
+    expected = kl_linear_transition(mean, q_t.logvar, lin.V, lin.R, q_next.mean, q_next.logvar, 0.2)
     torch.testing.assert_close(kl_full_diag(mean, cov, q_next.mean, q_next.logvar), expected)
     torch.testing.assert_close(model.step(q_t.mean, u), mean)
 

@@ -101,7 +101,7 @@ def test_every_method_returns_the_documented_shapes(encoder: str, decoder: str) 
     assert model.decode(z).shape == (batch, 2, 8, 8)
     lin = model.transition(z, u)
     assert lin.A.shape == (batch, n, n) and lin.B.shape == (batch, n, m)
-    assert lin.o.shape == lin.v.shape == lin.r.shape == (batch, n)
+    assert lin.o.shape == (batch, n) and lin.V.shape == lin.R.shape == (batch, n, 1)
     mean, lin2 = model.predict(q, z, u)
     assert mean.shape == (batch, n) and torch.equal(lin2.A, lin.A)
     assert model.step(z, u).shape == (batch, n)
@@ -178,11 +178,34 @@ def test_det_a_stays_positive_for_extreme_network_outputs(magnitude: float) -> N
     z, u = torch.randn(64, n), torch.randn(64, 2)
     lin = model.transition(z, u)
     det = torch.linalg.det(lin.A.double())
-    one_plus_rv = 1 + (lin.v * lin.r).sum(-1)
+    one_plus_rv = 1 + (lin.V * lin.R).sum((-1, -2))
     assert torch.isfinite(lin.A).all()
     assert (one_plus_rv > 1 - 0.95 - 1e-6).all() and (one_plus_rv < 1.95 + 1e-6).all()
     torch.testing.assert_close(det, one_plus_rv.double(), rtol=1e-5, atol=1e-6)
     assert (det > 0).all()
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 1e3, 1e30])
+def test_a_of_rank_two_is_i_plus_v_r_transposed_with_det_in_its_bounds(magnitude: float) -> None:
+    n, k, bound = 4, 2, 0.95
+    model = tiny_model(latent_dim=n, transition_rank=k)
+    with torch.no_grad():
+        model.transition_net.net[-1].weight.mul_(magnitude)
+    z, u = torch.randn(64, n), torch.randn(64, 2)
+    lin = model.transition(z, u)
+    assert lin.V.shape == lin.R.shape == (64, n, k) and lin.A.shape == (64, n, n)
+    torch.testing.assert_close(lin.A, torch.eye(n) + lin.V @ lin.R.transpose(-1, -2))
+    low_rank = lin.V.double() @ lin.R.double().transpose(-1, -2)
+    assert torch.linalg.matrix_rank(low_rank).max().item() == k
+    spectral = torch.linalg.matrix_norm((lin.R.transpose(-1, -2) @ lin.V).double(), ord=2)
+    assert (spectral < bound + 1e-6).all()
+    det = torch.linalg.det(lin.A.double())
+    assert (det > (1 - bound) ** k - 1e-6).all() and (det < (1 + bound) ** k + 1e-6).all()
+
+
+def test_a_transition_rank_above_the_latent_size_is_refused() -> None:
+    with pytest.raises(ModelConfigError, match="transition_rank 4 exceeds latent_dim 3"):
+        tiny_model(latent_dim=3, transition_rank=4)
 
 
 def test_a_can_contract_and_expand() -> None:
