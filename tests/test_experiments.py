@@ -365,3 +365,64 @@ def test_conv_collapse_study_measures_a_training_and_refuses_bad_input(
     assert "step 4" in capsys.readouterr().out
     assert script["main"]([str(tmp_path / "none")]) == 2
     assert "conv_collapse: error:" in capsys.readouterr().err
+
+
+def test_one_step_predictability_fits_a_known_function_and_scores_in_units_of_spread() -> None:
+    import torch
+
+    script = runpy.run_path(str(ROOT / "experiments" / "studies" / "one_step_predictability.py"))
+    target = torch.tensor([[0.0, 2.0], [2.0, 0.0]])
+    errors = script["normalised_rmse"](torch.zeros(2, 2), target, torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(errors, torch.tensor([2.0**0.5, 2.0**0.5 / 2]))
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.rand(3000, 2, generator=g) * 4 - 2
+    targets = torch.stack([torch.sin(inputs[:, 0]), inputs[:, 0] * inputs[:, 1]], 1)
+    train, test = torch.arange(2500), torch.arange(2500, 3000)
+    spread = targets[train].std(0)
+    net = script["fit_regressor"](inputs, targets, train, spread, 1500, 0)
+    with torch.no_grad():
+        fitted = script["normalised_rmse"](net(inputs[test]), targets[test], spread)
+    assert (fitted < 0.1).all(), fitted  # a constant predictor scores 1.0
+
+
+@pytest.mark.slow  # encodes a dataset and fits three MLPs (about 10 s)
+def test_one_step_predictability_measures_a_run_and_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import torch
+
+    from latentrl.checkpoint import TrainerState, save_checkpoint
+    from latentrl.collect import collect
+    from latentrl.models import E2C
+    from latentrl.run_directory import RUN_FILE
+
+    main = runpy.run_path(str(ROOT / "experiments" / "studies" / "one_step_predictability.py"))[
+        "main"
+    ]
+    config = experiment_config("pendulum", "debug")
+    run = tmp_path / "pendulum_run"
+    run.mkdir()
+    save_config(config, run / "config.json")
+    assert main([str(run)]) == 2  # no checkpoint yet
+    assert "checkpoint" in capsys.readouterr().err
+    assert main([str(run), "--fit-steps", "0"]) == 2
+    assert "--fit-steps must be at least 1" in capsys.readouterr().err
+    torch.manual_seed(0)
+    model = E2C(config.model)
+    save_checkpoint(
+        run, model, torch.optim.AdamW(model.parameters()), torch.Generator(), TrainerState(0, 0)
+    )
+    data = collect("latentrl/Pendulum-v0", 600, tmp_path / "data", seed=0, progress=False)
+    (run / RUN_FILE).write_text(json.dumps({"dataset": str(data)}))
+    assert main([str(run), "--fit-steps", "300"]) == 0
+    report = json.loads((run / "one_step_predictability.json").read_text())["normalised_rmse"]
+    names = ["no move", "transition", "refit (z, u)", "true state (s, u)", "true next state"]
+    assert list(report) == names
+    assert all(len(errors) == config.model.latent_dim for errors in report.values())
+    # the encoding is a function of the next state: it predicts better than a constant (1.0);
+    # an untrained transition is far off, and a fit to its own inputs beats it
+    assert max(report["true next state"]) < 1.0
+    assert max(report["refit (z, u)"]) < 1.5 < min(report["transition"])
+    assert "| true next state |" in capsys.readouterr().out
