@@ -16,6 +16,7 @@ import pytest
 from latentrl import compare, pipeline
 from latentrl.cli import build_parser, main
 from latentrl.config import save_config
+from latentrl.envs.planar import PC3_LAYOUT
 from latentrl.pipeline import experiment_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,17 +166,20 @@ def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
 ) -> None:
     from scipy.stats import spearmanr
 
+    from latentrl.envs import make_env
+
     script = runpy.run_path(str(ROOT / "experiments" / "studies" / "planar_latent_map.py"))
+    task = make_env("latentrl/Planar-v0").unwrapped  # goal (36, 36), radius 2
     ticks, states = script["field_grid"]()
     assert (ticks[0], ticks[-1], len(states)) == (1.5, 38.5, len(ticks) ** 2)
     # a bowl around the goal with a second dip at (10, 20) and a blocked cell beside it
     x, y = states[:, 0].reshape(len(ticks), -1), states[:, 1].reshape(len(ticks), -1)
     bowl = np.hypot(x - 36, y - 36) - 5.0 * np.exp(-((x - 10) ** 2 + (y - 20) ** 2) / 0.25)
     bowl[(x == 10.5) & (y == 20)] = np.nan
-    assert script["spurious_minima"](bowl, ticks).tolist() == [[10.0, 20.0]]  # not the goal
+    assert script["spurious_minima"](bowl, ticks, task).tolist() == [[10.0, 20.0]]  # not the goal
     true_distance = np.hypot(x - 36, y - 36)
     true_distance[~script["planar_is_free"](states).reshape(x.shape)] = np.nan
-    assert len(script["spurious_minima"](true_distance, ticks)) == 0  # around disc obstacles
+    assert len(script["spurious_minima"](true_distance, ticks, task)) == 0  # around disc obstacles
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=200), rng.normal(size=200)
     b = a + 0.5 * b
@@ -195,18 +199,26 @@ def test_planar_latent_map_finds_minima_ranks_distances_and_refuses_other_envs(
     # where an evaluated run's failed episodes ended, and whether at a minimum
     evaluated = tmp_path / "evaluated"
     (evaluated / "eval").mkdir(parents=True)
-    assert script["failed_ends"](evaluated) is None  # not evaluated
+    assert script["failed_ends"](evaluated, task) is None  # not evaluated
     states = np.zeros((3, 41, 2))
-    states[:, -1] = [[36.5, 36.0], [10.0, 21.0], [1.5, 16.0]]  # in goal, failed, failed
+    states[:, -1] = [[35.5, 35.0], [10.0, 21.0], [1.5, 16.0]]  # in goal, failed, failed
     np.savez(evaluated / "eval" / "trajectories.npz", **{"latent/states": states})
-    ends = script["failed_ends"](evaluated)
+    ends = script["failed_ends"](evaluated, task)
     np.testing.assert_array_equal(ends, [[10.0, 21.0], [1.5, 16.0]])
     near = script["near_any"](ends, np.array([[10.0, 20.0], [30.0, 30.0]]), 2.0)
     assert near.tolist() == [True, False]
     assert script["near_any"](ends, np.zeros((0, 2)), 2.0).tolist() == [False, False]
     (evaluated / "eval" / "trajectories.npz").write_bytes(b"garbage")
     with pytest.raises(script["UserError"], match="evaluate the run again"):
-        script["failed_ends"](evaluated)
+        script["failed_ends"](evaluated, task)
+    # a run of PC3's protocol is mapped on its own obstacles, goal (37, 37) and radius
+    pc3_run = tmp_path / "pc3_run"
+    pc3_run.mkdir()
+    save_config(experiment_config("pc3_planar", "debug"), pc3_run / "config.json")
+    pc3_task = script["planar_task"](pc3_run)
+    assert pc3_task.layout is PC3_LAYOUT and pc3_task.goal_state().tolist() == [37.0, 37.0]
+    np.savez(evaluated / "eval" / "trajectories.npz", **{"latent/states": states})
+    assert len(script["failed_ends"](evaluated, pc3_task)) == 3  # (35.5, 35) is 2.5 px off
     run = tmp_path / "pendulum_run"
     run.mkdir()
     save_config(experiment_config("pendulum", "debug"), run / "config.json")

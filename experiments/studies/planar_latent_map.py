@@ -37,14 +37,8 @@ from PIL import Image
 from latentrl.agents import roadmap_of_run
 from latentrl.checkpoint import load_model
 from latentrl.config import load_config
-from latentrl.envs.planar import (
-    AGENT_RADIUS,
-    FIELD_SIZE,
-    GOAL,
-    GOAL_RADIUS,
-    planar_is_free,
-    render_planar,
-)
+from latentrl.envs import make_env
+from latentrl.envs.planar import AGENT_RADIUS, FIELD_SIZE, PlanarEnv, planar_is_free
 from latentrl.errors import UserError
 from latentrl.run_directory import RunDirectory
 
@@ -61,9 +55,24 @@ def field_grid() -> tuple[np.ndarray, np.ndarray]:
     return ticks, np.stack([x.ravel(), y.ravel()], axis=1)
 
 
-def spurious_minima(distance: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+def planar_task(run_dir: Path) -> PlanarEnv:
+    """The run's planar env, made with its ``env_kwargs`` (obstacles, goal, goal radius)."""
+    data = load_config(RunDirectory(run_dir).require_run().config).data
+    if data.env_id != ENV_ID:
+        raise UserError(f"{run_dir} is a run of {data.env_id}, not of {ENV_ID}")
+    env = make_env(data.env_id, **data.env_kwargs).unwrapped
+    assert isinstance(env, PlanarEnv)
+    return env
+
+
+def outside_goal(states: np.ndarray, task: PlanarEnv) -> np.ndarray:
+    """The rows of ``states (j, 2)`` outside the task's goal region."""
+    return states[task.goal_distance(states) > task.goal_radius]
+
+
+def spurious_minima(distance: np.ndarray, ticks: np.ndarray, task: PlanarEnv) -> np.ndarray:
     """States ``(j, 2)`` where ``distance (k, k)`` (rows y, NaN where blocked) is below all 8
-    neighbours, the goal region excepted."""
+    neighbours, the task's goal region excepted."""
     padded = np.pad(distance, 1, constant_values=np.nan)
     neighbours = np.stack(
         [
@@ -76,8 +85,7 @@ def spurious_minima(distance: np.ndarray, ticks: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         lowest = np.all(np.isnan(neighbours) | (distance[None] < neighbours), axis=0)
     rows, cols = np.nonzero(lowest & ~np.isnan(distance))
-    states = np.stack([ticks[cols], ticks[rows]], axis=1)
-    return states[np.linalg.norm(states - GOAL, axis=1) > GOAL_RADIUS]
+    return outside_goal(np.stack([ticks[cols], ticks[rows]], axis=1), task)
 
 
 def principal_plane(codes: np.ndarray) -> np.ndarray:
@@ -95,7 +103,7 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
 
 
-def failed_ends(run_dir: Path) -> np.ndarray | None:
+def failed_ends(run_dir: Path, task: PlanarEnv) -> np.ndarray | None:
     """Final states ``(k, 2)`` of the latent agent's episodes that ended outside the goal
     region, from the run's evaluation; None if the latent agent was not evaluated."""
     path = run_dir / "eval" / "trajectories.npz"
@@ -111,7 +119,7 @@ def failed_ends(run_dir: Path) -> np.ndarray | None:
             f"cannot read {path} ({exc}); evaluate the run again with "
             f"`latentrl evaluate {run_dir} --overwrite`"
         ) from None
-    return ends[np.linalg.norm(ends - GOAL, axis=1) > GOAL_RADIUS]
+    return outside_goal(ends, task)
 
 
 def near_any(points: np.ndarray, targets: np.ndarray, within: float) -> np.ndarray:
@@ -126,18 +134,17 @@ def near_any(points: np.ndarray, targets: np.ndarray, within: float) -> np.ndarr
 def latent_map(run_dir: Path, roadmap: bool = False) -> dict[str, np.ndarray | float]:
     """The latent distance to the goal over :func:`field_grid`, its minima and the codes; with
     ``roadmap`` also the roadmap's cost-to-go (``road_*`` keys)."""
-    env_id = load_config(RunDirectory(run_dir).require_run().config).data.env_id
-    if env_id != ENV_ID:
-        raise UserError(f"{run_dir} is a run of {env_id}, not of {ENV_ID}")
+    task = planar_task(run_dir)
+    goal = task.goal_state()
     model, _ = load_model(run_dir)
     ticks, states = field_grid()
-    free = planar_is_free(states)
-    images = render_planar(np.concatenate([states[free], GOAL[None]]))[:, None]
+    free = planar_is_free(states, task.layout)
+    images = task.observe(np.concatenate([states[free], goal[None]]))
     codes = model.encode(torch.from_numpy(images)).mean.double().numpy()
     z, z_goal = codes[:-1], codes[-1]
     distance = np.full(len(states), np.nan)
     distance[free] = np.linalg.norm(z - z_goal, axis=1)
-    true_distance = np.where(free, np.linalg.norm(states - GOAL, axis=1), np.nan)
+    true_distance = np.where(free, task.goal_distance(states), np.nan)
     grid = distance.reshape(len(ticks), len(ticks))
     road = {}
     if roadmap:
@@ -152,10 +159,11 @@ def latent_map(run_dir: Path, roadmap: bool = False) -> dict[str, np.ndarray | f
         "states": states[free],
         "codes": principal_plane(z),
         "latent_dim": z.shape[1],
-        "minima": spurious_minima(grid, ticks),
-        "true_minima": spurious_minima(true_distance.reshape(grid.shape), ticks),
+        "minima": spurious_minima(grid, ticks, task),
+        "true_minima": spurious_minima(true_distance.reshape(grid.shape), ticks, task),
         "rank_correlation": rank_correlation(distance[free], true_distance[free]),
-        "failed_ends": failed_ends(run_dir),
+        "failed_ends": failed_ends(run_dir, task),
+        "goal": goal,
     }
 
 
@@ -189,7 +197,7 @@ def _field_panel(ax, fig, values, m: dict, minima: np.ndarray | None, title: str
             s=90,
             label="a failed episode's end",
         )
-    ax.scatter(*GOAL, marker="*", color="white", s=120, label="goal")
+    ax.scatter(*m["goal"], marker="*", color="white", s=120, label="goal")
     ax.set(title=title, xlabel="x (px)", ylabel="y (px)")
     ax.set(xlim=(0, FIELD_SIZE), ylim=(FIELD_SIZE, 0))  # ends at a wall stay visible
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=7, facecolor="0.5")
