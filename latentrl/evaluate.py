@@ -87,6 +87,12 @@ class EvalResult:
     table: str
 
 
+def runs_baselines(agents: Sequence[str]) -> bool:
+    """Whether ``agents`` (eval.agents) name an agent that does not use the model (the oracle,
+    random): one that ``baselines_from`` could take from another run."""
+    return any(not agent_entry(name).uses_model for name in agents)
+
+
 @one_writer("run_dir", child=EVAL_DIR)
 def evaluate_run(
     run_dir: Path | str,
@@ -121,6 +127,13 @@ def evaluate_run(
             "oracle and random agents from: evaluate it first, or leave --baselines-from out"
         )
     ev = config.eval
+    if source is not None and not runs_baselines(ev.agents):
+        raise UserError(
+            f"--baselines-from takes the agents that do not use the model (the oracle, random) "
+            f"from {baselines_from}, but this evaluation runs only {', '.join(ev.agents)}: leave "
+            "--agents out (the run's eval.agents), or name them too, e.g. --agents latent oracle "
+            "random"
+        )
     env = make_env(config.data.env_id, **config.data.env_kwargs)
     threads = torch.get_num_threads()
     # Planning works on tiny tensors: intra-op threads only add synchronisation (the latent

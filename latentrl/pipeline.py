@@ -33,7 +33,7 @@ from latentrl.config import (
 from latentrl.data import METADATA_FILE, read_metadata
 from latentrl.devices import resolve_device
 from latentrl.errors import UserError
-from latentrl.evaluate import EvalResult, evaluate_run
+from latentrl.evaluate import EvalResult, evaluate_run, runs_baselines
 from latentrl.experiment_files import NO_PRESET, experiment_path, merge_tables, read_experiment
 from latentrl.field_rules import check_value
 from latentrl.kinds import loss_read_by
@@ -310,7 +310,8 @@ def run_experiment(
         trained = train(config, run_dir, data, wandb_mode=wandb_mode)
         evaluation = None
         if evaluate:
-            first = results[0].train.run_dir if results else None
+            takes = bool(results) and runs_baselines(config.eval.agents)
+            first = results[0].train.run_dir if takes else None
             evaluation = evaluate_run(trained.run_dir, wandb_mode=wandb_mode, baselines_from=first)
         results.append(ExperimentResult(trained, evaluation))
     return results

@@ -339,6 +339,8 @@ def test_baselines_are_taken_from_another_run_where_their_episodes_and_settings_
     first = evaluate("a")
     assert "baselines_from" not in first
 
+    with pytest.raises(UserError, match=r"runs only latent: leave --agents out"):
+        evaluate("b", 'eval.agents=["latent"]', source="a")
     second = evaluate("b", source="a")
     assert f"took oracle, random from {runs['a']} (same episodes and settings)" in messages
     assert not any(m.startswith(("evaluating oracle", "evaluating random")) for m in messages)

@@ -160,3 +160,21 @@ def test_the_debug_preset_end_to_end(tmp_path: Path) -> None:
     oracle = results["agents"]["oracle"]["aggregate"]
     assert oracle["steps_in_goal"]["mean"] > 0.6 and oracle["success"]["mean"] == 1.0
     assert results["agents"]["random"]["aggregate"]["success"]["mean"] == 0.0
+
+
+def test_later_seeds_of_a_latent_only_evaluation_take_nothing_from_the_first(
+    tmp_path: Path,
+) -> None:
+    results = run_experiment(
+        "pendulum",
+        "debug",
+        seeds=(3, 4),
+        overrides=(*TINY, 'eval.agents=["latent"]'),
+        runs_root=tmp_path / "runs",
+        data_root=tmp_path / "data",
+        wandb_mode="disabled",
+    )
+    for result in results:
+        assert result.evaluation is not None
+        written = result.evaluation.results.to_json()
+        assert list(written["agents"]) == ["latent"] and "baselines_from" not in written
