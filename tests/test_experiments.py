@@ -265,19 +265,33 @@ def test_planar_latent_map_adds_the_roadmaps_cost_to_go(
     assert width > 3.5 * height
 
 
+def give_untrained_model_and_data(run: Path, data_dir: Path) -> None:
+    """An untrained model of ``run``'s config as its checkpoint, and a 600-transition
+    Pendulum-v0 dataset in ``data_dir`` as its dataset."""
+    import torch
+
+    from latentrl.checkpoint import TrainerState, save_checkpoint
+    from latentrl.collect import collect
+    from latentrl.config import load_config
+    from latentrl.models import E2C
+    from latentrl.run_directory import RUN_FILE
+
+    torch.manual_seed(0)
+    model = E2C(load_config(run / "config.json").model)
+    save_checkpoint(
+        run, model, torch.optim.AdamW(model.parameters()), torch.Generator(), TrainerState(0, 0)
+    )
+    data = collect("latentrl/Pendulum-v0", 600, data_dir, seed=0, progress=False)
+    (run / RUN_FILE).write_text(json.dumps({"dataset": str(data)}))
+
+
 @pytest.mark.slow  # a one-off study: trains a probe and evaluates a run (about 17 s)
 def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import json
 
-    import torch
-
-    from latentrl.checkpoint import TrainerState, save_checkpoint
-    from latentrl.collect import collect
     from latentrl.envs import make_env, require_control_env
-    from latentrl.models import E2C
-    from latentrl.run_directory import RUN_FILE
 
     script = runpy.run_path(str(ROOT / "experiments" / "studies" / "near_goal.py"))
     task = require_control_env(make_env("latentrl/Pendulum-v0"))
@@ -303,13 +317,7 @@ def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
     assert "checkpoint" in capsys.readouterr().err
     assert script["main"]([str(run), "--oracle-noise", "1", "--episodes", "0"]) == 2
     assert "--episodes must be at least 1" in capsys.readouterr().err
-    torch.manual_seed(0)
-    model = E2C(config.model)
-    save_checkpoint(
-        run, model, torch.optim.AdamW(model.parameters()), torch.Generator(), TrainerState(0, 0)
-    )
-    data = collect("latentrl/Pendulum-v0", 600, tmp_path / "data", seed=0, progress=False)
-    (run / RUN_FILE).write_text(json.dumps({"dataset": str(data)}))
+    give_untrained_model_and_data(run, tmp_path / "data")
     args = [str(run), "--states", "16", "--oracle-noise", "0", "--episodes", "2"]
     assert script["main"](args) == 0
     report = json.loads((run / "near_goal.json").read_text())
@@ -403,13 +411,6 @@ def test_one_step_predictability_measures_a_run_and_refuses_bad_input(
 ) -> None:
     import json
 
-    import torch
-
-    from latentrl.checkpoint import TrainerState, save_checkpoint
-    from latentrl.collect import collect
-    from latentrl.models import E2C
-    from latentrl.run_directory import RUN_FILE
-
     main = runpy.run_path(str(ROOT / "experiments" / "studies" / "one_step_predictability.py"))[
         "main"
     ]
@@ -421,13 +422,7 @@ def test_one_step_predictability_measures_a_run_and_refuses_bad_input(
     assert "checkpoint" in capsys.readouterr().err
     assert main([str(run), "--fit-steps", "0"]) == 2
     assert "--fit-steps must be at least 1" in capsys.readouterr().err
-    torch.manual_seed(0)
-    model = E2C(config.model)
-    save_checkpoint(
-        run, model, torch.optim.AdamW(model.parameters()), torch.Generator(), TrainerState(0, 0)
-    )
-    data = collect("latentrl/Pendulum-v0", 600, tmp_path / "data", seed=0, progress=False)
-    (run / RUN_FILE).write_text(json.dumps({"dataset": str(data)}))
+    give_untrained_model_and_data(run, tmp_path / "data")
     assert main([str(run), "--fit-steps", "300"]) == 0
     report = json.loads((run / "one_step_predictability.json").read_text())["normalised_rmse"]
     names = ["no move", "transition", "refit (z, u)", "true state (s, u)", "true next state"]

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from latentrl.envs import make_env, require_control_env
 from latentrl.envs.contract import ControlEnv, sample_near_goal_states
 from latentrl.errors import UserError
+from latentrl.models.encoder import build_mlp
 from latentrl.probe import state_errors, state_features
 
 HIDDEN = 512
@@ -66,13 +67,7 @@ def readout_errors(
     targets, _ = state_features(torch.from_numpy(states), names, angles)
     mean, std = targets.mean(0), targets.std(0).clamp_min(1e-6)
     torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Linear(x.shape[1], HIDDEN),
-        nn.ReLU(),
-        nn.Linear(HIDDEN, HIDDEN),
-        nn.ReLU(),
-        nn.Linear(HIDDEN, targets.shape[1]),
-    )
+    net = build_mlp([x.shape[1], HIDDEN, HIDDEN, targets.shape[1]])
     steps_per_epoch = len(x) // BATCH
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)

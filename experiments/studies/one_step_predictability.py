@@ -37,6 +37,7 @@ from latentrl.data import load_transitions
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.latent_diagnostics import encoder_means
+from latentrl.models.encoder import build_mlp
 from latentrl.probe import state_features
 from latentrl.run_directory import dataset_of_run
 
@@ -61,13 +62,7 @@ def fit_regressor(
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     mean, std = inputs[train].mean(0), inputs[train].std(0).clamp_min(1e-6)
-    net = nn.Sequential(
-        nn.Linear(inputs.shape[1], HIDDEN),
-        nn.ReLU(),
-        nn.Linear(HIDDEN, HIDDEN),
-        nn.ReLU(),
-        nn.Linear(HIDDEN, targets.shape[1]),
-    )
+    net = build_mlp([inputs.shape[1], HIDDEN, HIDDEN, targets.shape[1]])
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     for _ in range(steps):
         rows = train[torch.randint(len(train), (BATCH,), generator=generator)]
