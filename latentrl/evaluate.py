@@ -112,6 +112,13 @@ def evaluate_run(
     it under ``baselines_from``."""
     run = RunDirectory(Path(run_dir))
     config = _eval_config(run, overrides)
+    if baselines_from is not None and not runs_baselines(config.eval.agents):
+        asked = ", ".join(config.eval.agents)
+        raise UserError(
+            f"--baselines-from takes the agents that do not use the model (the oracle, random) "
+            f"from {baselines_from}, but this evaluation runs only {asked}: leave --agents out "
+            "(the run's eval.agents), or name them too, e.g. --agents latent oracle random"
+        )
     out = run.eval
     # results.json is written last: an eval/ without it is what a killed evaluation left.
     existing = out.has_results()
@@ -127,13 +134,6 @@ def evaluate_run(
             "oracle and random agents from: evaluate it first, or leave --baselines-from out"
         )
     ev = config.eval
-    if source is not None and not runs_baselines(ev.agents):
-        raise UserError(
-            f"--baselines-from takes the agents that do not use the model (the oracle, random) "
-            f"from {baselines_from}, but this evaluation runs only {', '.join(ev.agents)}: leave "
-            "--agents out (the run's eval.agents), or name them too, e.g. --agents latent oracle "
-            "random"
-        )
     env = make_env(config.data.env_id, **config.data.env_kwargs)
     threads = torch.get_num_threads()
     # Planning works on tiny tensors: intra-op threads only add synchronisation (the latent
