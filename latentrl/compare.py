@@ -208,7 +208,9 @@ def baseline_protocol(results: EvalResults, settings: Mapping[str, Any]) -> str 
     if "start_states" not in header:
         return None
     keys = ("data.env_id", "eval.oracle_horizon", "eval.seed")
-    env_kwargs = {k: v for k, v in settings.items() if k.startswith("data.env_kwargs.")}
+    env_kwargs = {
+        k: v for k, v in settings.items() if k.startswith(("data.env_kwargs.", "eval.env_kwargs."))
+    }
     parts = [header["horizon"], header["start_states"], *(settings[k] for k in keys), env_kwargs]
     return json.dumps(parts)
 

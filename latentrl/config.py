@@ -34,6 +34,15 @@ WORKERS_MAX = 256
 """The most collection worker processes a config may ask for."""
 
 
+def env_kwargs_dict(value: Any, section: str) -> dict[str, Any]:
+    """``SECTION.env_kwargs`` as a dict; a UserError unless it is a JSON object."""
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise UserError(
+            f'{section}.env_kwargs must be a JSON object such as {{"g": 9.81}}, got {value!r}'
+        )
+    return dict(value)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """The dataset a run trains on (collected on first use, then reused)."""
@@ -57,14 +66,7 @@ class DataConfig:
     """Collection worker processes (MuJoCo envs render faster with 2)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.env_kwargs, Mapping) or not all(
-            isinstance(k, str) for k in self.env_kwargs
-        ):
-            raise UserError(
-                f'data.env_kwargs must be a JSON object such as {{"g": 9.81}}, '
-                f"got {self.env_kwargs!r}"
-            )
-        object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        object.__setattr__(self, "env_kwargs", env_kwargs_dict(self.env_kwargs, "data"))
         check_fields(self, "data")
         check_chain_length(self.chain_length, self.mode)
         check_near_goal_share(self.near_goal_share, self.mode)
@@ -132,11 +134,16 @@ class EvalConfig:
     env_workers: int = checked(1, int, low=1, high=256)
     """Processes that step the episodes' envs (1: the evaluating process): for many episodes
     of an env that renders slowly (MuJoCo). The same episodes for any count."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the evaluation's env over ``data.env_kwargs``: another task on the
+    env the model trained on (start states, goal region, horizon), e.g. PC3's balance with
+    the swing-up's model. The observation and action spaces must stay the training env's."""
 
     def __post_init__(self) -> None:
         if isinstance(self.agents, str) or not isinstance(self.agents, Sequence):
             raise UserError(f"eval.agents must be a list of agent names, got {self.agents!r}")
         object.__setattr__(self, "agents", tuple(self.agents))
+        object.__setattr__(self, "env_kwargs", env_kwargs_dict(self.env_kwargs, "eval"))
         check_fields(self, "eval")
         unknown = [a for a in self.agents if a not in AGENTS]
         if unknown or not self.agents or len(set(self.agents)) != len(self.agents):

@@ -134,7 +134,8 @@ def evaluate_run(
             "oracle and random agents from: evaluate it first, or leave --baselines-from out"
         )
     ev = config.eval
-    env = make_env(config.data.env_id, **config.data.env_kwargs)
+    env_kwargs = evaluation_env_kwargs(config)
+    env = make_env(config.data.env_id, **env_kwargs)
     threads = torch.get_num_threads()
     # Planning works on tiny tensors: intra-op threads only add synchronisation (the latent
     # agent ran 10x slower with 2 threads than with 1 on a busy 2-core machine).
@@ -170,7 +171,7 @@ def evaluate_run(
                 filmed,
                 frame_fn,
                 name,
-                env_kwargs=config.data.env_kwargs,
+                env_kwargs=env_kwargs,
                 env_workers=ev.env_workers,
             )
         results = EvalResults(header, agent_results(task, starts, rollouts))
@@ -199,6 +200,33 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def evaluation_env_kwargs(config: ExperimentConfig) -> dict[str, Any]:
+    """The keyword arguments of the evaluation's env: ``data.env_kwargs`` with
+    ``eval.env_kwargs`` over them."""
+    return {**config.data.env_kwargs, **config.eval.env_kwargs}
+
+
+def require_evaluation_env_fits(config: ExperimentConfig) -> None:
+    """A UserError unless the evaluation's env (``eval.env_kwargs`` over ``data.env_kwargs``)
+    is made and observes and acts as the env the model trained on."""
+    if not config.eval.env_kwargs:
+        return
+    env = make_env(config.data.env_id, **evaluation_env_kwargs(config))
+    try:
+        obs_shape = tuple(int(n) for n in env.observation_space.shape)
+        action_dim = int(env.action_space.shape[0])
+    finally:
+        env.close()
+    trained = tuple(config.model.obs_shape), config.model.action_dim
+    if (obs_shape, action_dim) != trained:
+        raise UserError(
+            f"eval.env_kwargs {json.dumps(config.eval.env_kwargs)} give observations {obs_shape} "
+            f"and {action_dim} actions, but the model trained on {trained[0]} and {trained[1]}: "
+            "change only the task there (start states, goal region, horizon), not what the "
+            "model sees or does"
+        )
+
+
 def _eval_config(run: RunDirectory, overrides: Sequence[str]) -> ExperimentConfig:
     run.require_run()
     for assignment in overrides:
@@ -207,6 +235,7 @@ def _eval_config(run: RunDirectory, overrides: Sequence[str]) -> ExperimentConfi
                 f"evaluation changes only eval.* and plan.* settings, got --set {assignment!r}"
             )
     config = apply_overrides(load_config(run.config), overrides)
+    require_evaluation_env_fits(config)
     if "latent" in config.eval.agents:
         resolve_device(config.eval.device, "eval.device")  # before anything runs or is written
     return config
@@ -237,7 +266,7 @@ def results_header(
     return EvalHeader(
         run_dir=str(run_dir),
         env_id=config.data.env_id,
-        env_kwargs=_as_json(dict(config.data.env_kwargs)),
+        env_kwargs=_as_json(evaluation_env_kwargs(config)),
         episodes=int(starts.shape[0]),
         horizon=horizon,
         goal_radius=float(task.goal_radius),

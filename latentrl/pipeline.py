@@ -33,7 +33,12 @@ from latentrl.config import (
 from latentrl.data import METADATA_FILE, read_metadata
 from latentrl.devices import resolve_device
 from latentrl.errors import UserError
-from latentrl.evaluate import EvalResult, evaluate_run, runs_baselines
+from latentrl.evaluate import (
+    EvalResult,
+    evaluate_run,
+    require_evaluation_env_fits,
+    runs_baselines,
+)
 from latentrl.experiment_files import NO_PRESET, experiment_path, merge_tables, read_experiment
 from latentrl.field_rules import check_value
 from latentrl.kinds import loss_read_by
@@ -132,7 +137,9 @@ def build_config(config: Mapping[str, Any]) -> ExperimentConfig:
     from_dict(DataConfig, env, "data")  # its fields checked before its env is made
     facts = env_facts(env.get("env_id", DataConfig.env_id), env.get("env_kwargs", {}))
     data["model"] = {**data["model"], **facts}
-    return from_dict(ExperimentConfig, data)
+    built = from_dict(ExperimentConfig, data)
+    require_evaluation_env_fits(built)
+    return built
 
 
 def defaults_config(

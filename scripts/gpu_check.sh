@@ -19,6 +19,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 wheels="$here/.whl"
+# in one process: the machine's image need not have pytest-xdist, which the default addopts use
+gpu_tests=(-o "addopts=--strict-markers" -m gpu -p no:cacheprovider -q -rs "$here/tests")
 
 prepare() {
     local version=${PY_VERSION:-3.12}
@@ -54,7 +56,7 @@ stage() {
     mkdir -p "$out"
     case "$name" in
         tests)
-            timeout 240 python3 -m pytest -m gpu -p no:cacheprovider -q -rs "$here/tests" ;;
+            timeout 240 python3 -m pytest "${gpu_tests[@]}" ;;
         bench)
             timeout 420 python3 "$here/experiments/benchmarks/bench_gpu.py" --pipeline skip ;;
         pipeline)
@@ -64,7 +66,7 @@ stage() {
                 --runs-root "$folder/runs" --data-root "$folder/data" --wandb disabled
             cp "$folder"/runs/*/eval/results.json "$out/pipeline_results.json" ;;
         quick)
-            timeout 180 python3 -m pytest -m gpu -p no:cacheprovider -q -rs "$here/tests"
+            timeout 180 python3 -m pytest "${gpu_tests[@]}"
             timeout 240 python3 "$here/experiments/benchmarks/bench_gpu.py" --pipeline skip \
                 --steps 5 --episodes 20 --skip-planner ;;
         *)

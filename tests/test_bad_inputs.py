@@ -36,6 +36,7 @@ FIXTURE_RUN = ROOT / "tests" / "fixtures" / "legacy_runs" / "pendulum"
 UNCHECKED_BY_RULE = {
     "data.env_kwargs": ['{"bogus": 1}', "5", '{"render_mode": 5}', '{"frames": 0}'],
     "eval.agents": ['["expert"]', "[]", '["latent", "latent"]', '"latent"'],
+    "eval.env_kwargs": ['{"bogus": 1}', "5", '{"frames": 3}'],
     "plan.options": ['{"nope": {}}', "5", '{"shooting": 5}'],
 }
 """Fields whose allowed values are not a range (checked in their section), and bad values."""

@@ -183,6 +183,33 @@ def test_bad_settings_are_refused(trained_run: Path, tmp_path: Path) -> None:
         EvalConfig(episodes=0)
 
 
+def test_eval_env_kwargs_set_another_task_on_the_env_the_model_trained_on(
+    trained_run: Path,
+) -> None:
+    """PC3's balance on the swing-up's model: the same env with other start states."""
+    start = ['eval.env_kwargs={"start_low": [0.1, 0.0], "start_high": [0.1, 0.0]}']
+    agents = ['eval.agents=["oracle", "random"]']
+    result = evaluate_run(
+        trained_run,
+        [*FAST, *agents, *start],
+        overwrite=True,
+        wandb_mode="disabled",
+        echo=lambda _: None,
+    )
+    header = result.results.header
+    assert header.start_states == ((0.1, 0.0), (0.1, 0.0))
+    assert header.env_kwargs == {"start_low": [0.1, 0.0], "start_high": [0.1, 0.0]}
+    oracle = result.results.agents["oracle"]
+    assert oracle.aggregate["steps_in_goal"].mean == pytest.approx(1.0)  # starts 0.1 from upright
+
+    before = (trained_run / "eval" / "results.json").read_bytes()
+    with pytest.raises(UserError, match=r"observations \(3, 48, 48\) and 1 actions, but the model"):
+        evaluate_run(trained_run, [*FAST, "eval.env_kwargs.frames=3"], overwrite=True)
+    assert (trained_run / "eval" / "results.json").read_bytes() == before
+    with pytest.raises(UserError, match=r"eval\.env_kwargs must be a JSON object"):
+        evaluate_run(trained_run, [*FAST, "eval.env_kwargs=[1]"], overwrite=True)
+
+
 def test_a_run_from_before_the_plan_and_eval_sections_still_evaluates(
     trained_run: Path, tmp_path: Path
 ) -> None:

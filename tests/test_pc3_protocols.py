@@ -13,7 +13,8 @@ from latentrl.config import to_dict
 from latentrl.env_check import check_environment
 from latentrl.envs import make_env
 from latentrl.episodes import rollout_metrics, run_episodes
-from latentrl.pipeline import build_config, defaults_config, experiment_config
+from latentrl.evaluate import evaluation_env_kwargs
+from latentrl.pipeline import build_config, dataset_dir, defaults_config, experiment_config
 
 # experiment -> (env id, horizon, goal radius, |u| bound, start box low, high, PC3's latent size)
 PROTOCOLS = {
@@ -50,7 +51,7 @@ def test_each_protocol_sets_up_the_env_as_pc3_does(name: str) -> None:
         assert config.data.env_id == env_id and config.model.latent_dim == latent
         assert config.model.kind == "e2c" and set(config.plan.options) <= {"shooting"}
         assert config.eval.horizon == horizon
-    env = make_env(env_id, **config.data.env_kwargs)
+    env = make_env(env_id, **evaluation_env_kwargs(config))
     try:
         task = env.unwrapped
         assert task.horizon == horizon and task.goal_radius == pytest.approx(radius, rel=1e-15)
@@ -76,16 +77,28 @@ def test_the_full_preset_is_the_default_recipe(name: str) -> None:
 @pytest.mark.parametrize("name", PROTOCOLS)
 def test_check_env_passes_on_each_protocol(name: str) -> None:
     config = experiment_config(name, "debug")
-    results = check_environment(config.data.env_id, **config.data.env_kwargs)
+    results = check_environment(config.data.env_id, **evaluation_env_kwargs(config))
     assert [r.name for r in results if not r.passed] == []
     assert len(results) == 9
+
+
+def test_balance_trains_the_swing_ups_model_and_evaluates_it_from_upright() -> None:
+    """PC3 trains one pendulum model for both tasks: the same dataset, model and training."""
+    balance = experiment_config("pc3_pendulum_balance", "full")
+    swing_up = experiment_config("pc3_pendulum_swingup", "full")
+    assert dataset_dir(balance.data) == dataset_dir(swing_up.data)
+    assert (balance.data, balance.model, balance.loss, balance.train) == (
+        swing_up.data, swing_up.model, swing_up.loss, swing_up.train,
+    )  # fmt: skip
+    assert balance.eval.env_kwargs == {"start_low": [0.0, 0.0], "start_high": [0.0, 0.0]}
+    assert swing_up.eval.env_kwargs == {}
 
 
 def test_steps_in_goal_count_pc3s_goal_region_over_pc3s_episode() -> None:
     """An agent that pushes with the full torque from upright: the evaluation's share of steps
     in goal is the share of s_1 .. s_100 with |theta| <= pi/6 under PC3's physics."""
     config = experiment_config("pc3_pendulum_balance", "debug")
-    kwargs = config.data.env_kwargs
+    kwargs = evaluation_env_kwargs(config)
     env = make_env(config.data.env_id, **kwargs)
     task = env.unwrapped
     push = RandomAgent(np.array([0.65]), np.array([0.65]))
