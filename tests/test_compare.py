@@ -340,7 +340,14 @@ def test_a_latent_only_group_takes_no_baselines_from_an_env_with_other_physics(
         tmp_path, "pendulum", 1, {"latent": metrics(0.5, 1.0, 400.0, 30.0)},
         overrides=('data.env_kwargs={"max_torque": 2.0}',), evaluated=starts, name="strong",
     )  # fmt: skip
-    result = compare_runs([weak, strong], tmp_path / "c.png", echo=lambda _: None)
+    stronger = make_run(
+        tmp_path, "pendulum", 2, {"latent": metrics(0.5, 1.0, 400.0, 30.0)},
+        overrides=('data.env_kwargs={"max_torque": 1.0}', 'eval.env_kwargs={"max_torque": 2.0}'),
+        evaluated=starts, name="stronger",
+    )  # fmt: skip
+    result = compare_runs([weak, strong, stronger], tmp_path / "c.png", echo=lambda _: None)
     borrowed = {g.name: g.borrowed for g in result.groups}
-    assert list(borrowed.values()) == [{}, {}]
-    assert [list(g.agents) for g in result.groups] == [["latent", "oracle", "random"], ["latent"]]
+    assert list(borrowed.values()) == [{}, {}, {}]
+    assert [list(g.agents) for g in result.groups] == [
+        ["latent", "oracle", "random"], ["latent"], ["latent"],
+    ]  # fmt: skip
