@@ -21,6 +21,7 @@ from typing import Any
 import latentrl
 from latentrl.config import ENV_FACTS, schema_defaults
 from latentrl.errors import UserError
+from latentrl.kinds import loss_read_by
 from latentrl.recipe import default_recipe, task_shape
 
 if sys.version_info >= (3, 11):
@@ -88,8 +89,9 @@ def read_experiment(path: Path, preset: str | None = None) -> dict[str, Any]:
     """The config dict of ``preset`` (default: the file's default) in the experiment file at
     ``path``: the schema's defaults, then (with ``default_recipe = true``) the settings the
     default recipe derives from the env (:mod:`latentrl.recipe`), then the file's shared
-    tables, then the preset's; ``name``
-    is the file's stem. The env facts are left out (:data:`latentrl.config.ENV_FACTS`).
+    tables, then the preset's; a layer that changes ``model.kind`` keeps of the loss settings
+    below it only those its kind reads. ``name`` is the file's stem. The env facts are left
+    out (:data:`latentrl.config.ENV_FACTS`).
 
     Raises one UserError naming the file, the field (dotted path) and what is allowed for an
     unknown field (in any preset) or preset, a section that is not a table, or an env fact
@@ -125,6 +127,10 @@ def read_experiment(path: Path, preset: str | None = None) -> dict[str, Any]:
             data.update(tables.get("data", {}))
         layers.insert(0, default_recipe(task_shape(data["env_id"], data["env_kwargs"])))
     for tables in layers:
+        kind = tables.get("model", {}).get("kind")
+        if kind is not None and kind != config["model"].get("kind"):
+            # the loss settings below were made for another kind: keep what `kind` reads
+            config["loss"] = loss_read_by(str(kind), config["loss"])
         for section, values in tables.items():
             merge_tables(config[section], values)
     return config

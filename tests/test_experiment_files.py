@@ -17,6 +17,7 @@ from latentrl.experiment_files import (
     experiment_path,
     read_experiment,
 )
+from latentrl.losses import LossConfig
 from latentrl.pipeline import config_file_dict, defaults_config, experiment_config, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,6 +145,24 @@ def test_an_env_without_a_file_gets_the_recipe_and_its_kwargs_reach_the_config(
     bare = experiment_config(write(tmp_path, '[data]\nenv_id = "latentrl/Planar-v0"\n'))
     assert bare.train.epochs == 100  # a file without default_recipe: the schema's defaults
     assert to_dict(config.train) == to_dict(bare.train) | {"epochs": 50}  # the recipe's
+
+
+def test_a_preset_of_another_kind_keeps_only_the_loss_settings_its_kind_reads(
+    tmp_path: Path,
+) -> None:
+    """The recipe under the file sets E2C's multi-step term; a preset of the PC3 kind drops
+    it (PC3 does not read it) and keeps its own loss.pc3 settings."""
+    path = write(
+        tmp_path,
+        'default_recipe = true\n[data]\nenv_id = "latentrl/Pendulum-v0"\n'
+        "[presets.e2c.train]\nepochs = 2\n"
+        '[presets.pc3.model]\nkind = "pc3"\n[presets.pc3.loss.pc3]\nlambda_cur = 3.0\n',
+    )
+    e2c = experiment_config(path, "e2c")
+    assert e2c.model.kind == "e2c" and e2c.loss.multi_step.horizon == 8  # the recipe's
+    pc3 = experiment_config(path, "pc3")
+    assert pc3.model.kind == "pc3" and pc3.loss.pc3.lambda_cur == 3.0
+    assert to_dict(pc3.loss) == to_dict(LossConfig()) | {"pc3": to_dict(pc3.loss.pc3)}
 
 
 def fake_dataset(tmp_path: Path, **meta: object) -> Path:

@@ -14,6 +14,7 @@ from latentrl.env_check import check_environment
 from latentrl.envs import make_env
 from latentrl.episodes import rollout_metrics, run_episodes
 from latentrl.evaluate import evaluation_env_kwargs
+from latentrl.losses.pc3 import PC3LossConfig
 from latentrl.pipeline import build_config, dataset_dir, defaults_config, experiment_config
 
 # experiment -> (env id, horizon, goal radius, |u| bound, start box low, high, PC3's latent size)
@@ -84,14 +85,27 @@ def test_check_env_passes_on_each_protocol(name: str) -> None:
 
 def test_balance_trains_the_swing_ups_model_and_evaluates_it_from_upright() -> None:
     """PC3 trains one pendulum model for both tasks: the same dataset, model and training."""
-    balance = experiment_config("pc3_pendulum_balance", "full")
-    swing_up = experiment_config("pc3_pendulum_swingup", "full")
-    assert dataset_dir(balance.data) == dataset_dir(swing_up.data)
-    assert (balance.data, balance.model, balance.loss, balance.train) == (
-        swing_up.data, swing_up.model, swing_up.loss, swing_up.train,
-    )  # fmt: skip
-    assert balance.eval.env_kwargs == {"start_low": [0.0, 0.0], "start_high": [0.0, 0.0]}
-    assert swing_up.eval.env_kwargs == {}
+    for preset in ("full", "pc3"):
+        balance = experiment_config("pc3_pendulum_balance", preset)
+        swing_up = experiment_config("pc3_pendulum_swingup", preset)
+        assert dataset_dir(balance.data) == dataset_dir(swing_up.data)
+        assert (balance.data, balance.model, balance.loss, balance.train) == (
+            swing_up.data, swing_up.model, swing_up.loss, swing_up.train,
+        )  # fmt: skip
+        assert balance.eval.env_kwargs == {"start_low": [0.0, 0.0], "start_high": [0.0, 0.0]}
+        assert swing_up.eval.env_kwargs == {}
+
+
+@pytest.mark.parametrize("name", ["pc3_planar", "pc3_pendulum_swingup", "pc3_pendulum_balance"])
+def test_the_pc3_preset_trains_the_pc3_kind_as_its_authors_do(name: str) -> None:
+    """train_pc3.py's defaults: batch 256, a constant learning rate of 5e-4, L2 1e-3."""
+    config = experiment_config(name, "pc3")
+    train = config.train
+    assert config.model.kind == "pc3" and config.model.transition_rank == config.model.latent_dim
+    assert (train.batch_size, train.learning_rate, train.final_learning_rate) == (256, 5e-4, 5e-4)
+    assert train.weight_decay == 1e-3
+    assert to_dict(config.loss.pc3) == to_dict(PC3LossConfig())  # the kind's: the authors'
+    assert config.loss.multi_step.horizon == 1  # the recipe's E2C term, not read, left out
 
 
 def test_steps_in_goal_count_pc3s_goal_region_over_pc3s_episode() -> None:
