@@ -12,8 +12,8 @@
 - the training and the planner: the settings found on the pendulum swing-up
   (:data:`TRAINING`, :data:`PLANNER`), none of which names anything of a task: a multi-step
   prediction term over chains, 50 epochs, a small control weight, a terminal weight equal to
-  the running one and a bang-bang shooting search while far from the goal. No task-specific planner option (planar's roadmap, blocked
-  pushes, recorded moves) is part of it.
+  the running one and a bang-bang shooting search while far from the goal. No task-specific
+  planner option (planar's roadmap, blocked pushes, recorded moves) is part of it.
 
 Nothing else is tuned per task: the same recipe is what every task is also reported with.
 """

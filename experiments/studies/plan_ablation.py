@@ -41,6 +41,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "horizon=60": ("plan.horizon=60",),
     "q_f=q": ("plan.q_f=1.0",),
     "q_f=10q": ("plan.q_f=10.0",),
+    "q_f=100q": ("plan.q_f=100.0",),
     "restarts=2": ("plan.options.restarts.count=2",),
     "jacobian=e2c": ("plan.jacobian=e2c",),
     "replan_every=4": ("plan.replan_every=4",),
