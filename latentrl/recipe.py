@@ -47,8 +47,9 @@ PLANNER: dict[str, Any] = {
     "options": {"shooting": {"count": 1024, "beyond": 0.5}},
 }
 """The planner of every task: ``[plan]`` fields over the schema's defaults. The terminal
-weight is ten running steps' (the schema's 100 q made models swing through the goal and spin;
-q_f = q left some hanging; docs/benchmarks.md#the-terminal-weight)."""
+weight ``q_f`` weighs the plan's last state as ten of its running steps: enough to pull a
+pendulum out of its hanging state, small enough that the plan still asks for the goal at
+every step rather than only at the horizon's end."""
 
 
 @dataclass(frozen=True)
