@@ -180,6 +180,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         result = evaluate_run(
             args.run_dir,
             overrides,
+            out=args.out,
             wandb_mode=args.wandb,
             overwrite=args.overwrite,
             baselines_from=args.baselines_from,
@@ -320,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=DefaultsHelpFormatter,
         help="evaluate a trained run: latent MPC against the oracle and random actions",
         description="Run the task's evaluation protocol (same seeded start states for every "
-        "agent) and write RUN_DIR/eval/: results.json, trajectories, a state plot, GIFs.",
+        "agent) and write RUN_DIR/eval/ (or --out DIR): results.json, trajectories, a state "
+        "plot, GIFs.",
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     evaluate.add_argument(
@@ -339,10 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="change an eval.* or plan.* setting, e.g. --set plan.horizon=30 (repeatable)",
     )
     evaluate.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write the evaluation into DIR instead of RUN_DIR/eval/, leaving the run as it "
+        "is (another planner or task on the same model); `latentrl compare` reads DIR like a "
+        "run (default: RUN_DIR/eval/)",
+    )
+    evaluate.add_argument(
         "--overwrite",
         action="store_true",
-        help="evaluate again into RUN_DIR/eval/; agents not run again keep their results if "
-        "they ran on the same episodes and settings",
+        help="evaluate again into RUN_DIR/eval/ (or --out DIR); agents not run again keep "
+        "their results if they ran on the same episodes and settings",
     )
     evaluate.add_argument(
         "--baselines-from",
@@ -363,7 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
         "experiment and preset, print mean ± standard error across seeds per agent, and write "
         "a bar plot (PNG) and the numbers (JSON beside it).",
     )
-    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    compare.add_argument(
+        "run_dirs",
+        type=Path,
+        nargs="+",
+        metavar="RUN_DIR",
+        help="evaluated runs, or folders of `latentrl evaluate RUN --out DIR`",
+    )
     compare.add_argument(
         "--out",
         type=Path,

@@ -1,12 +1,14 @@
 """Compare evaluated runs across seeds (``latentrl compare RUN_DIR... [--out PATH]``).
 
 Each run contributes, per agent, the episode means of its ``eval/results.json`` (written by
-:mod:`latentrl.evaluate`) and its training numbers from ``summary.json`` (the probe R²). Runs
-are grouped by experiment, preset and settings: the training config (``config.json``) and the
-plan and eval settings the evaluation ran with (``results.json``), all but the training seed
-and the fields that do not change a number (:data:`IGNORED_SETTINGS`). Runs of one preset whose
-settings differ are separate groups, named ``A``, ``B``, ... after the preset and listed under
-the table with the settings that tell them apart. Within a group every number is reported as
+:mod:`latentrl.evaluate`; in place of a run, a folder of ``latentrl evaluate RUN --out DIR``
+contributes that evaluation of its run) and its training numbers from ``summary.json`` (the
+probe R²). Runs are grouped by experiment, preset and settings: the training config
+(``config.json``) and the plan and eval settings the evaluation ran with (``results.json``),
+all but the training seed and the fields that do not change a number
+(:data:`IGNORED_SETTINGS`). Runs of one preset whose settings differ are separate groups,
+named ``A``, ``B``, ... after the preset and listed under the table with the settings that
+tell them apart. Within a group every number is reported as
 mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)`` over the ``k`` per-run
 means, so the spread is between seeds, not between episodes of one run.
 
@@ -44,7 +46,7 @@ from latentrl.config import (
 from latentrl.episodes import mean_and_se
 from latentrl.errors import UserError
 from latentrl.results import EvalResults
-from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, RunDirectory
+from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, EvalDirectory, RunDirectory
 
 DEFAULT_NAME = "compare.png"
 """The plot's file name when ``--out`` is a directory or not given."""
@@ -216,17 +218,24 @@ def baseline_protocol(results: EvalResults, settings: Mapping[str, Any]) -> str 
 
 
 def read_run(run_dir: Path | str) -> RunResults:
-    """The config, evaluation and training summary of one run directory."""
+    """The config, evaluation and training summary of one run directory, or of the run an
+    evaluation folder (``latentrl evaluate RUN --out DIR``) names, with that evaluation."""
     run_dir = Path(run_dir)
-    run = RunDirectory(run_dir).require_run()
-    results_path = run.eval.results
-    if not results_path.is_file():
-        raise UserError(
-            f"{run_dir} has no evaluation yet (no {EVAL_DIR}/{RESULTS_FILE}); "
-            f"run `latentrl evaluate {run_dir}` first"
-        )
+    folder = EvalDirectory(run_dir)
+    if not RunDirectory(run_dir).is_run() and folder.has_results():
+        results = EvalResults.read(folder.results)
+        run = _evaluated_run(results, folder.results)
+        results_path = folder.results
+    else:
+        run = RunDirectory(run_dir).require_run()
+        results_path = run.eval.results
+        if not results_path.is_file():
+            raise UserError(
+                f"{run_dir} has no evaluation yet (no {EVAL_DIR}/{RESULTS_FILE}); "
+                f"run `latentrl evaluate {run_dir}` first"
+            )
+        results = EvalResults.read(results_path)
     config = load_config(run.config)
-    results = EvalResults.read(results_path)
     settings = run_settings(config, results, results_path)
     training = read_json(run.summary) if run.summary.is_file() else {}
     return RunResults(
@@ -239,6 +248,17 @@ def read_run(run_dir: Path | str) -> RunResults:
         settings=settings,
         protocol=baseline_protocol(results, settings),
     )
+
+
+def _evaluated_run(results: EvalResults, where: Path) -> RunDirectory:
+    """The run an evaluation folder's ``results.json`` names."""
+    named = results.header.run_dir
+    if named is None or not RunDirectory(Path(named)).is_run():
+        raise UserError(
+            f"{where} names the run {named!r}, which is not a run directory here: compare the "
+            "run itself, or evaluate it again with --out"
+        )
+    return RunDirectory(Path(named))
 
 
 # --- statistics across seeds ------------------------------------------------------------------

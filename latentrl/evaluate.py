@@ -72,11 +72,18 @@ from latentrl.episodes import (
 )
 from latentrl.errors import UserError
 from latentrl.kinds import model_kind
-from latentrl.locks import one_writer
+from latentrl.locks import hold
 from latentrl.logging import Logger, resolve_wandb_mode, run_group
 from latentrl.plots import state_plot
 from latentrl.results import AgentResults, EpisodeResult, EvalHeader, EvalResults, MeanSE
-from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, EvalDirectory, RunDirectory
+from latentrl.run_directory import (
+    CHECKPOINT_DIR,
+    EVAL_DIR,
+    RESULTS_FILE,
+    EvalDirectory,
+    RunDirectory,
+    check_writable,
+)
 
 
 @dataclass(frozen=True)
@@ -93,25 +100,67 @@ def runs_baselines(agents: Sequence[str]) -> bool:
     return any(not agent_entry(name).uses_model for name in agents)
 
 
-@one_writer("run_dir", child=EVAL_DIR)
 def evaluate_run(
     run_dir: Path | str,
     overrides: Sequence[str] = (),
     *,
+    out: Path | str | None = None,
     wandb_mode: str | None = None,
     overwrite: bool = False,
     baselines_from: Path | str | None = None,
     echo: Callable[[str], None] = print,
 ) -> EvalResult:
     """Evaluate the run in ``run_dir`` with its ``eval`` and ``plan`` config sections,
-    changed by ``overrides`` (``eval.*``/``plan.*`` assignments); writes ``run_dir/eval/``.
+    changed by ``overrides`` (``eval.*``/``plan.*`` assignments); writes ``run_dir/eval/``,
+    or the folder ``out``, which leaves the run as it is (another planner or task on the same
+    model; its ``results.json`` names the run, so ``latentrl compare`` reads it like a run).
 
     ``baselines_from``: another evaluated run whose agents that do not depend on the model
     (the oracle and random agents, :mod:`latentrl.agents.registry`) are taken instead of run
     again, where they ran on the same episodes with the same settings; ``results.json`` names
     it under ``baselines_from``."""
     run = RunDirectory(Path(run_dir))
-    config = _eval_config(run, overrides)
+    if out is None:
+        target, named_run, log_name = run.eval, run.path, f"{run.name}__eval"
+    else:
+        target = EvalDirectory(require_evaluation_folder(run, Path(out)))
+        named_run, log_name = run.path.resolve(), f"{run.name}__{target.path.name}"
+    with hold(target.path):
+        config = _eval_config(run, overrides)
+        return _evaluate_into(
+            target, run, config, named_run, log_name, wandb_mode, overwrite, baselines_from, echo
+        )
+
+
+def require_evaluation_folder(run: RunDirectory, out: Path) -> Path:
+    """``out`` as the folder of an evaluation of ``run`` outside its ``eval/``; UserError
+    when it cannot be one: the run directory itself, its checkpoint, a file, or a folder
+    that cannot be written."""
+    check_writable(out, "--out")
+    resolved, run_path = out.resolve(), run.path.resolve()
+    if resolved == run_path or resolved.is_relative_to(run_path / CHECKPOINT_DIR):
+        raise UserError(
+            f"--out {out} is the run directory or its checkpoint: name a folder of its own, "
+            f"e.g. {run.path / 'eval_other'}"
+        )
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory")
+    return out
+
+
+def _evaluate_into(
+    out: EvalDirectory,
+    run: RunDirectory,
+    config: ExperimentConfig,
+    named_run: Path,
+    log_name: str,
+    wandb_mode: str | None,
+    overwrite: bool,
+    baselines_from: Path | str | None,
+    echo: Callable[[str], None],
+) -> EvalResult:
+    """The body of :func:`evaluate_run`, holding ``out``'s lock: ``results.json`` names the
+    run as ``named_run``, the W&B run is ``log_name``."""
     if baselines_from is not None and not runs_baselines(config.eval.agents):
         asked = ", ".join(config.eval.agents)
         raise UserError(
@@ -119,12 +168,15 @@ def evaluate_run(
             f"from {baselines_from}, but this evaluation runs only {asked}: leave --agents out "
             "(the run's eval.agents), or name them too, e.g. --agents latent oracle random"
         )
-    out = run.eval
     # results.json is written last: an eval/ without it is what a killed evaluation left.
     existing = out.has_results()
     if existing and not overwrite:
         raise UserError(f"{out.path} already holds an evaluation; pass --overwrite to replace it")
     if out.holds_evaluation() and not existing:
+        if not out.holds_only_evaluation_files():
+            raise UserError(
+                f"{out.path} holds files that are not an evaluation's; choose a new or empty folder"
+            )
         echo(f"replacing the unfinished evaluation in {out.path} (interrupted)")
         shutil.rmtree(out.path)
     source = None if baselines_from is None else RunDirectory(Path(baselines_from))
@@ -144,7 +196,7 @@ def evaluate_run(
         task = require_control_env(env)
         horizon = _horizon(env, task, ev.horizon)
         starts = task.sample_start_states(ev.episodes, np.random.default_rng(ev.seed))
-        header = results_header(run.path, config, task, starts, horizon)
+        header = results_header(named_run, config, task, starts, horizon)
         baselines = EarlierAgents.none()
         if source is not None:
             asked = [name for name in ev.agents if not agent_entry(name).uses_model]
@@ -187,7 +239,7 @@ def evaluate_run(
         for path, gif in kept.items():
             (out.path / path).parent.mkdir(parents=True, exist_ok=True)
             (out.path / path).write_bytes(gif)
-        _write_artifacts(out, config, results, rollouts, task, fps, wandb_mode, run.name)
+        _write_artifacts(out, config, results, rollouts, task, fps, wandb_mode, log_name)
     finally:
         torch.set_num_threads(threads)
         env.close()
@@ -366,7 +418,7 @@ def _write_artifacts(
     task: ControlEnv,
     fps: int,
     wandb_mode: str | None,
-    run_name: str,
+    log_name: str,
 ) -> None:
     out.path.mkdir(parents=True, exist_ok=True)
     arrays = {
@@ -386,9 +438,7 @@ def _write_artifacts(
     mode = resolve_wandb_mode(wandb_mode, os.environ)
     settings = to_dict(config)
     group = run_group(config.name, config.preset, settings)
-    with Logger(
-        out.path, f"{run_name}__eval", settings, mode, group=group, job_type="evaluate"
-    ) as logger:
+    with Logger(out.path, log_name, settings, mode, group=group, job_type="evaluate") as logger:
         horizon = results.header.horizon
         for t in range(horizon):
             logger.log(_step_metrics(rollouts, task, t + 1), step=t + 1)

@@ -11,7 +11,8 @@ A run directory (``runs/{env}__{experiment}__{seed}__{time}/``) holds::
     checkpoint/                 model, optimizer and generator states, trainer.json,
                                 manifest.json (the SHA-256 of each file)
     checkpoint.tmp/, .old/      a checkpoint being written, the previous one being replaced
-    eval/                       the evaluation (``latentrl evaluate``):
+    eval/                       the evaluation (``latentrl evaluate``; ``--out DIR`` writes
+                                the same files into DIR instead):
         results.json            protocol, settings and metrics per agent
         trajectories.npz        states, actions, costs per agent
         states.png              goal distance and state coordinates over time
@@ -144,6 +145,22 @@ class EvalDirectory(LogDirectory):
 
     def has_results(self) -> bool:
         return self.results.is_file()
+
+    def holds_only_evaluation_files(self) -> bool:
+        """Whether everything in it is a file an evaluation writes (so that a folder of only
+        these, without ``results.json``, is an unfinished evaluation to replace)."""
+        written = {
+            RESULTS_FILE,
+            TRAJECTORIES_FILE,
+            PLOT_FILE,
+            VIDEOS_DIR,
+            METRICS_FILE,
+            SUMMARY_FILE,
+            WANDB_ID_FILE,
+            WANDB_DIR,
+        }
+        # a kill while a file was written leaves NAME.tmp beside it
+        return all(path.name.removesuffix(".tmp") in written for path in self.path.iterdir())
 
 
 @dataclass(frozen=True)

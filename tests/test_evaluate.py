@@ -16,7 +16,7 @@ from PIL import Image
 from latentrl import episodes
 from latentrl.cli import main
 from latentrl.collect import collect
-from latentrl.compare import IGNORED_SETTINGS
+from latentrl.compare import IGNORED_SETTINGS, compare_runs
 from latentrl.config import (
     DataConfig,
     EvalConfig,
@@ -393,6 +393,69 @@ def test_baselines_are_taken_from_another_run_where_their_episodes_and_settings_
     assert "evaluating oracle: 2 episodes of 20 steps" in messages
     assert "baselines_from" not in other
     assert other["agents"]["oracle"] != first["agents"]["oracle"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_an_evaluation_into_a_folder_of_its_own_leaves_the_run_and_compares_like_one(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval"))
+    first = evaluate_run(run, FAST, wandb_mode="disabled", echo=lambda _: None).results
+    before = _files(run)
+
+    other = tmp_path / "studies" / "two_iterations"
+    result = evaluate_run(
+        run,
+        [*FAST, "plan.max_iterations=2"],
+        out=other,
+        wandb_mode="disabled",
+        baselines_from=run,
+        echo=lambda _: None,
+    )
+    assert result.eval_dir == other
+    assert _files(run) == before  # the run and its own evaluation are untouched
+    written = json.loads((other / "results.json").read_text())
+    assert written["run_dir"] == str(run.resolve())
+    assert written["plan"]["max_iterations"] == 2
+    assert written["agents"]["oracle"] == first.to_json()["agents"]["oracle"]
+    assert {"trajectories.npz", "states.png", "summary.json"} <= {p.name for p in other.iterdir()}
+
+    # compare reads the folder as that run evaluated otherwise: a group of its own
+    comparison = compare_runs([run, other], tmp_path / "cmp.png", echo=lambda _: None)
+    assert len(comparison.groups) == 2
+    by_iterations = {g.differs["plan.max_iterations"]: g for g in comparison.groups}
+    latent = written["agents"]["latent"]["aggregate"]["steps_in_goal"]["mean"]
+    assert by_iterations[2].agents["latent"]["steps_in_goal"].mean == pytest.approx(latent)
+    assert by_iterations[2].runs[0].seed == 0
+
+    # refused, each in one line, before anything is written
+    for out, says in (
+        (run, "is the run directory or its checkpoint"),
+        (run / "checkpoint" / "eval", "is the run directory or its checkpoint"),
+        (run / "config.json", "is a file, not a directory"),
+        (other, "already holds an evaluation; pass --overwrite"),
+    ):
+        with pytest.raises(UserError, match=says):
+            evaluate_run(run, FAST, out=out, wandb_mode="disabled", echo=lambda _: None)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds files that are not an evaluation's"):
+        evaluate_run(run, FAST, out=notes, wandb_mode="disabled", echo=lambda _: None)
+    assert (notes / "todo.txt").read_text() == "mine"
+    assert _files(run) == before
+
+    # the command line: --out, and compare of a folder whose run is gone
+    args = ["evaluate", str(run), "--agents", "random", "--wandb", "disabled"]
+    assert main([*args, *(f"--set={a}" for a in FAST), "--out", str(tmp_path / "cli")]) == 0
+    assert f"wrote {tmp_path / 'cli'}" in capsys.readouterr().out
+    shutil.rmtree(run)
+    with pytest.raises(UserError, match=r"names the run .* which is not a run directory"):
+        compare_runs([other], tmp_path / "cmp.png", echo=lambda _: None)
 
 
 def test_a_plan_written_before_a_field_existed_ran_with_its_default() -> None:
