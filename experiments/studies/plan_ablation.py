@@ -42,6 +42,12 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "q_f=q": ("plan.q_f=1.0",),
     "q_f=10q": ("plan.q_f=10.0",),
     "q_f=100q": ("plan.q_f=100.0",),
+    # shooting scored with 10 q, iLQR refining with q
+    "q_f=q,shooting_q_f=10q": (
+        "plan.q_f=1.0",
+        "plan.options.shooting.count=1024",
+        "plan.options.shooting.terminal_weight=10.0",
+    ),
     "restarts=2": ("plan.options.restarts.count=2",),
     "jacobian=e2c": ("plan.jacobian=e2c",),
     "replan_every=4": ("plan.replan_every=4",),

@@ -58,7 +58,9 @@ def test_an_upgraded_plan_loads_and_writes_back_as_sections() -> None:
         horizon=20, max_iterations=10, options={"shooting": ShootingConfig(1024, None, 0.5)}
     )
     assert to_dict(plan) == CORE | {
-        "options": {"shooting": {"count": 1024, "steps": None, "beyond": 0.5}}
+        "options": {
+            "shooting": {"count": 1024, "steps": None, "beyond": 0.5, "terminal_weight": None}
+        }
     }
     with pytest.raises(UserError, match=r"unknown field\(s\) blocked_ratio, recorded_moves, "):
         from_dict(PlanConfig, pendulum)  # not upgraded: the old fields are unknown

@@ -11,6 +11,7 @@ it keeps its warm start.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from latentrl.errors import UserError
 from latentrl.field_rules import check_fields, checked
-from latentrl.planning.cost import goal_distance
+from latentrl.planning.cost import QuadraticCost, goal_distance
 from latentrl.planning.mpc import bang_bang_sequences, cheapest_guess, into_box
 from latentrl.planning.options.kinds import Resources, Solve
 from latentrl.planning.options.registry import OptionSpec, register
@@ -37,6 +38,11 @@ class ShootingConfig:
     """Shoot for an episode only while its distance to the goal exceeds this fraction of its
     distance at the first step (0: whatever the distance). Keeps the search for a swing-up
     away from the balancing near the goal."""
+    terminal_weight: float | None = checked(None, float, low=0, optional=True)
+    """Score the candidates with a terminal weight of this many running steps (Q_f =
+    terminal_weight · Q) instead of the planner's own Q_f (None). A search that looks for a
+    way out of the start (pumping a swing-up) can weigh the horizon's end more than the plan
+    iLQR then refines from the winner."""
 
     def __post_init__(self) -> None:
         check_fields(self, "plan.options.shooting")
@@ -73,8 +79,15 @@ class Shooting:
         corners = bang_bang_sequences(c.count, solve.horizon, solve.m, solve.generator)
         candidates = into_box(corners.to(z)[:, None], low[:, None], high[:, None])
         every = torch.cat([guesses, candidates]).reshape(-1, solve.horizon, solve.m)
-        best = cheapest_guess(solve.dynamics, z, every, solve.cost)
+        best = cheapest_guess(solve.dynamics, z, every, scoring_cost(solve.cost, c.terminal_weight))
         return (best if far is None else torch.where(far[:, None, None], best, guesses[0]))[None]
+
+
+def scoring_cost(cost: QuadraticCost, terminal_weight: float | None) -> QuadraticCost:
+    """``cost`` with ``Q_f = terminal_weight · Q`` (``cost`` itself for None)."""
+    if terminal_weight is None:
+        return cost
+    return dataclasses.replace(cost, Q_f=terminal_weight * cost.Q)
 
 
 def _build(config: ShootingConfig, resources: Resources) -> Shooting:

@@ -11,6 +11,7 @@ from planning_problems import F64, pendulum_planner
 from latentrl.errors import UserError
 from latentrl.planning import MPCPlanner
 from latentrl.planning import mpc as mpc_module
+from latentrl.planning.cost import QuadraticCost
 from latentrl.planning.options.kinds import Solve
 from latentrl.planning.options.shooting import Shooting, ShootingConfig
 from latentrl.planning.options.warm_start import WarmStart
@@ -87,3 +88,27 @@ def test_shooting_beyond_keeps_the_warm_start_of_problems_near_the_goal() -> Non
         ShootingConfig(beyond=-0.1)
     with pytest.raises(UserError, match=r"shooting\.count must be an int >= 1"):
         ShootingConfig(count=0)
+
+
+def test_shooting_scores_its_candidates_with_its_own_terminal_weight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scored: list[QuadraticCost] = []
+    original = mpc_module.cheapest_guess
+
+    def spying(dynamics, z, guesses, cost):  # type: ignore[no-untyped-def]
+        scored.append(cost)
+        return original(dynamics, z, guesses, cost)
+
+    monkeypatch.setattr("latentrl.planning.options.shooting.cheapest_guess", spying)
+    planner = pendulum_planner(horizon=20, seed=3)
+    z = torch.tensor([[math.pi - 0.05, 0.0]], dtype=F64)
+    zeros = torch.zeros(1, 1, 20, 1, dtype=F64)
+    Shooting(ShootingConfig(count=8, terminal_weight=50.0)).guesses(solve_at(planner, z), zeros)
+    Shooting(ShootingConfig(count=8)).guesses(solve_at(planner, z), zeros)
+    torch.testing.assert_close(scored[0].Q_f, 50.0 * planner.cost.Q)
+    assert torch.equal(scored[0].Q, planner.cost.Q) and torch.equal(scored[0].R, planner.cost.R)
+    assert not torch.equal(planner.cost.Q_f, 50.0 * planner.cost.Q)  # the test tells them apart
+    assert scored[1] is planner.cost
+    with pytest.raises(UserError, match=r"shooting\.terminal_weight must be a finite number"):
+        ShootingConfig(terminal_weight=-1.0)
