@@ -11,9 +11,10 @@
   transitions per state dimension;
 - the training and the planner: the settings found on the pendulum swing-up
   (:data:`TRAINING`, :data:`PLANNER`), none of which names anything of a task: a multi-step
-  prediction term over chains, 50 epochs, a small control weight, a terminal weight of ten
-  running steps and a bang-bang shooting search while far from the goal. No task-specific
-  planner option (planar's roadmap, blocked pushes, recorded moves) is part of it.
+  prediction term over chains, 50 epochs, a small control weight, every planned step weighed
+  alike, and a bang-bang shooting search while far from the goal that scores its candidates
+  with a terminal weight of ten running steps. No task-specific planner option (planar's
+  roadmap, blocked pushes, recorded moves) is part of it.
 
 Nothing else is tuned per task: the same recipe is what every task is also reported with.
 """
@@ -43,13 +44,14 @@ TRAINING: dict[str, dict[str, Any]] = {
 (docs/results/pendulum.md says why each)."""
 PLANNER: dict[str, Any] = {
     "r": 0.001,
-    "q_f": 10.0,
-    "options": {"shooting": {"count": 1024, "beyond": 0.5}},
+    "q_f": 1.0,
+    "options": {"shooting": {"count": 1024, "beyond": 0.5, "terminal_weight": 10.0}},
 }
-"""The planner of every task: ``[plan]`` fields over the schema's defaults. The terminal
-weight ``q_f`` weighs the plan's last state as ten of its running steps: enough to pull a
-pendulum out of its hanging state, small enough that the plan still asks for the goal at
-every step rather than only at the horizon's end."""
+"""The planner of every task: ``[plan]`` fields over the schema's defaults. iLQR weighs the
+plan's last state as any other (``q_f`` = q), so the plan asks for the goal at every step and
+brakes there instead of swinging through it. Far from the goal the shooting search scores its
+candidates with a terminal weight of ten running steps: the plan that pumps energy into a
+hanging pendulum wins there, where every step weighed alike would keep it rocking."""
 
 
 @dataclass(frozen=True)
