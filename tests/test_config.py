@@ -261,7 +261,9 @@ def test_only_planar_plans_with_blocked_pushes_and_a_roadmap_in_both_presets(nam
     }  # fmt: skip  # the pendulums: the recipe's shooting, a search that names no task
     planar = plans["planar"].options
     assert (planar["blocked_pushes"].ratio, planar["roadmap"].lookahead) == (0.5, 2.0)
-    assert plans["pendulum"].options["shooting"] == ShootingConfig(count=1024, beyond=0.5)
+    assert plans["pendulum"].options["shooting"] == ShootingConfig(
+        count=1024, beyond=0.5, terminal_weight=10.0
+    )
 
 
 def test_planar_full_evaluates_100_starts_whose_first_20_are_the_other_presets() -> None:
