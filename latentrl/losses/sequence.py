@@ -46,8 +46,9 @@ class FilterLossConfig:
     """Weight of the KL terms (1: the ELBO)."""
     open_loop_weight: float = weight_field(1.0)
     """Weight of the open-loop term: the mean transition rolled from z_0 through the window's
-    actions, scored against the filtered beliefs (fixed targets) in units of their std (0:
-    off). The ELBO alone trains the transition one step from each posterior draw; a planner
+    actions, scored against the filtered beliefs (fixed targets) in units of
+    sqrt(var_belief + var_process), so a belief sharper than the transition's own noise does
+    not weigh the term up without bound (0: off). The ELBO alone trains the transition one step from each posterior draw; a planner
     rolls it open loop for a whole horizon."""
     encoder_gradient: float = checked(0.25, float, low=0, high=1)
     """Share of the open-loop term's gradient that reaches the encoder through z_0."""
@@ -119,7 +120,10 @@ def filter_objective(
         start = scale_gradient(draws[0], config.encoder_gradient)
         rolled = roll_mean(model, start, actions)  # (rows, K, n): z^_1 .. z^_K
         targets_mean = torch.stack(posterior_mean[1:], 1).detach()
-        targets_logvar = torch.stack(posterior_logvar[1:], 1).detach()
+        # var_belief + var_process: the unit of the error (FilterLossConfig.open_loop_weight)
+        targets_logvar = torch.logaddexp(
+            torch.stack(posterior_logvar[1:], 1), model.process_noise.logvar()
+        ).detach()
         open_loop = rollout_error(rolled, targets_mean, targets_logvar)
         per_row = per_row + config.open_loop_weight * open_loop
     valid = continuation.valid.to(dtype) if continuation is not None else torch.ones_like(per_row)

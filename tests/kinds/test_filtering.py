@@ -186,6 +186,46 @@ def test_the_open_loop_term_trains_the_transition_and_the_encoder_as_scaled() ->
     torch.testing.assert_close(grads[0.25], 0.25 * grads[1.0])
 
 
+def test_the_open_loop_unit_is_the_beliefs_std_widened_by_the_process_noise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rolled means are scored in units of sqrt(var_belief + var_process): a belief far
+    sharper than the transition's own noise must not blow the term up (it did, to 1e6 nats,
+    and collapsed a Pendulum-v0 training)."""
+    import latentrl.losses.sequence as sequence
+
+    fused: list[torch.Tensor] = []
+    scored: dict[str, torch.Tensor] = {}
+
+    def recording_fuse(prior: Gaussian, factor: Gaussian) -> Gaussian:
+        out = fuse(prior, factor)
+        fused.append(out.logvar.detach())
+        return out
+
+    original_error = sequence.rollout_error
+
+    def recording_error(
+        rolled: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
+    ) -> torch.Tensor:
+        scored["logvar"] = logvar
+        return original_error(rolled, mean, logvar)
+
+    monkeypatch.setattr(sequence, "fuse", recording_fuse)
+    monkeypatch.setattr(sequence, "rollout_error", recording_error)
+    torch.manual_seed(0)
+    model = FilteringE2C(small_config(logvar_range=(-12.0, 6.0))).double()
+    with torch.no_grad():
+        model.process_noise.raw_logvar.fill_(math.log(0.1**2))
+    frames, actions = window_batch(3, 3)
+    cont = Continuation(actions[:, 1:], frames[:, 2:], torch.ones(3, dtype=torch.bool))
+    filter_objective(model, frames[:, 0], actions[:, 0], frames[:, 1], FilterLossConfig(3), cont)
+    beliefs = torch.stack(fused[1:], 1)  # q_1 .. q_K (q_0 is the first fuse)
+    process = model.process_noise.logvar().detach()
+    expected = torch.log(beliefs.exp() + process.exp())
+    torch.testing.assert_close(scored["logvar"], expected, rtol=1e-10, atol=1e-10)
+    assert (scored["logvar"] >= process - 1e-12).all()
+
+
 @pytest.mark.parametrize("window", [0, -2, 1.5, True])
 def test_the_window_must_be_a_positive_integer(window: object) -> None:
     from latentrl.errors import UserError
