@@ -48,8 +48,8 @@ class FilterLossConfig:
     """Weight of the open-loop term: the mean transition rolled from z_0 through the window's
     actions, scored against the filtered beliefs (fixed targets) in units of
     sqrt(var_belief + var_process), so a belief sharper than the transition's own noise does
-    not weigh the term up without bound (0: off). The ELBO alone trains the transition one step from each posterior draw; a planner
-    rolls it open loop for a whole horizon."""
+    not weigh the term up without bound (0: off). The ELBO alone trains the transition one
+    step from each posterior draw; a planner rolls it open loop for a whole horizon."""
     encoder_gradient: float = checked(0.25, float, low=0, high=1)
     """Share of the open-loop term's gradient that reaches the encoder through z_0."""
 
