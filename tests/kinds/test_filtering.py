@@ -213,7 +213,7 @@ def test_the_open_loop_unit_is_the_beliefs_std_widened_by_the_process_noise(
     monkeypatch.setattr(sequence, "fuse", recording_fuse)
     monkeypatch.setattr(sequence, "rollout_error", recording_error)
     torch.manual_seed(0)
-    model = FilteringE2C(small_config(logvar_range=(-12.0, 6.0))).double()
+    model = FilteringE2C(small_config()).double()
     with torch.no_grad():
         model.process_noise.raw_logvar.fill_(math.log(0.1**2))
     frames, actions = window_batch(3, 3)
