@@ -211,11 +211,12 @@ class LatentMPCAgent:
 
     def next_belief(self, obs: np.ndarray) -> Gaussian:
         """The model's belief ``(B, n)`` after observations ``obs`` uint8 ``(B, k, H, W)``: the
-        initial belief at an episode's first step, else the previous belief updated with the
-        last action and ``obs``."""
+        initial belief at an episode's first step (at every step with ``plan.belief =
+        "observation"``), else the previous belief updated with the last action and ``obs``."""
         x = torch.as_tensor(obs, device=self.device)
         with torch.no_grad():
-            if self.belief is None or self._last_action is None:
+            first = self.belief is None or self._last_action is None
+            if first or self.plan_config.belief == "observation":
                 return self.model.initial_belief(x)
             return self.model.update_belief(self.belief, self._last_action, x)
 

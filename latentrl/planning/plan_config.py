@@ -49,6 +49,14 @@ class PlanConfig:
     mean per-coordinate variance of the belief means of the training observations, so q, q_f
     and r weigh the same for latents of any scale (the kinds' latents differ in scale by an
     order of magnitude). Needs the run's training data at evaluation."""
+    belief: Literal["filtered", "observation"] = checked(
+        "filtered", str, choices=("filtered", "observation")
+    )
+    """The planner's start state at each step. ``filtered``: the model's belief, updated over
+    the episode with every action and observation (for one-observation kinds, e2c, pcc and
+    pc3, the latest observation's encoding). ``observation``: the belief from the latest
+    observation alone, as at an episode's first step; for the filter kind, an ablation of its
+    filtering."""
     replan_every: int = checked(1, int, low=1)
     """Control steps between iLQR solves (in between: the plan with its feedback gains)."""
     max_iterations: int = checked(20, int, low=1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
@@ -271,3 +273,29 @@ def test_belief_means_filter_along_chains_and_restart_at_each_chain() -> None:
         model, frames[:, :3].transpose(0, 1).numpy(), actions[:, :2].transpose(0, 1).numpy()
     )
     torch.testing.assert_close(rolled.transpose(0, 1).reshape(6, -1), means)
+
+
+@pytest.mark.parametrize("belief", ["filtered", "observation"])
+def test_the_agent_plans_from_the_filtered_belief_or_the_latest_observation(belief: str) -> None:
+    from latentrl.agents import LatentMPCAgent
+    from latentrl.config import PlanConfig
+
+    torch.manual_seed(0)
+    model = FilteringE2C(small_config())
+    plan = PlanConfig(horizon=3, max_iterations=2, belief=belief)  # type: ignore[arg-type]
+    agent = LatentMPCAgent(model, -np.ones(1), np.ones(1), plan)
+    frames = torch.randint(0, 256, (3, 2, 2, 8, 8), generator=torch.Generator().manual_seed(1))
+    agent.reset(frames[0, 0].numpy().astype(np.uint8), 2)
+    with torch.no_grad():
+        expected = model.initial_belief(frames[0].float() / 255)
+        for t in range(3):
+            obs = frames[t].numpy().astype(np.uint8)
+            if t > 0:
+                u = torch.as_tensor(agent._last_action)
+                x = frames[t].float() / 255
+                filtered = model.update_belief(expected, u, x)
+                latest = model.initial_belief(x)
+                assert not torch.allclose(filtered.mean, latest.mean, atol=1e-3)
+                expected = filtered if belief == "filtered" else latest
+            agent.act(obs)
+            torch.testing.assert_close(agent.latent, expected.mean)
