@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pytest
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence

@@ -61,7 +61,7 @@ def test_an_upgraded_plan_loads_and_writes_back_as_sections() -> None:
         "belief": "filtered",  # a field newer than the flat plans: its default
         "options": {
             "shooting": {"count": 1024, "steps": None, "beyond": 0.5, "terminal_weight": None}
-        }
+        },
     }
     with pytest.raises(UserError, match=r"unknown field\(s\) blocked_ratio, recorded_moves, "):
         from_dict(PlanConfig, pendulum)  # not upgraded: the old fields are unknown
