@@ -5,10 +5,10 @@ Each run contributes, per agent, the episode means of its ``eval/results.json`` 
 contributes that evaluation of its run) and its training numbers from ``summary.json`` (the
 probe R²). Runs are grouped by experiment, preset and settings: the training config
 (``config.json``) and the plan and eval settings the evaluation ran with (``results.json``),
-all but the training seed and the fields that do not change a number
-(:data:`IGNORED_SETTINGS`). Runs of one preset whose settings differ are separate groups,
-named ``A``, ``B``, ... after the preset and listed under the table with the settings that
-tell them apart. Within a group every number is reported as
+all but the training seed, the fields that do not change a number (:data:`IGNORED_SETTINGS`)
+and the ``loss`` sections the run's model kind does not read. Runs of one preset whose
+settings differ are separate groups, named ``A``, ``B``, ... after the preset and listed under
+the table with the settings that tell them apart. Within a group every number is reported as
 mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)`` over the ``k`` per-run
 means, so the spread is between seeds, not between episodes of one run.
 
@@ -45,6 +45,7 @@ from latentrl.config import (
 )
 from latentrl.episodes import mean_and_se
 from latentrl.errors import UserError
+from latentrl.kinds import model_kind
 from latentrl.results import EvalResults
 from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, EvalDirectory, RunDirectory
 
@@ -182,13 +183,21 @@ def run_settings(config: ExperimentConfig, results: EvalResults, where: Path) ->
     except (UserError, TypeError) as exc:
         raise UserError(f"{where}: unreadable plan or eval settings ({exc})") from None
     sections_dict = to_dict(dataclasses.replace(config, **used))
+    read = set(model_kind(config.model.kind).loss_sections())
     return {
         key: value
         for section, fields in sections_dict.items()
         if isinstance(fields, dict)
         for key, value in _flatten(fields, section).items()
-        if key not in IGNORED_SETTINGS
+        if key not in IGNORED_SETTINGS and not _unread_loss_field(key, read)
     }
+
+
+def _unread_loss_field(key: str, read: set[str]) -> bool:
+    """Whether ``key`` is a field of a ``loss`` section the run's model kind does not read
+    (the filter kind's run ignores E2C's ``loss.multi_step``): it shapes none of its numbers."""
+    parts = key.split(".")
+    return parts[0] == "loss" and len(parts) > 2 and parts[1] not in read
 
 
 def _flatten(fields: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -300,8 +309,20 @@ def _differences(members: Sequence[Sequence[RunResults]]) -> list[dict[str, Any]
     """Per group of one preset, its values of the settings not shared by all the groups."""
     first = [runs[0].settings for runs in members]
     keys = dict.fromkeys(k for x in first for k in x)  # a planner option only some runs use
-    varying = [k for k in keys if len({json.dumps(x.get(k)) for x in first}) > 1]
-    return [{k: x.get(k) for k in varying} for x in first]
+    varying = [k for k in keys if len({json.dumps(v) for v in _values(k, first)}) > 1]
+    return [{k: x.get(k) for k in varying if k in x or not _is_loss(k)} for x in first]
+
+
+def _is_loss(key: str) -> bool:
+    return key.startswith("loss.")
+
+
+def _values(key: str, settings: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The groups' values of ``key``: a loss field only where the group's kind reads it (its
+    absence is no difference), any other field everywhere (None: a planner option unused)."""
+    if _is_loss(key):
+        return [x[key] for x in settings if key in x]
+    return [x.get(key) for x in settings]
 
 
 def group_runs(runs: Sequence[RunResults]) -> list[Group]:

@@ -351,3 +351,21 @@ def test_a_latent_only_group_takes_no_baselines_from_an_env_with_other_physics(
     assert [list(g.agents) for g in result.groups] == [
         ["latent", "oracle", "random"], ["latent"], ["latent"],
     ]  # fmt: skip
+
+
+def test_loss_sections_a_kind_does_not_read_do_not_tell_groups_apart(tmp_path: Path) -> None:
+    """The pendulum file sets E2C's multi-step term; a filter-kind run of it leaves that
+    section at its defaults and does not read it, so beside an E2C run only the model kind
+    tells the two groups apart."""
+    latent = {"latent": metrics(0.5, 1.0, 100.0, 10.0)}
+    e2c = make_run(tmp_path, "pendulum", 0, latent, 0.9)
+    filtered = [make_run(tmp_path, "pendulum", seed, latent, 0.9) for seed in (1, 2)]
+    for seed, run in enumerate(filtered, 1):  # as `--set model.kind=filter` resolves the file
+        config = experiment_config("pendulum", "debug", seed, ["model.kind=filter"])
+        save_config(config, run / "config.json")
+    assert read_run(e2c).settings["loss.multi_step.horizon"] == 8  # the file's, read by E2C
+    assert "loss.multi_step.horizon" not in read_run(filtered[0]).settings
+    result = compare_runs([e2c, *filtered], tmp_path / "c.png", echo=lambda _: None)
+    assert [[r.seed for r in g.runs] for g in result.groups] == [[0], [1, 2]]
+    assert [g.differs for g in result.groups] == [{"model.kind": "e2c"}, {"model.kind": "filter"}]
+    assert 'pendulum (debug) B: model.kind="filter"' in result.table.splitlines()
