@@ -196,8 +196,7 @@ def run_settings(config: ExperimentConfig, results: EvalResults, where: Path) ->
 def _unread_loss_field(key: str, read: set[str]) -> bool:
     """Whether ``key`` is a field of a ``loss`` section the run's model kind does not read
     (the filter kind's run ignores E2C's ``loss.multi_step``): it shapes none of its numbers."""
-    parts = key.split(".")
-    return parts[0] == "loss" and len(parts) > 2 and parts[1] not in read
+    return _is_loss(key) and key.split(".")[1] not in read
 
 
 def _flatten(fields: Mapping[str, Any], prefix: str) -> dict[str, Any]:
