@@ -145,6 +145,8 @@ class Group:
     its preset has one group)."""
     borrowed: dict[str, tuple[Path, ...]]
     """Baseline agent -> the runs of other groups its numbers come from (same protocol)."""
+    unused: tuple[Path, ...] = ()
+    """Baselines-only evaluations of the group's settings whose agents its own runs evaluated."""
 
 
 @dataclass(frozen=True)
@@ -332,21 +334,44 @@ def group_runs(runs: Sequence[RunResults]) -> list[Group]:
         by_preset.setdefault(run.preset_name, {}).setdefault(_settings_key(run), []).append(run)
     groups = []
     for preset_name, by_settings in by_preset.items():
-        members = list(by_settings.values())
+        same_settings = list(by_settings.values())
+        members = [_seeds(same) for same in same_settings]
         several = len(members) > 1
-        for i, (member_runs, differs) in enumerate(
-            zip(members, _differences(members), strict=True)
+        for i, (member_runs, differs, same) in enumerate(
+            zip(members, _differences(members), same_settings, strict=True)
         ):
             name = f"{preset_name} {chr(ord('A') + i)}" if several else preset_name
-            groups.append(_group(name, member_runs, differs, runs))
+            lenders = [r for r in same if all(r is not m for m in member_runs)]
+            groups.append(_group(name, member_runs, differs, runs, lenders))
     return groups
 
 
+def _baselines_only(run: RunResults) -> bool:
+    """An evaluation of model-free agents alone (``latentrl evaluate RUN --out DIR --agents
+    oracle random``): it says nothing of the trained model."""
+    return all(agent in BASELINES for agent in run.agents)
+
+
+def _seeds(runs: Sequence[RunResults]) -> list[RunResults]:
+    """The runs of one preset and settings that are seeds of their group. A baselines-only
+    evaluation with the protocol of the group's trained-model runs is not: it lends its
+    agents to groups that lack them (:func:`_group`) instead of counting as one more seed."""
+    trained = [r for r in runs if not _baselines_only(r)]
+    if not trained:
+        return list(runs)
+    protocol = trained[0].protocol
+    return [r for r in runs if not _baselines_only(r) or protocol is None or r.protocol != protocol]
+
+
 def _group(
-    name: str, members: Sequence[RunResults], differs: dict[str, Any], every: Sequence[RunResults]
+    name: str,
+    members: Sequence[RunResults],
+    differs: dict[str, Any],
+    every: Sequence[RunResults],
+    lenders: Sequence[RunResults] = (),
 ) -> Group:
     """A group's statistics; a baseline agent none of its runs evaluated comes from the runs in
-    ``every`` with the same protocol."""
+    ``every`` with the same protocol. ``lenders``: its baselines-only evaluations (not seeds)."""
     agents = _ordered(a for r in members for a in r.agents)
     stats = {a: _agent_stats(members, a) for a in agents}
     borrowed: dict[str, tuple[Path, ...]] = {}
@@ -363,8 +388,16 @@ def _group(
     training = {
         m.key: across([r.training.get(m.key, math.nan) for r in members]) for m in TRAIN_METRICS
     }
+    used = {d for donors in borrowed.values() for d in donors}
+    unused = tuple(r.run_dir for r in lenders if r.run_dir not in used)
     return Group(
-        name, tuple(members), {a: stats[a] for a in _ordered(stats)}, training, differs, borrowed
+        name,
+        tuple(members),
+        {a: stats[a] for a in _ordered(stats)},
+        training,
+        differs,
+        borrowed,
+        unused,
     )
 
 
@@ -408,6 +441,11 @@ def format_table(groups: Sequence[Group]) -> str:
             lines.append(
                 f"{', '.join(agents)} of {g.name}: from {', '.join(map(str, donors))} (same env, "
                 "starts and protocol; these agents do not depend on the trained model)"
+            )
+        if g.unused:
+            lines.append(
+                f"{', '.join(map(str, g.unused))}: model-free agents only, not a seed of "
+                f"{g.name}, whose own runs evaluated those agents"
             )
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from latentrl.cli import main
-from latentrl.compare import compare_runs, read_run
+from latentrl.compare import OF_ORACLE, compare_runs, read_run
 from latentrl.config import apply_overrides, save_config, to_dict
 from latentrl.errors import UserError
 from latentrl.pipeline import experiment_config
@@ -369,3 +369,37 @@ def test_loss_sections_a_kind_does_not_read_do_not_tell_groups_apart(tmp_path: P
     assert [[r.seed for r in g.runs] for g in result.groups] == [[0], [1, 2]]
     assert [g.differs for g in result.groups] == [{"model.kind": "e2c"}, {"model.kind": "filter"}]
     assert 'pendulum (debug) B: model.kind="filter"' in result.table.splitlines()
+
+
+def test_a_baselines_only_evaluation_lends_its_agents_and_is_not_a_seed(tmp_path: Path) -> None:
+    """``latentrl evaluate RUN --out DIR --agents oracle random`` of one latent-only seed has the
+    settings of its run: it gives the group its baselines, not a fourth seed."""
+    starts = {"start_states": [[3.1, 0.0], [3.2, 0.0]]}
+    trained = [
+        make_run(tmp_path, "pendulum", s, {"latent": metrics(0.5, 1.0, 400.0, 30.0)},
+                 evaluated=starts)
+        for s in range(3)
+    ]  # fmt: skip
+    baselines = {"oracle": metrics(0.8, 1.0, 300.0, 40.0), "random": metrics(0.0, 0.0, 1700.0, 0.1)}
+    lender = make_run(tmp_path, "pendulum", 0, baselines, evaluated=starts, name="baselines")
+    result = compare_runs([*trained, lender], tmp_path / "c.png", echo=lambda _: None)
+    [group] = result.groups
+    assert [r.seed for r in group.runs] == [0, 1, 2]
+    assert group.borrowed == {"oracle": (lender,), "random": (lender,)}
+    assert group.agents["latent"][OF_ORACLE.key].mean == pytest.approx(0.5 / 0.8)
+    assert row_cells(result.table, "latent")[:2] == ["pendulum (debug)", "0 1 2"]
+
+
+def test_a_baselines_only_evaluation_a_group_does_not_need_is_named_under_the_table(
+    tmp_path: Path,
+) -> None:
+    starts = {"start_states": [[3.1, 0.0], [3.2, 0.0]]}
+    agents = {"latent": metrics(0.5, 1.0, 400.0, 30.0), "oracle": metrics(0.8, 1.0, 1.0, 1.0)}
+    trained = [make_run(tmp_path, "pendulum", s, agents, evaluated=starts) for s in range(2)]
+    oracle = {"oracle": metrics(0.8, 1.0, 1.0, 1.0)}
+    lender = make_run(tmp_path, "pendulum", 0, oracle, evaluated=starts, name="b")
+    result = compare_runs([*trained, lender], tmp_path / "c.png", echo=lambda _: None)
+    [group] = result.groups
+    assert [r.seed for r in group.runs] == [0, 1]
+    assert group.unused == (lender,)
+    assert f"{lender}: model-free agents only, not a seed of pendulum (debug)" in result.table
