@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare evaluated runs: mean ± standard error across seeds, and a bar plot",
         description="Read each run's eval/results.json and summary.json, group the runs by "
         "experiment and preset, print mean ± standard error across seeds per agent, and write "
-        "a bar plot (PNG) and the numbers (JSON beside it).",
+        "a bar plot (PNG) and, beside it, the numbers (JSON) and a Markdown table.",
     )
     compare.add_argument(
         "run_dirs",
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         help="the plot: a .png file or a directory (default: compare.png in the directory "
-        "that holds the first RUN_DIR, e.g. runs/compare.png); the JSON goes beside it",
+        "that holds the first RUN_DIR, e.g. runs/compare.png); the JSON and Markdown go beside it",
     )
     compare.set_defaults(handler=_compare)
     add_diagnose_parser(commands)

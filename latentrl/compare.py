@@ -18,7 +18,8 @@ agent alone shows them from the other runs compared that ran the same env, start
 episode length and baseline settings (marked ``*`` and listed under the table).
 
 Outputs: a text table (one row per experiment and agent), a bar plot PNG with standard-error
-bars, and the same numbers as JSON beside the PNG.
+bars, and beside the PNG the same numbers as JSON and a Markdown table for reports (each
+seed's steps in goal, the successes counted).
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class RunResults:
     experiment: str
     preset: str
     seed: int
+    episodes: int
+    """Episodes per agent of its evaluation."""
     agents: dict[str, dict[str, float]]
     """agent -> metric key -> the run's mean over its episodes."""
     training: dict[str, float]
@@ -145,7 +148,10 @@ class Group:
     its preset has one group)."""
     borrowed: dict[str, tuple[Path, ...]]
     """Baseline agent -> the runs of other groups its numbers come from (same protocol)."""
-    unused: tuple[Path, ...] = ()
+    sources: dict[str, tuple[RunResults, ...]]
+    """Agent -> the runs its numbers come from: the group's own, or for a borrowed agent the
+    runs in ``borrowed``."""
+    unused: tuple[Path, ...]
     """Baselines-only evaluations of the group's settings whose agents its own runs evaluated."""
 
 
@@ -155,6 +161,7 @@ class Comparison:
     table: str
     plot: Path
     json_path: Path
+    markdown_path: Path
 
 
 # --- reading run directories ------------------------------------------------------------------
@@ -253,6 +260,7 @@ def read_run(run_dir: Path | str) -> RunResults:
         experiment=config.name,
         preset=config.preset,
         seed=config.train.seed,
+        episodes=results.header.episodes,
         agents=results.means(),
         training={k: float(v) for k, v in training.items() if isinstance(v, int | float)},
         settings=settings,
@@ -374,6 +382,7 @@ def _group(
     ``every`` with the same protocol. ``lenders``: its baselines-only evaluations (not seeds)."""
     agents = _ordered(a for r in members for a in r.agents)
     stats = {a: _agent_stats(members, a) for a in agents}
+    sources = {a: tuple(r for r in members if a in r.agents) for a in agents}
     borrowed: dict[str, tuple[Path, ...]] = {}
     protocol = members[0].protocol
     for agent in BASELINES:
@@ -381,6 +390,7 @@ def _group(
         if agent not in stats and protocol is not None and donors:
             stats[agent] = _agent_stats(donors, agent)
             borrowed[agent] = tuple(r.run_dir for r in donors)
+            sources[agent] = tuple(donors)
     oracle = stats.get("oracle", {}).get("steps_in_goal", NO_RUNS)
     for agent, agent_stats in stats.items():
         own = agent_stats["steps_in_goal"]
@@ -397,6 +407,7 @@ def _group(
         training,
         differs,
         borrowed,
+        sources,
         unused,
     )
 
@@ -425,12 +436,24 @@ def format_table(groups: Sequence[Group]) -> str:
             row = [g.name, seeds] if i == 0 else ["", ""]
             row += [agent + ("*" if agent in g.borrowed else "")]
             row += [format_stat(stats[m.key], m) for m in TABLE_METRICS]
-            latent = agent == "latent" or (i == 0 and "latent" not in g.agents)
-            row += [format_stat(g.training[m.key], m) if latent else "" for m in TRAIN_METRICS]
+            shown = _shows_training(g, agent)
+            row += [format_stat(g.training[m.key], m) if shown else "" for m in TRAIN_METRICS]
             rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append("mean ± standard error across runs (seeds); each run: its mean over episodes")
+    return "\n".join(lines + footnotes(groups))
+
+
+def _shows_training(group: Group, agent: str) -> bool:
+    """The row that holds the group's training numbers: the latent agent's, else the first."""
+    return agent == "latent" or ("latent" not in group.agents and agent == next(iter(group.agents)))
+
+
+def footnotes(groups: Sequence[Group]) -> list[str]:
+    """What tells apart the groups of one preset, where borrowed baselines come from, and the
+    baselines-only evaluations a group did not need."""
+    lines = []
     for g in groups:
         if (line := settings_line(g)) is not None:
             lines.append(line)
@@ -447,7 +470,50 @@ def format_table(groups: Sequence[Group]) -> str:
                 f"{', '.join(map(str, g.unused))}: model-free agents only, not a seed of "
                 f"{g.name}, whose own runs evaluated those agents"
             )
-    return "\n".join(lines)
+    return lines
+
+
+def format_markdown(groups: Sequence[Group]) -> str:
+    """The table as Markdown for a report: per group and agent, steps in goal as mean ±
+    standard error with each run's value in brackets, its share of the oracle, the successes
+    counted over every episode, the cost, and the probe R² over the runs (lowest-highest)."""
+    lines = [
+        "| experiment | seeds | agent | steps in goal % (each seed) | % of oracle | successes "
+        "| cost | probe R² |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for g in groups:
+        seeds = " ".join(str(r.seed) for r in g.runs)
+        for i, (agent, stats) in enumerate(g.agents.items()):
+            runs = g.sources[agent]
+            steps = format_stat(stats["steps_in_goal"], EVAL_METRICS[0])
+            if len(runs) > 1:
+                each = (f"{100 * r.agents[agent]['steps_in_goal']:.1f}" for r in runs)
+                steps += f" ({', '.join(each)})"
+            successes = sum(round(r.agents[agent].get("success", 0.0) * r.episodes) for r in runs)
+            cells = [
+                g.name if i == 0 else "",
+                seeds if i == 0 else "",
+                agent + ("*" if agent in g.borrowed else ""),
+                steps,
+                format_stat(stats[OF_ORACLE.key], OF_ORACLE),
+                f"{successes} of {sum(r.episodes for r in runs)}",
+                format_stat(stats["cost"], EVAL_METRICS[2]),
+                _probe_range(g.runs) if _shows_training(g, agent) else "",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Mean ± standard error across seeds; each seed: its mean over its episodes."]
+    lines += [f"- {line}" for line in footnotes(groups)]
+    return "\n".join(lines) + "\n"
+
+
+def _probe_range(runs: Sequence[RunResults]) -> str:
+    """The probe R² of ``runs``: one value, or the lowest and highest."""
+    values = sorted(r.training["probe/r2_mean"] for r in runs if "probe/r2_mean" in r.training)
+    if not values:
+        return ""
+    low, high = f"{values[0]:.3f}", f"{values[-1]:.3f}"
+    return low if low == high else f"{low}-{high}"
 
 
 def settings_line(group: Group) -> str | None:
@@ -533,7 +599,8 @@ def compare_runs(
     out: Path | str | None = None,
     echo: Callable[[str], None] = print,
 ) -> Comparison:
-    """Read, group and compare evaluated runs; print the table, write the plot and JSON."""
+    """Read, group and compare evaluated runs; print the table, write the plot, the JSON and
+    the Markdown table (beside the plot, with its name)."""
     if not run_dirs:
         raise UserError("name at least one run directory")
     plot, data = output_paths(out, run_dirs[0])
@@ -544,6 +611,8 @@ def compare_runs(
     table = format_table(groups)
     plot_comparison(groups, plot)
     data.write_text(json.dumps(comparison_json(groups), indent=2, allow_nan=False) + "\n")
+    markdown = plot.with_suffix(".md")
+    markdown.write_text(format_markdown(groups))
     echo(table)
-    echo(f"wrote {plot} and {data}")
-    return Comparison(groups, table, plot, data)
+    echo(f"wrote {plot}, {data} and {markdown}")
+    return Comparison(groups, table, plot, data, markdown)

@@ -144,6 +144,16 @@ def test_table_reports_mean_and_standard_error_across_seeds(runs: list[Path], tm
     assert data["planar (debug)"]["agents"]["oracle"]["cost"] == {"mean": 5.0, "se": None, "n": 1}
 
     assert result.plot == tmp_path / "out" / "cmp.png" and result.json_path.suffix == ".json"
+    markdown = result.markdown_path.read_text().splitlines()
+    assert result.markdown_path == tmp_path / "out" / "cmp.md"
+    assert markdown[2] == (
+        f"| pendulum (debug) | 0 1 2 | latent | 40.0 ± 11.5 (20.0, 40.0, 60.0) | 44 ± 13 "
+        f"| 6 of 12 | 110.0 ± {10 * SE3:.1f} | 0.700-0.900 |"
+    )  # 4 episodes a run: 0 + 2 + 4 successes
+    assert markdown[3] == (
+        "|  |  | oracle | 90.0 ± 0.0 (90.0, 90.0, 90.0) | - | 12 of 12 | 50.0 ± 0.0 |  |"
+    )
+    assert markdown[5] == "| planar (debug) | 7 | oracle | 100.0 | - | 4 of 4 | 5.0 | 0.950 |"
     with Image.open(result.plot) as image:
         assert image.format == "PNG" and image.size == (1280, 340)
         pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
@@ -388,6 +398,8 @@ def test_a_baselines_only_evaluation_lends_its_agents_and_is_not_a_seed(tmp_path
     assert group.borrowed == {"oracle": (lender,), "random": (lender,)}
     assert group.agents["latent"][OF_ORACLE.key].mean == pytest.approx(0.5 / 0.8)
     assert row_cells(result.table, "latent")[:2] == ["pendulum (debug)", "0 1 2"]
+    oracle_row = result.markdown_path.read_text().splitlines()[3]
+    assert oracle_row == "|  |  | oracle* | 80.0 | - | 4 of 4 | 300.0 |  |"  # the lender's episodes
 
 
 def test_a_baselines_only_evaluation_a_group_does_not_need_is_named_under_the_table(
@@ -403,3 +415,5 @@ def test_a_baselines_only_evaluation_a_group_does_not_need_is_named_under_the_ta
     assert [r.seed for r in group.runs] == [0, 1]
     assert group.unused == (lender,)
     assert f"{lender}: model-free agents only, not a seed of pendulum (debug)" in result.table
+    markdown = result.markdown_path.read_text()
+    assert f"- {lender}: model-free agents only, not a seed of pendulum (debug)" in markdown
