@@ -47,6 +47,7 @@ from latentrl.config import (
 from latentrl.episodes import mean_and_se
 from latentrl.errors import UserError
 from latentrl.kinds import model_kind
+from latentrl.recipe import RECIPE_EXPERIMENT
 from latentrl.results import EvalResults
 from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, EvalDirectory, RunDirectory
 
@@ -119,6 +120,10 @@ class RunResults:
 
     @property
     def preset_name(self) -> str:
+        """``experiment (preset)``; ``env_id (recipe)`` for a run of an env's default recipe
+        (``latentrl run --env ID``), whose experiment and preset have no names of their own."""
+        if self.experiment == RECIPE_EXPERIMENT and "data.env_id" in self.settings:
+            return f"{self.settings['data.env_id']} (recipe)"
         return f"{self.experiment} ({self.preset})"
 
 

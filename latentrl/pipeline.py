@@ -42,13 +42,13 @@ from latentrl.evaluate import (
 from latentrl.experiment_files import NO_PRESET, experiment_path, merge_tables, read_experiment
 from latentrl.field_rules import check_value
 from latentrl.kinds import loss_read_by
-from latentrl.recipe import CHAIN_LENGTH, default_recipe, task_shape
+from latentrl.recipe import CHAIN_LENGTH, RECIPE_EXPERIMENT, default_recipe, task_shape
 from latentrl.run_directory import new_run_dir
 from latentrl.train import TrainResult, train
 
 DATA_ROOT = Path("data")
 RUNS_ROOT = Path("runs")
-DEFAULT_NAME = "default"
+DEFAULT_NAME = RECIPE_EXPERIMENT
 """The experiment name of a config made from the schema's defaults (``train --env``)."""
 DATASET_FIELDS = {
     "env_id": None,

@@ -30,6 +30,9 @@ from typing import Any
 
 from latentrl.errors import UserError
 
+RECIPE_EXPERIMENT = "default"
+"""The experiment name of a run of an env's default recipe (``latentrl run --env ID``: no
+experiment file names it)."""
 CHAIN_LENGTH = 16
 """Transitions per chain of the default dataset."""
 TRANSITIONS_PER_STATE_DIM = 10_000

@@ -14,7 +14,7 @@ from latentrl.cli import main
 from latentrl.compare import OF_ORACLE, compare_runs, read_run
 from latentrl.config import apply_overrides, save_config, to_dict
 from latentrl.errors import UserError
-from latentrl.pipeline import experiment_config
+from latentrl.pipeline import EnvRecipe, experiment_config
 
 SE3 = 1 / math.sqrt(3)  # s.e. of three values 1 apart per unit of their spacing: sd 1 / sqrt 3
 
@@ -417,3 +417,15 @@ def test_a_baselines_only_evaluation_a_group_does_not_need_is_named_under_the_ta
     assert f"{lender}: model-free agents only, not a seed of pendulum (debug)" in result.table
     markdown = result.markdown_path.read_text()
     assert f"- {lender}: model-free agents only, not a seed of pendulum (debug)" in markdown
+
+
+def test_a_run_of_an_envs_default_recipe_is_named_after_its_env(tmp_path: Path) -> None:
+    """`latentrl run --env ID` runs have no experiment file: their group is the env's recipe."""
+    latent = {"latent": metrics(0.5, 1.0, 100.0, 10.0)}
+    runs = [make_run(tmp_path, "pendulum", seed, latent, 0.9) for seed in (0, 1)]
+    for seed, run in enumerate(runs):
+        config = experiment_config(EnvRecipe("latentrl/Pendulum-v0"), seed=seed)
+        save_config(config, run / "config.json")
+    result = compare_runs(runs, tmp_path / "c.png", echo=lambda _: None)
+    assert [g.name for g in result.groups] == ["latentrl/Pendulum-v0 (recipe)"]
+    assert row_cells(result.table, "latent")[:2] == ["latentrl/Pendulum-v0 (recipe)", "0 1"]
