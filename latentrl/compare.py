@@ -381,7 +381,7 @@ def _group(
     members: Sequence[RunResults],
     differs: dict[str, Any],
     every: Sequence[RunResults],
-    lenders: Sequence[RunResults] = (),
+    lenders: Sequence[RunResults],
 ) -> Group:
     """A group's statistics; a baseline agent none of its runs evaluated comes from the runs in
     ``every`` with the same protocol. ``lenders``: its baselines-only evaluations (not seeds)."""
