@@ -151,13 +151,20 @@ class Group:
     differs: dict[str, Any]
     """The settings in which this group differs from another group of its preset (empty when
     its preset has one group)."""
-    borrowed: dict[str, tuple[Path, ...]]
-    """Baseline agent -> the runs of other groups its numbers come from (same protocol)."""
     sources: dict[str, tuple[RunResults, ...]]
-    """Agent -> the runs its numbers come from: the group's own, or for a borrowed agent the
-    runs in ``borrowed``."""
+    """Agent -> the runs its numbers come from: the group's own, or for a baseline agent none
+    of them evaluated, other runs with the same protocol (:attr:`borrowed`)."""
     unused: tuple[Path, ...]
     """Baselines-only evaluations of the group's settings whose agents its own runs evaluated."""
+
+    @property
+    def borrowed(self) -> dict[str, tuple[Path, ...]]:
+        """Baseline agent -> the runs outside the group its numbers come from."""
+        return {
+            agent: tuple(r.run_dir for r in runs)
+            for agent, runs in self.sources.items()
+            if not any(agent in r.agents for r in self.runs)
+        }
 
 
 @dataclass(frozen=True)
@@ -347,15 +354,14 @@ def group_runs(runs: Sequence[RunResults]) -> list[Group]:
         by_preset.setdefault(run.preset_name, {}).setdefault(_settings_key(run), []).append(run)
     groups = []
     for preset_name, by_settings in by_preset.items():
-        same_settings = list(by_settings.values())
-        members = [_seeds(same) for same in same_settings]
+        split = [_seeds_and_lenders(same) for same in by_settings.values()]
+        members = [seeds for seeds, _ in split]
         several = len(members) > 1
-        for i, (member_runs, differs, same) in enumerate(
-            zip(members, _differences(members), same_settings, strict=True)
+        for i, ((seeds, lenders), differs) in enumerate(
+            zip(split, _differences(members), strict=True)
         ):
             name = f"{preset_name} {chr(ord('A') + i)}" if several else preset_name
-            lenders = [r for r in same if all(r is not m for m in member_runs)]
-            groups.append(_group(name, member_runs, differs, runs, lenders))
+            groups.append(_group(name, seeds, differs, runs, lenders))
     return groups
 
 
@@ -365,15 +371,20 @@ def _baselines_only(run: RunResults) -> bool:
     return all(agent in BASELINES for agent in run.agents)
 
 
-def _seeds(runs: Sequence[RunResults]) -> list[RunResults]:
-    """The runs of one preset and settings that are seeds of their group. A baselines-only
-    evaluation with the protocol of the group's trained-model runs is not: it lends its
-    agents to groups that lack them (:func:`_group`) instead of counting as one more seed."""
+def _seeds_and_lenders(
+    runs: Sequence[RunResults],
+) -> tuple[list[RunResults], list[RunResults]]:
+    """The runs of one preset and settings split into the seeds of their group and its
+    lenders: baselines-only evaluations with the protocol of the group's trained-model runs,
+    which lend their agents to groups that lack them (:func:`_group`) instead of counting as
+    one more seed."""
     trained = [r for r in runs if not _baselines_only(r)]
-    if not trained:
-        return list(runs)
-    protocol = trained[0].protocol
-    return [r for r in runs if not _baselines_only(r) or protocol is None or r.protocol != protocol]
+    protocol = trained[0].protocol if trained else None
+    seeds, lenders = [], []
+    for run in runs:
+        lends = protocol is not None and _baselines_only(run) and run.protocol == protocol
+        (lenders if lends else seeds).append(run)
+    return seeds, lenders
 
 
 def _group(
@@ -388,14 +399,14 @@ def _group(
     agents = _ordered(a for r in members for a in r.agents)
     stats = {a: _agent_stats(members, a) for a in agents}
     sources = {a: tuple(r for r in members if a in r.agents) for a in agents}
-    borrowed: dict[str, tuple[Path, ...]] = {}
     protocol = members[0].protocol
+    used: set[Path] = set()
     for agent in BASELINES:
         donors = [r for r in every if agent in r.agents and r.protocol == protocol]
         if agent not in stats and protocol is not None and donors:
             stats[agent] = _agent_stats(donors, agent)
-            borrowed[agent] = tuple(r.run_dir for r in donors)
             sources[agent] = tuple(donors)
+            used.update(r.run_dir for r in donors)
     oracle = stats.get("oracle", {}).get("steps_in_goal", NO_RUNS)
     for agent, agent_stats in stats.items():
         own = agent_stats["steps_in_goal"]
@@ -403,7 +414,6 @@ def _group(
     training = {
         m.key: across([r.training.get(m.key, math.nan) for r in members]) for m in TRAIN_METRICS
     }
-    used = {d for donors in borrowed.values() for d in donors}
     unused = tuple(r.run_dir for r in lenders if r.run_dir not in used)
     return Group(
         name,
@@ -411,7 +421,6 @@ def _group(
         {a: stats[a] for a in _ordered(stats)},
         training,
         differs,
-        borrowed,
         sources,
         unused,
     )
