@@ -47,7 +47,7 @@ from latentrl.config import (
 from latentrl.episodes import mean_and_se
 from latentrl.errors import UserError
 from latentrl.kinds import model_kind
-from latentrl.recipe import RECIPE_EXPERIMENT
+from latentrl.recipe import experiment_and_preset
 from latentrl.results import EvalResults
 from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, EvalDirectory, RunDirectory
 
@@ -122,9 +122,9 @@ class RunResults:
     def preset_name(self) -> str:
         """``experiment (preset)``; ``env_id (recipe)`` for a run of an env's default recipe
         (``latentrl run --env ID``), whose experiment and preset have no names of their own."""
-        if self.experiment == RECIPE_EXPERIMENT and "data.env_id" in self.settings:
-            return f"{self.settings['data.env_id']} (recipe)"
-        return f"{self.experiment} ({self.preset})"
+        env_id = self.settings.get("data.env_id")
+        experiment, preset = experiment_and_preset(self.experiment, self.preset, env_id)
+        return f"{experiment} ({preset})"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from latentrl.recipe import experiment_and_preset
 from latentrl.run_directory import LogDirectory
 
 WandbMode = Literal["online", "offline", "disabled"]
@@ -106,7 +107,11 @@ def wandb_logged_in(env: Mapping[str, str]) -> bool:
 def run_group(name: str, preset: str, settings: Mapping[str, Any]) -> str:
     """The W&B group of a run: ``NAME/PRESET/DIGEST``, DIGEST a hash of every setting but the
     training seed (``settings``: the config as a dict), so that the seeds of one setting share
-    a group, and a run with other settings gets its own."""
+    a group, and a run with other settings gets its own. A run of an env's default recipe is
+    ``ENV_ID/recipe/DIGEST`` (:func:`~latentrl.recipe.experiment_and_preset`)."""
+    data = settings.get("data")
+    env_id = data.get("env_id") if isinstance(data, Mapping) else None
+    name, preset = experiment_and_preset(name, preset, env_id)
     unseeded = {key: dict(value) if isinstance(value, Mapping) else value
                 for key, value in settings.items()}  # fmt: skip
     if isinstance(unseeded.get("train"), dict):

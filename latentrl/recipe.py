@@ -33,6 +33,8 @@ from latentrl.errors import UserError
 RECIPE_EXPERIMENT = "default"
 """The experiment name of a run of an env's default recipe (``latentrl run --env ID``: no
 experiment file names it)."""
+RECIPE_PRESET = "recipe"
+"""What a run of an env's default recipe is called in place of a preset, beside its env id."""
 CHAIN_LENGTH = 16
 """Transitions per chain of the default dataset."""
 TRANSITIONS_PER_STATE_DIM = 10_000
@@ -55,6 +57,15 @@ plan's last state as any other (``q_f`` = q), so the plan asks for the goal at e
 brakes there instead of swinging through it. Far from the goal the shooting search scores its
 candidates with a terminal weight of ten running steps: the plan that pumps energy into a
 hanging pendulum wins there, where every step weighed alike would keep it rocking."""
+
+
+def experiment_and_preset(experiment: str, preset: str, env_id: str | None) -> tuple[str, str]:
+    """The names a run is grouped by (``latentrl compare``, W&B): its experiment and preset, or
+    for a run of an env's default recipe (``latentrl run --env ID``, which no experiment file
+    names) the env id and :data:`RECIPE_PRESET`."""
+    if experiment == RECIPE_EXPERIMENT and env_id is not None:
+        return env_id, RECIPE_PRESET
+    return experiment, preset
 
 
 @dataclass(frozen=True)

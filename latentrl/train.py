@@ -47,6 +47,7 @@ from latentrl.locks import hold
 from latentrl.logging import Logger, resolve_wandb_mode, run_group, summary_line
 from latentrl.losses import Continuation
 from latentrl.models import E2C
+from latentrl.recipe import experiment_and_preset
 from latentrl.run_directory import RunDirectory
 from latentrl.training_report import latent_map_image, probe_r2, reconstruction_grid
 from latentrl.training_windows import (
@@ -158,9 +159,10 @@ def _train(
         resume=resume,
         resume_step=state.step if resume else None,
     )  # fmt: skip
+    experiment, preset = experiment_and_preset(config.name, config.preset, config.data.env_id)
     with logger:
         logger.echo(
-            f"training {config.name}/{config.preset} on {device}: {len(train_set)} train / "
+            f"training {experiment}/{preset} on {device}: {len(train_set)} train / "
             f"{len(val_set)} validation transitions, {model.num_parameters():,} parameters"
         )
         if window_start is not None:

@@ -283,7 +283,10 @@ def test_flat_plans_of_older_runs_group_with_their_options_and_options_tell_grou
     result = compare_runs(runs, tmp_path / "c.png", echo=lambda _: None)
     assert [[r.seed for r in g.runs] for g in result.groups] == [[0, 1], [2]]
     assert result.groups[0].runs[0].settings["plan.options.shooting.count"] == 64
-    differs = {"plan.options.shooting.beyond": 0.5, "plan.options.shooting.count": 64}
+    differs = {
+        "plan.options.shooting.beyond": 0.5, "plan.options.shooting.count": 64,
+        "plan.options.shooting.score": "cost",  # a field newer than both: its default
+    }  # fmt: skip
     assert [g.differs for g in result.groups] == [differs, dict.fromkeys(differs)]
     plain_first = compare_runs(runs[::-1], tmp_path / "d.png", echo=lambda _: None)
     assert [g.differs for g in plain_first.groups] == [dict.fromkeys(differs), differs]

@@ -116,7 +116,10 @@ def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> 
     )
     results = _assert_evaluated(result.train.run_dir, episodes=2, horizon=10, agents=("latent",))
     options = results["plan"]["options"]
-    assert options["roadmap"] == {"lookahead": 2.0} and options["blocked_pushes"] == {"ratio": 0.5}
+    assert options["roadmap"] == {"lookahead": 2.0} and options["blocked_pushes"] == {
+        "ratio": 0.5,
+        "one_sided": False,
+    }
     episodes = results["agents"]["latent"]["episodes"]
     assert [len(e["start_state"]) for e in episodes] == [2, 2]
     assert all(0.0 <= e["steps_in_goal"] <= 1.0 for e in episodes)

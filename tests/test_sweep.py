@@ -12,7 +12,7 @@ from latentrl.cli import build_parser, main
 from latentrl.errors import UserError
 from latentrl.experiment_cli import json_settings
 from latentrl.logging import run_group
-from latentrl.pipeline import experiment_config
+from latentrl.pipeline import defaults_config, experiment_config, resolve
 from latentrl.sweep import (
     Parameter,
     expand_command,
@@ -177,3 +177,7 @@ def test_the_seeds_of_one_setting_share_a_wandb_group() -> None:
     groups = [run_group(c.name, c.preset, to_dict(c)) for c in (base, other_seed, other_setting)]
     assert groups[0] == groups[1] != groups[2]
     assert groups[0].startswith("pendulum/debug/")
+    recipe = resolve(defaults_config("latentrl/Planar-v0"))  # `latentrl run --env ID`
+    assert run_group(recipe.name, recipe.preset, to_dict(recipe)).startswith(
+        "latentrl/Planar-v0/recipe/"
+    )

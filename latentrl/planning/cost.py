@@ -108,6 +108,18 @@ def total_cost(c: BatchCost, z: Tensor, u: Tensor) -> Tensor:
     return run + ctrl + final
 
 
+def approach_cost(c: BatchCost, z: Tensor, u: Tensor) -> Tensor:
+    """Cost of trajectories ``z (..., B, T + 1, n)``, ``u (..., B, T, m)`` that charges each step
+    the closest the trajectory has come to the goal so far, ``Σ_{t=1..T} min_{s≤t} (z_s - g)ᵀ Q
+    (z_s - g)``, plus the controls' cost -> ``(..., B)``. Leaving the goal after passing it costs
+    nothing more: a score for a search whose winner a local method then refines."""
+    r = residual(c, z)
+    distance = ((r @ c.Q) * r).sum(-1)  # (..., B, T + 1)
+    closest = torch.cummin(distance, dim=-1).values[..., 1:]
+    ctrl = ((u @ c.R) * u).sum((-1, -2))
+    return closest.sum(-1) + ctrl
+
+
 def goal_distance(cost: QuadraticCost, z: Tensor) -> Tensor:
     """Distance ``sqrt((z - g)ᵀ Q (z - g))`` of states ``z (B, n)`` to the goal (angles
     wrapped), ``(B,)``: the running cost's measure of how far a state is."""

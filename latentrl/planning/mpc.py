@@ -12,13 +12,13 @@ per problem is kept. In between it executes the stored plan with its feedback ga
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from latentrl.errors import UserError
-from latentrl.planning.cost import batch_cost, total_cost
+from latentrl.planning.cost import BatchCost, batch_cost, total_cost
 from latentrl.planning.dynamics import Dynamics, rollout
 from latentrl.planning.ilqr import (
     ILQRConfig,
@@ -174,13 +174,20 @@ def bang_bang_sequences(
     return torch.gather(corners, 1, block.unsqueeze(-1).expand(count, horizon, m))
 
 
-def cheapest_guess(dynamics: Dynamics, z: Tensor, guesses: Tensor, cost: QuadraticCost) -> Tensor:
+def cheapest_guess(
+    dynamics: Dynamics,
+    z: Tensor,
+    guesses: Tensor,
+    cost: QuadraticCost,
+    score: Callable[[BatchCost, Tensor, Tensor], Tensor] = total_cost,
+) -> Tensor:
     """Of ``reps`` guesses per problem, ``guesses (reps · B, T, m)`` (row j·B + b is guess j of
-    problem b), the one whose open-loop rollout from ``z (B, n)`` costs least: ``(B, T, m)``."""
+    problem b), the one whose open-loop rollout from ``z (B, n)`` scores least under ``cost``:
+    ``(B, T, m)``. ``score(costs, states, controls)`` is the cost's total by default."""
     batch, n = z.shape
     reps, (T, m) = guesses.shape[0] // batch, guesses.shape[1:]
     costs = batch_cost(_tile_cost(cost, reps, batch), reps * batch, n, m, z)
-    J = total_cost(costs, rollout(dynamics, z.repeat(reps, 1), guesses), guesses)
+    J = score(costs, rollout(dynamics, z.repeat(reps, 1), guesses), guesses)
     best = J.view(reps, batch).argmin(0)
     return guesses.view(reps, batch, T, m)[best, torch.arange(batch, device=z.device)]
 

@@ -60,7 +60,13 @@ def test_an_upgraded_plan_loads_and_writes_back_as_sections() -> None:
     assert to_dict(plan) == CORE | {
         "belief": "filtered",  # a field newer than the flat plans: its default
         "options": {
-            "shooting": {"count": 1024, "steps": None, "beyond": 0.5, "terminal_weight": None}
+            "shooting": {
+                "count": 1024,
+                "steps": None,
+                "beyond": 0.5,
+                "terminal_weight": None,
+                "score": "cost",
+            }
         },
     }
     with pytest.raises(UserError, match=r"unknown field\(s\) blocked_ratio, recorded_moves, "):

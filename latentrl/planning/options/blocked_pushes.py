@@ -33,6 +33,11 @@ class BlockedPushesConfig:
     """A push is blocked when the latent moved less than this fraction of the model's
     predicted move for it."""
 
+    one_sided: bool = checked(False, bool)
+    """A contact blocks the pushes into it, never those out of it: a new blocked direction
+    drops the kept ones at an obtuse angle to it (with one control, at most one sign is
+    blocked). False: up to :data:`MAX_BLOCKED` directions, whichever they are."""
+
     def __post_init__(self) -> None:
         check_fields(self, "plan.options.blocked_pushes")
 
@@ -95,11 +100,15 @@ def blocked_directions(
     return directions, (tried & ~short).squeeze(-1)
 
 
-def update_blocked(kept: Tensor, new: Tensor, moved: Tensor) -> Tensor:
+def update_blocked(kept: Tensor, new: Tensor, moved: Tensor, one_sided: bool = False) -> Tensor:
     """Blocked directions ``(B, K, m)`` after a step: a problem with a ``new (B, m)`` blocked
-    direction puts it first and keeps the others (the oldest drops out), one that ``moved
-    (B,)`` as predicted clears them, one that did neither (no push tried) keeps ``kept``."""
+    direction puts it first and keeps the others (the oldest drops out; ``one_sided``: those at
+    an obtuse angle to it too), one that ``moved (B,)`` as predicted clears them, one that did
+    neither (no push tried) keeps ``kept``."""
     stuck = (new != 0).any(-1)[:, None, None]
+    if one_sided:
+        against = (kept @ new.unsqueeze(-1)) < 0  # (B, K, 1)
+        kept = torch.where(against, 0.0, kept)
     kept = torch.where(stuck, torch.cat([new.unsqueeze(1), kept[:, :-1]], dim=1), kept)
     return torch.where(moved[:, None, None], 0.0, kept)
 
@@ -122,12 +131,13 @@ class BlockedPushes:
         last action's move, ``step.previous_z -> step.z``, with the model's prediction."""
         if step.previous_z is not None and step.last_action is not None:
             previous, u = step.previous_z, step.last_action
+            c = self.config
             predicted = step.model.step(previous, u) - previous
-            new, moved = blocked_directions(step.z - previous, predicted, u, self.config.ratio)
+            new, moved = blocked_directions(step.z - previous, predicted, u, c.ratio)
             kept = self.blocked
             if kept is None:
                 kept = new.new_zeros(new.shape[0], MAX_BLOCKED, new.shape[-1])
-            self.blocked = update_blocked(kept, new, moved)
+            self.blocked = update_blocked(kept, new, moved, c.one_sided)
         return dynamics if self.blocked is None else BlockedDirections(dynamics, self.blocked)
 
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from latentrl.errors import UserError
 from latentrl.field_rules import check_fields, checked
-from latentrl.planning.cost import QuadraticCost, goal_distance
+from latentrl.planning.cost import QuadraticCost, approach_cost, goal_distance
 from latentrl.planning.mpc import bang_bang_sequences, cheapest_guess, into_box
 from latentrl.planning.options.kinds import Resources, Solve
 from latentrl.planning.options.registry import OptionSpec, register
@@ -44,8 +44,19 @@ class ShootingConfig:
     way out of the start (pumping a swing-up) can weigh the horizon's end more than the plan
     iLQR then refines from the winner."""
 
+    score: str = checked("cost", str, choices=("cost", "approach"))
+    """How candidates are ranked: ``cost``, the planner's cost (with ``terminal_weight``);
+    ``approach``, each step charged the closest the candidate has come to the goal so far
+    (:func:`~latentrl.planning.cost.approach_cost`), so one that passes the goal and leaves
+    it is not blamed for leaving (``terminal_weight`` unused)."""
+
     def __post_init__(self) -> None:
         check_fields(self, "plan.options.shooting")
+        if self.score == "approach" and self.terminal_weight is not None:
+            raise UserError(
+                "plan.options.shooting.terminal_weight weighs the horizon's end of score = "
+                "'cost'; score = 'approach' does not read it: set it to null"
+            )
 
 
 class Shooting:
@@ -60,9 +71,9 @@ class Shooting:
         self._start_distance = None
 
     def guesses(self, solve: Solve, guesses: Tensor) -> Tensor:
-        """The cheapest per problem of ``guesses (G, B, T, m)`` and ``count`` fresh bang-bang
-        sequences, ``(1, B, T, m)``; a problem within ``beyond`` of the goal keeps the first
-        guess. ``guesses`` unchanged after the first ``steps`` control steps."""
+        """The best per problem of ``guesses (G, B, T, m)`` and ``count`` fresh bang-bang
+        sequences by the score, ``(1, B, T, m)``; a problem within ``beyond`` of the goal keeps
+        the first guess. ``guesses`` unchanged after the first ``steps`` control steps."""
         c, z = self.config, solve.z
         if solve.step == 0 and c.beyond > 0:
             self._start_distance = goal_distance(solve.cost, z)
@@ -79,7 +90,11 @@ class Shooting:
         corners = bang_bang_sequences(c.count, solve.horizon, solve.m, solve.generator)
         candidates = into_box(corners.to(z)[:, None], low[:, None], high[:, None])
         every = torch.cat([guesses, candidates]).reshape(-1, solve.horizon, solve.m)
-        best = cheapest_guess(solve.dynamics, z, every, scoring_cost(solve.cost, c.terminal_weight))
+        if c.score == "approach":
+            best = cheapest_guess(solve.dynamics, z, every, solve.cost, approach_cost)
+        else:
+            scoring = scoring_cost(solve.cost, c.terminal_weight)
+            best = cheapest_guess(solve.dynamics, z, every, scoring)
         return (best if far is None else torch.where(far[:, None, None], best, guesses[0]))[None]
 
 

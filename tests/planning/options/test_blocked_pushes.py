@@ -114,3 +114,31 @@ def test_the_modifier_blocks_a_push_that_did_not_move_and_forgets_it_at_a_reset(
             UserError, match=r"blocked_pushes\.ratio must be a finite number in \(0, 1\]"
         ):
             BlockedPushesConfig(ratio=bad)
+
+
+def test_one_sided_blocks_never_hold_a_direction_and_its_opposite() -> None:
+    """A contact blocks pushes into it, never out of it: a new blocked direction drops the kept
+    ones at an obtuse angle to it. With one control the planner keeps the other sign."""
+    kept = torch.zeros(2, 3, 2)
+    kept[0, 0] = torch.tensor([1.0, 0.0])  # problem 0: right blocked
+    kept[0, 1] = torch.tensor([0.0, 1.0])  # and down
+    kept[1, 0] = torch.tensor([0.6, 0.8])  # problem 1: one direction
+    new = torch.tensor([[-1.0, 0.0], [0.8, -0.6]])  # left (against right); one at 90 degrees
+    stuck = torch.zeros(2, dtype=torch.bool)
+    one_sided = update_blocked(kept, new, stuck, one_sided=True)
+    np.testing.assert_array_equal(one_sided[0].numpy(), [[-1, 0], [0, 0], [0, 1]])
+    np.testing.assert_allclose(one_sided[1].numpy(), [[0.8, -0.6], [0.6, 0.8], [0, 0]])
+    both = update_blocked(kept, new, stuck)  # the default keeps both sides
+    np.testing.assert_array_equal(both[0].numpy(), [[-1, 0], [1, 0], [0, 1]])
+    # one control (a pendulum's torque): + then - blocked leaves - alone, so a push still acts
+    model = FunctionDynamics(lambda z, u: z + u)
+    torque = torch.zeros(1, MAX_BLOCKED, 1, dtype=torch.float64)
+    for sign in (1.0, -1.0):
+        new = torch.tensor([[sign]], dtype=torch.float64)
+        torque = update_blocked(torque, new, torch.zeros(1, dtype=torch.bool), one_sided=True)
+    g = BlockedDirections(model, torque)
+    z = torch.zeros(1, 1, dtype=torch.float64)
+    assert float(g.step(z, torch.tensor([[0.5]], dtype=torch.float64))) == 0.5
+    assert float(g.step(z, torch.tensor([[-0.5]], dtype=torch.float64))) == 0.0
+    with pytest.raises(UserError, match=r"blocked_pushes\.one_sided must be true or false"):
+        BlockedPushesConfig(one_sided=1)  # type: ignore[arg-type]

@@ -11,7 +11,8 @@ from planning_problems import F64, pendulum_planner
 from latentrl.errors import UserError
 from latentrl.planning import MPCPlanner
 from latentrl.planning import mpc as mpc_module
-from latentrl.planning.cost import QuadraticCost
+from latentrl.planning.cost import QuadraticCost, approach_cost, batch_cost
+from latentrl.planning.dynamics import LinearDynamics
 from latentrl.planning.options.kinds import Solve
 from latentrl.planning.options.shooting import Shooting, ShootingConfig
 from latentrl.planning.options.warm_start import WarmStart
@@ -112,3 +113,64 @@ def test_shooting_scores_its_candidates_with_its_own_terminal_weight(
     assert scored[1] is planner.cost
     with pytest.raises(UserError, match=r"shooting\.terminal_weight must be a finite number"):
         ShootingConfig(terminal_weight=-1.0)
+
+
+def test_the_approach_cost_charges_each_step_the_closest_state_so_far() -> None:
+    generator = torch.Generator().manual_seed(0)
+    batch, horizon, n, m = 3, 6, 2, 1
+    Q = torch.diag(torch.tensor([2.0, 0.5], dtype=F64))
+    R = torch.tensor([[0.3]], dtype=F64)
+    goal = torch.tensor([0.2, -1.0], dtype=F64)
+    cost = QuadraticCost(Q=Q, R=R, Q_f=100 * Q, goal=goal, angle_dims=(0,))
+    z = 4 * torch.randn(batch, horizon + 1, n, generator=generator, dtype=F64)
+    u = torch.randn(batch, horizon, m, generator=generator, dtype=F64)
+    J = approach_cost(batch_cost(cost, batch, n, m, z), z, u)
+    for b in range(batch):
+        closest, by_hand = math.inf, 0.0
+        for t in range(horizon + 1):
+            r = z[b, t] - goal
+            r[0] = math.remainder(float(r[0]), 2 * math.pi)  # the angle's nearest copy
+            closest = min(closest, float(r @ Q @ r))
+            if t > 0:
+                by_hand += closest + float(u[b, t - 1] @ R @ u[b, t - 1])
+        assert math.isclose(float(J[b]), by_hand, rel_tol=1e-12)  # Q_f plays no part
+
+
+def test_approach_scoring_prefers_passing_the_goal_to_staying_short_of_it() -> None:
+    # z' = z + u on a line, goal 0, start 3: a guess that crosses the goal at step 2 and runs on
+    # to 3 costs more by the planner's total (its end is far) than one that creeps to 1 and
+    # stays, and less by the approach score (it came to the goal, the other never did).
+    dynamics = LinearDynamics(torch.eye(1, dtype=F64), torch.eye(1, dtype=F64))
+    Q = torch.eye(1, dtype=F64)
+    cost = QuadraticCost(Q=Q, R=1e-3 * Q, Q_f=Q, goal=torch.zeros(1, dtype=F64))
+    start = torch.tensor([[3.0]], dtype=F64)
+    through = torch.tensor([-1.5, -1.5, -1.0, -1.0, -1.0, -1.0], dtype=F64)
+    short = torch.tensor([-1.0, -1.0, 0.0, 0.0, 0.0, 0.0], dtype=F64)
+    guesses = torch.stack([through, short])[:, :, None]
+    by_cost = mpc_module.cheapest_guess(dynamics, start, guesses, cost)
+    by_approach = mpc_module.cheapest_guess(dynamics, start, guesses, cost, approach_cost)
+    assert torch.equal(by_cost[0], short[:, None])
+    assert torch.equal(by_approach[0], through[:, None])
+
+
+def test_shooting_with_approach_scoring_ranks_by_the_approach_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scores: list[object] = []
+    original = mpc_module.cheapest_guess
+
+    def spying(dynamics, z, guesses, cost, score=mpc_module.total_cost):  # type: ignore[no-untyped-def]
+        scores.append(score)
+        return original(dynamics, z, guesses, cost, score)
+
+    monkeypatch.setattr("latentrl.planning.options.shooting.cheapest_guess", spying)
+    planner = pendulum_planner(horizon=20, seed=3)
+    z = torch.tensor([[math.pi - 0.05, 0.0]], dtype=F64)
+    zeros = torch.zeros(1, 1, 20, 1, dtype=F64)
+    Shooting(ShootingConfig(count=8, score="approach")).guesses(solve_at(planner, z), zeros)
+    Shooting(ShootingConfig(count=8)).guesses(solve_at(planner, z), zeros)
+    assert scores == [approach_cost, mpc_module.total_cost]
+    with pytest.raises(UserError, match=r"shooting\.score must be one of 'cost', 'approach'"):
+        ShootingConfig(score="closest")
+    with pytest.raises(UserError, match=r"score = 'approach' does not read it: set it to null"):
+        ShootingConfig(score="approach", terminal_weight=10.0)
