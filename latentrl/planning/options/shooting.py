@@ -55,7 +55,8 @@ class ShootingConfig:
         if self.score == "approach" and self.terminal_weight is not None:
             raise UserError(
                 "plan.options.shooting.terminal_weight weighs the horizon's end of score = "
-                "'cost'; score = 'approach' does not read it: set it to null"
+                "'cost'; score = 'approach' does not read it: set it to null "
+                "(--set plan.options.shooting.terminal_weight=null)"
             )
 
 
