@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -44,7 +45,7 @@ class ShootingConfig:
     way out of the start (pumping a swing-up) can weigh the horizon's end more than the plan
     iLQR then refines from the winner."""
 
-    score: str = checked("cost", str, choices=("cost", "approach"))
+    score: Literal["cost", "approach"] = checked("cost", str, choices=("cost", "approach"))
     """How candidates are ranked: ``cost``, the planner's cost (with ``terminal_weight``);
     ``approach``, each step charged the closest the candidate has come to the goal so far
     (:func:`~latentrl.planning.cost.approach_cost`), so one that passes the goal and leaves
