@@ -119,6 +119,7 @@ def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> 
     assert options["roadmap"] == {"lookahead": 2.0} and options["blocked_pushes"] == {
         "ratio": 0.5,
         "one_sided": False,
+        "least_move": 0.0,
     }
     episodes = results["agents"]["latent"]["episodes"]
     assert [len(e["start_state"]) for e in episodes] == [2, 2]

@@ -38,6 +38,11 @@ class BlockedPushesConfig:
     drops the kept ones at an obtuse angle to it (with one control, at most one sign is
     blocked). False: up to :data:`MAX_BLOCKED` directions, whichever they are."""
 
+    least_move: float = checked(0.0, float, low=0, high=1)
+    """A push is judged only where the model predicted a move of at least this fraction of the
+    largest it predicted in the episode so far; a smaller one (a balancing pendulum's) counts as
+    followed (0: every push is judged)."""
+
     def __post_init__(self) -> None:
         check_fields(self, "plan.options.blocked_pushes")
 
@@ -87,15 +92,18 @@ class BlockedDirections:
 
 
 def blocked_directions(
-    moved: Tensor, predicted: Tensor, u: Tensor, ratio: float
+    moved: Tensor, predicted: Tensor, u: Tensor, ratio: float, least: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Of the controls ``u (B, m)`` that the model predicted to move the latent by ``predicted
     (B, n)``: unit directions ``(B, m)`` of those whose move ``moved (B, n)`` fell short of
-    ``ratio`` times it (zero rows elsewhere), and a mask ``(B,)`` of those that did not."""
+    ``ratio`` times it (zero rows elsewhere), and a mask ``(B,)`` of those that did not.
+    ``least (B,)``: a predicted move shorter than it is not judged and counts as followed."""
     size = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
     expected = torch.linalg.vector_norm(predicted, dim=-1, keepdim=True)
     tried = (size > 0) & (expected > 0)
     short = torch.linalg.vector_norm(moved, dim=-1, keepdim=True) < ratio * expected
+    if least is not None:
+        short = short & (expected >= least[:, None])
     directions = torch.where(tried & short, u / size.clamp(min=torch.finfo(u.dtype).tiny), 0.0)
     return directions, (tried & ~short).squeeze(-1)
 
@@ -121,10 +129,13 @@ class BlockedPushes:
         self.config = config
         self.blocked: Tensor | None = None
         """Blocked directions ``(B, MAX_BLOCKED, m)`` (None before the first comparison)."""
+        self.largest: Tensor | None = None
+        """``(B,)``: the largest move the model predicted in the episode so far."""
 
     def reset(self, episode: Episode) -> None:
         """Unblock everything."""
         self.blocked = None
+        self.largest = None
 
     def modify(self, dynamics: Dynamics, step: Step) -> Dynamics:
         """``dynamics`` without the pushes into the directions blocked after comparing the
@@ -133,7 +144,12 @@ class BlockedPushes:
             previous, u = step.previous_z, step.last_action
             c = self.config
             predicted = step.model.step(previous, u) - previous
-            new, moved = blocked_directions(step.z - previous, predicted, u, c.ratio)
+            least = None
+            if c.least_move > 0:
+                size = torch.linalg.vector_norm(predicted, dim=-1)
+                self.largest = size if self.largest is None else torch.maximum(self.largest, size)
+                least = c.least_move * self.largest
+            new, moved = blocked_directions(step.z - previous, predicted, u, c.ratio, least)
             kept = self.blocked
             if kept is None:
                 kept = new.new_zeros(new.shape[0], MAX_BLOCKED, new.shape[-1])

@@ -142,3 +142,31 @@ def test_one_sided_blocks_never_hold_a_direction_and_its_opposite() -> None:
     assert float(g.step(z, torch.tensor([[-0.5]], dtype=torch.float64))) == 0.0
     with pytest.raises(UserError, match=r"blocked_pushes\.one_sided must be true or false"):
         BlockedPushesConfig(one_sided=1)  # type: ignore[arg-type]
+
+
+def test_a_push_predicted_to_move_little_is_not_judged() -> None:
+    """least_move: only a push the model expected to move the latent by at least that share of
+    the episode's largest predicted move can count as blocked; a smaller one counts as followed
+    (a balancing pendulum's pushes), so it also clears the kept directions."""
+    u = torch.tensor([[1.0], [1.0]], dtype=torch.float64)
+    predicted = torch.tensor([[0.2], [1.0]], dtype=torch.float64)
+    still = torch.zeros(2, 1, dtype=torch.float64)
+    d, free = blocked_directions(still, predicted, u, ratio=0.5)
+    assert d[:, 0].tolist() == [1.0, 1.0] and free.tolist() == [False, False]
+    d, free = blocked_directions(still, predicted, u, 0.5, least=torch.tensor([0.5, 0.5]))
+    assert d[:, 0].tolist() == [0.0, 1.0] and free.tolist() == [True, False]
+    # the modifier: a full push moves as predicted, then a small and a full one do not
+    model = FunctionDynamics(lambda z, u: z + u)
+    option = BlockedPushes(BlockedPushesConfig(ratio=0.5, one_sided=True, least_move=0.5))
+    option.reset(Episode(torch.zeros(1, 4, 4, dtype=torch.uint8), torch.zeros(1), 1))
+    frames = torch.zeros(1, 1, 4, 4, dtype=torch.uint8)
+    z0, z1 = torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64)
+    option.modify(model, Step(frames, z1, z0, torch.tensor([[1.0]], dtype=torch.float64), model))
+    assert option.blocked is not None and not option.blocked.any()
+    small = torch.tensor([[-0.3]], dtype=torch.float64)
+    option.modify(model, Step(frames, z1, z1, small, model))
+    assert not option.blocked.any()  # predicted 0.3 < 0.5 of the largest, 1.0: not judged
+    option.modify(model, Step(frames, z1, z1, torch.tensor([[-1.0]], dtype=torch.float64), model))
+    assert option.blocked[0, 0].tolist() == [-1.0]
+    with pytest.raises(UserError, match=r"blocked_pushes\.least_move must be a finite number"):
+        BlockedPushesConfig(least_move=1.5)
