@@ -209,6 +209,10 @@ def test_optional_fields_are_type_checked() -> None:
         ("plan.options.roadmap.lookahead=-1", r"lookahead must be a finite number > 0, got -1"),
         ("plan.options.roadmap.lookahead=NaN", r"lookahead must be a finite number > 0"),
         ("plan.options.roadmap.lookahead=2", r"roadmap and plan\.options\.shooting do not combine"),
+        (
+            "plan.options.shooting.lookahead=39",
+            r"shooting\.lookahead=39 is shorter than plan\.horizon=40: .* at least 40 or to null",
+        ),
         ("plan.max_iterations=0", r"plan\.max_iterations must be an int >= 1, got 0"),
         ("loss.curvature.radius=0", r"loss\.curvature\.radius must be a finite number > 0, got 0"),
         ("loss.curvature.radius=NaN", r"loss\.curvature\.radius must be a finite number > 0"),

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from latentrl.errors import UserError
 from latentrl.field_rules import check_fields, checked
 from latentrl.planning.options.registry import parse_options
+from latentrl.planning.options.shooting import ShootingConfig, search_length
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class PlanConfig:
         if self.options is not None and not isinstance(self.options, Mapping):
             raise UserError(f"plan.options must be sections by option name, got {self.options!r}")
         object.__setattr__(self, "options", parse_options(self.options))
+        shooting = self.options.get("shooting")
+        if isinstance(shooting, ShootingConfig):
+            search_length(shooting.lookahead, self.horizon)  # refuses a search shorter than T
 
 
 _LEGACY_KEYS = (

@@ -65,6 +65,7 @@ def test_an_upgraded_plan_loads_and_writes_back_as_sections() -> None:
                 "steps": None,
                 "beyond": 0.5,
                 "terminal_weight": None,
+                "lookahead": None,
                 "score": "cost",
             }
         },

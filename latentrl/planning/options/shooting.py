@@ -6,7 +6,9 @@ guesses so far (the warm start). For costs whose basin a local method does not s
 warm start: a latent swing-up that must first move away from the goal. With ``beyond`` = f > 0
 a problem shoots only while its distance to the goal (:func:`~latentrl.planning.cost.
 goal_distance`) exceeds f times its distance at the first step of the episode: near the goal
-it keeps its warm start.
+it keeps its warm start. With ``lookahead`` = L > T the candidates are rolled out and scored
+over L steps and iLQR starts from the winner's first T: a search that sees further than the plan
+it seeds (a swing-up whose climb takes longer than iLQR's horizon).
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class ShootingConfig:
     terminal_weight · Q) instead of the planner's own Q_f (None). A search that looks for a
     way out of the start (pumping a swing-up) can weigh the horizon's end more than the plan
     iLQR then refines from the winner."""
+
+    lookahead: int | None = checked(None, int, low=1, optional=True)
+    """Roll the candidates out and score them over this many steps (at least the planner's
+    horizon; None: the horizon), then keep their first horizon steps. The guesses so far are
+    extended with zero controls (clamped into the box) to be scored alike."""
 
     score: Literal["cost", "approach"] = checked("cost", str, choices=("cost", "approach"))
     """How candidates are ranked: ``cost``, the planner's cost (with ``terminal_weight``);
@@ -89,15 +96,43 @@ class Shooting:
             far = goal_distance(solve.cost, z) > c.beyond * self._start_distance
             if not bool(far.any()):
                 return guesses[:1]
-        corners = bang_bang_sequences(c.count, solve.horizon, solve.m, solve.generator)
+        length = search_length(c.lookahead, solve.horizon)
+        corners = bang_bang_sequences(c.count, length, solve.m, solve.generator)
         candidates = into_box(corners.to(z)[:, None], low[:, None], high[:, None])
-        every = torch.cat([guesses, candidates]).reshape(-1, solve.horizon, solve.m)
+        every = torch.cat([extend_with_zeros(guesses, length, low, high), candidates])
+        every = every.reshape(-1, length, solve.m)
         if c.score == "approach":
             best = cheapest_guess(solve.dynamics, z, every, solve.cost, approach_cost)
         else:
             scoring = scoring_cost(solve.cost, c.terminal_weight)
             best = cheapest_guess(solve.dynamics, z, every, scoring)
+        best = best[:, : solve.horizon]
         return (best if far is None else torch.where(far[:, None, None], best, guesses[0]))[None]
+
+
+def search_length(lookahead: int | None, horizon: int) -> int:
+    """Steps the candidates are rolled out over: ``lookahead``, or ``horizon`` for None.
+    Raises UserError for a lookahead shorter than the horizon."""
+    if lookahead is None:
+        return horizon
+    if lookahead < horizon:
+        raise UserError(
+            f"plan.options.shooting.lookahead={lookahead} is shorter than plan.horizon="
+            f"{horizon}: the search must cover the plan it seeds; set it to at least {horizon} "
+            "or to null"
+        )
+    return lookahead
+
+
+def extend_with_zeros(guesses: Tensor, length: int, low: Tensor, high: Tensor) -> Tensor:
+    """``guesses (G, B, T, m)`` continued to ``length`` steps with zero controls clamped into the
+    box ``low``, ``high (B, m)``."""
+    G, B, T, m = guesses.shape
+    if length == T:
+        return guesses
+    rest = torch.zeros(G, B, length - T, m, dtype=guesses.dtype, device=guesses.device)
+    rest = torch.maximum(torch.minimum(rest, high[None, :, None]), low[None, :, None])
+    return torch.cat([guesses, rest], dim=2)
 
 
 def scoring_cost(cost: QuadraticCost, terminal_weight: float | None) -> QuadraticCost:

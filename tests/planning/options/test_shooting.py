@@ -174,3 +174,42 @@ def test_shooting_with_approach_scoring_ranks_by_the_approach_cost(
         ShootingConfig(score="closest")
     with pytest.raises(UserError, match=r"score = 'approach' does not read it: set it to null"):
         ShootingConfig(score="approach", terminal_weight=10.0)
+
+
+def test_lookahead_scores_candidates_over_more_steps_and_keeps_the_winners_first_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = mpc_module.cheapest_guess
+
+    def spying(dynamics, z, guesses, cost):  # type: ignore[no-untyped-def]
+        best = original(dynamics, z, guesses, cost)
+        seen.append((guesses, best))
+        return best
+
+    monkeypatch.setattr("latentrl.planning.options.shooting.cheapest_guess", spying)
+    planner = pendulum_planner(horizon=20, seed=3)
+    z = torch.tensor([[math.pi - 0.05, 0.0], [0.5, -2.0]], dtype=F64)
+    warm = torch.full((1, 2, 20, 1), 0.7, dtype=F64)
+    guess = Shooting(ShootingConfig(count=16, lookahead=50)).guesses(solve_at(planner, z), warm)
+    (scored, best) = seen[0]
+    assert scored.shape == ((1 + 16) * 2, 50, 1)  # warm start and candidates, 50 steps each
+    torch.testing.assert_close(scored[:2, :20], warm[0])
+    assert bool((scored[:2, 20:] == 0).all())  # the warm start continued by zero controls
+    assert best.shape == (2, 50, 1) and torch.equal(guess[0], best[:, :20])
+
+
+def test_lookahead_extends_guesses_with_zero_clamped_into_the_box() -> None:
+    from latentrl.planning.options.shooting import extend_with_zeros, search_length
+
+    guesses = torch.ones(2, 2, 3, 1, dtype=F64)
+    low = torch.tensor([[0.5], [-1.0]], dtype=F64)  # problem 0's box leaves zero out
+    longer = extend_with_zeros(guesses, 5, low, low + 2.0)
+    assert longer.shape == (2, 2, 5, 1) and torch.equal(longer[:, :, :3], guesses)
+    assert bool((longer[:, 0, 3:] == 0.5).all()) and bool((longer[:, 1, 3:] == 0.0).all())
+    assert extend_with_zeros(guesses, 3, low, low + 2.0) is guesses
+    assert search_length(None, 40) == 40 and search_length(80, 40) == 80
+    with pytest.raises(UserError, match=r"lookahead=30 is shorter than plan\.horizon=40"):
+        search_length(30, 40)
+    with pytest.raises(UserError, match=r"shooting\.lookahead must be an int >= 1 or null"):
+        ShootingConfig(lookahead=0)
