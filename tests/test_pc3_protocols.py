@@ -15,6 +15,7 @@ from latentrl.envs import make_env
 from latentrl.episodes import rollout_metrics, run_episodes
 from latentrl.evaluate import evaluation_env_kwargs
 from latentrl.losses.pc3 import PC3LossConfig
+from latentrl.losses.pcc import PCCLossConfig
 from latentrl.pipeline import build_config, dataset_dir, defaults_config, experiment_config
 
 # experiment -> (env id, horizon, goal radius, |u| bound, start box low, high, PC3's latent size)
@@ -144,3 +145,16 @@ def test_the_oracle_plans_with_the_envs_own_pendulum_physics() -> None:
     planned[:, 0] = np.angle(np.exp(1j * planned[:, 0]))
     np.testing.assert_allclose(planned, task.next_states(states, u), atol=1e-9)
     env.close()
+
+
+def test_the_pcc_preset_is_the_recipe_with_pccs_planar_networks() -> None:
+    """PCC-pytorch's planar networks: 300-300 encoder and decoder with BatchNorm, a 20-20
+    dynamics network; the recipe's optimizer and the kind's loss weights (the authors')."""
+    config = experiment_config("pc3_planar", "pcc")
+    recipe = experiment_config("pc3_planar", "full")
+    model = config.model
+    assert (model.kind, model.hidden_sizes, model.batch_norm) == ("pcc", (300, 300), True)
+    assert (model.transition_hidden_sizes, model.transition_rank) == ((20, 20), 2)
+    assert not recipe.model.batch_norm
+    assert (config.train, config.data, config.plan) == (recipe.train, recipe.data, recipe.plan)
+    assert to_dict(config.loss.pcc) == to_dict(PCCLossConfig())

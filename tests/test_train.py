@@ -304,3 +304,17 @@ def test_bf16_trains_close_to_float32(dataset: Path, tmp_path: Path) -> None:
     for key in ("train/loss/total", "val/loss/total", "val/loss/reconstruction"):
         assert rows[True][key] == pytest.approx(rows[False][key], rel=0.1), key
     assert rows[True]["train/loss/total"] != rows[False]["train/loss/total"]  # it ran in bf16
+
+
+def test_a_model_with_batch_norm_trains_and_saves_its_running_statistics(
+    dataset: Path, tmp_path: Path
+) -> None:
+    base = tiny_config(2)
+    config = dataclasses.replace(base, model=dataclasses.replace(base.model, batch_norm=True))
+    result = train(config, tmp_path / "run", dataset, wandb_mode="disabled")
+    rows = [r for r in read_metrics(result.run_dir) if "val/loss/total" in r]
+    assert rows[-1]["val/loss/reconstruction"] < rows[0]["val/loss/reconstruction"]
+    model, saved = load_model(result.run_dir)
+    assert saved.model.batch_norm and not model.training  # evaluation reads running stats
+    means = [v for k, v in model.state_dict().items() if k.endswith("running_mean")]
+    assert len(means) == 2 and all(bool(m.abs().sum() > 0) for m in means)  # trained, saved

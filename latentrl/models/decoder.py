@@ -56,6 +56,7 @@ class Decoder(nn.Module):
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
         gaussian_std: float = 0.1,
         learn_gaussian_std: bool = False,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         k, H, W = obs_shape
@@ -63,13 +64,14 @@ class Decoder(nn.Module):
         self.likelihood = likelihood
         if kind == "mlp":
             self.body = nn.Sequential(
-                build_mlp([latent_dim, *hidden_sizes, k * H * W]), nn.Unflatten(-1, (k, H, W))
+                build_mlp([latent_dim, *hidden_sizes, k * H * W], batch_norm),
+                nn.Unflatten(-1, (k, H, W)),
             )
         else:
             shrink = 2 ** len(conv_channels)
             coarse = (conv_channels[-1], H // shrink, W // shrink)
             self.body = nn.Sequential(
-                build_mlp([latent_dim, *hidden_sizes, math.prod(coarse)]),
+                build_mlp([latent_dim, *hidden_sizes, math.prod(coarse)], batch_norm),
                 nn.ReLU(),
                 nn.Unflatten(-1, coarse),
                 deconv_stack(tuple(reversed(conv_channels)), k),

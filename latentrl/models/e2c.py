@@ -58,6 +58,12 @@ class ModelConfig:
     """Fully connected widths of encoder and decoder (E2C pendulum: 2x800 ReLU)."""
     conv_channels: tuple[int, ...] = checked((32, 64, 128, 256), int, low=1, items=True)
     """Channels of the conv encoder / deconv decoder; each layer halves / doubles H and W."""
+    batch_norm: bool = checked(False, bool)
+    """A BatchNorm1d before every ReLU of the encoder's and the decoder's fully connected
+    layers (the PCC and PC3 authors' networks). Training normalises each layer over the batch,
+    so a decoder reads small differences between encodings from the start: without it PCC's
+    decoder ignores its latent on planar. Evaluation and planning use the running statistics
+    (the model in eval mode), so an encoding does not depend on the rest of the batch."""
     init: InitKind = checked("torch", str, choices=INIT_KINDS)
     """Initialisation of the encoder's and decoder's weights: torch's defaults, or ``he``
     (variance-preserving through ReLUs, zero biases; :mod:`latentrl.models.initialisation`),
@@ -145,7 +151,13 @@ class E2C(nn.Module):
         self.jacobian = jacobian
         c = config
         self.encoder = Encoder(
-            c.obs_shape, c.latent_dim, c.encoder, c.hidden_sizes, c.conv_channels, c.logvar_range
+            c.obs_shape,
+            c.latent_dim,
+            c.encoder,
+            c.hidden_sizes,
+            c.conv_channels,
+            c.logvar_range,
+            c.batch_norm,
         )
         initialise(self.encoder, c.init)
         self.decoder: Decoder | None = None
@@ -160,6 +172,7 @@ class E2C(nn.Module):
                 c.likelihood,
                 c.gaussian_std,
                 c.learn_gaussian_std,
+                c.batch_norm,
             )
             initialise(self.decoder, c.init)
         self.transition_net = Transition(

@@ -57,13 +57,14 @@ def soft_clamp(x: Tensor, low: float, high: float) -> Tensor:
     return high - nn.functional.softplus(high - x)
 
 
-def build_mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers of the given widths with ReLU between them and none after the last."""
+def build_mlp(sizes: Sequence[int], batch_norm: bool = False) -> nn.Sequential:
+    """Linear layers of the given widths with ReLU between them and none after the last;
+    ``batch_norm``: a BatchNorm1d before every ReLU."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers += [nn.BatchNorm1d(n_out), nn.ReLU()] if batch_norm else [nn.ReLU()]
     return nn.Sequential(*layers)
 
 
@@ -81,7 +82,8 @@ class Encoder(nn.Module):
 
     ``kind="mlp"`` flattens the frames into a fully connected net (E2C's pendulum: 2x800
     ReLU on 48x48x2); ``kind="conv"`` puts a stride-2 conv stack in front of it for larger
-    images. The log-variance is soft-clamped into ``logvar_range``.
+    images. The log-variance is soft-clamped into ``logvar_range``. ``batch_norm``: a
+    BatchNorm1d before every ReLU of the fully connected layers.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Encoder(nn.Module):
         hidden_sizes: Sequence[int] = (800, 800),
         conv_channels: Sequence[int] = (32, 64, 128, 256),
         logvar_range: tuple[float, float] = (-12.0, 6.0),
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         k, H, W = obs_shape
@@ -104,7 +107,7 @@ class Encoder(nn.Module):
             self.features = nn.Sequential(conv_stack(k, conv_channels), nn.Flatten())
             shrink = 2 ** len(conv_channels)
             n_features = conv_channels[-1] * (H // shrink) * (W // shrink)
-        self.head = build_mlp([n_features, *hidden_sizes, 2 * latent_dim])
+        self.head = build_mlp([n_features, *hidden_sizes, 2 * latent_dim], batch_norm)
 
     def forward(self, x: Tensor) -> Gaussian:
         """x: uint8 or float in [0, 1], ``(B, k, H, W)`` -> q(z | x) with ``(B, n)`` fields."""
