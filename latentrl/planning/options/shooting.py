@@ -131,7 +131,7 @@ def extend_with_zeros(guesses: Tensor, length: int, low: Tensor, high: Tensor) -
     if length == T:
         return guesses
     rest = torch.zeros(G, B, length - T, m, dtype=guesses.dtype, device=guesses.device)
-    rest = torch.maximum(torch.minimum(rest, high[None, :, None]), low[None, :, None])
+    rest = rest.clamp(low[None, :, None], high[None, :, None])
     return torch.cat([guesses, rest], dim=2)
 
 
