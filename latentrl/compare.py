@@ -39,6 +39,7 @@ from latentrl.config import (
     EvalConfig,
     ExperimentConfig,
     PlanConfig,
+    flat_fields,
     from_dict,
     load_config,
     to_dict,
@@ -209,7 +210,7 @@ def run_settings(config: ExperimentConfig, results: EvalResults, where: Path) ->
         key: value
         for section, fields in sections_dict.items()
         if isinstance(fields, dict)
-        for key, value in _flatten(fields, section).items()
+        for key, value in flat_fields(fields, section).items()
         if key not in IGNORED_SETTINGS and not _unread_loss_field(key, read)
     }
 
@@ -218,18 +219,6 @@ def _unread_loss_field(key: str, read: set[str]) -> bool:
     """Whether ``key`` is a field of a ``loss`` section the run's model kind does not read
     (the filter kind's run ignores E2C's ``loss.multi_step``): it shapes none of its numbers."""
     return _is_loss(key) and key.split(".")[1] not in read
-
-
-def _flatten(fields: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """``prefix.key`` -> value of a config section, nested sections (``loss.curvature``,
-    ``plan.options.NAME``) flattened to ``prefix.key.field``."""
-    flat: dict[str, Any] = {}
-    for key, value in fields.items():
-        if isinstance(value, Mapping):
-            flat |= _flatten(value, f"{prefix}.{key}")
-        else:
-            flat[f"{prefix}.{key}"] = value
-    return flat
 
 
 def baseline_protocol(results: EvalResults, settings: Mapping[str, Any]) -> str | None:

@@ -28,6 +28,7 @@ from latentrl.field_rules import SEED_MAX, check_fields, checked
 from latentrl.kinds import check_loss_sections, model_kind
 from latentrl.losses import LossConfig, legacy_key_hint, upgrade_legacy_loss
 from latentrl.models import ModelConfig
+from latentrl.planning.options.registry import option_specs
 from latentrl.planning.plan_config import PlanConfig, legacy_plan_key_hint, upgrade_legacy_plan
 
 WORKERS_MAX = 256
@@ -227,6 +228,34 @@ def schema_defaults() -> dict[str, Any]:
                 values[f.name] = f.default_factory()
         sections[section.name] = to_dict(values)
     return sections
+
+
+def flat_fields(fields: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``prefix.key`` -> value of a config section as a dict, nested sections (``loss.curvature``,
+    ``plan.options.NAME``) flattened to ``prefix.key.field``."""
+    flat: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            flat |= flat_fields(value, f"{prefix}.{key}")
+        else:
+            flat[f"{prefix}.{key}"] = value
+    return flat
+
+
+@functools.cache
+def _flat_defaults() -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, fields in schema_defaults().items():
+        flat |= flat_fields(fields, section)
+    for name, spec in option_specs().items():
+        flat |= flat_fields(to_dict(spec.config()), f"plan.options.{name}")
+    return flat
+
+
+def flat_defaults() -> dict[str, Any]:
+    """Every field's default, named as :func:`flat_fields` names it (``plan.q``); the fields
+    of each planner option under ``plan.options.NAME.FIELD`` with that option's defaults."""
+    return dict(_flat_defaults())
 
 
 def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:

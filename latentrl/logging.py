@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from latentrl.config import flat_defaults, flat_fields
 from latentrl.recipe import experiment_and_preset
 from latentrl.run_directory import LogDirectory
 
@@ -105,19 +106,36 @@ def wandb_logged_in(env: Mapping[str, str]) -> bool:
 
 
 def run_group(name: str, preset: str, settings: Mapping[str, Any]) -> str:
-    """The W&B group of a run: ``NAME/PRESET/DIGEST``, DIGEST a hash of every setting but the
-    training seed (``settings``: the config as a dict), so that the seeds of one setting share
-    a group, and a run with other settings gets its own. A run of an env's default recipe is
+    """The W&B group of a run: ``NAME/PRESET/DIGEST``, DIGEST a hash of the settings that
+    differ from their defaults (``settings``: the config as a dict), the training seed left out,
+    so that the seeds of one setting share a group, a run with other settings gets its own, and
+    a field added to latentrl later, at its default, moves no group. Which planner options are
+    on counts whatever their fields. A run of an env's default recipe is
     ``ENV_ID/recipe/DIGEST`` (:func:`~latentrl.recipe.experiment_and_preset`)."""
     data = settings.get("data")
     env_id = data.get("env_id") if isinstance(data, Mapping) else None
     name, preset = experiment_and_preset(name, preset, env_id)
-    unseeded = {key: dict(value) if isinstance(value, Mapping) else value
-                for key, value in settings.items()}  # fmt: skip
-    if isinstance(unseeded.get("train"), dict):
-        unseeded["train"].pop("seed", None)
-    text = json.dumps(unseeded, sort_keys=True, default=str)
+    text = json.dumps(group_settings(settings), sort_keys=True, default=str)
     return f"{name}/{preset}/{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def group_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's W&B group digest hashes (:func:`run_group`): ``section.field`` -> value for
+    each field of ``settings`` not at its default, without ``train.seed``, and
+    ``plan.options`` -> the names of the planner options configured."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        flat |= flat_fields(value, key) if isinstance(value, Mapping) else {key: value}
+    defaults = flat_defaults()
+    changed = {
+        key: value
+        for key, value in flat.items()
+        if key != "train.seed" and (key not in defaults or defaults[key] != value)
+    }
+    plan = settings.get("plan")
+    if isinstance(plan, Mapping) and isinstance(plan.get("options"), Mapping):
+        changed["plan.options"] = sorted(plan["options"])
+    return changed
 
 
 def summary_line(

@@ -181,3 +181,28 @@ def test_the_seeds_of_one_setting_share_a_wandb_group() -> None:
     assert run_group(recipe.name, recipe.preset, to_dict(recipe)).startswith(
         "latentrl/Planar-v0/recipe/"
     )
+
+
+def test_a_field_added_later_at_its_default_moves_no_wandb_group() -> None:
+    """A run written before a field existed (its config lacks it) groups with a new run whose
+    config has the field at its default; a value other than the default, or an option turned
+    on at its defaults, is another group."""
+    from latentrl.config import to_dict
+
+    new = to_dict(experiment_config("pendulum", "full", 0))
+    old = to_dict(experiment_config("pendulum", "full", 1))
+    del old["plan"]["q_speed"], old["plan"]["options"]["shooting"]["lookahead"]
+    del old["model"]["batch_norm"]
+
+    def group(settings: dict) -> str:  # type: ignore[type-arg]
+        return run_group("pendulum", "full", settings)
+
+    assert group(old) == group(new)
+    changed = json.loads(json.dumps(new))
+    changed["plan"]["q_speed"] = 10.0
+    assert group(changed) != group(new)
+    with_option = json.loads(json.dumps(new))
+    with_option["plan"]["options"]["restarts"] = {"count": 4}
+    at_defaults = json.loads(json.dumps(with_option))
+    at_defaults["plan"]["options"]["restarts"] = {}
+    assert len({group(new), group(with_option), group(at_defaults)}) == 3
