@@ -7,7 +7,8 @@ encoder's q(z | x_t) for E2C, the filtered belief over the episode so far for th
 kind), the model's mean
 transition ``f(z, u) = A(z) z + B(z) u + o(z)`` its dynamics (``model.step`` and
 ``model.linearize``), and the cost ``Σ q |z_t - z_goal|² + r |u_t|² + q_f |z_T - z_goal|²``
-(:class:`~latentrl.config.PlanConfig`). The agent sees pixels only: the true states handed to
+(:class:`~latentrl.config.PlanConfig`), with ``q_speed |z_{t+1} - z_t|²`` per planned step
+where ``plan.q_speed > 0``. The agent sees pixels only: the true states handed to
 :meth:`~LatentMPCAgent.act` are never read. Its planner options (``plan.options``,
 :mod:`latentrl.planning.options`) are composed at each step: the dynamics modifiers wrap the
 model's dynamics (blocked pushes, recorded moves), a goal provider moves the goal (roadmap
@@ -131,6 +132,7 @@ class LatentMPCAgent:
             replan_every=p.replan_every,
             initialisers=initialisers,
             seed=seed,
+            speed_weight=p.q_speed * eye if p.q_speed > 0 else None,
         )
         self.goal_latent: Tensor | None = None
         """Encoder mean of the goal image ``(n,)``, set by :meth:`reset`."""

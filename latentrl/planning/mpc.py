@@ -7,6 +7,10 @@ steps executed since, :mod:`~latentrl.planning.options.warm_start`; shooting and
 others). One guess is solved as it is; several are solved together and the cheapest solution
 per problem is kept. In between it executes the stored plan with its feedback gains,
 ``u = clamp(ū_i + K_i (z - z̄_i))``.
+
+With a speed weight ``W`` each planned step's move also costs ``(z_{t+1} - z_t)ᵀ W (z_{t+1} -
+z_t)``: the planner then plans on states augmented with the previous one
+(:mod:`latentrl.planning.speed`); its initialisers see the problem without that cost.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ from latentrl.planning.ilqr import (
 )
 from latentrl.planning.options.kinds import Initialiser, Solve
 from latentrl.planning.options.warm_start import WarmStart
+from latentrl.planning.speed import (
+    PreviousStateDynamics,
+    current_part,
+    speed_cost,
+    with_previous,
+)
 
 
 class MPCPlanner:
@@ -38,7 +48,8 @@ class MPCPlanner:
     ``cost`` fixes ``n`` and ``m`` (its goal may be replaced by :meth:`reset`); bounds are
     floats, ``(m,)`` or ``(B, m)``. ``initialisers`` give the guesses of each solve, in order
     (default: the warm start alone); their random draws share one generator seeded by
-    ``seed``, so a seed fixes every draw.
+    ``seed``, so a seed fixes every draw. ``speed_weight (n, n)``: the weight ``W`` of each
+    planned step's move (None: no such cost).
     """
 
     def __init__(
@@ -52,7 +63,10 @@ class MPCPlanner:
         replan_every: int = 1,
         initialisers: Sequence[Initialiser] | None = None,
         seed: int = 0,
+        speed_weight: Tensor | None = None,
     ) -> None:
+        if speed_weight is not None:
+            speed_cost(cost, speed_weight)  # refuses a wrong shape or angles now
         if horizon < 1 or not 1 <= replan_every <= horizon:
             raise UserError(f"need horizon >= 1 and 1 <= replan_every <= horizon, got "
                             f"horizon={horizon}, replan_every={replan_every}")  # fmt: skip
@@ -64,6 +78,8 @@ class MPCPlanner:
         self.replan_every = replan_every
         self.initialisers = list(initialisers) if initialisers is not None else [WarmStart()]
         self.m = cost.R.shape[-1]
+        self.speed_weight = speed_weight
+        self._previous: Tensor | None = None  # the states of the last plan call (speed cost)
         self._generator = torch.Generator().manual_seed(seed)
         self._batch: int | None = None
         self._u_init: Tensor | None = None
@@ -87,6 +103,7 @@ class MPCPlanner:
                             f"{tuple(u_init.shape)}")  # fmt: skip
         self._u_init = u_init
         self._plan = None
+        self._previous = None
         self._index = 0
         self._steps = 0
         for initialiser in self.initialisers:
@@ -98,13 +115,30 @@ class MPCPlanner:
 
     @property
     def last_plan(self) -> ILQRResult | None:
-        """The latest solution (``u (B, T, m)``, predicted ``z (B, T + 1, n)``, gains, cost)."""
+        """The latest solution (``u (B, T, m)``, predicted ``z (B, T + 1, n)``, gains, cost);
+        with a speed weight its states and gains are those of the augmented states ``(z,
+        z_previous)``, ``2n`` wide."""
         return self._plan
 
     @property
     def predicted_states(self) -> Tensor | None:
         """States ``(B, T + 1, n)`` the latest plan predicts from the state it was made at."""
-        return None if self._plan is None else self._plan.z
+        if self._plan is None:
+            return None
+        return self._plan.z if self.speed_weight is None else current_part(self._plan.z, self._n)
+
+    @property
+    def _n(self) -> int:
+        return self.cost.Q.shape[-1]
+
+    def _planned(self) -> tuple[Dynamics, QuadraticCost]:
+        """The dynamics and cost the solver sees: with a speed weight, on augmented states."""
+        if self.speed_weight is None:
+            return self.dynamics, self.cost
+        return (
+            PreviousStateDynamics(self.dynamics, self._n),
+            speed_cost(self.cost, self.speed_weight),
+        )
 
     def plan(self, z: Tensor) -> Tensor:
         """Control ``(B, m)`` for the current states ``z (B, n)``."""
@@ -115,20 +149,28 @@ class MPCPlanner:
         low, high = control_bounds(self.u_low, self.u_high, z.shape[0], self.m, z)
         if self._plan is not None and z.shape[0] != self._plan.u.shape[0]:
             raise UserError("the batch size changed between plan calls; call reset() first")
+        x = z
+        if self.speed_weight is not None:
+            previous = z if self._previous is None else self._previous
+            self._previous = z
+            x = with_previous(z, previous)
+        dynamics, cost = self._planned()
         if self._plan is None or self._index >= self.replan_every:
-            self._plan = self._solve(z, self._guesses(z, low, high), low, high)
+            self._plan = self._solve(x, self._guesses(z, low, high), low, high, dynamics, cost)
             self._index = 0
         i = self._index
         p = self._plan
         # Wrapped: an env may report θ in [-π, π] while the plan predicts it unwrapped.
-        dz = wrap_angles(z - p.z[:, i], self.cost.angle_dims)
+        dz = wrap_angles(x - p.z[:, i], cost.angle_dims)
         u = p.u[:, i] + (p.K[:, i] @ dz.unsqueeze(-1)).squeeze(-1)
         self._index += 1
         self._steps += 1
         return torch.clamp(u, low, high)
 
     def _guesses(self, z: Tensor, low: Tensor, high: Tensor) -> Tensor:
-        """The initialisers' guesses ``(G, B, T, m)`` for a solve from ``z (B, n)``."""
+        """The initialisers' guesses ``(G, B, T, m)`` for a solve from ``z (B, n)``: they see
+        the problem without the speed cost (a search for a swing-up is not to be charged for
+        the swing's speed; iLQR then weighs it)."""
         solve = Solve(
             z, low, high, self.horizon, self.dynamics, self.cost, self._plan, self._index,
             self._steps, self._u_init, self._generator,
@@ -140,15 +182,23 @@ class MPCPlanner:
             raise UserError("the planner's initialisers gave no control sequence to start from")
         return guesses
 
-    def _solve(self, z: Tensor, guesses: Tensor, low: Tensor, high: Tensor) -> ILQRResult:
+    def _solve(
+        self,
+        z: Tensor,
+        guesses: Tensor,
+        low: Tensor,
+        high: Tensor,
+        dynamics: Dynamics,
+        cost: QuadraticCost,
+    ) -> ILQRResult:
         """iLQR from each guess ``(G, B, T, m)``; the cheapest solution per problem."""
         reps, batch = guesses.shape[:2]
         if reps == 1:
-            return solve_ilqr(self.dynamics, z, guesses[0], self.cost, low, high, self.config)
+            return solve_ilqr(dynamics, z, guesses[0], cost, low, high, self.config)
         # Row j·B + b is guess j of problem b (the tiling Dynamics expect).
         res = solve_ilqr(
-            self.dynamics, z.repeat(reps, 1), guesses.reshape(-1, self.horizon, self.m),
-            _tile_cost(self.cost, reps, batch), low.repeat(reps, 1), high.repeat(reps, 1),
+            dynamics, z.repeat(reps, 1), guesses.reshape(-1, self.horizon, self.m),
+            _tile_cost(cost, reps, batch), low.repeat(reps, 1), high.repeat(reps, 1),
             self.config,
         )  # fmt: skip
         best = res.cost.view(reps, batch).argmin(0)

@@ -30,7 +30,8 @@ from latentrl.planning.options.shooting import ShootingConfig, search_length
 class PlanConfig:
     """Latent iLQR MPC of the trained model (:class:`latentrl.agents.LatentMPCAgent`).
 
-    Cost ``Σ q |z_t - z_goal|² + r |u_t|²  +  q_f |z_T - z_goal|²``. On Pendulum-v0 a terminal
+    Cost ``Σ q |z_t - z_goal|² + r |u_t|²  +  q_f |z_T - z_goal|²``, plus ``q_speed |z_{t+1} -
+    z_t|²`` for each planned step where ``q_speed > 0``. On Pendulum-v0 a terminal
     weight well above q was essential (with q_f = q the planner never left the bottom), and
     exact Jacobians beat E2C's own A, B.
     """
@@ -44,6 +45,11 @@ class PlanConfig:
     """Control weight: R = r I."""
     q_f: float = checked(100.0, float, low=0)
     """Terminal state weight: Q_f = q_f I."""
+    q_speed: float = checked(0.0, float, low=0)
+    """Weight of each planned step's move in the latent, ``q_speed |z_{t+1} - z_t|²``
+    (:mod:`latentrl.planning.speed`): a latent shows a velocity mostly as the move of a step,
+    which the goal cost hardly weighs, so this asks the plan to arrive slowly and stay. 0: no
+    such cost."""
     state_scale: Literal["unit", "encodings"] = checked("unit", str, choices=("unit", "encodings"))
     """The unit of the state cost. ``unit``: latent coordinates as they are. ``encodings``:
     the spread of the run's training encodings, Q = q I / s² and Q_f = q_f I / s² with s² the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from pathlib import Path
 
@@ -252,3 +253,23 @@ def test_an_action_that_did_not_move_the_latent_is_blocked_in_the_next_solve(
         np.testing.assert_allclose(pull.numpy(), free.numpy())
         agent.reset(goal_observation(task), 2)
         assert agent.planner.dynamics is agent.model_dynamics
+
+
+def test_a_speed_weight_plans_on_augmented_states_and_shows_the_latent_plan(
+    pendulum, run_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    plan = dataclasses.replace(FAST_PLAN, q_speed=4.0)
+    agent = LatentMPCAgent.from_run(run_dir, pendulum, plan=plan)
+    weight = agent.planner.speed_weight
+    assert weight is not None
+    torch.testing.assert_close(weight, 4.0 * torch.eye(3))
+    assert LatentMPCAgent.from_run(run_dir, pendulum, plan=FAST_PLAN).planner.speed_weight is None
+    task = pendulum.unwrapped
+    agent.reset(goal_observation(task), 2)
+    obs = task.observe(task.sample_start_states(2, np.random.default_rng(1)))
+    u = agent.act(obs)
+    assert u.shape == (2, 1) and np.all(np.abs(u) <= 2.0)
+    last = agent.planner.last_plan
+    assert last is not None and last.z.shape == (2, plan.horizon + 1, 6)
+    torch.testing.assert_close(last.z[:, 0], torch.cat([agent.latent, agent.latent], -1))
+    assert agent.decoded_plan().shape == (2, plan.horizon + 1, 2, 48, 48)

@@ -58,7 +58,8 @@ def test_an_upgraded_plan_loads_and_writes_back_as_sections() -> None:
         horizon=20, max_iterations=10, options={"shooting": ShootingConfig(1024, None, 0.5)}
     )
     assert to_dict(plan) == CORE | {
-        "belief": "filtered",  # a field newer than the flat plans: its default
+        "belief": "filtered",  # fields newer than the flat plans: their defaults
+        "q_speed": 0.0,
         "options": {
             "shooting": {
                 "count": 1024,
