@@ -12,8 +12,10 @@ previous one, ``x_t = (z_t, z_{t-1})``, under :class:`PreviousStateDynamics`, ``
 
     (x - (g, g))ᵀ [[Q + W, -W], [-W, W]] (x - (g, g)) = (z - g)ᵀ Q (z - g) + (z - z')ᵀ W (z - z'),
 
-so the iLQR solves it unchanged. The first state's previous one is the state itself (its move
-is a constant of the plan, so any value would give the same controls).
+so the iLQR solves it unchanged. :class:`~latentrl.planning.MPCPlanner` gives the first
+state the state of its last control step as the previous one (at an episode's first step, the
+state itself): that first move is a constant of the plan, so it changes no control; the
+feedback between replans reads it.
 """
 
 from __future__ import annotations
