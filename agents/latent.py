@@ -128,7 +128,11 @@ class LatentMPCAgent:
             # All step sizes in one rollout: the transition network's small batched steps are
             # dispatch-bound, so one batched rollout is faster per act than one step size
             # after another.
-            ILQRConfig(max_iterations=p.max_iterations, parallel_line_search=True),
+            ILQRConfig(
+                max_iterations=p.max_iterations,
+                parallel_line_search=True,
+                compile=planner_compiles(p.compile, self.device),
+            ),
             replan_every=p.replan_every,
             initialisers=initialisers,
             seed=seed,
@@ -273,6 +277,12 @@ class LatentMPCAgent:
             parts.append(self.decode(self.subgoal_latent[rows])[:, -1:])
         panels = np.concatenate(parts, axis=1)  # (b, panels, H, W)
         return np.stack([image_grid([row], scale=scale) for row in panels])
+
+
+def planner_compiles(setting: str, device: torch.device) -> bool:
+    """Whether ``plan.compile`` (``auto``, ``on``, ``off``) compiles the planner on ``device``:
+    ``auto`` compiles on CUDA only."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
 def plan_steps(horizon: int, count: int = 4) -> list[int]:

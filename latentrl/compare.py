@@ -36,6 +36,7 @@ import numpy as np
 
 from latentrl.agents.registry import AGENT_NAMES, model_free_agents
 from latentrl.config import (
+    IGNORED_SETTINGS,
     EvalConfig,
     ExperimentConfig,
     PlanConfig,
@@ -58,20 +59,6 @@ AGENT_ORDER = AGENT_NAMES
 """Agents in registry order first (the latent agent with its two baselines), any others after."""
 BASELINES = model_free_agents()
 """Agents whose results do not depend on the trained model, only on the evaluation protocol."""
-IGNORED_SETTINGS = frozenset(
-    {
-        "train.seed",  # what varies within a group
-        "train.device",
-        "train.compile",
-        "train.image_every",
-        "data.workers",
-        "eval.agents",
-        "eval.gifs",
-        "eval.device",
-        "eval.env_workers",
-    }
-)
-"""Settings left out when grouping runs: the seed, and fields that change no reported number."""
 
 
 @dataclass(frozen=True)

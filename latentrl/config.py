@@ -252,6 +252,24 @@ def _flat_defaults() -> dict[str, Any]:
     return flat
 
 
+IGNORED_SETTINGS = frozenset(
+    {
+        "train.seed",  # what varies within a group
+        "train.device",
+        "train.compile",
+        "train.image_every",
+        "data.workers",
+        "plan.compile",
+        "eval.agents",
+        "eval.gifs",
+        "eval.device",
+        "eval.env_workers",
+    }
+)
+"""Settings left out when runs are grouped (``latentrl compare``, W&B groups): the seed, and
+fields that change no reported number beyond rounding (where it runs, how fast, what is drawn)."""
+
+
 def flat_defaults() -> dict[str, Any]:
     """Every field's default, named as :func:`flat_fields` names it (``plan.q``); the fields
     of each planner option under ``plan.options.NAME.FIELD`` with that option's defaults."""

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from latentrl.config import flat_defaults, flat_fields
+from latentrl.config import IGNORED_SETTINGS, flat_defaults, flat_fields
 from latentrl.recipe import experiment_and_preset
 from latentrl.run_directory import LogDirectory
 
@@ -121,7 +121,8 @@ def run_group(name: str, preset: str, settings: Mapping[str, Any]) -> str:
 
 def group_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """What a run's W&B group digest hashes (:func:`run_group`): ``section.field`` -> value for
-    each field of ``settings`` not at its default, without ``train.seed``, and
+    each field of ``settings`` not at its default, without the seed and the other fields of
+    :data:`~latentrl.config.IGNORED_SETTINGS` (a run on a GPU joins its CPU twins), and
     ``plan.options`` -> the names of the planner options configured."""
     flat: dict[str, Any] = {}
     for key, value in settings.items():
@@ -130,7 +131,7 @@ def group_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     changed = {
         key: value
         for key, value in flat.items()
-        if key != "train.seed" and (key not in defaults or defaults[key] != value)
+        if key not in IGNORED_SETTINGS and (key not in defaults or defaults[key] != value)
     }
     plan = settings.get("plan")
     if isinstance(plan, Mapping) and isinstance(plan.get("options"), Mapping):

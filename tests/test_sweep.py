@@ -172,10 +172,14 @@ def test_the_seeds_of_one_setting_share_a_wandb_group() -> None:
     base = experiment_config("pendulum", "debug", 0)
     other_seed = experiment_config("pendulum", "debug", 4)
     other_setting = experiment_config("pendulum", "debug", 0, ["plan.horizon=7"])
+    elsewhere = experiment_config(
+        "pendulum", "debug", 0, ["train.device=cpu", "plan.compile=on", "eval.gifs=0"]
+    )
     from latentrl.config import to_dict
 
-    groups = [run_group(c.name, c.preset, to_dict(c)) for c in (base, other_seed, other_setting)]
-    assert groups[0] == groups[1] != groups[2]
+    configs = (base, other_seed, other_setting, elsewhere)
+    groups = [run_group(c.name, c.preset, to_dict(c)) for c in configs]
+    assert groups[0] == groups[1] == groups[3] != groups[2]
     assert groups[0].startswith("pendulum/debug/")
     recipe = resolve(defaults_config("latentrl/Planar-v0"))  # `latentrl run --env ID`
     assert run_group(recipe.name, recipe.preset, to_dict(recipe)).startswith(

@@ -12,7 +12,8 @@ Prints, on the chosen device:
    and for 1,000 episodes at once; the model is freshly initialised unless ``--run`` names a
    trained run (the cost of a step does not depend on the weights, but its iterations can);
 3. **iLQR against mpc.pytorch** on the problems of ``bench_planner.py`` (its code, as the
-   agents run the solver: parallel line search), when mpc.pytorch is installed;
+   agents run the solver: parallel line search, compiled on a GPU as ``plan.compile=auto``
+   does), when mpc.pytorch is installed;
 4. **the pipeline**: wall time of ``latentrl run pendulum`` end to end (collect, train,
    evaluate) in a temporary directory, with its result.
 
@@ -46,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_planner  # a script beside this one
 from bench_train import pendulum_chains
 
-from latentrl.agents.latent import LatentMPCAgent
+from latentrl.agents.latent import LatentMPCAgent, planner_compiles
 from latentrl.checkpoint import load_model
-from latentrl.config import ExperimentConfig
+from latentrl.config import ExperimentConfig, PlanConfig
 from latentrl.devices import resolve_device
 from latentrl.envs.pendulum import PixelPendulumEnv
 from latentrl.kinds import MODEL_KINDS, build_model, model_kind
@@ -153,13 +154,17 @@ def time_mpc(
     agent = LatentMPCAgent(model, space.low, space.high, plan, seed=0)
     agent.reset(env.observe(env.goal_state()[None])[0], episodes)
     frames = [env.observe(env.sample_states(episodes, rng)) for _ in range(POOL)]
-    return 1e3 * timed(lambda i: agent.act(frames[i % POOL]), steps, device, warmup=1)
+    # A compiled planner compiles in its first steps, once per shape its solves meet.
+    warmup = 3 if agent.planner.config.compile else 1
+    return 1e3 * timed(lambda i: agent.act(frames[i % POOL]), steps, device, warmup=warmup)
 
 
 def planner_comparison(quick: bool, device: torch.device) -> list[dict]:
     """``bench_planner.py``'s table (printed) on ``device``, as the agents run the solver."""
     argv = ["--device", str(device), "--parallel-line-search", "--dynamics", "linear", "tanh"]
     argv += ["--threads", str(torch.get_num_threads())]
+    if planner_compiles(PlanConfig().compile, device):
+        argv.append("--compile")
     if quick:
         argv += ["--n", "3", "--m", "1", "--T", "10", "--B", "1", "256", "--repeats", "3"]
     return bench_planner.main(argv)

@@ -13,7 +13,7 @@ from point_mass import ENV_ID as POINT_MASS_ID
 from torch import Tensor, nn
 
 from latentrl.agents import Agent, LatentMPCAgent
-from latentrl.agents.latent import plan_steps
+from latentrl.agents.latent import plan_steps, planner_compiles
 from latentrl.checkpoint import TrainerState, save_checkpoint
 from latentrl.config import DataConfig, ExperimentConfig, PlanConfig, save_config
 from latentrl.envs import goal_observation, make_env
@@ -273,3 +273,36 @@ def test_a_speed_weight_plans_on_augmented_states_and_shows_the_latent_plan(
     assert last is not None and last.z.shape == (2, plan.horizon + 1, 6)
     torch.testing.assert_close(last.z[:, 0], torch.cat([agent.latent, agent.latent], -1))
     assert agent.decoded_plan().shape == (2, plan.horizon + 1, 2, 48, 48)
+
+
+def test_plan_compile_auto_compiles_on_a_gpu_only() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [planner_compiles(s, cpu) for s in ("auto", "on", "off")] == [False, True, False]
+    assert [planner_compiles(s, cuda) for s in ("auto", "on", "off")] == [True, True, False]
+    with pytest.raises(UserError, match=r"plan\.compile"):
+        PlanConfig(compile="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("device", "setting"),
+    [
+        pytest.param("cpu", "on", marks=pytest.mark.slow),  # compiling: ~1 min on 2 cores
+        pytest.param("cuda", "auto", marks=pytest.mark.gpu),
+    ],
+)
+def test_a_compiled_planner_acts_as_the_eager_one(  # type: ignore[no-untyped-def]
+    pendulum, run_dir: Path, device: str, setting: str
+) -> None:
+    """The compiled planner (``on``, or ``auto`` on a GPU) acts as the eager one on the CPU."""
+    task = pendulum.unwrapped
+    goal = goal_observation(task)
+    states = task.sample_start_states(3, np.random.default_rng(1))
+    obs = task.observe(states)
+    actions = {}
+    for where, chosen in (("cpu", "off"), (device, setting)):
+        plan = dataclasses.replace(FAST_PLAN, compile=chosen)
+        agent = LatentMPCAgent.from_run(run_dir, pendulum, device=where, plan=plan)
+        assert agent.planner.config.compile == (chosen != "off")
+        agent.reset(goal, 3)
+        actions[chosen] = [agent.act(obs, states), agent.act(obs, states)]
+    np.testing.assert_allclose(actions[setting], actions["off"], atol=1e-4)

@@ -60,6 +60,7 @@ def test_an_upgraded_plan_loads_and_writes_back_as_sections() -> None:
     assert to_dict(plan) == CORE | {
         "belief": "filtered",  # fields newer than the flat plans: their defaults
         "q_speed": 0.0,
+        "compile": "auto",
         "options": {
             "shooting": {
                 "count": 1024,
