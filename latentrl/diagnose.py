@@ -6,7 +6,9 @@ sampling and the IWAE curve against the ELBO, (2) per-image variational paramete
 the encoder (the amortization gap), (3) the variance of the reparameterised and score-function
 gradients w.r.t. the encoder, and on validation transitions (4) the transition KL in closed
 form against Monte Carlo and the linearization's error as the horizon grows. A model kind
-without a decoder (pc3) gets (4)'s linearization only.
+without a decoder (pc3) gets (4)'s linearization only. In the run's env (5) the goal check
+(:mod:`latentrl.diagnostics.goal_check`): whether the planner can hold the goal in the model,
+and whether the model knows which way a push moves things near the goal.
 
 Writes ``RUN/diagnose/`` (or ``out``; :class:`latentrl.run_directory.DiagnoseDirectory`):
 ``report.json`` (every number, written last: a folder without it is an unfinished diagnosis,
@@ -27,13 +29,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from latentrl.agents.latent import ModelDynamics
 from latentrl.checkpoint import load_model
 from latentrl.config import ExperimentConfig, load_config, to_dict
 from latentrl.data import TransitionDataset
+from latentrl.diagnostics.goal_check import measure_goal
 from latentrl.diagnostics.measure import (
     freeze,
     measure_amortization,
@@ -43,7 +48,9 @@ from latentrl.diagnostics.measure import (
 )
 from latentrl.diagnostics.report import figures, summary_lines, summary_metrics
 from latentrl.diagnostics.settings import DiagnoseSettings
+from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
+from latentrl.evaluate import evaluation_env_kwargs
 from latentrl.locks import DirectoryBusyError, hold
 from latentrl.logging import Logger, resolve_wandb_mode
 from latentrl.models import E2C
@@ -193,8 +200,53 @@ def _measure(
     started = time.monotonic()
     report["transition"] = measure_transitions(model, validation, s, _generator(s.seed, 4))
     timed("transition", started)
+    started = time.monotonic()
+    goal = _goal_check(model, config, validation, s, echo)
+    if goal is not None:
+        report["goal"] = goal
+        timed("goal", started)
     report["part_seconds"] = seconds
     return report
+
+
+def _goal_check(
+    model: E2C,
+    config: ExperimentConfig,
+    validation: TransitionDataset,
+    s: DiagnoseSettings,
+    echo: Callable[[str], None],
+) -> dict[str, Any] | None:
+    """Item 5 in the evaluation's env (None, said, when that env cannot be made here)."""
+    try:
+        env = make_env(config.data.env_id, **evaluation_env_kwargs(config))
+    except UserError as exc:
+        echo(f"goal check skipped: {exc}")
+        return None
+    try:
+        task = require_control_env(env)
+        weights = next(model.parameters())
+
+        def encode(observations: np.ndarray) -> torch.Tensor:
+            x = torch.as_tensor(observations, device=weights.device)
+            return model.initial_belief(x).mean
+
+        pick = torch.randperm(len(validation), generator=_generator(s.seed, 5))[: s.transitions]
+        with torch.no_grad():
+            moves = encode(validation.next_obs[pick].numpy()) - encode(validation.obs[pick].numpy())
+        space = env.action_space
+        return measure_goal(
+            task,
+            encode,
+            ModelDynamics(model, config.plan.jacobian),
+            np.asarray(space.low, dtype=np.float64),
+            np.asarray(space.high, dtype=np.float64),
+            float(moves.norm(dim=-1).mean()),
+            s.goal_states,
+            s.goal_steps,
+            np.random.default_rng(s.seed),
+        )
+    finally:
+        env.close()
 
 
 def _write(

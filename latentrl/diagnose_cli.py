@@ -16,7 +16,17 @@ def diagnose_command(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_writable(args.out, "--out")
-    names = ("images", "samples", "fit_steps", "gradient_images", "repeats", "draws", "seed")
+    names = (
+        "images",
+        "samples",
+        "fit_steps",
+        "gradient_images",
+        "repeats",
+        "draws",
+        "goal_states",
+        "goal_steps",
+        "seed",
+    )
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     try:
         result = diagnose_run(
@@ -39,13 +49,16 @@ def add_diagnose_parser(commands: argparse._SubParsersAction) -> None:
         "diagnose",
         formatter_class=DefaultsHelpFormatter,
         help="measure a trained model as a latent variable model: ELBO gap, amortization "
-        "gap, gradient estimators, the transition's KL and linearization",
+        "gap, gradient estimators, the transition's KL and linearization; and whether it can "
+        "hold its goal",
         description="On the run's validation images: log p(x) by importance sampling (the "
         "IWAE bound as the samples grow) against the ELBO; per-image variational parameters "
         "against the encoder; the variance of the reparameterized and score-function "
         "gradients; the transition KL in closed form against Monte Carlo and the "
-        "linearization over a growing horizon. Writes RUN_DIR/diagnose/: report.json, PNGs, "
-        "and the diagnose/... numbers into the run's summary.json.",
+        "linearization over a growing horizon; in the run's env, the action that holds the "
+        "goal in the model and the model's effect of a push near the goal against the "
+        "frames'. Writes RUN_DIR/diagnose/: report.json, PNGs, and the diagnose/... numbers "
+        "into the run's summary.json.",
     )
     diagnose.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     diagnose.add_argument(
@@ -62,6 +75,8 @@ def add_diagnose_parser(commands: argparse._SubParsersAction) -> None:
         "gradient_images": "images whose gradient estimators are compared",
         "repeats": "gradient estimates per image and estimator, for their variance",
         "draws": "draws per gradient estimate, the same for every estimator",
+        "goal_states": "true states near the goal for the push check",
+        "goal_steps": "steps of each push in the push check",
         "seed": "seed of the images and every draw",
     }
     for name, text in flags.items():

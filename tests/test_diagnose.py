@@ -31,8 +31,16 @@ SMALL = DiagnoseSettings(
     transitions=16,
     kl_samples=200,
     horizon=3,
+    goal_states=8,
+    goal_steps=2,
 )
-FIGURES = ("amortization.png", "gradient_variance.png", "iwae.png", "linearization.png")
+FIGURES = (
+    "amortization.png",
+    "goal.png",
+    "gradient_variance.png",
+    "iwae.png",
+    "linearization.png",
+)
 
 
 def tiny_run(root: Path, data: Path, kind: str) -> Path:
@@ -63,7 +71,7 @@ def test_a_diagnosis_writes_its_report_figures_and_summaries(e2c_run: Path) -> N
     lines: list[str] = []
     result = diagnose_run(e2c_run, settings=SMALL, wandb_mode="disabled", echo=lines.append)
     out = e2c_run / "diagnose"
-    assert result.out == out and lines == result.lines and len(lines) == 5
+    assert result.out == out and lines == result.lines and len(lines) == 7
     report = json.loads((out / "report.json").read_text())
     assert report["model_kind"] == "e2c" and report["settings"]["samples"] == 60
     gap = report["elbo_gap"]
@@ -94,11 +102,17 @@ def test_a_diagnosis_writes_its_report_figures_and_summaries(e2c_run: Path) -> N
     assert transition["rollout"]["linear"]["mean"][0] == pytest.approx(
         transition["rollout"]["model"]["mean"][0], rel=1e-4
     )
+    goal = report["goal"]
+    assert goal["push"]["states"] == 8 and len(goal["push"]["cosine"]["mean"]) == 2
+    assert all(-1 - 1e-9 <= c <= 1 + 1e-9 for c in goal["push"]["cosine"]["mean"])
+    assert goal["typical_move"] > 0 and len(goal["holding_action"]) == 1
+    assert lines[-2].startswith("goal: the model drifts ")
     for name in FIGURES:
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[1] == 400
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diagnose/elbo_gap"] == pytest.approx(gap["gap"]["mean"])
+    assert summary["diagnose/goal_holding_box_share"] == pytest.approx(goal["holding_box_share"])
     run_summary = json.loads((e2c_run / "summary.json").read_text())
     assert run_summary["diagnose/amortization_gap"] == pytest.approx(
         amortization["amortization_gap"]["mean"]
@@ -117,7 +131,7 @@ def test_a_diagnosis_writes_its_report_figures_and_summaries(e2c_run: Path) -> N
         assert json.loads((e2c_run / "summary.json").read_text()) == {"probe/r2_mean": 0.5}
         (e2c_run / "summary.json").write_text(before)
     assert lines[0].startswith(f"{e2c_run} is being trained: its summary.json is left as it is")
-    for part in ("elbo_gap", "amortization", "transition"):  # the same seed, the same numbers
+    for part in ("elbo_gap", "amortization", "transition", "goal"):  # same seed, same numbers
         assert json.dumps(again.report[part]) == json.dumps(report[part])
 
 
@@ -163,4 +177,7 @@ def test_a_kind_without_a_decoder_gets_the_linearization_only(tmp_path: Path, da
     assert not {"elbo_gap", "amortization", "gradients"} & set(result.report)
     assert "kl" not in result.report["transition"]
     assert np.isfinite(result.report["transition"]["rollout"]["linear"]["mean"]).all()
-    assert sorted(p.name for p in (run / "diagnose").glob("*.png")) == ["linearization.png"]
+    assert sorted(p.name for p in (run / "diagnose").glob("*.png")) == [
+        "goal.png",
+        "linearization.png",
+    ]

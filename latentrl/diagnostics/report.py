@@ -65,7 +65,36 @@ def summary_lines(report: Report) -> list[str]:
             f"{roll['linear']['mean'][-1]:.3f} after {h} (the model's own rollout "
             f"{roll['model']['mean'][-1]:.3f}; units of the encodings' spread)"
         )
+    if "goal" in report:
+        lines.extend(goal_lines(report["goal"]))
     return lines
+
+
+HOLDING_LIMIT = 1.0
+"""A holding action beyond the box's edge (share > 1): the model cannot hold its own goal."""
+
+
+def goal_lines(g: Mapping[str, Any]) -> list[str]:
+    """The goal check's two lines, each ending in what the numbers mean for the planner."""
+    share = g["holding_box_share"]
+    action = ", ".join(f"{u:.3g}" for u in g["holding_action"])
+    verdict = (
+        "the planner cannot hold the goal in this model"
+        if share > HOLDING_LIMIT
+        else "within the box"
+    )
+    push = g["push"]
+    cosine, size, wrong = push["cosine"]["mean"], push["size_ratio"]["mean"], push["wrong_way"]
+    steps = push["steps"]
+    return [
+        f"goal: the model drifts {g['drift']:.3f} of a typical step's move at the goal image; "
+        f"the action that holds it, [{action}], reaches {share:.2f} of the action box's "
+        f"half-width: {verdict}",
+        f"pushes near the goal ({push['states']} true states, opposite full pushes): the "
+        f"model's effect points as the frames' with cosine {cosine[0]:.2f} after 1 step and "
+        f"{cosine[-1]:.2f} after {steps} (1: the same way; the wrong way from "
+        f"{100 * wrong[-1]:.0f}% of the states), at {size[-1]:.2f}x their size",
+    ]
 
 
 def summary_metrics(report: Report) -> dict[str, float]:
@@ -97,6 +126,15 @@ def summary_metrics(report: Report) -> dict[str, float]:
         out["diagnose/linear_rollout_error_1"] = t["rollout"]["linear"]["mean"][0]
         out[f"diagnose/linear_rollout_error_{t['horizon']}"] = t["rollout"]["linear"]["mean"][-1]
         out[f"diagnose/model_rollout_error_{t['horizon']}"] = t["rollout"]["model"]["mean"][-1]
+    if "goal" in report:
+        g = report["goal"]
+        for key in ("drift", "holding_box_share", "control_gain"):
+            out[f"diagnose/goal_{key}"] = g[key]
+        push, last = g["push"], g["push"]["steps"]
+        out["diagnose/push_cosine_1"] = push["cosine"]["mean"][0]
+        out[f"diagnose/push_cosine_{last}"] = push["cosine"]["mean"][-1]
+        out[f"diagnose/push_size_ratio_{last}"] = push["size_ratio"]["mean"][-1]
+        out[f"diagnose/push_wrong_way_{last}"] = push["wrong_way"][-1]
     return out
 
 
@@ -115,7 +153,8 @@ def _band(axes: Any, x: list[float], curve: Mapping[str, list[float]], label: st
 def figures(report: Report) -> dict[str, np.ndarray]:
     """uint8 RGB images by name: ``iwae`` (bound against k), ``amortization`` (per-image
     ascent), ``gradient_variance`` (traces, log scale), ``linearization`` (error against
-    horizon and against the distance from the linearization point)."""
+    horizon and against the distance from the linearization point), ``goal`` (a push near
+    the goal: the model's effect against the frames')."""
     images = {}
     if "elbo_gap" in report:
         g = report["elbo_gap"]
@@ -174,4 +213,25 @@ def figures(report: Report) -> dict[str, np.ndarray]:
         right.set_title("One step away from the linearization point")
         fig.tight_layout()
         images["linearization"] = _render(fig)
+    if "goal" in report:
+        images["goal"] = _goal_figure(report["goal"])
     return images
+
+
+def _goal_figure(g: Mapping[str, Any]) -> np.ndarray:
+    push = g["push"]
+    steps = list(range(1, push["steps"] + 1))
+    fig = Figure(figsize=(5.5, 4), dpi=100)
+    ax = fig.add_subplot()
+    _band(ax, steps, push["cosine"], "direction (cosine)")
+    _band(ax, steps, push["size_ratio"], "size (model / frames)")
+    ax.plot(steps, push["wrong_way"], marker="x", linestyle="--", label="share the wrong way")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set(xlabel="steps of the push", ylabel="model against the frames")
+    ax.set_title(
+        f"A push near the goal (holding action at {g['holding_box_share']:.2f} of the box)"
+    )
+    ax.legend()
+    fig.tight_layout()
+    return _render(fig)

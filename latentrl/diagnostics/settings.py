@@ -36,6 +36,10 @@ class DiagnoseSettings:
     """Draws for the Monte Carlo estimate of the transition KL."""
     horizon: int = checked(10, int, low=1)
     """Longest rollout of the linearization (capped by the dataset's chains)."""
+    goal_states: int = checked(64, int, low=2)
+    """True states near the goal from which the push check starts."""
+    goal_steps: int = checked(5, int, low=1)
+    """Steps of each push in the push check."""
     seed: int = checked(0, int, low=0)
     """Seed of every draw (images, noise)."""
 
