@@ -232,7 +232,8 @@ def _goal_check(
 
         pick = torch.randperm(len(validation), generator=_generator(s.seed, 5))[: s.transitions]
         with torch.no_grad():
-            moves = encode(validation.next_obs[pick].numpy()) - encode(validation.obs[pick].numpy())
+            first = model.initial_belief(validation.obs[pick].to(weights.device))
+            moves = encode(validation.next_obs[pick].numpy()) - first.mean
         space = env.action_space
         return measure_goal(
             task,
@@ -241,6 +242,7 @@ def _goal_check(
             np.asarray(space.low, dtype=np.float64),
             np.asarray(space.high, dtype=np.float64),
             float(moves.norm(dim=-1).mean()),
+            float(first.std.mean()),
             s.goal_states,
             s.goal_steps,
             np.random.default_rng(s.seed),

@@ -102,14 +102,16 @@ def measure_goal(
     low: np.ndarray,
     high: np.ndarray,
     typical_move: float,
+    posterior_std: float,
     states: int,
     steps: int,
     rng: np.random.Generator,
 ) -> dict[str, Any]:
     """Both checks on ``env``'s goal for a model seen through ``encode`` and ``dynamics``, with
     the action box ``low``, ``high`` ``(m,)``; ``typical_move``: the mean length of one step's
-    change of the encodings (the unit of the drift); ``states`` near-goal start states,
-    ``steps`` steps of each push."""
+    change of the encodings (the unit of the drift); ``posterior_std``: the encoder's typical
+    standard deviation (the unit of the frames' push effect: below 1, a push hides in the
+    posterior's noise); ``states`` near-goal start states, ``steps`` steps of each push."""
     z_goal = encode(goal_observation(env)[None])
     like = {"dtype": z_goal.dtype, "device": z_goal.device}
     low_t, high_t = torch.as_tensor(low, **like), torch.as_tensor(high, **like)
@@ -126,9 +128,11 @@ def measure_goal(
         true_minus = torch.stack([encode(o) for o in true_rollout(env, starts, minus, steps)], 1)
         model_plus = model_rollout(dynamics, z0, torch.as_tensor(plus, **like), steps)
         model_minus = model_rollout(dynamics, z0, torch.as_tensor(minus, **like), steps)
-    cosine, size = push_agreement(true_plus - true_minus, model_plus - model_minus)
+    true_effect = true_plus - true_minus
+    cosine, size = push_agreement(true_effect, model_plus - model_minus)
     return {
         "typical_move": typical_move,
+        "posterior_std": posterior_std,
         "drift": float(drift.norm()) / typical_move,
         "holding_action": u_hold.tolist(),
         "holding_box_share": box_share(u_hold, low_t, high_t),
@@ -140,6 +144,7 @@ def measure_goal(
             "cosine": _curve(cosine),
             "size_ratio": _curve(size),
             "wrong_way": (cosine < 0).double().mean(0).tolist(),
+            "effect_in_std": (true_effect.norm(dim=-1).mean(0) / posterior_std).tolist(),
         },
     }
 

@@ -93,7 +93,9 @@ def goal_lines(g: Mapping[str, Any]) -> list[str]:
         f"pushes near the goal ({push['states']} true states, opposite full pushes): the "
         f"model's effect points as the frames' with cosine {cosine[0]:.2f} after 1 step and "
         f"{cosine[-1]:.2f} after {steps} (1: the same way; the wrong way from "
-        f"{100 * wrong[-1]:.0f}% of the states), at {size[-1]:.2f}x their size",
+        f"{100 * wrong[-1]:.0f}% of the states), at {size[-1]:.2f}x their size; the frames' "
+        f"effect after 1 step is {push['effect_in_std'][0]:.2f} posterior standard deviations "
+        f"(below 1 it hides in the encoder's noise)",
     ]
 
 
@@ -135,6 +137,7 @@ def summary_metrics(report: Report) -> dict[str, float]:
         out[f"diagnose/push_cosine_{last}"] = push["cosine"]["mean"][-1]
         out[f"diagnose/push_size_ratio_{last}"] = push["size_ratio"]["mean"][-1]
         out[f"diagnose/push_wrong_way_{last}"] = push["wrong_way"][-1]
+        out["diagnose/push_effect_in_std_1"] = push["effect_in_std"][0]
     return out
 
 

@@ -65,6 +65,7 @@ def check(model: LinearModel, low: float = -2.0, high: float = 2.0) -> dict:
         np.array([low]),
         np.array([high]),
         typical_move=0.5,
+        posterior_std=0.1,
         states=16,
         steps=4,
         rng=np.random.default_rng(0),
@@ -118,6 +119,8 @@ def test_an_exact_model_holds_its_goal_and_pushes_as_the_env() -> None:
     np.testing.assert_allclose(g["push"]["size_ratio"]["mean"], 1.0, atol=1e-12)
     assert g["push"]["wrong_way"] == [0.0] * 4
     assert g["control_gain"] == pytest.approx(0.3 / 0.5)
+    # opposite pushes of +-2 differ by 4 in u: one step moves the state by B * 4 = (0, 1.2)
+    assert g["push"]["effect_in_std"][0] == pytest.approx(1.2 / 0.1)
 
 
 def test_a_mirrored_push_points_the_wrong_way() -> None:
