@@ -10,7 +10,9 @@ Pure functions, one question per module, each on any model given as a log-likeli
 - :mod:`~latentrl.diagnostics.gradient_variance`: the reparameterised and the score-function
   gradient estimators and the trace of their covariance;
 - :mod:`~latentrl.diagnostics.transition_check`: the transition's KL in closed form against
-  Monte Carlo, and the one-step linearization rolled over a growing horizon.
+  Monte Carlo, and the one-step linearization rolled over a growing horizon;
+- :mod:`~latentrl.diagnostics.goal_check`: in the env, whether the planner can hold the goal
+  in the model, and whether a push near the goal moves the latent as the frames show.
 
 :mod:`latentrl.diagnose` runs them on a run directory (``latentrl diagnose RUN``).
 """

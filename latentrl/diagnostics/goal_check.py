@@ -75,7 +75,9 @@ def opposite_pushes(
     return centre + signs * half, centre - signs * half
 
 
-def true_rollout(env: ControlEnv, states: np.ndarray, action: np.ndarray, steps: int) -> list:
+def true_rollout(
+    env: ControlEnv, states: np.ndarray, action: np.ndarray, steps: int
+) -> list[np.ndarray]:
     """Observations after each of ``steps`` steps of ``action`` ``(N, m)`` from ``states``
     ``(N, d)``: a list of ``steps`` arrays ``(N, ...)``."""
     observations = []
