@@ -231,10 +231,10 @@ def _goal_figure(g: Mapping[str, Any]) -> np.ndarray:
     ax.plot(steps, push["wrong_way"], marker="x", linestyle="--", label="share the wrong way")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xticks(steps)
     ax.set(xlabel="steps of the push", ylabel="model against the frames")
-    ax.set_title(
-        f"A push near the goal (holding action at {g['holding_box_share']:.2f} of the box)"
-    )
-    ax.legend()
+    share = g["holding_box_share"]
+    ax.set_title(f"A push near the goal\n(holding the goal takes {share:.2f}x the box)")
+    ax.legend(loc="best")
     fig.tight_layout()
     return _render(fig)
