@@ -12,9 +12,10 @@
 - the training and the planner: the settings found on the pendulum swing-up
   (:data:`TRAINING`, :data:`PLANNER`), none of which names anything of a task: a multi-step
   prediction term over chains, 50 epochs, a small control weight, every planned step weighed
-  alike, and a bang-bang shooting search while far from the goal that scores its candidates
-  with a terminal weight of ten running steps. No task-specific planner option (planar's
-  roadmap, blocked pushes, recorded moves) is part of it.
+  alike, a bang-bang shooting search while far from the goal that scores its candidates
+  with a terminal weight of ten running steps, and blocked pushes (a push that did not move
+  the latent is dropped while the episode is stuck), which name no task either. Planar's
+  roadmap and recorded moves, which read the training frames, are not part of it.
 
 Nothing else is tuned per task: the same recipe is what every task is also reported with.
 """
@@ -50,13 +51,19 @@ TRAINING: dict[str, dict[str, Any]] = {
 PLANNER: dict[str, Any] = {
     "r": 0.001,
     "q_f": 1.0,
-    "options": {"shooting": {"count": 1024, "beyond": 0.5, "terminal_weight": 10.0}},
+    "options": {
+        "shooting": {"count": 1024, "beyond": 0.5, "terminal_weight": 10.0},
+        "blocked_pushes": {"ratio": 0.5, "one_sided": True, "least_move": 0.2},
+    },
 }
 """The planner of every task: ``[plan]`` fields over the schema's defaults. iLQR weighs the
 plan's last state as any other (``q_f`` = q), so the plan asks for the goal at every step and
 brakes there instead of swinging through it. Far from the goal the shooting search scores its
 candidates with a terminal weight of ten running steps: the plan that pumps energy into a
-hanging pendulum wins there, where every step weighed alike would keep it rocking."""
+hanging pendulum wins there, where every step weighed alike would keep it rocking. A push
+the model expected to move the latent (at least a fifth of the episode's largest predicted
+move) that moved it less than half as far is dropped from the planner's dynamics while the
+episode stays stuck, as against a wall; one-sided, so a single torque keeps its other sign."""
 
 
 def experiment_and_preset(experiment: str, preset: str, env_id: str | None) -> tuple[str, str]:

@@ -51,7 +51,10 @@ def test_each_protocol_sets_up_the_env_as_pc3_does(name: str) -> None:
     for preset in ("debug", "full"):
         config = experiment_config(name, preset)
         assert config.data.env_id == env_id and config.model.latent_dim == latent
-        assert config.model.kind == "e2c" and set(config.plan.options) <= {"shooting"}
+        assert config.model.kind == "e2c" and set(config.plan.options) <= {
+            "shooting",
+            "blocked_pushes",
+        }
         assert config.eval.horizon == horizon
     env = make_env(env_id, **evaluation_env_kwargs(config))
     try:

@@ -36,9 +36,11 @@ def test_the_latent_size_is_the_state_dimension_plus_one_per_angle(
     assert config.train.epochs == 50
     assert (config.loss.multi_step.horizon, config.loss.multi_step.encoder_gradient) == (8, 0.25)
     assert (config.plan.q, config.plan.r, config.plan.q_f) == (1.0, 0.001, 1.0)
-    assert set(config.plan.options) == {"shooting"}  # no task-specific planner option
+    assert set(config.plan.options) == {"shooting", "blocked_pushes"}  # none reads frames
     shooting = config.plan.options["shooting"]
     assert (shooting.count, shooting.beyond, shooting.terminal_weight) == (1024, 0.5, 10.0)
+    blocked = config.plan.options["blocked_pushes"]
+    assert (blocked.ratio, blocked.one_sided, blocked.least_move) == (0.5, True, 0.2)
 
 
 def test_the_recipe_changes_only_what_it_derives() -> None:
