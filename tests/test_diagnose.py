@@ -181,3 +181,19 @@ def test_a_kind_without_a_decoder_gets_the_linearization_only(tmp_path: Path, da
         "goal.png",
         "linearization.png",
     ]
+
+
+def test_the_goal_check_is_skipped_with_a_line_where_the_env_cannot_be_made(
+    e2c_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unknown(env_id: str, **kwargs: object) -> None:
+        raise UserError(f"unknown environment {env_id!r}")
+
+    monkeypatch.setattr("latentrl.diagnose.make_env", unknown)
+    lines: list[str] = []
+    result = diagnose_run(
+        e2c_run, tmp_path / "out", SMALL, wandb_mode="disabled", echo=lines.append
+    )
+    assert f"goal check skipped: unknown environment {PENDULUM!r}" in lines
+    assert "goal" not in result.report and "transition" in result.report
+    assert not (tmp_path / "out" / "goal.png").exists()
