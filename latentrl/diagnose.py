@@ -233,7 +233,8 @@ def _goal_check(
         pick = torch.randperm(len(validation), generator=_generator(s.seed, 5))[: s.transitions]
         with torch.no_grad():
             first = model.initial_belief(validation.obs[pick].to(weights.device))
-            moves = encode(validation.next_obs[pick].numpy()) - first.mean
+            after = model.initial_belief(validation.next_obs[pick].to(weights.device))
+            moves = after.mean - first.mean
         space = env.action_space
         return measure_goal(
             task,
