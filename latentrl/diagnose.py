@@ -39,6 +39,7 @@ from latentrl.checkpoint import load_model
 from latentrl.config import ExperimentConfig, load_config, to_dict
 from latentrl.data import TransitionDataset
 from latentrl.diagnostics.goal_check import measure_goal
+from latentrl.diagnostics.latent_model import posterior
 from latentrl.diagnostics.measure import (
     freeze,
     measure_amortization,
@@ -224,17 +225,15 @@ def _goal_check(
         return None
     try:
         task = require_control_env(env)
-        weights = next(model.parameters())
+        device = next(model.parameters()).device
 
-        def encode(observations: np.ndarray) -> torch.Tensor:
-            x = torch.as_tensor(observations, device=weights.device)
-            return model.initial_belief(x).mean
+        def encode(observations: np.ndarray | torch.Tensor) -> torch.Tensor:
+            return posterior(model, torch.as_tensor(observations, device=device)).mean
 
         pick = torch.randperm(len(validation), generator=_generator(s.seed, 5))[: s.transitions]
         with torch.no_grad():
-            first = model.initial_belief(validation.obs[pick].to(weights.device))
-            after = model.initial_belief(validation.next_obs[pick].to(weights.device))
-            moves = after.mean - first.mean
+            first = posterior(model, validation.obs[pick].to(device))
+            moves = encode(validation.next_obs[pick]) - first.mean
         space = env.action_space
         return measure_goal(
             task,

@@ -17,22 +17,14 @@ encoding z_g, where a swing-up is won or lost:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from latentrl.envs.contract import ControlEnv, goal_observation, sample_near_goal_states
-
-
-class PlannerDynamics(Protocol):
-    """What the planner sees of a model: batched ``step`` and ``linearize``."""
-
-    def step(self, z: Tensor, u: Tensor) -> Tensor: ...
-
-    def linearize(self, z: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
-
+from latentrl.planning.dynamics import Dynamics
 
 Encode = Callable[[np.ndarray], Tensor]
 """Observations ``(N, ...)`` as the env gives them -> latent means ``(N, n)``."""
@@ -87,7 +79,7 @@ def true_rollout(
     return observations
 
 
-def model_rollout(dynamics: PlannerDynamics, z: Tensor, action: Tensor, steps: int) -> Tensor:
+def model_rollout(dynamics: Dynamics, z: Tensor, action: Tensor, steps: int) -> Tensor:
     """The mean transition rolled ``steps`` steps under the constant ``action`` ``(N, m)``
     from ``z`` ``(N, n)``: ``(N, steps, n)``."""
     latents = []
@@ -100,7 +92,7 @@ def model_rollout(dynamics: PlannerDynamics, z: Tensor, action: Tensor, steps: i
 def measure_goal(
     env: ControlEnv,
     encode: Encode,
-    dynamics: PlannerDynamics,
+    dynamics: Dynamics,
     low: np.ndarray,
     high: np.ndarray,
     typical_move: float,
@@ -124,14 +116,17 @@ def measure_goal(
     u_hold, residual = holding_action(drift, B[0].detach(), centre)
     starts = sample_near_goal_states(env, states, rng)
     plus, minus = opposite_pushes(np.asarray(low), np.asarray(high), states, rng)
+    # both pushes of every start in one batch: rows [:states] plus, [states:] minus
+    both_starts = np.concatenate([starts, starts])
+    both_pushes = np.concatenate([plus, minus])
     with torch.no_grad():
-        z0 = encode(env.observe(starts))
-        true_plus = torch.stack([encode(o) for o in true_rollout(env, starts, plus, steps)], 1)
-        true_minus = torch.stack([encode(o) for o in true_rollout(env, starts, minus, steps)], 1)
-        model_plus = model_rollout(dynamics, z0, torch.as_tensor(plus, **like), steps)
-        model_minus = model_rollout(dynamics, z0, torch.as_tensor(minus, **like), steps)
-    true_effect = true_plus - true_minus
-    cosine, size = push_agreement(true_effect, model_plus - model_minus)
+        z0 = encode(env.observe(both_starts))
+        true = torch.stack(
+            [encode(o) for o in true_rollout(env, both_starts, both_pushes, steps)], 1
+        )
+        model = model_rollout(dynamics, z0, torch.as_tensor(both_pushes, **like), steps)
+    true_effect = true[:states] - true[states:]
+    cosine, size = push_agreement(true_effect, model[:states] - model[states:])
     return {
         "typical_move": typical_move,
         "posterior_std": posterior_std,
