@@ -157,11 +157,16 @@ def test_an_unfinished_diagnosis_is_replaced_and_other_files_are_refused(
 def test_the_command_line(e2c_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cli"
     flags = ["--images", "2", "--samples", "20", "--fit-steps", "2", "--gradient-images", "2"]
-    code = main(["diagnose", str(e2c_run), "--out", str(out), *flags, "--repeats", "2"])
+    goal = ["--goal-states", "3", "--goal-steps", "2"]
+    code = main(["diagnose", str(e2c_run), "--out", str(out), *flags, *goal, "--repeats", "2"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "ELBO gap: log p(x) - ELBO = " in printed and f"wrote {out}" in printed
-    assert json.loads((out / "report.json").read_text())["settings"]["images"] == 2
+    assert "pushes near the goal (3 true states, opposite full pushes)" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["images"] == 2 and report["goal"]["push"]["steps"] == 2
+    assert main(["diagnose", str(e2c_run), "--out", str(out), "--goal-states", "1"]) == 2
+    assert "--goal-states" in capsys.readouterr().err
     assert main(["diagnose", str(e2c_run), "--out", str(out), "--images", "0"]) == 2
     assert "--images" in capsys.readouterr().err
     assert main(["diagnose", str(e2c_run), "--out", str(out)]) == 2
