@@ -11,6 +11,7 @@ training on a given dataset, and the env's spaces: ``model.obs_shape`` and
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latentrl.agents.registry import agent_entry
 from latentrl.collect import collect
 from latentrl.config import (
     ENV_FACTS,
@@ -26,6 +28,7 @@ from latentrl.config import (
     ExperimentConfig,
     TrainConfig,
     from_dict,
+    load_config,
     override_dict,
     parse_assignment,
     schema_defaults,
@@ -36,6 +39,7 @@ from latentrl.errors import UserError
 from latentrl.evaluate import (
     EvalResult,
     evaluate_run,
+    evaluation_env_kwargs,
     require_evaluation_env_fits,
     runs_baselines,
 )
@@ -43,7 +47,8 @@ from latentrl.experiment_files import NO_PRESET, experiment_path, merge_tables, 
 from latentrl.field_rules import check_value
 from latentrl.kinds import loss_read_by
 from latentrl.recipe import CHAIN_LENGTH, RECIPE_EXPERIMENT, default_recipe, task_shape
-from latentrl.run_directory import new_run_dir
+from latentrl.results import EvalResults
+from latentrl.run_directory import RunDirectory, experiment_prefix, new_run_dir
 from latentrl.train import TrainResult, train
 
 DATA_ROOT = Path("data")
@@ -303,8 +308,9 @@ def run_experiment(
 ) -> list[ExperimentResult]:
     """Collect (or reuse) the experiment's dataset, then train one run per seed and evaluate
     it with its ``eval`` config (results in ``run_dir/eval/``). The oracle and random agents
-    do not depend on the model: they run in the first seed's evaluation, and the later seeds
-    take them from it (``baselines_from`` in their ``results.json``)."""
+    do not depend on the model: they run once, in the first seed's evaluation or in an
+    earlier run of the experiment under ``runs_root`` (:func:`earlier_baselines_run`), and
+    the other seeds take them from it (``baselines_from`` in their ``results.json``)."""
     configs = [experiment_config(experiment, preset_name, seed, overrides) for seed in seeds]
     if configs:  # the seeds' configs differ only in train.seed: the devices are checked once
         resolve_device(configs[0].train.device)
@@ -317,8 +323,53 @@ def run_experiment(
         trained = train(config, run_dir, data, wandb_mode=wandb_mode)
         evaluation = None
         if evaluate:
-            takes = bool(results) and runs_baselines(config.eval.agents)
-            first = results[0].train.run_dir if takes else None
-            evaluation = evaluate_run(trained.run_dir, wandb_mode=wandb_mode, baselines_from=first)
+            source = None
+            if runs_baselines(config.eval.agents):
+                source = (
+                    results[0].train.run_dir
+                    if results
+                    else earlier_baselines_run(runs_root, config)
+                )
+            evaluation = evaluate_run(trained.run_dir, wandb_mode=wandb_mode, baselines_from=source)
         results.append(ExperimentResult(trained, evaluation))
     return results
+
+
+BASELINE_NEUTRAL_EVAL_FIELDS = ("agents", "gifs", "device", "env_workers")
+"""Fields of the ``eval`` section that do not change the oracle's and random agent's numbers."""
+
+
+def _baselines_protocol(config: ExperimentConfig) -> tuple[Any, ...]:
+    """What the numbers of the agents that do not use the model depend on: the env, its
+    keyword arguments and the ``eval`` section but for :data:`BASELINE_NEUTRAL_EVAL_FIELDS`."""
+    eval_fields = {
+        name: value
+        for name, value in dataclasses.asdict(config.eval).items()
+        if name not in BASELINE_NEUTRAL_EVAL_FIELDS
+    }
+    return config.data.env_id, evaluation_env_kwargs(config), eval_fields
+
+
+def earlier_baselines_run(runs_root: Path, config: ExperimentConfig) -> Path | None:
+    """The newest run under ``runs_root`` of ``config``'s env and experiment whose evaluation
+    holds every agent of ``config.eval.agents`` that does not use the model, run with the same
+    env and ``eval`` settings: ``latentrl run NAME --seeds 1`` after ``--seeds 0`` takes the
+    oracle and random agents from seed 0's run. The evaluation checks the episodes again
+    (:func:`latentrl.earlier_agents.reusable_agents`) and runs what differs; None when no
+    run qualifies."""
+    wanted = [name for name in config.eval.agents if not agent_entry(name).uses_model]
+    prefix = experiment_prefix(config.data.env_id, config.name)
+    protocol = _baselines_protocol(config)
+    candidates = [
+        path for path in runs_root.glob(f"{prefix}*") if RunDirectory(path).eval.has_results()
+    ]
+    for path in sorted(candidates, key=lambda p: p.name.rsplit("__", 1)[-1], reverse=True):
+        run = RunDirectory(path)
+        try:
+            earlier = load_config(run.config)
+            agents = EvalResults.read(run.eval.results).agents
+        except (OSError, ValueError, KeyError, TypeError, UserError):
+            continue  # not a run this version reads: another is tried
+        if _baselines_protocol(earlier) == protocol and all(name in agents for name in wanted):
+            return path
+    return None

@@ -72,8 +72,13 @@ def run_name(env_id: str, experiment: str, seed: int, time: datetime) -> str:
     The env id loses its namespace (latentrl/Pendulum-v0 -> Pendulum-v0) and any character
     that is not safe in a file name, since the name becomes a directory.
     """
-    env = safe_name(env_id.rsplit("/", 1)[-1])
-    return f"{env}__{safe_name(experiment)}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{experiment_prefix(env_id, experiment)}{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def experiment_prefix(env_id: str, experiment: str) -> str:
+    """The start ``{env}__{experiment}__`` of the names of an experiment's runs
+    (:func:`run_name`)."""
+    return f"{safe_name(env_id.rsplit('/', 1)[-1])}__{safe_name(experiment)}__"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,12 @@ import pytest
 from latentrl.checkpoint import load_model
 from latentrl.cli import main
 from latentrl.logging import read_metrics
-from latentrl.pipeline import dataset_dir, experiment_config, run_experiment
+from latentrl.pipeline import (
+    dataset_dir,
+    earlier_baselines_run,
+    experiment_config,
+    run_experiment,
+)
 
 TINY = [
     "data.transitions=400",
@@ -97,6 +102,36 @@ def test_later_seeds_take_the_oracle_and_random_agents_from_the_first(tmp_path: 
     earlier = first.evaluation.results.to_json()
     assert results["agents"]["oracle"] == earlier["agents"]["oracle"]
     assert results["agents"]["latent"] != earlier["agents"]["latent"]
+
+
+def test_a_later_invocation_takes_the_oracle_and_random_agents_from_an_earlier_run(
+    tmp_path: Path,
+) -> None:
+    roots = {"runs_root": tmp_path / "runs", "data_root": tmp_path / "data"}
+    (first,) = run_experiment("pendulum", "debug", (3,), TINY, **roots, wandb_mode="disabled")
+    (second,) = run_experiment("pendulum", "debug", (4,), TINY, **roots, wandb_mode="disabled")
+    assert first.evaluation is not None and second.evaluation is not None
+    results = _assert_evaluated(second.train.run_dir, episodes=2, horizon=10)
+    origin = str(first.train.run_dir)
+    assert results["baselines_from"] == {"oracle": origin, "random": origin}
+    earlier = first.evaluation.results.to_json()
+    assert results["agents"]["oracle"] == earlier["agents"]["oracle"]
+
+    runs = tmp_path / "runs"
+    same = experiment_config("pendulum", "debug", 5, (*TINY, "eval.gifs=0", "eval.env_workers=2"))
+    assert earlier_baselines_run(runs, same) in {first.train.run_dir, second.train.run_dir}
+    for other in (
+        "eval.episodes=3",
+        "eval.seed=1",
+        "eval.oracle_horizon=8",
+        "eval.env_kwargs.goal_radius=0.3",
+        "data.env_kwargs.gravity=9.0",
+    ):
+        changed = experiment_config("pendulum", "debug", 5, (*TINY, other))
+        assert earlier_baselines_run(runs, changed) is None, other
+    only_random = experiment_config("pendulum", "debug", 5, (*TINY, 'eval.agents=["random"]'))
+    assert earlier_baselines_run(runs, only_random) is not None
+    assert earlier_baselines_run(tmp_path / "elsewhere", same) is None
 
 
 def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> None:
