@@ -222,6 +222,12 @@ def baseline_protocol(results: EvalResults, settings: Mapping[str, Any]) -> str 
     return json.dumps(parts)
 
 
+def _unevaluated_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is a run directory whose own evaluation is not written (yet)."""
+    run = RunDirectory(run_dir)
+    return run.is_run() and not run.eval.has_results()
+
+
 def read_run(run_dir: Path | str) -> RunResults:
     """The config, evaluation and training summary of one run directory, or of the run an
     evaluation folder (``latentrl evaluate RUN --out DIR``) names, with that evaluation."""
@@ -597,7 +603,15 @@ def compare_runs(
     unique: dict[Path, Path] = {}  # resolved -> as given (a run named twice counts once)
     for d in run_dirs:
         unique.setdefault(Path(d).resolve(), Path(d))
-    groups = group_runs([read_run(d) for d in unique.values()])
+    pending = [d for d in unique.values() if _unevaluated_run(d)]
+    evaluated = [d for d in unique.values() if d not in pending]
+    if pending and evaluated:  # a glob over an experiment's runs while one still trains
+        echo(
+            f"left out {len(pending)} run(s) without an evaluation yet (training, or stopped "
+            f"before its evaluation): {', '.join(map(str, pending))}; `latentrl evaluate RUN` "
+            "adds one"
+        )
+    groups = group_runs([read_run(d) for d in evaluated or pending])
     table = format_table(groups)
     plot_comparison(groups, plot)
     data.write_text(json.dumps(comparison_json(groups), indent=2, allow_nan=False) + "\n")

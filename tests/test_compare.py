@@ -200,6 +200,20 @@ def test_refuses_directories_without_a_run_or_an_evaluation(tmp_path: Path) -> N
     assert not (tmp_path / "c.png").exists()
 
 
+def test_leaves_out_runs_not_evaluated_yet_beside_evaluated_ones(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    training = make_run(tmp_path, "pendulum", 7, None)
+    lines: list[str] = []
+    comparison = compare_runs([*runs, training], tmp_path / "c.png", echo=lines.append)
+    alone = compare_runs(runs, tmp_path / "alone.png", echo=lambda line: None)
+    assert comparison.table == alone.table
+    assert lines[0] == (
+        f"left out 1 run(s) without an evaluation yet (training, or stopped before its "
+        f"evaluation): {training}; `latentrl evaluate RUN` adds one"
+    )
+
+
 def test_cli_prints_the_table_and_exits_2_with_one_line_on_errors(
     runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
