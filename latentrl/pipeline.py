@@ -24,6 +24,7 @@ from latentrl.agents.registry import agent_entry
 from latentrl.collect import collect
 from latentrl.config import (
     ENV_FACTS,
+    IGNORED_SETTINGS,
     DataConfig,
     ExperimentConfig,
     TrainConfig,
@@ -335,17 +336,14 @@ def run_experiment(
     return results
 
 
-BASELINE_NEUTRAL_EVAL_FIELDS = ("agents", "gifs", "device", "env_workers")
-"""Fields of the ``eval`` section that do not change the oracle's and random agent's numbers."""
-
-
 def _baselines_protocol(config: ExperimentConfig) -> tuple[Any, ...]:
-    """What the numbers of the agents that do not use the model depend on: the env, its
-    keyword arguments and the ``eval`` section but for :data:`BASELINE_NEUTRAL_EVAL_FIELDS`."""
+    """What the numbers of the agents that do not use the model depend on: the env, the
+    evaluation's env keyword arguments and the other ``eval`` fields but those that change no
+    number (:data:`~latentrl.config.IGNORED_SETTINGS`)."""
     eval_fields = {
         name: value
         for name, value in dataclasses.asdict(config.eval).items()
-        if name not in BASELINE_NEUTRAL_EVAL_FIELDS
+        if name != "env_kwargs" and f"eval.{name}" not in IGNORED_SETTINGS
     }
     return config.data.env_id, evaluation_env_kwargs(config), eval_fields
 
