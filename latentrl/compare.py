@@ -590,6 +590,35 @@ def output_paths(out: Path | str | None, first_run: Path | str) -> tuple[Path, P
     return out, out.with_suffix(".json")
 
 
+def earlier_seeds(new_runs: Sequence[Path], candidates: Iterable[Path]) -> list[Path]:
+    """The evaluated runs among ``candidates`` (newest first) of the same experiment, preset
+    and settings as one of ``new_runs`` and of a seed none of them has, the newest of each
+    seed: what ``latentrl run NAME --seeds 2`` adds to its table after ``--seeds 0 1``. Runs
+    that cannot be read are passed over."""
+    taken = {key for key in map(_readable_run_key, new_runs) if key is not None}
+    wanted = {(preset, settings) for preset, settings, _ in taken}
+    new = {Path(d).resolve() for d in new_runs}
+    joined = []
+    for run_dir in candidates:
+        key = None if Path(run_dir).resolve() in new else _readable_run_key(run_dir)
+        if key is not None and key[:2] in wanted and key not in taken:
+            taken.add(key)
+            joined.append(Path(run_dir))
+    return joined
+
+
+def _readable_run_key(run_dir: Path) -> tuple[str, str, int] | None:
+    """The preset, settings and seed of an evaluated run of a trained model; None for a run
+    without an evaluation, one this version cannot read, or a baselines-only evaluation."""
+    if not RunDirectory(run_dir).eval.has_results():
+        return None
+    try:
+        run = read_run(run_dir)
+    except (UserError, OSError, ValueError, KeyError, TypeError):
+        return None  # written by an older version, or damaged
+    return None if _baselines_only(run) else (run.preset_name, _settings_key(run), run.seed)
+
+
 def compare_runs(
     run_dirs: Sequence[Path | str],
     out: Path | str | None = None,

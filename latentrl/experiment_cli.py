@@ -9,7 +9,9 @@ prints the table of :mod:`latentrl.compare` for those runs and writes its plot.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +20,12 @@ from typing import Any, NoReturn
 from latentrl.config import ExperimentConfig, TrainConfig
 from latentrl.errors import UserError
 from latentrl.field_rules import check_value, flag_type, rule_of
-from latentrl.run_directory import check_writable
+from latentrl.run_directory import check_writable, experiment_of, experiment_runs, safe_name
 
 RUNS_ROOT = Path("runs")
 DATA_ROOT = Path("data")
+MAX_SUFFIX = 60
+"""The longest ``--set`` part of a comparison's name (:func:`settings_suffix`)."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -146,8 +150,11 @@ def add_run_parser(commands: Any) -> None:
     run.add_argument(
         "--out",
         type=Path,
-        help="comparison plot, .png; its numbers go beside it as .json (default: "
-        "RUNS_ROOT/EXPERIMENT__PRESET__compare.png)",
+        help="comparison plot, .png; its numbers go beside it as .json and .md. It holds "
+        "these seeds' runs and the earlier evaluated runs under RUNS_ROOT of the same settings "
+        "and other seeds (default: RUNS_ROOT/EXPERIMENT__PRESET__compare.png, "
+        "ENV__recipe__... for --env; any --set or --env-kwargs adds them, or their hash, to "
+        "the name)",
     )
     add_experiment_options(run)
     run.set_defaults(handler=run_command)
@@ -165,7 +172,7 @@ def add_experiments_parser(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from latentrl.compare import compare_runs, output_paths
+    from latentrl.compare import compare_runs, earlier_seeds, output_paths
     from latentrl.experiment_files import default_preset, experiment_path, read_toml
     from latentrl.pipeline import EnvRecipe, run_experiment
 
@@ -184,8 +191,9 @@ def run_command(args: argparse.Namespace) -> int:
         experiment = experiment_path(args.experiment)
         preset = args.preset or default_preset(read_toml(experiment))
         stem = f"{experiment.stem}__{preset}"
-    out = args.out or runs_root / f"{stem}__compare.png"
     seeds, overrides = json_settings(args.set_json or {}, args.seeds, args.set)
+    named = [f"env_kwargs={json.dumps(args.env_kwargs, sort_keys=True)}"] if args.env_kwargs else []
+    out = args.out or runs_root / f"{stem}{settings_suffix([*named, *overrides])}__compare.png"
     if len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds names a seed twice: {seeds}")
     check_writable(runs_root, "--runs-root")
@@ -214,10 +222,31 @@ def run_command(args: argparse.Namespace) -> int:
     for result in results:
         where = "" if result.evaluation is None else f" (evaluation: {result.evaluation.eval_dir})"
         print(f"run: {result.train.run_dir}{where}")
-    if args.no_evaluate:
+    if args.no_evaluate or not results:
         return 0
-    compare_runs([r.train.run_dir for r in results], out)
+    new_runs = [result.train.run_dir for result in results]
+    earlier = earlier_seeds(new_runs, experiment_runs(runs_root, experiment_of(new_runs[0])))
+    if earlier:
+        print(
+            f"compared with {len(earlier)} earlier run(s) of the same settings and other "
+            f"seeds: {', '.join(map(str, earlier))}"
+        )
+    compare_runs([*reversed(earlier), *new_runs], out)
     return 0
+
+
+def settings_suffix(overrides: list[str]) -> str:
+    """What ``--set`` adds to the name of ``run``'s comparison, so that runs of other
+    settings do not overwrite the table of the experiment's own: ``__`` and the assignments
+    (``__model.kind_pcc``), or a hash of them when that would be long."""
+    if not overrides:
+        return ""
+    text = "__".join(
+        re.sub(r"_+", "_", safe_name(item.replace("=", "_"))).strip("_") for item in overrides
+    )
+    if len(text) > MAX_SUFFIX:
+        text = "set_" + hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
+    return f"__{text}"
 
 
 def json_settings(

@@ -49,7 +49,7 @@ from latentrl.field_rules import check_value
 from latentrl.kinds import loss_read_by
 from latentrl.recipe import CHAIN_LENGTH, RECIPE_EXPERIMENT, default_recipe, task_shape
 from latentrl.results import EvalResults
-from latentrl.run_directory import RunDirectory, experiment_prefix, new_run_dir
+from latentrl.run_directory import RunDirectory, experiment_prefix, experiment_runs, new_run_dir
 from latentrl.train import TrainResult, train
 
 DATA_ROOT = Path("data")
@@ -358,11 +358,10 @@ def earlier_baselines_run(runs_root: Path, config: ExperimentConfig) -> Path | N
     wanted = [name for name in config.eval.agents if not agent_entry(name).uses_model]
     prefix = experiment_prefix(config.data.env_id, config.name)
     protocol = _baselines_protocol(config)
-    candidates = [
-        path for path in runs_root.glob(f"{prefix}*") if RunDirectory(path).eval.has_results()
-    ]
-    for path in sorted(candidates, key=lambda p: p.name.rsplit("__", 1)[-1], reverse=True):
+    for path in experiment_runs(runs_root, prefix):
         run = RunDirectory(path)
+        if not run.eval.has_results():
+            continue
         try:
             earlier = load_config(run.config)
             agents = EvalResults.read(run.eval.results).agents

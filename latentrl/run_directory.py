@@ -81,6 +81,18 @@ def experiment_prefix(env_id: str, experiment: str) -> str:
     return f"{safe_name(env_id.rsplit('/', 1)[-1])}__{safe_name(experiment)}__"
 
 
+def experiment_runs(root: Path, prefix: str) -> list[Path]:
+    """The directories under ``root`` named with ``prefix`` (:func:`experiment_prefix`, or a
+    run's name less its ``{seed}__{time}``), newest first by the time in their names."""
+    found = [path for path in Path(root).glob(f"{prefix}*") if path.is_dir()]
+    return sorted(found, key=lambda path: path.name.rsplit("__", 1)[-1], reverse=True)
+
+
+def experiment_of(run_dir: Path) -> str:
+    """The prefix ``{env}__{experiment}__`` of a run directory's name (:func:`run_name`)."""
+    return Path(run_dir).name.rsplit("__", 2)[0] + "__"
+
+
 @dataclass(frozen=True)
 class LogDirectory:
     """What :class:`latentrl.logging.Logger` writes into a directory: the run directory for

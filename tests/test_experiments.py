@@ -79,7 +79,7 @@ def test_run_trains_every_seed_then_compares_them(
         return [SimpleNamespace(train=SimpleNamespace(run_dir=d), evaluation=None) for d in runs]
 
     monkeypatch.setattr(pipeline, "run_experiment", run_experiment)
-    monkeypatch.setattr(compare, "compare_runs", lambda d, out: calls.setdefault("cmp", (d, out)))
+    monkeypatch.setattr(compare, "compare_runs", lambda d, out: calls.__setitem__("cmp", (d, out)))
     argv = ["run", "planar", "--preset", "debug", "--seeds", "4", "5", "--set", "train.epochs=1"]
     argv += ["--runs-root", str(tmp_path / "runs"), "--wandb", "disabled"]
     assert main(argv) == 0
@@ -91,11 +91,11 @@ def test_run_trains_every_seed_then_compares_them(
         "wandb_mode": "disabled",
         "evaluate": True,
     }
-    assert calls["cmp"] == (runs, tmp_path / "runs" / "planar__debug__compare.png")
+    assert calls["cmp"] == (runs, tmp_path / "runs" / "planar__debug__train.epochs_1__compare.png")
     # without --preset: the file's default preset names the comparison
     assert main(["run", "planar", "--runs-root", str(tmp_path / "runs")]) == 0
     assert calls["run"][0][1] is None
-    assert calls["cmp"] == (runs, tmp_path / "runs" / "planar__debug__compare.png")
+    assert calls["cmp"] == (runs, tmp_path / "runs" / "planar__full__compare.png")
 
 
 def test_run_exits_2_with_one_line_when_a_run_has_no_evaluation(

@@ -134,6 +134,41 @@ def test_a_later_invocation_takes_the_oracle_and_random_agents_from_an_earlier_r
     assert earlier_baselines_run(tmp_path / "elsewhere", same) is None
 
 
+def _cli_run(tmp_path: Path, *args: str) -> int:
+    argv = ["run", "pendulum", "--preset", "debug", "--wandb", "disabled"]
+    argv += ["--runs-root", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")]
+    for assignment in TINY:
+        argv += ["--set", assignment]
+    return main([*argv, *args])
+
+
+def test_a_later_run_invocation_compares_the_earlier_seeds_of_its_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def tables() -> dict[str, list[list[int]]]:
+        return {
+            path.name: [group["seeds"] for group in json.loads(path.read_text()).values()]
+            for path in (tmp_path / "runs").glob("*__compare.json")
+        }
+
+    assert _cli_run(tmp_path, "--seeds", "3") == 0
+    ((name, seeds),) = tables().items()
+    assert name.startswith("pendulum__debug__set_") and seeds == [[3]]  # TINY's --set, hashed
+    assert "earlier run" not in capsys.readouterr().out
+    assert _cli_run(tmp_path, "--seeds", "4", "3") == 0  # seed 3 again: the new run counts
+    assert tables() == {name: [[4, 3]]}
+    assert "earlier run" not in capsys.readouterr().out
+    assert _cli_run(tmp_path, "--seeds", "5") == 0
+    assert "compared with 2 earlier run(s) of the same settings" in capsys.readouterr().out
+    assert sorted(tables()[name][0]) == [3, 4, 5]
+
+    # other settings: a table of their own, and the first one left as it was
+    assert _cli_run(tmp_path, "--seeds", "6", "--set", "plan.horizon=4") == 0
+    other = tables()
+    assert sorted(other.pop(name)[0]) == [3, 4, 5]
+    assert list(other.values()) == [[[6]]]
+
+
 def test_planar_debug_plans_through_a_roadmap_of_its_dataset(tmp_path: Path) -> None:
     """Planar's presets plan with blocked pushes and the roadmap, built from the run's dataset
     at evaluation (2,000 transitions: enough frames near the goal to link it). The latent
