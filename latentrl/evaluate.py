@@ -53,6 +53,7 @@ import torch
 from latentrl.agents.agent import Agent
 from latentrl.agents.latent import plan_steps
 from latentrl.agents.registry import AgentContext, agent_entry
+from latentrl.code_version import code_version
 from latentrl.config import ExperimentConfig, apply_overrides, load_config, to_dict
 from latentrl.devices import resolve_device
 from latentrl.earlier_agents import (
@@ -328,6 +329,7 @@ def results_header(
         eval=_as_json(to_dict(config.eval)),
         plan=_as_json(to_dict(config.plan)),
         gif_panels=gif_panels(config),
+        code=dict(code_version()),
     )
 
 

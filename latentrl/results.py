@@ -3,7 +3,7 @@
 :class:`EvalResults` is what ``latentrl evaluate`` writes and ``latentrl compare`` reads::
 
     {"run_dir", "env_id", "episodes", "horizon", "goal_radius", "final_steps", "state_names",
-     "start_states", "eval", "plan", "gif_panels",          <- EvalHeader: protocol, settings
+     "start_states", "eval", "plan", "gif_panels", "code",  <- EvalHeader: protocol, settings
      "agents": {name: {"aggregate": {metric: {"mean", "se"}},
                        "episodes": [{"start_state", metric: value, ...}]}},   <- AgentResults
      "baselines_from": {agent: run_dir}}                    <- only when agents were taken
@@ -119,17 +119,20 @@ class EvalHeader:
     eval: dict[str, Json] | None = None
     plan: dict[str, Json] | None = None
     gif_panels: tuple[str, ...] | None = None
+    code: dict[str, Json] | None = None
+    """The latentrl that evaluated (:func:`latentrl.code_version.code_version`)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Json]) -> EvalHeader:
         required = {k: data[k] for k in ("env_id", "episodes", "horizon", "goal_radius")}
-        optional = {k: data[k] for k in ("run_dir", "env_kwargs", "eval", "plan") if k in data}
+        names = ("run_dir", "env_kwargs", "eval", "plan", "code")
+        optional = {k: data[k] for k in names if k in data}
         for key in ("state_names", "gif_panels"):
             if key in data:
                 optional[key] = tuple(data[key])
         if "start_states" in data:
             optional["start_states"] = tuple(tuple(s) for s in data["start_states"])
-        for key in ("env_kwargs", "eval", "plan"):
+        for key in ("env_kwargs", "eval", "plan", "code"):
             if key in optional and not isinstance(optional[key], dict):
                 raise TypeError(f"{key} must be a JSON object")
         return cls(**required, final_steps=data["final_steps"], **optional)
@@ -138,7 +141,7 @@ class EvalHeader:
         """The header's keys in the order latentrl writes them; absent ones left out."""
         order = ("run_dir", "env_id", "env_kwargs", "episodes", "horizon", "goal_radius")
         order += ("final_steps",)
-        order += ("state_names", "start_states", "eval", "plan", "gif_panels")
+        order += ("state_names", "start_states", "eval", "plan", "gif_panels", "code")
         out: dict[str, Json] = {}
         for key in order:
             value = getattr(self, key)

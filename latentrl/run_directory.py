@@ -3,7 +3,8 @@
 A run directory (``runs/{env}__{experiment}__{seed}__{time}/``) holds::
 
     config.json                 the ExperimentConfig the run was trained with
-    run.json                    {"dataset": DIR}: where its dataset lives (for --resume)
+    run.json                    {"dataset": DIR, "code": [...]}: where its dataset lives (for
+                                --resume), the latentrl versions that trained it
     metrics.jsonl               one JSON object per logged step (training)
     summary.json                final numbers (training, probe)
     wandb_id.txt, wandb/        the W&B run id and W&B's own files
@@ -39,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from latentrl.code_version import code_version
 from latentrl.errors import UserError
 
 if TYPE_CHECKING:
@@ -297,9 +299,23 @@ class RunDirectory(LogDirectory):
         )
 
     def record_dataset(self, dataset_dir: Path | str) -> None:
-        """Write ``run.json``: the dataset the run trains on, as an absolute path."""
-        text = json.dumps({"dataset": str(Path(dataset_dir).resolve())}) + "\n"
-        self.run_record.write_text(text)
+        """Write ``run.json``: the dataset the run trains on, as an absolute path, and the
+        code that trains it (:func:`~latentrl.code_version.code_version`) after the codes that
+        trained it before a resume, when it differs from the last of them."""
+        codes = self.training_code()
+        if not codes or codes[-1] != code_version():
+            codes.append(code_version())
+        record = {"dataset": str(Path(dataset_dir).resolve()), "code": codes}
+        self.run_record.write_text(json.dumps(record) + "\n")
+
+    def training_code(self) -> list[dict[str, str]]:
+        """The codes that trained the run, in order (``run.json``'s ``code``); empty for a run
+        that does not record them (trained before latentrl 0.4.0 recorded its version)."""
+        try:
+            codes = json.loads(self.run_record.read_text()).get("code", [])
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return []
+        return [dict(c) for c in codes if isinstance(c, dict)] if isinstance(codes, list) else []
 
     def dataset(self) -> Path:
         """The dataset directory the run was trained on (recorded at its start)."""

@@ -9,6 +9,7 @@ import pytest
 
 from latentrl.checkpoint import load_model
 from latentrl.cli import main
+from latentrl.code_version import code_version
 from latentrl.logging import read_metrics
 from latentrl.pipeline import (
     dataset_dir,
@@ -80,6 +81,8 @@ def test_run_experiment_collects_trains_and_evaluates(tmp_path: Path) -> None:
     results_json = _assert_evaluated(trained.run_dir, episodes=2, horizon=10)
     assert not (trained.run_dir / "eval" / "videos" / "latent_episode_01.gif").exists()  # gifs=1
     assert results_json == evaluation.results.to_json()
+    assert results_json["code"] == code_version()  # the code that evaluated, and trained:
+    assert json.loads((trained.run_dir / "run.json").read_text())["code"] == [code_version()]
     summary = json.loads((trained.run_dir / "eval" / "summary.json").read_text())
     assert 0.0 <= summary["eval/oracle/steps_in_goal"] <= 1.0
 

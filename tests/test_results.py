@@ -101,6 +101,7 @@ def test_hand_written_results_without_the_optional_header_fields() -> None:
             | {"agents": {"x": {"aggregate": {"cost": {"mean": "1"}}, "episodes": []}}},
             "mean and se must be numbers",
         ),
+        (json.loads(FIXTURE.read_text()) | {"code": "0.4.0"}, "code must be a JSON object"),
     ],
 )
 def test_what_is_not_results_is_refused_with_one_line(data: object, reason: str) -> None:

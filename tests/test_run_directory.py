@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from latentrl.code_version import code_version
 from latentrl.config import DataConfig, ExperimentConfig, TrainConfig
 from latentrl.errors import UserError
 from latentrl.models import ModelConfig
@@ -114,11 +115,33 @@ def test_the_dataset_pointer_round_trips_as_an_absolute_path(
     with pytest.raises(UserError, match=r"does not record its dataset \(run.json\); pass --data"):
         run.dataset()
     run.record_dataset(Path("data/set"))
-    assert json.loads(run.run_record.read_text()) == {"dataset": str(tmp_path / "data" / "set")}
+    record = json.loads(run.run_record.read_text())
+    assert record == {"dataset": str(tmp_path / "data" / "set"), "code": [code_version()]}
     assert run.dataset() == tmp_path / "data" / "set" == dataset_of_run(run.path)
     run.run_record.write_text('{"data": "x"}')
     with pytest.raises(UserError, match="pass --data"):
         dataset_of_run(run.path)
+
+
+def test_run_json_lists_each_code_that_trained_the_run_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = RunDirectory(tmp_path / "run")
+    run.path.mkdir()
+    assert run.training_code() == []
+    run.run_record.write_text('{"dataset": "/data/set"}')  # a run from before the codes
+    assert run.training_code() == []
+    run.record_dataset("/data/set")
+    run.record_dataset("/data/set")  # resumed by the same code: not listed again
+    first = code_version()
+    assert run.training_code() == [first]
+    later = {"version": "9.9.9", "commit": "f" * 40}
+    monkeypatch.setattr("latentrl.run_directory.code_version", lambda: later)
+    run.record_dataset("/data/set")  # resumed by another code
+    assert run.training_code() == [first, later]
+    assert run.dataset() == Path("/data/set")
+    run.run_record.write_text('{"dataset": "/data/set", "code": "0.4.0"}')  # not a list
+    assert run.training_code() == []
 
 
 def test_run_names_and_new_run_directories(tmp_path: Path) -> None:
