@@ -285,6 +285,47 @@ def give_untrained_model_and_data(run: Path, data_dir: Path) -> None:
     (run / RUN_FILE).write_text(json.dumps({"dataset": str(data)}))
 
 
+def test_cartpole_goal_distance_reads_a_run_and_refuses_other_envs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from scipy.stats import spearmanr
+
+    from latentrl.checkpoint import TrainerState, save_checkpoint
+    from latentrl.models import E2C
+
+    script = runpy.run_path(str(ROOT / "experiments" / "studies" / "cartpole_goal_distance.py"))
+    states = script["rest_states"]()
+    assert states.shape == (16, 4) and not states[:, 2:].any()  # at rest
+    costs = script["task_costs"](states)
+    assert costs[0] == 0.0 and costs[3] == pytest.approx(0.1 * 1.0**2)  # upright, x = 0 and 1
+    assert costs[12] == pytest.approx(np.pi**2)  # hanging under a centred cart
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    assert script["spearman"](a, a + b) == pytest.approx(spearmanr(a, a + b).statistic)
+
+    run = tmp_path / "cartpole_run"
+    run.mkdir()
+    config = experiment_config("cartpole", "debug", overrides=["model.hidden_sizes=[16]"])
+    save_config(config, run / "config.json")
+    torch.manual_seed(0)
+    model = E2C(config.model)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(run, model, optimizer, torch.Generator(), TrainerState(0, 0))
+    distances, kind = script["latent_goal_distances"](run, states)
+    assert kind == "e2c" and distances.shape == (16,)
+    assert distances[0] < 1e-9 < distances[1:].min()  # the goal image's own frames
+    assert script["main"]([str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "rank correlation with the task's cost" in out and "θ =    π" in out
+    pendulum = tmp_path / "pendulum_run"
+    pendulum.mkdir()
+    save_config(experiment_config("pendulum", "debug"), pendulum / "config.json")
+    give_untrained_model_and_data(pendulum, tmp_path / "data")
+    assert script["main"]([str(pendulum)]) == 2
+    assert "not of the cart-pole" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # a one-off study: trains a probe and evaluates a run (about 17 s)
 def test_near_goal_draws_states_reads_angle_errors_and_measures_a_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
