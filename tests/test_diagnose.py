@@ -71,7 +71,7 @@ def test_a_diagnosis_writes_its_report_figures_and_summaries(e2c_run: Path) -> N
     lines: list[str] = []
     result = diagnose_run(e2c_run, settings=SMALL, wandb_mode="disabled", echo=lines.append)
     out = e2c_run / "diagnose"
-    assert result.out == out and lines == result.lines and len(lines) == 7
+    assert result.out == out and lines == result.lines and len(lines) == 8
     report = json.loads((out / "report.json").read_text())
     assert report["model_kind"] == "e2c" and report["settings"]["samples"] == 60
     gap = report["elbo_gap"]
@@ -106,13 +106,19 @@ def test_a_diagnosis_writes_its_report_figures_and_summaries(e2c_run: Path) -> N
     assert goal["push"]["states"] == 8 and len(goal["push"]["cosine"]["mean"]) == 2
     assert all(-1 - 1e-9 <= c <= 1 + 1e-9 for c in goal["push"]["cosine"]["mean"])
     assert goal["typical_move"] > 0 and len(goal["holding_action"]) == 1
-    assert lines[-2].startswith("goal: the model drifts ")
+    assert lines[-3].startswith("goal: the model drifts ")
+    cost = goal["cost"]
+    assert cost["states"] == 8 and len(cost["anywhere"]["task_cost"]) == 8
+    near = cost["near_goal"]["rank_correlation"]
+    assert -1 <= near <= 1 and lines[-1].startswith("cost: |z - z_goal|², the planner's cost,")
+    assert f"with rank correlation {near:.2f}" in lines[-1]
     for name in FIGURES:
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[1] == 400
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diagnose/elbo_gap"] == pytest.approx(gap["gap"]["mean"])
     assert summary["diagnose/goal_holding_box_share"] == pytest.approx(goal["holding_box_share"])
+    assert summary["diagnose/cost_rank_near_goal"] == pytest.approx(near)
     run_summary = json.loads((e2c_run / "summary.json").read_text())
     assert run_summary["diagnose/amortization_gap"] == pytest.approx(
         amortization["amortization_gap"]["mean"]

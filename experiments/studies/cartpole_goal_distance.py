@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from latentrl.checkpoint import load_model
+from latentrl.diagnostics.ranks import rank_correlation
 from latentrl.envs import goal_observation, make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.evaluate import evaluation_env_kwargs
@@ -36,12 +37,6 @@ ANGLE_NAMES = ("0", "π/6", "π/2", "π")
 def rest_states() -> np.ndarray:
     """The grid's states ``(len(ANGLES) * len(POSITIONS), 4)``: (x, θ, 0, 0), θ-major."""
     return np.array([[x, theta, 0.0, 0.0] for theta in ANGLES for x in POSITIONS])
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation of two 1-D arrays (ties broken by order)."""
-    rank_a, rank_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(rank_a, rank_b)[0, 1])
 
 
 @torch.no_grad()
@@ -96,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             distances, kind = latent_goal_distances(run, states)
             print(f"\n{run} ({kind}): |z - z_goal|² at rest")
             print("\n".join([header, *table(distances)]))
-            print(f"  rank correlation with the task's cost: {spearman(distances, costs):.2f}")
+            print(
+                f"  rank correlation with the task's cost: {rank_correlation(distances, costs):.2f}"
+            )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

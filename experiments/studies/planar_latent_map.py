@@ -37,6 +37,7 @@ from PIL import Image
 from latentrl.agents import roadmap_of_run
 from latentrl.checkpoint import load_model
 from latentrl.config import load_config
+from latentrl.diagnostics.ranks import rank_correlation
 from latentrl.envs import make_env
 from latentrl.envs.planar import AGENT_RADIUS, FIELD_SIZE, PlanarEnv, planar_is_free
 from latentrl.errors import UserError
@@ -95,12 +96,6 @@ def principal_plane(codes: np.ndarray) -> np.ndarray:
     centred = codes - codes.mean(axis=0)
     _, _, axes = np.linalg.svd(centred, full_matrices=False)
     return centred @ axes[:2].T
-
-
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho of two ``(n,)`` samples without ties."""
-    ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
 
 
 def failed_ends(run_dir: Path, task: PlanarEnv) -> np.ndarray | None:

@@ -12,10 +12,16 @@ encoding z_g, where a swing-up is won or lost:
   same pushes. The difference between the two outcomes is what the push does: the model's and
   the frames' are compared by direction (cosine; 1 is as the frames show, negative is the
   wrong way) and size (:func:`push_agreement`).
+- **The cost.** The planner minimises the latent distance |z - z_g|² (its state cost is
+  isotropic). Over true states near the goal, and over states drawn from the whole state box,
+  that distance should order states as the task's own cost does: the Spearman rank
+  correlation of the two (:func:`rank_correlation`; 1 is the same order). A model can pass both
+  checks above and still price the wrong things, e.g. the cart-pole's cart above its pole.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latentrl.diagnostics.ranks import rank_correlation
 from latentrl.envs.contract import ControlEnv, goal_observation, sample_near_goal_states
 from latentrl.planning.dynamics import Dynamics
 
@@ -54,6 +61,24 @@ def push_agreement(true_effect: Tensor, predicted_effect: Tensor) -> tuple[Tenso
         1e-12
     )
     return cosine, predicted_norm / true_norm.clamp_min(1e-12)
+
+
+def cost_ranking(
+    env: ControlEnv, encode: Encode, z_goal: Tensor, states: np.ndarray, action: np.ndarray
+) -> dict[str, Any]:
+    """How ``|z - z_goal|²`` of the encodings of ``states`` ``(N, d)`` orders them against the
+    task's cost ``env.cost(states, action)`` (``action`` ``(m,)`` for every state): the rank
+    correlation and both values per state."""
+    with torch.no_grad():
+        z = encode(env.observe(states))
+        distance = ((z - z_goal.detach()) ** 2).sum(-1).double().cpu().numpy()
+    cost = np.asarray(env.cost(states, np.repeat(action[None], len(states), 0)), np.float64)
+    rank = rank_correlation(distance, cost)
+    return {
+        "rank_correlation": None if math.isnan(rank) else rank,
+        "latent_distance": distance.tolist(),
+        "task_cost": cost.tolist(),
+    }
 
 
 def opposite_pushes(
@@ -105,7 +130,8 @@ def measure_goal(
     the action box ``low``, ``high`` ``(m,)``; ``typical_move``: the mean length of one step's
     change of the encodings (the unit of the drift); ``posterior_std``: the encoder's typical
     standard deviation (the unit of the frames' push effect: below 1, a push hides in the
-    posterior's noise); ``states`` near-goal start states, ``steps`` steps of each push."""
+    posterior's noise); ``states`` near-goal start states, ``steps`` steps of each push, and as
+    many states drawn from the whole state box for the cost's order."""
     z_goal = encode(goal_observation(env)[None])
     like = {"dtype": z_goal.dtype, "device": z_goal.device}
     low_t, high_t = torch.as_tensor(low, **like), torch.as_tensor(high, **like)
@@ -127,6 +153,7 @@ def measure_goal(
         model = model_rollout(dynamics, z0, torch.as_tensor(both_pushes, **like), steps)
     true_effect = true[:states] - true[states:]
     cosine, size = push_agreement(true_effect, model[:states] - model[states:])
+    centre_np = np.asarray((low + high) / 2, dtype=np.float64)
     return {
         "typical_move": typical_move,
         "posterior_std": posterior_std,
@@ -142,6 +169,13 @@ def measure_goal(
             "size_ratio": _curve(size),
             "wrong_way": (cosine < 0).double().mean(0).tolist(),
             "effect_in_std": (true_effect.norm(dim=-1).mean(0) / posterior_std).tolist(),
+        },
+        "cost": {
+            "states": states,
+            "near_goal": cost_ranking(env, encode, z_goal, starts, centre_np),
+            "anywhere": cost_ranking(
+                env, encode, z_goal, env.sample_states(states, rng), centre_np
+            ),
         },
     }
 

@@ -96,7 +96,33 @@ def goal_lines(g: Mapping[str, Any]) -> list[str]:
         f"{100 * wrong[-1]:.0f}% of the states), at {size[-1]:.2f}x their size; the frames' "
         f"effect after 1 step is {push['effect_in_std'][0]:.2f} posterior standard deviations "
         f"(below 1 it hides in the encoder's noise)",
+        *([cost_line(g["cost"])] if "cost" in g else []),
     ]
+
+
+COST_ORDER_LIMIT = 0.5
+"""Below this rank correlation near the goal, the latent distance orders states too unlike the
+task's cost for the planner's cost to stand in for it."""
+
+
+def _rank(value: float | None) -> str:
+    return "undefined (a constant distance)" if value is None else f"{value:.2f}"
+
+
+def cost_line(cost: Mapping[str, Any]) -> str:
+    """The goal check's cost line: does |z - z_goal|² order states as the task's cost does."""
+    near = cost["near_goal"]["rank_correlation"]
+    verdict = (
+        ": the planner's cost orders states near the goal unlike the task's"
+        if near is None or near < COST_ORDER_LIMIT
+        else ""
+    )
+    return (
+        f"cost: |z - z_goal|², the planner's cost, orders {cost['states']} true states near the "
+        f"goal as the task's cost does with rank correlation {_rank(near)}, and as many states "
+        f"from the whole state box with {_rank(cost['anywhere']['rank_correlation'])} (1: the "
+        f"same order){verdict}"
+    )
 
 
 def summary_metrics(report: Report) -> dict[str, float]:
@@ -138,6 +164,10 @@ def summary_metrics(report: Report) -> dict[str, float]:
         out[f"diagnose/push_size_ratio_{last}"] = push["size_ratio"]["mean"][-1]
         out[f"diagnose/push_wrong_way_{last}"] = push["wrong_way"][-1]
         out["diagnose/push_effect_in_std_1"] = push["effect_in_std"][0]
+        for where in ("near_goal", "anywhere"):
+            rank = g.get("cost", {}).get(where, {}).get("rank_correlation")
+            if rank is not None:
+                out[f"diagnose/cost_rank_{where}"] = rank
     return out
 
 
@@ -157,7 +187,8 @@ def figures(report: Report) -> dict[str, np.ndarray]:
     """uint8 RGB images by name: ``iwae`` (bound against k), ``amortization`` (per-image
     ascent), ``gradient_variance`` (traces, log scale), ``linearization`` (error against
     horizon and against the distance from the linearization point), ``goal`` (a push near
-    the goal: the model's effect against the frames')."""
+    the goal: the model's effect against the frames'; the task's cost against the latent
+    distance to the goal)."""
     images = {}
     if "elbo_gap" in report:
         g = report["elbo_gap"]
@@ -224,8 +255,9 @@ def figures(report: Report) -> dict[str, np.ndarray]:
 def _goal_figure(g: Mapping[str, Any]) -> np.ndarray:
     push = g["push"]
     steps = list(range(1, push["steps"] + 1))
-    fig = Figure(figsize=(5.5, 4), dpi=100)
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(11 if "cost" in g else 5.5, 4), dpi=100)
+    axes = fig.subplots(1, 2 if "cost" in g else 1)
+    ax = axes[0] if "cost" in g else axes
     _band(ax, steps, push["cosine"], "direction (cosine)")
     _band(ax, steps, push["size_ratio"], "size (model / frames)")
     ax.plot(steps, push["wrong_way"], marker="x", linestyle="--", label="share the wrong way")
@@ -236,5 +268,21 @@ def _goal_figure(g: Mapping[str, Any]) -> np.ndarray:
     share = g["holding_box_share"]
     ax.set_title(f"A push near the goal\n(holding the goal takes {share:.2f}x the box)")
     ax.legend(loc="best")
+    if "cost" in g:
+        _cost_scatter(axes[1], g["cost"])
     fig.tight_layout()
     return _render(fig)
+
+
+def _cost_scatter(ax: Any, cost: Mapping[str, Any]) -> None:
+    """The task's cost against the latent distance per state, log-log (points at 0 left out)."""
+    for where, label in (("anywhere", "the whole state box"), ("near_goal", "near the goal")):
+        part = cost[where]
+        x, y = np.asarray(part["task_cost"]), np.asarray(part["latent_distance"])
+        keep = (x > 0) & (y > 0)
+        ax.scatter(
+            x[keep], y[keep], s=10, alpha=0.6, label=f"{label} ({_rank(part['rank_correlation'])})"
+        )
+    ax.set(xscale="log", yscale="log", xlabel="task's cost c(s)", ylabel="|z - z_goal|²")
+    ax.set_title("Does the latent distance order states as the task's cost?\n(rank correlation)")
+    ax.legend(loc="best")

@@ -1,8 +1,10 @@
 """The goal check against answers known in closed form: least-squares holding actions, the
 box share, the push agreement, and the whole check on a linear env whose model is exact,
-mirrored, or drifting."""
+mirrored, or drifting, and whose encoder orders states by the task's cost or not."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,16 +19,28 @@ from latentrl.diagnostics.goal_check import (
     opposite_pushes,
     push_agreement,
 )
+from latentrl.diagnostics.ranks import rank_correlation
+from latentrl.diagnostics.report import cost_line, figures, goal_lines, summary_metrics
 
 A_TRUE = np.array([[1.0, 0.1], [-0.2, 0.95]])
 B_TRUE = np.array([[0.0], [0.3]])
 
 
 class LinearEnv:
-    """s' = A s + B u on a 2-D box, goal at the origin; an observation is the state itself."""
+    """s' = A s + B u on a 2-D box, goal at the origin; an observation is the state itself;
+    the cost sᵀ diag(weights) s + uᵀu."""
 
     state_space = spaces.Box(-5.0, 5.0, shape=(2,), dtype=np.float64)
     angle_dims: tuple[int, ...] = ()
+
+    def __init__(self, weights: tuple[float, float] = (1.0, 1.0)) -> None:
+        self.weights = np.asarray(weights)
+
+    def sample_states(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(-5.0, 5.0, size=(n, 2))
+
+    def cost(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return (states**2 @ self.weights) + (actions**2).sum(-1)
 
     def is_valid(self, states: np.ndarray) -> np.ndarray:
         return np.ones(len(states), dtype=bool)
@@ -57,10 +71,16 @@ class LinearModel:
         return self.A.expand(batch, 2, 2), self.B.expand(batch, 2, 1), self.o.expand(batch, 2)
 
 
-def check(model: LinearModel, low: float = -2.0, high: float = 2.0) -> dict:
+def check(
+    model: LinearModel,
+    low: float = -2.0,
+    high: float = 2.0,
+    env: LinearEnv | None = None,
+    encode: Callable[[np.ndarray], Tensor] = torch.as_tensor,
+) -> dict:
     return measure_goal(
-        LinearEnv(),
-        lambda obs: torch.as_tensor(obs),
+        LinearEnv() if env is None else env,
+        encode,
         model,
         np.array([low]),
         np.array([high]),
@@ -137,3 +157,53 @@ def test_a_drift_beyond_the_box_cannot_be_held() -> None:
     assert g["holding_residual"] == pytest.approx(0.0, abs=1e-12)
     shifted = check(LinearModel(B_TRUE, o=np.array([0.0, 0.9])), low=-4.0, high=0.0)
     assert shifted["holding_box_share"] == pytest.approx(0.5)  # u = -3 in a box centred at -2
+
+
+def test_an_encoder_that_keeps_the_costs_order_ranks_states_as_the_task() -> None:
+    cost = check(LinearModel(B_TRUE))["cost"]  # identity encoder, cost |s|² + const
+    assert cost["states"] == 16
+    for where in ("near_goal", "anywhere"):
+        part = cost[where]
+        assert part["rank_correlation"] == pytest.approx(1.0)
+        distance, task = np.asarray(part["latent_distance"]), np.asarray(part["task_cost"])
+        np.testing.assert_allclose(task - distance, 0.0, atol=1e-12)  # u = 0 at the box's centre
+    near = np.asarray(cost["near_goal"]["latent_distance"])
+    assert near.max() <= 2 * (0.2 * 5.0) ** 2 + 1e-12  # within a fifth of the box of the goal
+
+
+def test_an_encoder_that_weighs_the_wrong_coordinate_ranks_states_otherwise() -> None:
+    env = LinearEnv(weights=(0.0, 1.0))  # the task prices s_2 alone; the latent s_1 alone
+    first_only = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    cost = check(
+        LinearModel(B_TRUE), env=env, encode=lambda obs: torch.as_tensor(obs) * first_only
+    )["cost"]
+    for where in ("near_goal", "anywhere"):
+        part = cost[where]
+        s1 = np.asarray(part["latent_distance"])  # s_1², independent of s_2² under uniform draws
+        expected = rank_correlation(s1, np.asarray(part["task_cost"]))
+        assert part["rank_correlation"] == pytest.approx(expected)
+        assert abs(part["rank_correlation"]) < 0.5
+    collapsed = check(
+        LinearModel(B_TRUE), encode=lambda obs: torch.zeros(len(obs), 2, dtype=torch.float64)
+    )
+    assert collapsed["cost"]["near_goal"]["rank_correlation"] is None
+
+
+def test_the_cost_line_says_when_the_order_is_unlike_the_tasks_and_older_reports_read() -> None:
+    g = check(LinearModel(B_TRUE))
+    assert len(goal_lines(g)) == 3 and goal_lines(g)[-1] == cost_line(g["cost"])
+    assert "rank correlation 1.00, and as many states from the whole state box with 1.00" in (
+        cost_line(g["cost"])
+    )
+    assert cost_line(g["cost"]).endswith("(1: the same order)")
+    low = {**g["cost"], "near_goal": {**g["cost"]["near_goal"], "rank_correlation": 0.3}}
+    assert cost_line(low).endswith("orders states near the goal unlike the task's")
+    flat = {**g["cost"], "near_goal": {**g["cost"]["near_goal"], "rank_correlation": None}}
+    assert "rank correlation undefined (a constant distance)" in cost_line(flat)
+    older = {key: value for key, value in g.items() if key != "cost"}  # before the cost check
+    assert len(goal_lines(older)) == 2 and "diagnose/cost_rank_near_goal" not in summary_metrics(
+        {"goal": older}
+    )
+    assert summary_metrics({"goal": g})["diagnose/cost_rank_anywhere"] == pytest.approx(1.0)
+    assert figures({"goal": older})["goal"].shape == (400, 550, 3)
+    assert figures({"goal": g})["goal"].shape == (400, 1100, 3)
