@@ -7,7 +7,9 @@ encoder's q(z | x_t) for E2C, the filtered belief over the episode so far for th
 kind), the model's mean
 transition ``f(z, u) = A(z) z + B(z) u + o(z)`` its dynamics (``model.step`` and
 ``model.linearize``), and the cost ``Σ q |z_t - z_goal|² + r |u_t|² + q_f |z_T - z_goal|²``
-(:class:`~latentrl.config.PlanConfig`), with ``q_speed |z_{t+1} - z_t|²`` per planned step
+(:class:`~latentrl.config.PlanConfig`; ``plan.state_scale`` may replace the identity
+inside ``|·|²`` by a metric: :mod:`~latentrl.agents.latent_scale`,
+:mod:`~latentrl.agents.latent_cost`), with ``q_speed |z_{t+1} - z_t|²`` per planned step
 where ``plan.q_speed > 0``. The agent sees pixels only: the true states handed to
 :meth:`~LatentMPCAgent.act` are never read. Its planner options (``plan.options``,
 :mod:`latentrl.planning.options`) are composed at each step: the dynamics modifiers wrap the
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor
 
 from latentrl.agents.agent import check_batch, check_image
+from latentrl.agents.latent_cost import cost_metric_of_run
 from latentrl.agents.latent_scale import encoding_spread_of_run
 from latentrl.agents.roadmap import roadmap_of_run
 from latentrl.checkpoint import load_model
@@ -87,7 +90,7 @@ class LatentMPCAgent:
         plan: PlanConfig | None = None,
         seed: int = 0,
         roadmap: TrainingFrames | None = None,
-        state_variance: float = 1.0,
+        state_metric: Tensor | None = None,
     ) -> None:
         self.model = model.eval()
         self.plan_config = plan or PlanConfig()
@@ -112,11 +115,12 @@ class LatentMPCAgent:
         """Dynamics modifiers, innermost first."""
         self.goals: list[GoalProvider] = build_options(p.options, "goal", resources)
         """Goal providers; the last one's goal is planned towards."""
-        if not state_variance > 0.0:
-            raise UserError(f"state_variance must be > 0, got {state_variance}")
-        eye = torch.eye(n, **like) / state_variance
+        metric = check_state_metric(state_metric, n).to(**like)
         cost = QuadraticCost(
-            Q=p.q * eye, R=p.r * torch.eye(m, **like), Q_f=p.q_f * eye, goal=torch.zeros(n, **like)
+            Q=p.q * metric,
+            R=p.r * torch.eye(m, **like),
+            Q_f=p.q_f * metric,
+            goal=torch.zeros(n, **like),
         )
         self.model_dynamics = ModelDynamics(model, p.jacobian)
         self.planner = MPCPlanner(
@@ -136,7 +140,7 @@ class LatentMPCAgent:
             replan_every=p.replan_every,
             initialisers=initialisers,
             seed=seed,
-            speed_weight=p.q_speed * eye if p.q_speed > 0 else None,
+            speed_weight=p.q_speed * metric if p.q_speed > 0 else None,
         )
         self.goal_latent: Tensor | None = None
         """Encoder mean of the goal image ``(n,)``, set by :meth:`reset`."""
@@ -166,11 +170,14 @@ class LatentMPCAgent:
         check_run_env(config, env, Path(run_dir))
         plan = plan or config.plan
         roadmap = roadmap_of_run(run_dir, model) if needs_frames(plan.options) else None
-        variance = 1.0
+        n = model.config.latent_dim
+        metric = None
         if plan.state_scale == "encodings":
-            variance = encoding_spread_of_run(run_dir, model)
+            metric = torch.eye(n, dtype=torch.float64) / encoding_spread_of_run(run_dir, model)
+        elif plan.state_scale == "cost":
+            metric = cost_metric_of_run(run_dir, model, env)
         space = env.action_space
-        return cls(model, space.low, space.high, plan, seed, roadmap, variance)
+        return cls(model, space.low, space.high, plan, seed, roadmap, metric)
 
     def reset(self, goal_obs: np.ndarray, batch_size: int) -> None:
         """Encode the goal image uint8 ``(k, H, W)`` and forget the previous plan."""
@@ -288,6 +295,25 @@ def planner_compiles(setting: str, device: torch.device) -> bool:
 def plan_steps(horizon: int, count: int = 4) -> list[int]:
     """Steps ahead (1 .. horizon, about evenly spaced) of the plan shown in video frames."""
     return np.unique(np.linspace(1, horizon, count).round().astype(int)).tolist()
+
+
+def check_state_metric(metric: Tensor | None, n: int) -> Tensor:
+    """``metric`` ``(n, n)``, checked symmetric positive semi-definite and not zero; the
+    identity where None. Raises UserError otherwise."""
+    if metric is None:
+        return torch.eye(n, dtype=torch.float64)
+    M = torch.as_tensor(metric).double().cpu()
+    if M.shape != (n, n):
+        raise UserError(f"the state metric must be ({n}, {n}) for this model, got {tuple(M.shape)}")
+    if not torch.allclose(M, M.T, atol=1e-9 * float(M.abs().max().clamp_min(1.0))):
+        raise UserError("the state metric must be symmetric")
+    values = torch.linalg.eigvalsh(M)
+    if values.min() < -1e-9 * float(values.abs().max()) or not values.max() > 0:
+        raise UserError(
+            f"the state metric must be positive semi-definite and not zero, its eigenvalues "
+            f"span [{float(values.min()):.3g}, {float(values.max()):.3g}]"
+        )
+    return M
 
 
 def check_run_env(config: ExperimentConfig, env: Any, run_dir: Path) -> None:

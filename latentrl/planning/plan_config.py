@@ -50,12 +50,18 @@ class PlanConfig:
     (:mod:`latentrl.planning.speed`): a latent shows a velocity mostly as the move of a step,
     which the goal cost hardly weighs, so this asks the plan to arrive slowly and stay. 0: no
     such cost."""
-    state_scale: Literal["unit", "encodings"] = checked("unit", str, choices=("unit", "encodings"))
+    state_scale: Literal["unit", "encodings", "cost"] = checked(
+        "unit", str, choices=("unit", "encodings", "cost")
+    )
     """The unit of the state cost. ``unit``: latent coordinates as they are. ``encodings``:
     the spread of the run's training encodings, Q = q I / s² and Q_f = q_f I / s² with s² the
     mean per-coordinate variance of the belief means of the training observations, so q, q_f
     and r weigh the same for latents of any scale (the kinds' latents differ in scale by an
-    order of magnitude). Needs the run's training data at evaluation."""
+    order of magnitude). ``cost``: Q = q M and Q_f = q_f M, with M the PSD matrix whose
+    quadratic form around the goal's encoding best fits the task's own state cost of the
+    training transitions nearest the goal (:mod:`latentrl.agents.latent_cost`), so the latent
+    cost prices states as the task does. The last two need the run's training data at
+    evaluation."""
     belief: Literal["filtered", "observation"] = checked(
         "filtered", str, choices=("filtered", "observation")
     )

@@ -76,8 +76,25 @@ def test_without_its_training_data_the_scale_is_refused_in_one_line(planar_run: 
         encoding_spread_of_run(planar_run, model)
 
 
-def test_state_variance_must_be_positive(planar_run: Path) -> None:
+def test_a_state_metric_must_be_a_nonzero_psd_matrix_of_the_latents_size(
+    planar_run: Path,
+) -> None:
     model, _ = load_model(planar_run, "cpu")
     box = np.ones(2, dtype=np.float32)
-    with pytest.raises(UserError, match="state_variance must be > 0"):
-        LatentMPCAgent(model, -box, box, PlanConfig(horizon=3), state_variance=0.0)
+    asymmetric = torch.eye(3)
+    asymmetric[0, 1] = 0.5
+    bad = {
+        r"must be \(3, 3\) for this model, got \(2, 2\)": torch.eye(2),
+        "must be symmetric": asymmetric,
+        r"positive semi-definite and not zero, its eigenvalues span \[-1, 1\]": torch.diag(
+            torch.tensor([1.0, -1.0, 0.5])
+        ),
+        "not zero": torch.zeros(3, 3),
+    }
+    assert model.config.latent_dim == 3
+    for message, metric in bad.items():
+        with pytest.raises(UserError, match=message):
+            LatentMPCAgent(model, -box, box, PlanConfig(horizon=3), state_metric=metric)
+    rank_one = torch.ones(3, 3)  # semi-definite is enough
+    agent = LatentMPCAgent(model, -box, box, PlanConfig(horizon=3, q=2.0), state_metric=rank_one)
+    assert torch.equal(agent.planner.cost.Q, 2.0 * rank_one.to(agent.planner.cost.Q.dtype))
