@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,6 @@ from latentrl.config import PlanConfig
 from latentrl.data import load_transitions
 from latentrl.envs import make_env, require_control_env
 from latentrl.errors import UserError
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_runs"
 
 
 def random_psd(n: int, rank: int, rng: np.random.Generator) -> torch.Tensor:
@@ -97,17 +94,6 @@ def test_a_latent_that_is_the_state_gets_the_tasks_own_weights() -> None:
     deviations = torch.as_tensor(states[keep] - task.goal_state())
     metric = fit_quadratic_metric(deviations, torch.as_tensor(costs[keep]))
     np.testing.assert_allclose(metric, np.diag([0.1, 1.0, 0.0, 0.1]), atol=1e-8)
-
-
-@pytest.fixture
-def planar_run(tmp_path: Path) -> Path:
-    """The legacy planar fixture run, its run.json pointing at its copied dataset."""
-    run = tmp_path / "planar"
-    shutil.copytree(FIXTURES / "planar", run)
-    data = tmp_path / "planar_data"
-    shutil.copytree(FIXTURES / "planar_data", data)
-    (run / "run.json").write_text(json.dumps({"dataset": str(data)}))
-    return run
 
 
 def test_the_agent_plans_with_the_metric_fitted_to_its_runs_data(planar_run: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +16,6 @@ from latentrl.config import PlanConfig
 from latentrl.data import load_transitions
 from latentrl.envs import make_env
 from latentrl.errors import UserError
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_runs"
-
-
-@pytest.fixture
-def planar_run(tmp_path: Path) -> Path:
-    """The legacy planar fixture run, its run.json pointing at its copied dataset."""
-    run = tmp_path / "planar"
-    shutil.copytree(FIXTURES / "planar", run)
-    data = tmp_path / "planar_data"
-    shutil.copytree(FIXTURES / "planar_data", data)
-    (run / "run.json").write_text(json.dumps({"dataset": str(data)}))
-    return run
 
 
 def test_mean_variance_is_the_mean_of_the_coordinates_sample_variances() -> None:
