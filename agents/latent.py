@@ -173,7 +173,8 @@ class LatentMPCAgent:
         n = model.config.latent_dim
         metric = None
         if plan.state_scale == "encodings":
-            metric = torch.eye(n, dtype=torch.float64) / encoding_spread_of_run(run_dir, model)
+            dtype = next(model.parameters()).dtype  # divided in the model's dtype, as planned
+            metric = torch.eye(n, dtype=dtype) / encoding_spread_of_run(run_dir, model)
         elif plan.state_scale == "cost":
             metric = cost_metric_of_run(run_dir, model, env)
         space = env.action_space
