@@ -173,7 +173,7 @@ class LatentMPCAgent:
         n = model.config.latent_dim
         metric = None
         if plan.state_scale == "encodings":
-            dtype = next(model.parameters()).dtype  # divided in the model's dtype, as planned
+            dtype = next(model.parameters()).dtype  # divide in the dtype the planner runs in
             metric = torch.eye(n, dtype=dtype) / encoding_spread_of_run(run_dir, model)
         elif plan.state_scale == "cost":
             metric = cost_metric_of_run(run_dir, model, env)
