@@ -64,14 +64,12 @@ def push_agreement(true_effect: Tensor, predicted_effect: Tensor) -> tuple[Tenso
 
 
 def cost_ranking(
-    env: ControlEnv, encode: Encode, z_goal: Tensor, states: np.ndarray, action: np.ndarray
+    env: ControlEnv, z: Tensor, z_goal: Tensor, states: np.ndarray, action: np.ndarray
 ) -> dict[str, Any]:
-    """How ``|z - z_goal|²`` of the encodings of ``states`` ``(N, d)`` orders them against the
-    task's cost ``env.cost(states, action)`` (``action`` ``(m,)`` for every state): the rank
-    correlation and both values per state."""
-    with torch.no_grad():
-        z = encode(env.observe(states))
-        distance = ((z - z_goal.detach()) ** 2).sum(-1).double().cpu().numpy()
+    """How ``|z - z_goal|²`` of the encodings ``z`` ``(N, n)`` of ``states`` ``(N, d)`` orders
+    them against the task's cost ``env.cost(states, action)`` (``action`` ``(m,)`` for every
+    state): the rank correlation and both values per state."""
+    distance = ((z - z_goal) ** 2).sum(-1).detach().double().cpu().numpy()
     cost = np.asarray(env.cost(states, np.repeat(action[None], len(states), 0)), np.float64)
     rank = rank_correlation(distance, cost)
     return {
@@ -154,6 +152,9 @@ def measure_goal(
     true_effect = true[:states] - true[states:]
     cosine, size = push_agreement(true_effect, model[:states] - model[states:])
     centre_np = np.asarray((low + high) / 2, dtype=np.float64)
+    anywhere = env.sample_states(states, rng)
+    with torch.no_grad():
+        z_anywhere = encode(env.observe(anywhere))
     return {
         "typical_move": typical_move,
         "posterior_std": posterior_std,
@@ -172,10 +173,8 @@ def measure_goal(
         },
         "cost": {
             "states": states,
-            "near_goal": cost_ranking(env, encode, z_goal, starts, centre_np),
-            "anywhere": cost_ranking(
-                env, encode, z_goal, env.sample_states(states, rng), centre_np
-            ),
+            "near_goal": cost_ranking(env, z0[:states], z_goal, starts, centre_np),
+            "anywhere": cost_ranking(env, z_anywhere, z_goal, anywhere, centre_np),
         },
     }
 
