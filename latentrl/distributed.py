@@ -34,7 +34,7 @@ from torch.overrides import TorchFunctionMode
 
 from latentrl.data import TransitionDataset
 from latentrl.errors import UserError
-from latentrl.losses import Continuation
+from latentrl.losses import Continuation, GoalCostTarget
 from latentrl.losses.batch_shards import batch_block
 
 if TYPE_CHECKING:
@@ -242,12 +242,15 @@ class BatchObjective:
         data: TransitionDataset,
         windows: tuple[Callable[[Tensor], Continuation | None], Tensor | None],
         world: World,
+        goal_cost: GoalCostTarget | None = None,
     ) -> None:
         self.model, self.objective, self.loss, self.data = model, objective, loss, data
         self.continuation, self.window_start = windows
         """``continuation(rows)``: the steps after training rows ``(B,)``; ``window_start``
         ``(N,)``: which rows start a whole window (None: no windows)."""
         self.world = world
+        self.goal_cost = goal_cost
+        """The goal-cost term added to the kind's objective (one process only); None: off."""
         if world.distributed:
             self.objective = ddp_objective(model, objective, loss)
 
@@ -256,9 +259,14 @@ class BatchObjective:
         batch = self.data.batch(local)
         cont = self.continuation(local)
         if not self.world.distributed:
-            return self.objective(
+            loss, metrics = self.objective(
                 self.model, batch.obs, batch.action, batch.next_obs, self.loss, cont
             )
+            if self.goal_cost is None:
+                return loss, metrics
+            value = self.goal_cost.term(lambda x: self.model.encode(x).mean, batch.obs, local)
+            loss = loss + self.goal_cost.config.weight * value
+            return loss, metrics | {"loss/goal_cost": value.detach(), "loss/total": loss.detach()}
         if cont is not None and self.window_start is not None:
             # a mean over valid windows counts those of the whole batch
             cont = cont._replace(batch_valid=self.window_start[index])

@@ -44,6 +44,9 @@ from latentrl.models.filtering import FilteringE2C
 from latentrl.models.pc3 import PC3
 from latentrl.models.pcc import PCC
 
+EVERY_KIND_READS = ("goal_cost",)
+"""``loss`` sections the training loop adds to every kind's objective."""
+
 Objective = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 """``objective(model, x_t, u_t, x_next, loss_section, continuation) -> (loss, metrics)``."""
 
@@ -66,10 +69,11 @@ class ModelKind:
     step; False: every row, rows without a window masked in the window terms."""
 
     def loss_sections(self) -> tuple[str, ...]:
-        """The names of the ``loss`` sections this kind reads."""
+        """The names of the ``loss`` sections this kind reads (with the sections every kind
+        reads, :data:`EVERY_KIND_READS`)."""
         if self.loss_section is None:
-            return tuple(spec.name for spec in TERMS)
-        return (self.loss_section,)
+            return tuple(spec.name for spec in TERMS) + EVERY_KIND_READS
+        return (self.loss_section, *EVERY_KIND_READS)
 
     def compute(
         self,

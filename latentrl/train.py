@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from latentrl import distributed
@@ -33,7 +34,7 @@ from latentrl.checkpoint import (
 from latentrl.config import ExperimentConfig, load_config, save_config, to_dict
 from latentrl.data import TransitionDataset, load_transitions
 from latentrl.devices import resolve_device
-from latentrl.envs import make_env, require_control_env
+from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
 from latentrl.errors import UserError
 from latentrl.kinds import build_model, model_kind
 from latentrl.latent_diagnostics import (
@@ -45,7 +46,7 @@ from latentrl.latent_diagnostics import (
 )
 from latentrl.locks import hold
 from latentrl.logging import Logger, resolve_wandb_mode, run_group, summary_line
-from latentrl.losses import Continuation
+from latentrl.losses import Continuation, GoalCostConfig, GoalCostTarget
 from latentrl.models import E2C
 from latentrl.recipe import experiment_and_preset
 from latentrl.run_directory import RunDirectory
@@ -191,6 +192,11 @@ def _checked_data(
         )
     kind = model_kind(config.model.kind)
     distributed.check_world(config.train, kind.window(config.loss), kind.whole_windows, world)
+    if world.distributed and config.loss.goal_cost.weight > 0:
+        raise UserError(
+            f"loss.goal_cost on {world.size} processes is not supported yet; train on one "
+            "process, or set loss.goal_cost.weight=0"
+        )
     return train_set, val_set, window_mask(train_set, kind.window(config.loss), window_key(kind))
 
 
@@ -209,6 +215,28 @@ def dataset_splits(
         },
     )
     return data.split(config.data.validation_fraction, seed=config.data.seed)
+
+
+def goal_cost_target(
+    env: ControlEnv, train_set: TransitionDataset, config: GoalCostConfig
+) -> GoalCostTarget:
+    """The goal image and the training rows' costs for ``loss.goal_cost``: the env's
+    ``cost(s, u)`` of each row's state with the action at the centre of its box, less the goal
+    state's. UserError when a cost is not finite."""
+    action_space = env.action_space
+    centre = (action_space.low + action_space.high) / 2
+    states = train_set.state.cpu().numpy()
+    costs = env.cost(states, np.broadcast_to(centre, (len(states), len(centre))))
+    costs = costs - env.cost(env.goal_state()[None], centre[None])[0]
+    if not np.all(np.isfinite(costs)):
+        raise UserError(
+            f"loss.goal_cost: {type(env).__name__}.cost gives non-finite costs for "
+            f"{int(np.sum(~np.isfinite(costs)))} training states; fix the env's cost or set "
+            "loss.goal_cost.weight=0"
+        )
+    device = train_set.obs.device
+    image = torch.as_tensor(goal_observation(env))[None].to(device)
+    return GoalCostTarget(image, torch.as_tensor(costs, device=device), config)
 
 
 class _Loop:
@@ -261,6 +289,9 @@ class _Loop:
             self.state_steps = state_step_sizes(
                 self.rollouts.states, box.high - box.low, task.angle_dims
             )
+            self.goal_cost = None
+            if config.loss.goal_cost.weight > 0:
+                self.goal_cost = goal_cost_target(task, train_set, config.loss.goal_cost)
         finally:
             env.close()
 
@@ -306,6 +337,7 @@ class _Loop:
             self.train_set,
             (self.continuation, self.window_start),
             world,
+            self.goal_cost,
         )
         with self.logger.progress(total=cfg.epochs, initial=state.epoch, desc="epochs"):
             while state.epoch < cfg.epochs:

@@ -14,6 +14,8 @@
   model's sequence ELBO), :mod:`~latentrl.losses.pcc` (PCC's prediction, consistency and
   curvature) and :mod:`~latentrl.losses.pc3` (PC3's predictive coding, consistency and
   curvature), with :mod:`~latentrl.losses.gaussian_density` (log-densities, entropies);
+- :mod:`~latentrl.losses.goal_cost`: the term, added to any kind's objective, that fits the
+  latent distance to the goal to the task's cost;
 - :mod:`~latentrl.losses.legacy`: :func:`upgrade_legacy_loss` for older ``config.json``.
 """
 
@@ -30,6 +32,7 @@ from latentrl.losses.gaussian_kl import (
     kl_linear_transition,
     log_abs_det_low_rank,
 )
+from latentrl.losses.goal_cost import GoalCostConfig, GoalCostTarget, goal_cost_values
 from latentrl.losses.kl_prior import KLPriorConfig
 from latentrl.losses.kl_transition import KLTransitionConfig
 from latentrl.losses.legacy import legacy_key_hint, upgrade_legacy_loss
@@ -54,6 +57,8 @@ __all__ = [
     "CurvatureConfig",
     "FilterLossConfig",
     "ForwardPass",
+    "GoalCostConfig",
+    "GoalCostTarget",
     "KLPriorConfig",
     "KLTransitionConfig",
     "LossConfig",
@@ -71,6 +76,7 @@ __all__ = [
     "filter_objective",
     "forward_pass",
     "gaussian_nll",
+    "goal_cost_values",
     "info_nce",
     "kl_diag_gaussian_std_normal",
     "kl_diag_gaussians",

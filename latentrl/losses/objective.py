@@ -36,6 +36,7 @@ from latentrl.losses import (
 )
 from latentrl.losses.curvature import CurvatureConfig
 from latentrl.losses.forward import Continuation, diagnostics, forward_pass
+from latentrl.losses.goal_cost import GoalCostConfig
 from latentrl.losses.kl_prior import KLPriorConfig
 from latentrl.losses.kl_transition import KLTransitionConfig
 from latentrl.losses.multi_step import MultiStepConfig
@@ -54,7 +55,8 @@ from latentrl.models import E2C
 class LossConfig:
     """The ``loss`` section: one section per term of E2C's objective, in the order it adds
     them (the names match the metric keys ``loss/<name>``), then one section per other model
-    kind's objective (:mod:`latentrl.kinds` says which kind reads which sections)."""
+    kind's objective (:mod:`latentrl.kinds` says which kind reads which sections), then the
+    goal-cost term every kind reads (:mod:`latentrl.losses.goal_cost`)."""
 
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
     prediction: PredictionConfig = field(default_factory=PredictionConfig)
@@ -68,6 +70,7 @@ class LossConfig:
     filter: FilterLossConfig = field(default_factory=FilterLossConfig)
     pcc: PCCLossConfig = field(default_factory=PCCLossConfig)
     pc3: PC3LossConfig = field(default_factory=PC3LossConfig)
+    goal_cost: GoalCostConfig = field(default_factory=GoalCostConfig)
 
 
 class TermSpec(NamedTuple):

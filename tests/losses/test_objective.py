@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from latentrl.kinds import MODEL_KINDS
+from latentrl.kinds import EVERY_KIND_READS, MODEL_KINDS
 from latentrl.losses import (
     TERMS,
     Continuation,
@@ -39,9 +39,12 @@ def weights(**values: float) -> LossConfig:
 def test_the_terms_are_the_config_sections_in_order() -> None:
     sections = [f.name for f in dataclasses.fields(LossConfig)]
     assert [spec.name for spec in TERMS] == sections[: len(TERMS)]
-    # after E2C's terms come the sections of the other model kinds, one each
+    # after E2C's terms come the sections of the other model kinds, one each, then those
+    # every kind reads
     kinds = {kind.loss_section for kind in MODEL_KINDS.values()} - {None}
-    assert set(sections[len(TERMS) :]) == kinds
+    shared = len(EVERY_KIND_READS)
+    assert set(sections[len(TERMS) : -shared]) == kinds
+    assert tuple(sections[-shared:]) == EVERY_KIND_READS
     assert [spec.name for spec in TERMS if not spec.optional] == list(E2C_TERMS)
 
 

@@ -133,7 +133,7 @@ def test_without_latent_noise_the_next_latent_is_the_encoding(
 
 def test_the_kind_reads_loss_pc3_and_has_no_decoder() -> None:
     kind = model_kind("pc3")
-    assert kind.loss_sections() == ("pc3",) and kind.model_class is PC3
+    assert kind.loss_sections() == ("pc3", "goal_cost") and kind.model_class is PC3
     assert not kind.model_class.has_decoder and not kind.whole_windows
 
 

@@ -119,7 +119,7 @@ def test_the_kind_reads_loss_pcc_and_trains_on_single_transitions(
     blob_transitions: Callable[..., tuple[torch.Tensor, ...]],
 ) -> None:
     kind = model_kind("pcc")
-    assert kind.loss_sections() == ("pcc",) and kind.model_class is PCC
+    assert kind.loss_sections() == ("pcc", "goal_cost") and kind.model_class is PCC
     loss = LossConfig(pcc=PCCLossConfig(lambda_cur=0.0))
     assert kind.window(loss) == 1 and not kind.whole_windows
     x, u, x_next = blob_transitions(4)
