@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from latentrl.agents.latent_scale import training_data_of_run
-from latentrl.envs.contract import goal_observation, require_control_env
+from latentrl.envs.contract import goal_observation, require_control_env, state_costs
 from latentrl.errors import UserError
 from latentrl.models import E2C
 
@@ -81,17 +81,6 @@ def fit_quadratic_metric(d: Tensor, target: Tensor) -> Tensor:
             "plan.state_scale=cost cannot weigh it: use plan.state_scale=unit"
         )
     return M
-
-
-def state_costs(env: Any, states: np.ndarray) -> np.ndarray:
-    """The task's state cost of ``states`` ``(N, d)`` above the goal's, ``(N,)``: ``env``'s
-    ``cost`` at the action box's centre, less that of the goal state."""
-    task = require_control_env(env)
-    space = env.action_space
-    centre = (np.asarray(space.low, np.float64) + np.asarray(space.high, np.float64)) / 2
-    both = np.concatenate([np.asarray(states, np.float64), task.goal_state()[None]])
-    cost = np.asarray(task.cost(both, np.repeat(centre[None], len(both), 0)), np.float64)
-    return cost[:-1] - cost[-1]
 
 
 def lowest_share(costs: np.ndarray, share: float = FIT_SHARE) -> np.ndarray:

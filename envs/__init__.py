@@ -29,6 +29,7 @@ from latentrl.envs.contract import (
     render_frame,
     requested_state,
     require_control_env,
+    state_costs,
     upscale_rgb,
     wrap_angle,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "render_frame",
     "requested_state",
     "require_control_env",
+    "state_costs",
     "upscale_rgb",
     "wrap_angle",
 ]

@@ -120,6 +120,17 @@ def goal_observation(env: ControlEnv) -> np.ndarray:
     return env.observe(env.goal_state()[None])[0]
 
 
+def state_costs(env: Any, states: np.ndarray) -> np.ndarray:
+    """The task's state cost of ``states`` ``(N, d)`` above the goal's, ``(N,)``: ``env``'s
+    ``cost`` at the action box's centre, less that of the goal state."""
+    task = require_control_env(env)
+    space = env.action_space
+    centre = (np.asarray(space.low, np.float64) + np.asarray(space.high, np.float64)) / 2
+    both = np.concatenate([np.asarray(states, np.float64), task.goal_state()[None]])
+    cost = np.asarray(task.cost(both, np.repeat(centre[None], len(both), 0)), np.float64)
+    return cost[:-1] - cost[-1]
+
+
 NEAR_GOAL_FRACTION = 0.2
 """Near the goal: within this fraction of the state box's half-width of the goal state in
 every coordinate."""

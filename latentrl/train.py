@@ -34,7 +34,13 @@ from latentrl.checkpoint import (
 from latentrl.config import ExperimentConfig, load_config, save_config, to_dict
 from latentrl.data import TransitionDataset, load_transitions
 from latentrl.devices import resolve_device
-from latentrl.envs import ControlEnv, goal_observation, make_env, require_control_env
+from latentrl.envs import (
+    ControlEnv,
+    goal_observation,
+    make_env,
+    require_control_env,
+    state_costs,
+)
 from latentrl.errors import UserError
 from latentrl.kinds import build_model, model_kind
 from latentrl.latent_diagnostics import (
@@ -220,14 +226,9 @@ def dataset_splits(
 def goal_cost_target(
     env: ControlEnv, train_set: TransitionDataset, config: GoalCostConfig
 ) -> GoalCostTarget:
-    """The goal image and the training rows' costs for ``loss.goal_cost``: the env's
-    ``cost(s, u)`` of each row's state with the action at the centre of its box, less the goal
-    state's. UserError when a cost is not finite."""
-    action_space = env.action_space
-    centre = (action_space.low + action_space.high) / 2
-    states = train_set.state.cpu().numpy()
-    costs = env.cost(states, np.broadcast_to(centre, (len(states), len(centre))))
-    costs = costs - env.cost(env.goal_state()[None], centre[None])[0]
+    """The goal image and the training rows' costs for ``loss.goal_cost``
+    (:func:`~latentrl.envs.state_costs`). UserError when a cost is not finite."""
+    costs = state_costs(env, train_set.state.cpu().numpy())
     if not np.all(np.isfinite(costs)):
         raise UserError(
             f"loss.goal_cost: {type(env).__name__}.cost gives non-finite costs for "

@@ -16,13 +16,12 @@ from latentrl.agents.latent_cost import (
     lowest_share,
     nearest_psd,
     quadratic_features,
-    state_costs,
     symmetric_from_upper,
 )
 from latentrl.checkpoint import load_model
 from latentrl.config import PlanConfig
 from latentrl.data import load_transitions
-from latentrl.envs import make_env, require_control_env
+from latentrl.envs import make_env, require_control_env, state_costs
 from latentrl.errors import UserError
 
 
