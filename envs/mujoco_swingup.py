@@ -26,8 +26,8 @@ Conventions shared by both tasks:
   step is minus the cost of the state the action is applied in and that action (as Pendulum-v1).
   No termination: episodes end by the time limit set at registration.
 * **Keyword arguments** change the force or torque bound, the control step, the frame size, the
-  number of frames and the steps between them, and the task (start box, goal radius, horizon),
-  e.g. for the PC3 paper's protocol (experiments/pc3_cartpole.toml).
+  number of frames and the steps between them, the camera's view width, and the task (start
+  box, goal radius, horizon), e.g. for the PC3 paper's protocol (experiments/pc3_cartpole.toml).
 """
 
 from __future__ import annotations
@@ -164,7 +164,10 @@ class SwingupEnv(MujocoEnv):
     ``max_action`` (bound on ``|u|`` of every actuator, N or N m; the MJCF's ctrlrange),
     ``frame_skip`` (0.01 s MuJoCo steps per control step), ``image_size`` (side of the
     observation frames, px), ``frames`` (stacked frames k >= 1, default 2), ``frame_gap``
-    (control steps g >= 1 between consecutive frames, default the task's), and the task's
+    (control steps g >= 1 between consecutive frames, default the task's), ``view_width``
+    (the side of the square the orthographic camera sees, m, centred where the MJCF puts it;
+    default the MJCF's: a narrower view draws the bodies on more pixels, and leaves out what
+    lies outside it), and the task's
     ``start_low``/``start_high``, ``goal_radius`` (rad) and ``horizon`` (steps) of
     :mod:`latentrl.envs.task_options`.
     """
@@ -187,6 +190,7 @@ class SwingupEnv(MujocoEnv):
         horizon: int | None = None,
         frames: int = 2,
         frame_gap: int | None = None,
+        view_width: float | None = None,
     ) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(
@@ -203,6 +207,7 @@ class SwingupEnv(MujocoEnv):
         self.frames = checked_count("frames", frames, "stacked frames in an observation")
         gap = self.task.frame_gap if frame_gap is None else frame_gap
         self.frame_gap = checked_count("frame_gap", gap, "control steps between frames")
+        width = None if view_width is None else checked_positive("view_width", view_width)
         super().__init__(
             str(ASSETS / self.task.xml),
             frame_skip,
@@ -212,6 +217,9 @@ class SwingupEnv(MujocoEnv):
             height=VIEW_SIZE,
             camera_name=CAMERA,
         )
+        if view_width is not None:  # an orthographic camera's fovy is its view's side, m
+            camera = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
+            self.model.cam_fovy[camera] = width
         if max_action is not None:
             top = checked_positive("max_action", max_action)
             self.model.actuator_ctrlrange[:] = [-top, top]

@@ -48,7 +48,7 @@ def test_experiments_lists_the_files_with_their_env_ids(
     assert rows == [
         ["cartpole", "latentrl/CartpoleSwingup-v0", "debug,", "full*"],
         ["mujoco_pendulum", "latentrl/PendulumSwingup-v0", "debug,", "full*"],
-        ["pc3_cartpole", "latentrl/CartpoleSwingup-v0", "debug,", "full*"],
+        ["pc3_cartpole", "latentrl/CartpoleSwingup-v0", "debug,", "full*,", "close"],
         ["pc3_pendulum_balance", "latentrl/Pendulum-v0", "debug,", "full*,", "pc3"],
         ["pc3_pendulum_swingup", "latentrl/Pendulum-v0", "debug,", "full*,", "pc3"],
         ["pc3_planar", "latentrl/Planar-v0", "debug,", "full*,", "pc3,", "pcc"],

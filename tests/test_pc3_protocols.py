@@ -161,3 +161,30 @@ def test_the_pcc_preset_is_the_recipe_with_pccs_planar_networks() -> None:
     assert not recipe.model.batch_norm
     assert (config.train, config.data, config.plan) == (recipe.train, recipe.data, recipe.plan)
     assert to_dict(config.loss.pcc) == to_dict(PCCLossConfig())
+
+
+def test_the_close_cartpole_preset_is_the_recipe_near_upright_with_a_closer_view() -> None:
+    """The close preset changes the data's start states, the camera and frame size (so the
+    model's input), and the planner's state unit: nothing else of the model, its training or
+    the task."""
+    close = experiment_config("pc3_cartpole", "close")
+    full = experiment_config("pc3_cartpole", "full")
+    ours, recipe = flat(to_dict(close)), flat(to_dict(full))
+    changed = {key for key in ours if ours[key] != recipe[key]} - {"name", "preset"}
+    assert changed == {
+        "data.near_goal_share", "data.env_kwargs", "model.obs_shape", "plan.state_scale",
+    }  # fmt: skip
+    assert close.model.obs_shape == (2, 48, 48)
+    assert close.data.near_goal_share == 1.0 and close.plan.state_scale == "cost"
+    kwargs = dict(close.data.env_kwargs)
+    assert (kwargs.pop("view_width"), kwargs.pop("image_size")) == (2.2, 48)
+    assert kwargs == {k: v for k, v in full.data.env_kwargs.items() if k != "image_size"}
+    assert dataset_dir(close.data) != dataset_dir(full.data)
+    env = make_env(close.data.env_id, **evaluation_env_kwargs(close))
+    try:
+        task = env.unwrapped
+        assert task.observation_space.shape == (2, 48, 48)
+        assert task.model.cam_fovy.tolist() == [2.2]
+        assert (task.horizon, task.goal_radius) == (50, pytest.approx(np.pi / 10))
+    finally:
+        env.close()

@@ -1,4 +1,5 @@
-"""The MuJoCo swing-ups' keyword arguments: force bound, control step, frame size, task."""
+"""The MuJoCo swing-ups' keyword arguments: force bound, control step, frame size, camera view,
+task."""
 
 from __future__ import annotations
 
@@ -82,12 +83,40 @@ def test_defaults_keep_the_task() -> None:
         env.close()
 
 
+def bright_pixels(env, states: np.ndarray) -> np.ndarray:
+    """Pixels brighter than the rail in the last frame of each state's observation."""
+    return (env.observe(states)[:, -1] > 100).sum(axis=(1, 2))
+
+
+def test_half_the_view_width_draws_the_pole_twice_as_large(pc3_env) -> None:
+    near = gym.make(ENV_ID, **PC3, view_width=2.2)
+    try:
+        inner = near.unwrapped
+        assert inner.model.cam_fovy.tolist() == [2.2]
+        assert pc3_env.model.cam_fovy.tolist() == [4.4]  # the MJCF's, when left out
+        states = np.array([[0.0, 0.0, 0.0, 0.0], [0.3, 0.4, 1.0, -2.0]])
+        # twice as long and twice as wide: about four times the pixels
+        ratio = bright_pixels(inner, states) / bright_pixels(pc3_env, states)
+        assert np.all((ratio > 3.0) & (ratio < 5.5))
+        # the pole's tip, upright over the centred cart, at the view's top: row 80 (1 - 1/2.2) / 2
+        column = inner.observe(states[:1])[0, -1, :, 40]
+        top = int(np.flatnonzero(column > 100)[0])
+        assert abs(top - 80 * (1 - 1.08 / 1.1) / 2) <= 1.5
+        # the camera changes the frames only: the same dynamics
+        u = np.array([[3.0], [-7.0]])
+        assert np.array_equal(inner.next_states(states, u), pc3_env.next_states(states, u))
+    finally:
+        near.close()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"frame_skip": 0}, "frame_skip must be a positive int"),
         ({"image_size": 300}, "image_size must be an int in"),
         ({"max_action": -1}, "max_action must be a positive number"),
+        ({"view_width": 0}, "view_width must be a positive number"),
+        ({"view_width": "wide"}, "view_width must be a positive number"),
         ({"start_low": [0, 0], "start_high": [0, 0]}, "must each hold 4 numbers"),
     ],
 )
