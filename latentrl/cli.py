@@ -358,9 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--baselines-from",
         type=Path,
         metavar="OTHER_RUN",
-        help="take the oracle and random agents from OTHER_RUN's evaluation instead of running "
-        "them again, where they ran on the same episodes and settings (they do not depend on "
-        "the model)",
+        help="take the oracle and random agents from OTHER_RUN's evaluation (or from a folder "
+        "an evaluation was written to with --out) instead of running them again, where they ran "
+        "on the same episodes and settings (they do not depend on the model)",
     )
     add_wandb_option(evaluate)
     evaluate.set_defaults(handler=_evaluate)

@@ -180,12 +180,7 @@ def _evaluate_into(
             )
         echo(f"replacing the unfinished evaluation in {out.path} (interrupted)")
         shutil.rmtree(out.path)
-    source = None if baselines_from is None else RunDirectory(Path(baselines_from))
-    if source is not None and not source.eval.has_results():
-        raise UserError(
-            f"{baselines_from} holds no evaluation ({EVAL_DIR}/{RESULTS_FILE}) to take the "
-            "oracle and random agents from: evaluate it first, or leave --baselines-from out"
-        )
+    source = None if baselines_from is None else baselines_folder(Path(baselines_from))
     ev = config.eval
     env_kwargs = evaluation_env_kwargs(config)
     env = make_env(config.data.env_id, **env_kwargs)
@@ -201,12 +196,13 @@ def _evaluate_into(
         baselines = EarlierAgents.none()
         if source is not None:
             asked = [name for name in ev.agents if not agent_entry(name).uses_model]
-            found = reusable_agents(source.eval, EvalResults(header, {}), asked, echo)
-            origins = {name: found.origins.get(name, str(source.path)) for name in found.entries}
+            found = reusable_agents(source, EvalResults(header, {}), asked, echo)
+            origin = str(Path(baselines_from))  # the run (or --out folder) as named
+            origins = {name: found.origins.get(name, origin) for name in found.entries}
             baselines = replace(found, origins=origins)
             if baselines.entries:
                 names = ", ".join(baselines.entries)
-                echo(f"took {names} from {source.path} (same episodes and settings)")
+                echo(f"took {names} from {origin} (same episodes and settings)")
         to_run = [name for name in ev.agents if name not in baselines.entries]
         agents = _make_agents(run.path, config, env, task, to_run)
         rollouts: dict[str, Rollout] = {}
@@ -479,3 +475,16 @@ def _save_png(path: Path, image: np.ndarray) -> None:
     from PIL import Image
 
     Image.fromarray(image).save(path)
+
+
+def baselines_folder(path: Path) -> EvalDirectory:
+    """The evaluation ``--baselines-from`` names: a run's ``eval/``, or a folder written with
+    ``--out`` (its ``results.json`` at its top); UserError when ``path`` holds neither."""
+    for folder in (RunDirectory(path).eval, EvalDirectory(path)):
+        if folder.has_results():
+            return folder
+    raise UserError(
+        f"{path} holds no evaluation ({EVAL_DIR}/{RESULTS_FILE}, or {RESULTS_FILE} of a folder "
+        "written with --out) to take the oracle and random agents from: evaluate it first, or "
+        "leave --baselines-from out"
+    )

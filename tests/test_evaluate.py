@@ -277,6 +277,13 @@ def test_cli_evaluate_prints_the_table(
     shutil.copytree(trained_run, other, ignore=shutil.ignore_patterns("eval"))
     assert main([*args[:1], str(other), *args[2:], "--baselines-from", str(run)]) == 0
     assert f"took oracle, random from {run}" in capsys.readouterr().out
+    # an evaluation written with --out serves as well
+    elsewhere = tmp_path / "studies" / "baselines"
+    assert main([*args[:1], str(other), *args[2:], "--out", str(elsewhere)]) == 0
+    capsys.readouterr()
+    beside = [*args[:1], str(other), *args[2:], "--out", str(tmp_path / "studies" / "again")]
+    assert main([*beside, "--baselines-from", str(elsewhere)]) == 0
+    assert f"took oracle, random from {elsewhere}" in capsys.readouterr().out
     assert main([*args, "--overwrite", "--baselines-from", str(tmp_path)]) == 2
     assert "holds no evaluation" in capsys.readouterr().err
 
