@@ -217,7 +217,7 @@ class SwingupEnv(MujocoEnv):
             height=VIEW_SIZE,
             camera_name=CAMERA,
         )
-        if view_width is not None:  # an orthographic camera's fovy is its view's side, m
+        if width is not None:  # an orthographic camera's fovy is its view's side, m
             camera = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
             self.model.cam_fovy[camera] = width
         if max_action is not None:
