@@ -17,7 +17,7 @@ All batched methods take and return NumPy arrays with the batch in the leading d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -136,23 +136,44 @@ NEAR_GOAL_FRACTION = 0.2
 every coordinate."""
 
 
+def near_goal_fractions(env: ControlEnv, fraction: float | Sequence[float]) -> np.ndarray:
+    """The near-goal box's half-width per state coordinate ``(d,)``, as fractions of the state
+    box's, from one number or one per coordinate; UserError for a fraction outside (0, 1] or
+    a count other than d."""
+    dims = len(env.state_names)
+    fractions = np.asarray(fraction, np.float64)
+    if fractions.ndim > 1 or (fractions.ndim == 1 and len(fractions) != dims):
+        raise UserError(
+            f"near-goal fractions must be one number or one per state coordinate ({dims}: "
+            f"{', '.join(env.state_names)}), got {fractions.tolist()}"
+        )
+    if not np.all((fractions > 0) & (fractions <= 1)):
+        raise UserError(f"the near-goal fraction must lie in (0, 1], got {fractions.tolist()}")
+    return np.broadcast_to(fractions, (dims,))
+
+
 def sample_near_goal_states(
-    env: ControlEnv, n: int, rng: np.random.Generator, fraction: float = NEAR_GOAL_FRACTION
+    env: ControlEnv,
+    n: int,
+    rng: np.random.Generator,
+    fraction: float | Sequence[float] = NEAR_GOAL_FRACTION,
 ) -> np.ndarray:
     """``n`` valid states ``(n, d)`` drawn uniformly from the box of half-width ``fraction`` of
     the state box's around the goal state (angles wrapped), redrawing those that are not valid
-    (outside the state box, in an obstacle). Raises UserError when almost none are valid."""
-    if not 0 < fraction <= 1:
-        raise UserError(f"the near-goal fraction must lie in (0, 1], got {fraction}")
+    (outside the state box, in an obstacle). ``fraction``: one number for every coordinate, or
+    one per coordinate (1: as wide as the state box, centred on the goal). Raises UserError
+    for a fraction outside (0, 1], a count of fractions other than d, or when almost no state
+    drawn is valid."""
+    fractions = near_goal_fractions(env, fraction)
     box = env.state_space
-    half = fraction * (box.high - box.low) / 2
+    half = fractions * (box.high - box.low) / 2
     states = np.empty((n, len(half)))
     filled, draws = 0, 0
     while filled < n:
         if draws > 100 * n + 1000:
             raise UserError(
-                f"fewer than 1% of the states within {fraction} of the state box's half-width "
-                "of the goal are valid; use a larger fraction"
+                f"fewer than 1% of the states within {fractions.tolist()} of the state box's "
+                "half-width of the goal are valid; use a larger fraction"
             )
         batch = env.goal_state() + rng.uniform(-1.0, 1.0, size=(n - filled, len(half))) * half
         for dim in env.angle_dims:

@@ -64,6 +64,7 @@ def _collect(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             chain_length=args.chain_length,
             near_goal_share=args.near_goal_share,
+            near_goal_widths=args.near_goal_widths,
             env_kwargs=args.env_kwargs,
             overwrite=args.overwrite,
             resume=args.resume,
@@ -256,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="uniform mode: share of the chains that start near the goal state rather than "
         "anywhere (default: 0)",
+    )
+    collect.add_argument(
+        "--near-goal-widths",
+        type=flag_type(Allowed(float, above=0, high=1)),
+        nargs="+",
+        metavar="FRACTION",
+        help="the near-goal box's half-width in each state coordinate, as a fraction of the "
+        "state box's half-width (1: the whole range); default: 0.2 in every coordinate",
     )
     collect.add_argument(
         "--env-kwargs", type=json_object, default={}, help="gymnasium.make keyword arguments, JSON"

@@ -8,7 +8,8 @@ Two modes:
   of L transitions under uniform random controls, stored as consecutive rows: what a
   multi-step loss trains on. With ``near_goal_share`` f > 0, a share f of each chunk's chains
   start near the goal instead (:func:`latentrl.envs.contract.sample_near_goal_states`), where a
-  uniform draw rarely goes. Bytes do not depend on the number of workers: states and
+  uniform draw rarely goes: within ``near_goal_widths`` of the state box's half-width in each
+  coordinate (default 0.2 in every one). Bytes do not depend on the number of workers: states and
   controls are drawn in this process, workers only render and simulate.
 * ``rollout``: random-policy episodes on a Gymnasium vector env of ``workers`` copies.
   Gymnasium 1.x resets a finished sub-env on the *next* ``step``; that step's transition
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +46,11 @@ from latentrl.data import (
     check_near_goal_share,
 )
 from latentrl.envs import ControlEnv, make_env, require_control_env
-from latentrl.envs.contract import sample_near_goal_states
+from latentrl.envs.contract import (
+    NEAR_GOAL_FRACTION,
+    near_goal_fractions,
+    sample_near_goal_states,
+)
 from latentrl.errors import UserError
 from latentrl.field_rules import check_value
 from latentrl.locks import one_writer
@@ -67,6 +72,7 @@ def collect(
     chunk_size: int = 10_000,
     chain_length: int = 1,
     near_goal_share: float = 0.0,
+    near_goal_widths: Sequence[float] | None = None,
     env_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
     resume: bool = False,
@@ -84,13 +90,18 @@ def collect(
         check_value(DataConfig, name, value)
     check_value(DataConfig, "transitions", chunk_size, "chunk_size")
     check_chain_length(chain_length, mode)
-    check_near_goal_share(near_goal_share, mode)
+    if near_goal_widths is not None:
+        check_value(DataConfig, "near_goal_widths", near_goal_widths)
+        near_goal_widths = tuple(near_goal_widths)
+    check_near_goal_share(near_goal_share, mode, near_goal_widths)
     if overwrite and resume:
         raise UserError("--overwrite and --resume exclude each other")
     env_kwargs = dict(env_kwargs or {})
     env = make_env(env_id, **env_kwargs)
     try:
         inner = require_control_env(env)
+        if near_goal_widths is not None:
+            near_goal_fractions(inner, near_goal_widths)
         spec = CollectionSpec(
             env_id=env_id,
             mode=mode,
@@ -101,6 +112,7 @@ def collect(
             num_envs=workers if mode == "rollout" else 1,
             chain_length=chain_length,
             near_goal_share=near_goal_share,
+            near_goal_widths=near_goal_widths,
         )
         writer = DatasetWriter(
             Path(out_dir),
@@ -192,7 +204,8 @@ def uniform_inputs(
     near = round(chains * spec.near_goal_share)
     states = env.sample_states(chains - near, rng)
     if near:
-        states = np.concatenate([sample_near_goal_states(env, near, rng), states])
+        fraction = NEAR_GOAL_FRACTION if spec.near_goal_widths is None else spec.near_goal_widths
+        states = np.concatenate([sample_near_goal_states(env, near, rng, fraction), states])
     actions = rng.uniform(low, high, size=(chains * length, low.shape[0])).astype(np.float32)
     return states, actions.reshape(chains, length, -1)
 

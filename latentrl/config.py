@@ -61,7 +61,14 @@ class DataConfig:
     the windows loss.multi_step.horizon needs; 1: independent transitions (E2C)."""
     near_goal_share: float = checked(0.0, float, low=0, high=1)
     """Uniform mode: share of the chains that start near the goal state (within 0.2 of the
-    state box's half-width in every coordinate) rather than anywhere; 0: all uniform (E2C)."""
+    state box's half-width in every coordinate, or ``near_goal_widths``) rather than
+    anywhere; 0: all uniform (E2C)."""
+    near_goal_widths: tuple[float, ...] | None = checked(
+        None, float, above=0, high=1, items=True, optional=True
+    )
+    """The near-goal box's half-width in each state coordinate, as a fraction of the state
+    box's half-width (1: the coordinate's whole range), e.g. ``[1, 0.1, 1, 0.63]`` for a
+    cart-pole's (x, theta, x', theta') near upright; None: 0.2 in every coordinate."""
     validation_fraction: float = checked(0.1, float, above=0, below=1)
     workers: int = checked(1, int, low=1, high=WORKERS_MAX)
     """Collection worker processes (MuJoCo envs render faster with 2)."""
@@ -70,7 +77,9 @@ class DataConfig:
         object.__setattr__(self, "env_kwargs", env_kwargs_dict(self.env_kwargs, "data"))
         check_fields(self, "data")
         check_chain_length(self.chain_length, self.mode)
-        check_near_goal_share(self.near_goal_share, self.mode)
+        if self.near_goal_widths is not None:
+            object.__setattr__(self, "near_goal_widths", tuple(self.near_goal_widths))
+        check_near_goal_share(self.near_goal_share, self.mode, self.near_goal_widths)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import itertools
 import json
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -67,6 +67,9 @@ class CollectionSpec:
     near_goal_share: float = 0.0
     """Uniform mode: share of each chunk's chains that start near the goal
     (:func:`latentrl.envs.contract.sample_near_goal_states`) rather than anywhere."""
+    near_goal_widths: tuple[float, ...] | None = None
+    """The near-goal box's half-width per state coordinate, as a fraction of the state box's
+    half-width; None: :data:`latentrl.envs.contract.NEAR_GOAL_FRACTION` in every one."""
 
     def num_chunks(self) -> int:
         return -(-self.transitions // self.chunk_size)
@@ -76,9 +79,8 @@ class CollectionSpec:
         return min(self.chunk_size, self.transitions - index * self.chunk_size)
 
     def as_dict(self) -> dict[str, Any]:
-        """The spec as metadata keys; ``chain_length`` and ``near_goal_share`` only when they
-        differ from their defaults, so datasets collected before they existed keep their
-        metadata."""
+        """The spec as metadata keys; the :data:`OPTIONAL_SPEC_KEYS` only when they differ from
+        their defaults, so datasets collected before they existed keep their metadata."""
         spec = {
             "env_id": self.env_id,
             "env_kwargs": dict(self.env_kwargs),
@@ -89,12 +91,17 @@ class CollectionSpec:
             "num_envs": self.num_envs,
         }
         for key, default in OPTIONAL_SPEC_KEYS.items():
-            if getattr(self, key) != default:
-                spec[key] = getattr(self, key)
+            value = getattr(self, key)
+            if value != default:
+                spec[key] = list(value) if isinstance(value, tuple) else value
         return spec
 
 
-OPTIONAL_SPEC_KEYS: dict[str, Any] = {"chain_length": 1, "near_goal_share": 0.0}
+OPTIONAL_SPEC_KEYS: dict[str, Any] = {
+    "chain_length": 1,
+    "near_goal_share": 0.0,
+    "near_goal_widths": None,
+}
 """Spec keys written to the metadata only when they differ from these defaults."""
 METADATA_KEYS = frozenset(
     {f.name for f in fields(CollectionSpec)}
@@ -104,12 +111,19 @@ METADATA_KEYS = frozenset(
 """Every key a metadata file may hold; another one is a flipped byte in a key's name."""
 
 
-def check_near_goal_share(share: float, mode: str) -> None:
-    """UserError unless ``share`` lies in [0, 1], and is 0 outside uniform mode."""
+def check_near_goal_share(share: float, mode: str, widths: Sequence[float] | None = None) -> None:
+    """UserError unless ``share`` lies in [0, 1], and is 0 outside uniform mode; and unless
+    ``widths`` (the near-goal box's, None: the default) come with a share above 0."""
     if not 0 <= share <= 1 or (share > 0 and mode != "uniform"):
         raise UserError(
             f"near_goal_share must lie in [0, 1] and applies to uniform mode only (rollouts "
             f"start where the env's reset puts them), got {share} with mode {mode!r}"
+        )
+    if widths is not None and share == 0:
+        raise UserError(
+            "near_goal_widths shape the box the near-goal chains start in, and near_goal_share "
+            "is 0 (no chain starts near the goal): set near_goal_share above 0, or leave "
+            "near_goal_widths out"
         )
 
 

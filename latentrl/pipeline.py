@@ -34,7 +34,7 @@ from latentrl.config import (
     parse_assignment,
     schema_defaults,
 )
-from latentrl.data import METADATA_FILE, read_metadata
+from latentrl.data import METADATA_FILE, OPTIONAL_SPEC_KEYS, read_metadata
 from latentrl.devices import resolve_device
 from latentrl.errors import UserError
 from latentrl.evaluate import (
@@ -56,17 +56,11 @@ DATA_ROOT = Path("data")
 RUNS_ROOT = Path("runs")
 DEFAULT_NAME = RECIPE_EXPERIMENT
 """The experiment name of a config made from the schema's defaults (``train --env``)."""
-DATASET_FIELDS = {
-    "env_id": None,
-    "env_kwargs": {},
-    "mode": None,
-    "transitions": None,
-    "chain_length": 1,
-    "near_goal_share": 0.0,
-    "seed": None,
-}
-"""data.* fields a dataset's metadata fixes (None: always present there; else the value of
-a dataset whose metadata leaves the key out)."""
+DATASET_FIELDS = ("env_id", "mode", "transitions", "seed")
+"""data.* fields a dataset's metadata fixes and always holds."""
+DATASET_DEFAULTS: dict[str, Any] = {"env_kwargs": {}, **OPTIONAL_SPEC_KEYS}
+"""data.* fields a dataset's metadata fixes, with the value of a dataset whose metadata
+leaves the key out."""
 
 
 def dataset_dir(data: DataConfig, root: Path = DATA_ROOT) -> Path:
@@ -74,6 +68,8 @@ def dataset_dir(data: DataConfig, root: Path = DATA_ROOT) -> Path:
     env_name = data.env_id.replace(":", "_").split("/")[-1]
     chains = f"__chain{data.chain_length}" if data.chain_length > 1 else ""
     near = f"__near{data.near_goal_share:g}" if data.near_goal_share > 0 else ""
+    if data.near_goal_widths is not None:
+        near += "_" + "_".join(f"{width:g}" for width in data.near_goal_widths)
     kwargs = ""
     if data.env_kwargs:
         text = json.dumps(data.env_kwargs, sort_keys=True)
@@ -98,6 +94,7 @@ def ensure_dataset(data: DataConfig, root: Path = DATA_ROOT) -> Path:
             workers=data.workers,
             chain_length=data.chain_length,
             near_goal_share=data.near_goal_share,
+            near_goal_widths=data.near_goal_widths,
             env_kwargs=data.env_kwargs,
             resume=meta is not None,
         )
@@ -232,15 +229,14 @@ def resolve(
 def dataset_fields(
     dataset: Path, data: Mapping[str, Any], explicit: Mapping[str, Any], source: str
 ) -> dict[str, Any]:
-    """The data.* fields the dataset's metadata fixes (:data:`DATASET_FIELDS`); UserError when
-    an explicit ``--set`` or the env of ``source`` conflicts with them."""
+    """The data.* fields the dataset's metadata fixes (:data:`DATASET_FIELDS`,
+    :data:`DATASET_DEFAULTS`); UserError when an explicit ``--set`` or the env of ``source``
+    conflicts with them."""
     meta = read_metadata(Path(dataset)) if Path(dataset).is_dir() else None
     if meta is None:
         raise UserError(f"no dataset at {dataset} (no {METADATA_FILE}); make one with collect")
-    fields = {
-        key: meta.get(key, default) if default is not None else meta[key]
-        for key, default in DATASET_FIELDS.items()
-    }
+    fields = {key: meta[key] for key in DATASET_FIELDS}
+    fields |= {key: meta.get(key, default) for key, default in DATASET_DEFAULTS.items()}
     for key, value in fields.items():
         given = explicit.get(f"data.{key}")
         if f"data.{key}" in explicit and given != value:

@@ -199,6 +199,52 @@ def test_near_goal_share_is_checked(tmp_path: Path, kwargs: dict, message: str) 
         collect(POINT_MASS_ID, 100, tmp_path / "bad", **kwargs)
 
 
+def test_near_goal_widths_shape_the_box_the_chains_start_in(tmp_path: Path) -> None:
+    from point_mass import GOAL_X
+
+    kwargs = {"chunk_size": 400, "chain_length": 4, "progress": False, "near_goal_share": 1.0}
+    out = collect(POINT_MASS_ID, 800, tmp_path / "wide", near_goal_widths=[0.2, 1.0], **kwargs)
+    starts = load_transitions(out).state.numpy()[::4]
+    # x within 0.2 of the state box's half-width (1) of the goal, v over its whole range (+-2)
+    assert np.abs(starts[:, 0] - GOAL_X).max() == pytest.approx(0.2, rel=0.05)
+    assert np.abs(starts[:, 1]).max() == pytest.approx(2.0, rel=0.05)
+    assert json.loads((out / METADATA_FILE).read_text())["near_goal_widths"] == [0.2, 1.0]
+    default = collect(POINT_MASS_ID, 800, tmp_path / "default", **kwargs)
+    assert "near_goal_widths" not in json.loads((default / METADATA_FILE).read_text())
+    assert np.abs(load_transitions(default).state.numpy()[::4, 1]).max() <= 0.4 + 1e-12
+    (out / METADATA_FILE).write_bytes(
+        seal({**json.loads((out / METADATA_FILE).read_text()), "complete": False})
+    )
+    resumed = collect(POINT_MASS_ID, 800, out, near_goal_widths=(0.2, 1.0), resume=True, **kwargs)
+    assert json.loads((resumed / METADATA_FILE).read_text())["complete"]
+    with pytest.raises(UserError, match="cannot resume"):
+        (out / METADATA_FILE).write_bytes(
+            seal({**json.loads((out / METADATA_FILE).read_text()), "complete": False})
+        )
+        collect(POINT_MASS_ID, 800, out, near_goal_widths=[0.3, 1.0], resume=True, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"near_goal_widths": [0.2, 1.0]}, "near_goal_share is 0"),
+        (
+            {"near_goal_widths": [0.2], "near_goal_share": 1.0},
+            r"one per state coordinate \(2: x, v\), got \[0.2\]",
+        ),
+        (
+            {"near_goal_widths": [0.2, 0.0], "near_goal_share": 1.0},
+            r"near_goal_widths must be a list of which each item is a finite number in "
+            r"\(0, 1\]",
+        ),
+    ],
+)
+def test_near_goal_widths_are_checked(tmp_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        collect(POINT_MASS_ID, 100, tmp_path / "bad", progress=False, **kwargs)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_cli_passes_the_near_goal_share_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "near"
     args = ["collect", POINT_MASS_ID, "--transitions", "40", "--out", str(out)]
@@ -211,6 +257,10 @@ def test_cli_passes_the_near_goal_share_on(tmp_path: Path, capsys: pytest.Captur
         "[0, 1], got '2' (see latentrl collect --help)"
     )
     assert not (tmp_path / "bad").exists()
+    wide = tmp_path / "wide"
+    widths = ["--near-goal-share", "1", "--near-goal-widths", "0.2", "1"]
+    assert cli.main([*args[:-1], str(wide), *widths]) == 0
+    assert json.loads((wide / METADATA_FILE).read_text())["near_goal_widths"] == [0.2, 1.0]
 
 
 def test_check_env_catches_chains_that_leave_the_state_box(

@@ -170,6 +170,16 @@ def test_chained_datasets_get_their_own_directory() -> None:
         apply_overrides(experiment_config("pendulum"), ["data.env_kwargs=[1]"])
     with pytest.raises(UserError, match="near_goal_share must be"):
         apply_overrides(experiment_config("cartpole"), ["data.near_goal_share=-0.1"])
+    widths = DataConfig(chain_length=16, near_goal_share=1, near_goal_widths=[1, 0.1, 1, 0.63])
+    assert widths.near_goal_widths == (1, 0.1, 1, 0.63)
+    assert dataset_dir(widths, root).name.endswith("__chain16__near1_1_0.1_1_0.63")
+    cartpole = experiment_config("cartpole")
+    both = ["data.near_goal_share=1", "data.near_goal_widths=[1, 0.1, 1, 0.63]"]
+    assert apply_overrides(cartpole, both).data.near_goal_widths == (1, 0.1, 1, 0.63)
+    with pytest.raises(UserError, match="near_goal_share is 0"):
+        apply_overrides(cartpole, both[1:])
+    with pytest.raises(UserError, match=r"near_goal_widths must be a list of which each item"):
+        apply_overrides(cartpole, ["data.near_goal_share=1", "data.near_goal_widths=[2]"])
 
 
 def test_optional_fields_are_type_checked() -> None:

@@ -182,14 +182,17 @@ def test_a_dataset_fixes_the_data_section_and_conflicts_are_refused(tmp_path: Pa
         seed=9,
         chain_length=12,
         near_goal_share=0.25,
+        near_goal_widths=[0.1, 1.0],
     )
     config = experiment_config("pendulum", "debug", dataset=data)
     got = to_dict(config.data)
-    assert {k: got[k] for k in ("transitions", "seed", "chain_length", "near_goal_share")} == {
+    keys = ("transitions", "seed", "chain_length", "near_goal_share", "near_goal_widths")
+    assert {k: got[k] for k in keys} == {
         "transitions": 1_234,
         "seed": 9,
         "chain_length": 12,
         "near_goal_share": 0.25,
+        "near_goal_widths": [0.1, 1.0],
     }
     assert config.train.epochs == 3  # the rest is the preset's
     same = experiment_config("pendulum", "debug", overrides=["data.seed=9"], dataset=data)

@@ -47,3 +47,18 @@ def test_near_goal_states_are_redrawn_off_the_obstacles() -> None:
     assert np.all(np.abs(states - env.goal_state()) <= (box.high - box.low) / 2)
     with pytest.raises(UserError, match="near-goal fraction must lie in"):
         sample_near_goal_states(env, 10, np.random.default_rng(0), 0.0)
+
+
+def test_near_goal_fractions_per_coordinate_set_each_half_width() -> None:
+    env = PixelPendulumEnv()  # (theta, theta_dot); goal upright at rest
+    box = env.state_space
+    fractions = [0.1, 1.0]
+    states = sample_near_goal_states(env, 2_000, np.random.default_rng(0), fractions)
+    reach = np.abs(states - env.goal_state()).max(0)
+    half = np.array(fractions) * (box.high - box.low) / 2
+    assert reach == pytest.approx(half, rel=0.02)
+    assert np.all(np.abs(states - env.goal_state()) <= half + 1e-12)
+    with pytest.raises(UserError, match=r"one per state coordinate \(2: theta, theta_dot\)"):
+        sample_near_goal_states(env, 10, np.random.default_rng(0), [0.1, 0.2, 0.3])
+    with pytest.raises(UserError, match="must lie in"):
+        sample_near_goal_states(env, 10, np.random.default_rng(0), [0.1, 1.5])
