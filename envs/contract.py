@@ -140,7 +140,7 @@ def near_goal_fractions(env: ControlEnv, fraction: float | Sequence[float]) -> n
     """The near-goal box's half-width per state coordinate ``(d,)``, as fractions of the state
     box's, from one number or one per coordinate; UserError for a fraction outside (0, 1] or
     a count other than d."""
-    dims = len(env.state_names)
+    dims = env.state_space.shape[0]
     fractions = np.asarray(fraction, np.float64)
     if fractions.ndim > 1 or (fractions.ndim == 1 and len(fractions) != dims):
         raise UserError(
