@@ -172,10 +172,12 @@ def test_the_close_cartpole_preset_is_the_recipe_near_upright_with_a_closer_view
     ours, recipe = flat(to_dict(close)), flat(to_dict(full))
     changed = {key for key in ours if ours[key] != recipe[key]} - {"name", "preset"}
     assert changed == {
-        "data.near_goal_share", "data.env_kwargs", "model.obs_shape", "plan.state_scale",
+        "data.near_goal_share", "data.near_goal_widths", "data.env_kwargs", "model.obs_shape",
+        "plan.state_scale",
     }  # fmt: skip
     assert close.model.obs_shape == (2, 48, 48)
     assert close.data.near_goal_share == 1.0 and close.plan.state_scale == "cost"
+    assert close.data.near_goal_widths == (0.6, 0.2, 0.6, 0.5)
     kwargs = dict(close.data.env_kwargs)
     assert (kwargs.pop("view_width"), kwargs.pop("image_size")) == (2.2, 48)
     assert kwargs == {k: v for k, v in full.data.env_kwargs.items() if k != "image_size"}
