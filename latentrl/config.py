@@ -67,7 +67,7 @@ class DataConfig:
         None, float, above=0, high=1, items=True, optional=True
     )
     """The near-goal box's half-width in each state coordinate, as a fraction of the state
-    box's half-width (1: the coordinate's whole range), e.g. ``[1, 0.1, 1, 0.63]`` for a
+    box's half-width (1: the coordinate's whole range), e.g. ``[0.6, 0.2, 0.6, 0.5]`` for a
     cart-pole's (x, theta, x', theta') near upright; None: 0.2 in every coordinate."""
     validation_fraction: float = checked(0.1, float, above=0, below=1)
     workers: int = checked(1, int, low=1, high=WORKERS_MAX)
