@@ -3,12 +3,14 @@
 Each run contributes, per agent, the episode means of its ``eval/results.json`` (written by
 :mod:`latentrl.evaluate`; in place of a run, a folder of ``latentrl evaluate RUN --out DIR``
 contributes that evaluation of its run) and its training numbers from ``summary.json`` (the
-probe R²). Runs are grouped by experiment, preset and settings: the training config
+probe R²). Runs are grouped by experiment and settings: the training config
 (``config.json``) and the plan and eval settings the evaluation ran with (``results.json``),
 all but the training seed, the fields that do not change a number (:data:`IGNORED_SETTINGS`)
-and the ``loss`` sections the run's model kind does not read. Runs of one preset whose
-settings differ are separate groups, named ``A``, ``B``, ... after the preset and listed under
-the table with the settings that tell them apart. Within a group every number is reported as
+and the ``loss`` sections the run's model kind does not read. A group is named after its
+experiment and the presets its runs started from, so a preset and another preset with
+``--set`` that came to the same settings are one group (``pc3_cartpole (close, full)``). Runs
+of one preset whose settings differ are separate groups, named ``A``, ``B``, ... after the
+preset and listed under the table with the settings that tell them apart. Within a group every number is reported as
 mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)`` over the ``k`` per-run
 means, so the spread is between seeds, not between episodes of one run.
 
@@ -107,12 +109,12 @@ class RunResults:
     oracle's horizon and the evaluation seed), as JSON; None where results.json lacks it."""
 
     @property
-    def preset_name(self) -> str:
-        """``experiment (preset)``; ``env_id (recipe)`` for a run of an env's default recipe
-        (``latentrl run --env ID``), whose experiment and preset have no names of their own."""
+    def names(self) -> tuple[str, str]:
+        """Its experiment and preset; ``(env_id, "recipe")`` for a run of an env's default
+        recipe (``latentrl run --env ID``), whose experiment and preset have no names of their
+        own."""
         env_id = self.settings.get("data.env_id")
-        experiment, preset = experiment_and_preset(self.experiment, self.preset, env_id)
-        return f"{experiment} ({preset})"
+        return experiment_and_preset(self.experiment, self.preset, env_id)
 
 
 @dataclass(frozen=True)
@@ -329,22 +331,34 @@ def _values(key: str, settings: Sequence[Mapping[str, Any]]) -> list[Any]:
 
 
 def group_runs(runs: Sequence[RunResults]) -> list[Group]:
-    """Runs grouped by experiment, preset and settings, in order of first appearance; a
-    preset's groups are named ``A``, ``B``, ... when it has several."""
-    by_preset: dict[str, dict[str, list[RunResults]]] = {}
+    """Runs grouped by experiment and settings, in order of first appearance. A group is named
+    after its experiment and the presets its runs were started with (``close, full`` when a
+    preset and another one with ``--set`` came to the same settings); groups of the same name
+    are told apart as ``A``, ``B``, ..."""
+    by_settings: dict[tuple[str, str], list[RunResults]] = {}
     for run in runs:
-        by_preset.setdefault(run.preset_name, {}).setdefault(_settings_key(run), []).append(run)
+        by_settings.setdefault((run.names[0], _settings_key(run)), []).append(run)
+    by_name: dict[str, list[list[RunResults]]] = {}
+    for same in by_settings.values():
+        by_name.setdefault(_group_name(same), []).append(same)
     groups = []
-    for preset_name, by_settings in by_preset.items():
-        split = [_seeds_and_lenders(same) for same in by_settings.values()]
+    for base_name, sets in by_name.items():
+        split = [_seeds_and_lenders(same) for same in sets]
         members = [seeds for seeds, _ in split]
         several = len(members) > 1
         for i, ((seeds, lenders), differs) in enumerate(
             zip(split, _differences(members), strict=True)
         ):
-            name = f"{preset_name} {chr(ord('A') + i)}" if several else preset_name
+            name = f"{base_name} {chr(ord('A') + i)}" if several else base_name
             groups.append(_group(name, seeds, differs, runs, lenders))
     return groups
+
+
+def _group_name(runs: Sequence[RunResults]) -> str:
+    """``experiment (preset, ...)``: the presets of ``runs`` (one experiment, one set of
+    settings) in order of first appearance."""
+    presets = dict.fromkeys(run.names[1] for run in runs)
+    return f"{runs[0].names[0]} ({', '.join(presets)})"
 
 
 def _baselines_only(run: RunResults) -> bool:
@@ -591,12 +605,12 @@ def output_paths(out: Path | str | None, first_run: Path | str) -> tuple[Path, P
 
 
 def earlier_seeds(new_runs: Sequence[Path], candidates: Iterable[Path]) -> list[Path]:
-    """The evaluated runs among ``candidates`` (newest first) of the same experiment, preset
-    and settings as one of ``new_runs`` and of a seed none of them has, the newest of each
-    seed: what ``latentrl run NAME --seeds 2`` adds to its table after ``--seeds 0 1``. Runs
+    """The evaluated runs among ``candidates`` (newest first) of the same experiment and
+    settings as one of ``new_runs`` (whatever preset they started from) and of a seed none of
+    them has, the newest of each seed: what ``latentrl run NAME --seeds 2`` adds to its table after ``--seeds 0 1``. Runs
     that cannot be read are passed over."""
     taken = {key for key in map(_readable_run_key, new_runs) if key is not None}
-    wanted = {(preset, settings) for preset, settings, _ in taken}
+    wanted = {(experiment, settings) for experiment, settings, _ in taken}
     new = {Path(d).resolve() for d in new_runs}
     joined = []
     for run_dir in candidates:
@@ -608,7 +622,7 @@ def earlier_seeds(new_runs: Sequence[Path], candidates: Iterable[Path]) -> list[
 
 
 def _readable_run_key(run_dir: Path) -> tuple[str, str, int] | None:
-    """The preset, settings and seed of an evaluated run of a trained model; None for a run
+    """The experiment, settings and seed of an evaluated run of a trained model; None for a run
     without an evaluation, one this version cannot read, or a baselines-only evaluation."""
     if not RunDirectory(run_dir).eval.has_results():
         return None
@@ -616,7 +630,7 @@ def _readable_run_key(run_dir: Path) -> tuple[str, str, int] | None:
         run = read_run(run_dir)
     except (UserError, OSError, ValueError, KeyError, TypeError):
         return None  # written by an older version, or damaged
-    return None if _baselines_only(run) else (run.preset_name, _settings_key(run), run.seed)
+    return None if _baselines_only(run) else (run.names[0], _settings_key(run), run.seed)
 
 
 def compare_runs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 from PIL import Image
 
 from latentrl.cli import main
-from latentrl.compare import OF_ORACLE, compare_runs, read_run
-from latentrl.config import apply_overrides, save_config, to_dict
+from latentrl.compare import OF_ORACLE, compare_runs, earlier_seeds, read_run
+from latentrl.config import apply_overrides, load_config, save_config, to_dict
 from latentrl.errors import UserError
 from latentrl.pipeline import EnvRecipe, experiment_config
 
@@ -274,6 +275,35 @@ def test_runs_of_one_preset_with_other_settings_are_separate_groups(tmp_path: Pa
     data = json.loads(result.json_path.read_text())
     assert data["pendulum (debug) C"]["differs"]["plan.r"] == 0.001
     assert data["pendulum (debug) A"]["seeds"] == [0, 1]
+
+
+def test_runs_of_two_presets_that_came_to_the_same_settings_are_one_group(
+    tmp_path: Path,
+) -> None:
+    """A preset and another preset with ``--set`` that resolve to the same settings pool their
+    seeds in one group named after both, and `latentrl run` joins them as earlier seeds; other
+    settings of the first preset stay a group of their own."""
+
+    def run(seed: int, preset: str, steps: float, overrides: tuple[str, ...] = ()) -> Path:
+        latent = {"latent": metrics(steps, 1.0, 100.0, 10.0)}
+        path = make_run(tmp_path, "pendulum", seed, latent, 0.9, overrides, name=f"{preset}{seed}")
+        config = load_config(path / "config.json")
+        save_config(dataclasses.replace(config, preset=preset), path / "config.json")
+        return path
+
+    runs = [
+        run(0, "debug", 0.2, ("train.epochs=5",)),
+        run(1, "long", 0.4, ("train.epochs=5",)),  # a preset "long" that sets train.epochs = 5
+        run(2, "long", 0.6, ("train.epochs=5",)),
+        run(3, "debug", 0.8),
+    ]
+    result = compare_runs(runs, tmp_path / "c.png", echo=lambda _: None)
+    assert [g.name for g in result.groups] == ["pendulum (debug, long)", "pendulum (debug)"]
+    assert [[r.seed for r in g.runs] for g in result.groups] == [[0, 1, 2], [3]]
+    assert row_cells(result.table, "latent")[:4] == [
+        "pendulum (debug, long)", "0 1 2", "latent", f"40.0 ± {20 * SE3:.1f}"
+    ]  # fmt: skip
+    assert earlier_seeds([runs[0]], [runs[3], runs[2], runs[1]]) == [runs[2], runs[1]]
 
 
 def test_flat_plans_of_older_runs_group_with_their_options_and_options_tell_groups_apart(
