@@ -10,9 +10,9 @@ and the ``loss`` sections the run's model kind does not read. A group is named a
 experiment and the presets its runs started from, so a preset and another preset with
 ``--set`` that came to the same settings are one group (``pc3_cartpole (close, full)``). Runs
 of one preset whose settings differ are separate groups, named ``A``, ``B``, ... after the
-preset and listed under the table with the settings that tell them apart. Within a group every number is reported as
-mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)`` over the ``k`` per-run
-means, so the spread is between seeds, not between episodes of one run.
+preset and listed under the table with the settings that tell them apart. Within a group every
+number is reported as mean ± standard error across runs (seeds): ``std(ddof=1) / sqrt(k)``
+over the ``k`` per-run means, so the spread is between seeds, not between episodes of one run.
 
 The oracle and random agents do not depend on the trained model (the agent registry,
 :mod:`latentrl.agents.registry`, says which agents do not): a group that evaluated the latent
@@ -607,8 +607,8 @@ def output_paths(out: Path | str | None, first_run: Path | str) -> tuple[Path, P
 def earlier_seeds(new_runs: Sequence[Path], candidates: Iterable[Path]) -> list[Path]:
     """The evaluated runs among ``candidates`` (newest first) of the same experiment and
     settings as one of ``new_runs`` (whatever preset they started from) and of a seed none of
-    them has, the newest of each seed: what ``latentrl run NAME --seeds 2`` adds to its table after ``--seeds 0 1``. Runs
-    that cannot be read are passed over."""
+    them has, the newest of each seed: what ``latentrl run NAME --seeds 2`` adds to its table
+    after ``--seeds 0 1``. Runs that cannot be read are passed over."""
     taken = {key for key in map(_readable_run_key, new_runs) if key is not None}
     wanted = {(experiment, settings) for experiment, settings, _ in taken}
     new = {Path(d).resolve() for d in new_runs}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 from latentrl.errors import UserError
@@ -45,3 +48,19 @@ def resolve_device(name: str, field: str = "train.device") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"{field}={name!r} but MPS is not available; use 'auto' or 'cpu'")
     return device
+
+
+def device_description(device: torch.device, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """What a benchmark's figures were measured on: the GPU's name, or the CPU's model as
+    ``cpuinfo`` names it (Linux), with whether it has bf16 matrix units (Intel AMX), where
+    ``train.bf16`` speeds up a CPU's training step; else the platform's words for it."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        lines = []
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    return f"{name}, AMX bf16" if "amx_bf16" in fields.get("flags", "").split() else name

@@ -31,7 +31,7 @@ def bench() -> ModuleType:
 def test_each_kind_gets_the_batch_training_gives_it(
     bench: ModuleType, kind: str, rows: int, future: int
 ) -> None:
-    config = bench.pendulum_config(kind)
+    config = bench.bench_config(kind)
     batches = bench.training_batches(config, 16, torch.device("cpu"))
     assert len(batches) == bench.POOL
     x_t, u_t, x_next, continuation = batches[0]
@@ -44,6 +44,17 @@ def test_each_kind_gets_the_batch_training_gives_it(
         assert continuation is None
 
 
+def test_another_experiments_batches_are_its_envs_frames(bench: ModuleType) -> None:
+    config = bench.bench_config("e2c", "planar", "debug")
+    x_t, u_t, x_next, _ = bench.training_batches(config, 4, torch.device("cpu"))[0]
+    assert x_t.shape == (4, *config.model.obs_shape) and u_t.shape == (4, 2)
+    assert x_next.shape == x_t.shape and 0 < float(x_t.float().mean()) < 255
+    rate = bench.time_training("e2c", 4, 1, torch.device("cpu"), False, False, ("planar", "debug"))
+    assert math.isfinite(rate) and rate > 0
+    args = bench.parse_args(["--quick", "--device", "cpu", "--experiment", "planar", "debug"])
+    assert args.experiment == ["planar", "debug"]
+
+
 def test_a_training_step_is_timed_and_quick_mode_fits_a_cpu(bench: ModuleType) -> None:
     for bf16 in (False, True):
         rate = bench.time_training("pc3", 16, 1, torch.device("cpu"), compile_loss=False, bf16=bf16)
@@ -52,6 +63,7 @@ def test_a_training_step_is_timed_and_quick_mode_fits_a_cpu(bench: ModuleType) -
     assert args.batch_sizes == [128] and args.pipeline == "skip" and args.shooting == 16
     assert args.precisions == ["float32"]  # bf16 by default on a GPU only
     assert args.episodes == [20, 1_000] and sorted(args.kinds) == ["e2c", "filter", "pc3", "pcc"]
+    assert args.experiment == ["pendulum", "full"]
 
 
 @pytest.mark.parametrize(

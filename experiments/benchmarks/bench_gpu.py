@@ -2,11 +2,13 @@
 
 Prints, on the chosen device:
 
-1. **training**: samples/s of one training step of the pendulum ``full`` model for each model
-   kind (:mod:`latentrl.kinds`), with the experiment's loss settings (E2C with its multi-step
+1. **training**: samples/s of one training step of the pendulum ``full`` model (or of
+   ``--experiment NAME PRESET``'s, on its env's frames) for each model kind
+   (:mod:`latentrl.kinds`), with the experiment's loss settings (E2C with its multi-step
    term over windows of 8; the filter kind on ``batch // 8`` windows of 8), fused AdamW on
    CUDA, at each ``--batch-sizes`` (``train.batch_size``: samples = transitions), in float32
-   and, on a GPU, under bfloat16 autocast (``train.bf16``; ``--precisions``);
+   and, on a GPU, under bfloat16 autocast (``train.bf16``; ``--precisions``: a CPU with bf16
+   matrix units, such as Intel's AMX, gains from it too);
 2. **latent MPC**: ms per control step of the latent agent (:class:`LatentMPCAgent`, the
    pendulum ``full`` plan settings: horizon, iteration cap, 1,024 shooting sequences) for 20
    and for 1,000 episodes at once; the model is freshly initialised unless ``--run`` names a
@@ -25,13 +27,14 @@ Usage::
     python experiments/benchmarks/bench_gpu.py                       # everything (GPU: minutes)
     python experiments/benchmarks/bench_gpu.py --quick               # on a CPU
     python experiments/benchmarks/bench_gpu.py --pipeline skip --batch-sizes 128 4096 16384
+    python experiments/benchmarks/bench_gpu.py --quick --kinds e2c --precisions float32 bf16 \
+        --experiment pc3_cartpole close                              # a CPU's bf16 units
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -45,12 +48,13 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_planner  # a script beside this one
-from bench_train import pendulum_chains
+from bench_train import env_chains
 
 from latentrl.agents.latent import LatentMPCAgent, planner_compiles
 from latentrl.checkpoint import load_model
 from latentrl.config import ExperimentConfig, PlanConfig
-from latentrl.devices import resolve_device
+from latentrl.devices import device_description, resolve_device
+from latentrl.envs import make_env, require_control_env
 from latentrl.envs.pendulum import PixelPendulumEnv
 from latentrl.kinds import MODEL_KINDS, build_model, model_kind
 from latentrl.losses import Continuation
@@ -66,21 +70,26 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def pendulum_config(kind: str) -> ExperimentConfig:
-    """The pendulum ``full`` experiment with ``model.kind=kind``."""
-    return experiment_config("pendulum", "full", 0, [f"model.kind={kind}"])
+def bench_config(kind: str, experiment: str = "pendulum", preset: str = "full") -> ExperimentConfig:
+    """The experiment's preset (by default the pendulum ``full``) with ``model.kind=kind``."""
+    return experiment_config(experiment, preset, 0, [f"model.kind={kind}"])
 
 
 def training_batches(
     config: ExperimentConfig, batch_size: int, device: torch.device
 ) -> list[tuple[Tensor, Tensor, Tensor, Continuation | None]]:
     """:data:`POOL` batches ``(x_t, u_t, x_next, continuation)`` of ``batch_size`` transitions
-    as ``config``'s kind trains on them (windows of its training window)."""
+    of ``config``'s env as its kind trains on them (windows of its training window)."""
     kind = model_kind(config.model.kind)
     window = kind.window(config.loss)
     rows = max(1, batch_size // window) if kind.whole_windows else batch_size
+    env = make_env(config.data.env_id, **config.data.env_kwargs)
+    try:
+        chains = env_chains(require_control_env(env), POOL, rows, window)
+    finally:
+        env.close()
     batches = []
-    for frames, actions in pendulum_chains(POOL, rows, window):
+    for frames, actions in chains:
         frames, actions = frames.to(device), actions.to(device)
         continuation = None
         if window > 1:
@@ -97,10 +106,12 @@ def time_training(
     device: torch.device,
     compile_loss: bool,
     bf16: bool = False,
+    experiment: tuple[str, str] = ("pendulum", "full"),
 ) -> float:
-    """Samples (transitions) per second of ``kind``'s training step at ``batch_size``, its
-    forward pass under bfloat16 autocast with ``bf16`` (``train.bf16``)."""
-    config = pendulum_config(kind)
+    """Samples (transitions) per second of ``kind``'s training step at ``batch_size`` on the
+    model of ``experiment`` (name, preset), its forward pass under bfloat16 autocast with
+    ``bf16`` (``train.bf16``)."""
+    config = bench_config(kind, *experiment)
     torch.manual_seed(0)
     model = build_model(config.model).to(device)
     optimizer = torch.optim.AdamW(
@@ -141,7 +152,7 @@ def time_mpc(
     if run is not None:
         model, config = load_model(run, device)
     else:
-        config = pendulum_config("e2c")
+        config = bench_config("e2c")
         torch.manual_seed(0)
         model = build_model(config.model).to(device)
     plan = config.plan
@@ -190,6 +201,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--quick", action="store_true", help="a short run for a CPU")
     parser.add_argument("--kinds", nargs="+", choices=sorted(MODEL_KINDS), default=None)
+    parser.add_argument(
+        "--experiment", nargs=2, metavar=("NAME", "PRESET"), default=["pendulum", "full"],
+        help="the experiment whose model the training section times, on its env's frames",
+    )  # fmt: skip
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed training steps")
     parser.add_argument("--compile", action="store_true", help="torch.compile the objective")
@@ -219,19 +234,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = resolve_device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
-        f"bench_gpu: torch {torch.__version__}, {device} ({name or platform.machine()}), "
+        f"bench_gpu: torch {torch.__version__}, {device} ({device_description(device)}), "
         f"{torch.get_num_threads()} CPU threads, {time.strftime('%Y-%m-%d %H:%M')}",
         flush=True,
     )
     summary = []
-    print("\n1. training, pendulum full model (samples/s)", flush=True)
+    experiment, preset = args.experiment
+    print(f"\n1. training, {experiment} {preset} model (samples/s)", flush=True)
     for precision in args.precisions:
         for batch in args.batch_sizes:
             for kind in args.kinds:
                 bf16 = precision == "bf16"
-                rate = time_training(kind, batch, args.steps, device, args.compile, bf16)
+                rate = time_training(
+                    kind, batch, args.steps, device, args.compile, bf16, (experiment, preset)
+                )
                 label = f"{kind:>6} {precision:>7} batch {batch:>6}"
                 print(f"  {label}: {rate:>10,.0f} samples/s", flush=True)
                 summary.append(f"training {kind} {precision} batch {batch}: {rate:,.0f} samples/s")

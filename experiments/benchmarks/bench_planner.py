@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import platform
 import statistics
 import sys
 import time
@@ -64,7 +63,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from latentrl.devices import resolve_device
+from latentrl.devices import device_description, resolve_device
 from latentrl.planning import (
     ILQRConfig,
     LinearDynamics,
@@ -339,10 +338,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     warnings.filterwarnings("ignore", message=r"torch\.lu(_solve)? is deprecated")
     if mpc is None and not args.ours_only:
         print(f"mpc.pytorch is not installed; timing latentrl alone. To compare: {INSTALL_HINT}")
-    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(
-        f"torch {torch.__version__}, {device}{gpu}, {args.dtype}, {args.threads} thread(s), "
-        f"{platform.processor() or platform.machine()}; median of {args.repeats} after "
+        f"torch {torch.__version__}, {device} ({device_description(device)}), {args.dtype}, "
+        f"{args.threads} thread(s); median of {args.repeats} after "
         f"{args.warmup} warm-up; iteration cap {args.iterations}, ours' tolerance "
         f"{args.tolerance:g}{', ours compiled' if args.compile else ''}"
         f"{', parallel line search' if args.parallel_line_search else ''}; cost mean over the "

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from latentrl.devices import resolve_device
+from latentrl.envs.contract import ControlEnv
 from latentrl.envs.pendulum import PixelPendulumEnv
 from latentrl.kinds import MODEL_KINDS, ModelKind, build_model
 from latentrl.losses import Continuation, LossConfig, objective
@@ -90,19 +91,20 @@ def pendulum_batches(count: int, batch_size: int, seed: int = 0) -> list[tuple[T
     return batches
 
 
-def pendulum_chains(
-    count: int, rows: int, window: int, seed: int = 0
+def env_chains(
+    env: ControlEnv, count: int, rows: int, window: int, seed: int = 0
 ) -> list[tuple[Tensor, Tensor]]:
-    """``count`` batches of ``rows`` chains of ``window`` transitions from uniform states and
-    random torques: observations uint8 ``(rows, window + 1, k, H, W)``, actions
-    ``(rows, window, 1)``."""
-    env, rng = PixelPendulumEnv(), np.random.default_rng(seed)
+    """``count`` batches of ``rows`` chains of ``window`` transitions of the control env
+    ``env`` from uniform states and uniform random actions: observations uint8
+    ``(rows, window + 1, k, H, W)``, actions ``(rows, window, m)``."""
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
     batches = []
     for _ in range(count):
         states = env.sample_states(rows, rng)
         frames, actions = [env.observe(states)], []
         for _ in range(window):
-            u = rng.uniform(-2, 2, size=(rows, 1)).astype(np.float32)
+            u = rng.uniform(low, high, size=(rows, len(low))).astype(np.float32)
             states = env.next_states(states, u)
             frames.append(env.observe(states))
             actions.append(u)
@@ -157,7 +159,8 @@ def time_kinds(
     window = MODEL_KINDS["filter"].window(loss)
     rows = max(1, batch_size // window)
     chains = [
-        tuple(t.to(device) for t in batch) for batch in pendulum_chains(steps + 2, rows, window)
+        tuple(t.to(device) for t in batch)
+        for batch in env_chains(PixelPendulumEnv(), steps + 2, rows, window)
     ]
     print(f"{rows} chains of {window} transitions per step ({rows * window} transitions)")
     baseline = None
