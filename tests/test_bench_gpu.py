@@ -53,6 +53,8 @@ def test_another_experiments_batches_are_its_envs_frames(bench: ModuleType) -> N
     assert math.isfinite(rate) and rate > 0
     args = bench.parse_args(["--quick", "--device", "cpu", "--experiment", "planar", "debug"])
     assert args.experiment == ["planar", "debug"]
+    with pytest.raises(SystemExit):  # argparse's one-line usage error, not a traceback
+        bench.parse_args(["--experiment", "nosuch", "full"])
 
 
 def test_a_training_step_is_timed_and_quick_mode_fits_a_cpu(bench: ModuleType) -> None:

@@ -56,6 +56,7 @@ from latentrl.config import ExperimentConfig, PlanConfig
 from latentrl.devices import device_description, resolve_device
 from latentrl.envs import make_env, require_control_env
 from latentrl.envs.pendulum import PixelPendulumEnv
+from latentrl.errors import UserError
 from latentrl.kinds import MODEL_KINDS, build_model, model_kind
 from latentrl.losses import Continuation
 from latentrl.pipeline import experiment_config
@@ -219,6 +220,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pipeline", choices=("full", "debug", "skip"), default=None)
     parser.add_argument("--skip-planner", action="store_true", help="no mpc.pytorch table")
     args = parser.parse_args(argv)
+    try:
+        bench_config("e2c", *args.experiment)
+    except UserError as exc:
+        parser.error(str(exc))
     gpu = resolve_device(args.device).type == "cuda"
     quick = args.quick
     args.kinds = args.kinds or sorted(MODEL_KINDS)
