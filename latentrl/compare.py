@@ -51,7 +51,7 @@ from latentrl.config import (
 from latentrl.episodes import mean_and_se
 from latentrl.errors import UserError
 from latentrl.kinds import model_kind
-from latentrl.recipe import experiment_and_preset
+from latentrl.recipe import RunNames, experiment_and_preset
 from latentrl.results import EvalResults
 from latentrl.run_directory import EVAL_DIR, RESULTS_FILE, EvalDirectory, RunDirectory
 
@@ -109,7 +109,7 @@ class RunResults:
     oracle's horizon and the evaluation seed), as JSON; None where results.json lacks it."""
 
     @property
-    def names(self) -> tuple[str, str]:
+    def names(self) -> RunNames:
         """Its experiment and preset; ``(env_id, "recipe")`` for a run of an env's default
         recipe (``latentrl run --env ID``), whose experiment and preset have no names of their
         own."""
@@ -337,7 +337,7 @@ def group_runs(runs: Sequence[RunResults]) -> list[Group]:
     are told apart as ``A``, ``B``, ..."""
     by_settings: dict[tuple[str, str], list[RunResults]] = {}
     for run in runs:
-        by_settings.setdefault((run.names[0], _settings_key(run)), []).append(run)
+        by_settings.setdefault((run.names.experiment, _settings_key(run)), []).append(run)
     by_name: dict[str, list[list[RunResults]]] = {}
     for same in by_settings.values():
         by_name.setdefault(_group_name(same), []).append(same)
@@ -357,8 +357,8 @@ def group_runs(runs: Sequence[RunResults]) -> list[Group]:
 def _group_name(runs: Sequence[RunResults]) -> str:
     """``experiment (preset, ...)``: the presets of ``runs`` (one experiment, one set of
     settings) in order of first appearance."""
-    presets = dict.fromkeys(run.names[1] for run in runs)
-    return f"{runs[0].names[0]} ({', '.join(presets)})"
+    presets = dict.fromkeys(run.names.preset for run in runs)
+    return f"{runs[0].names.experiment} ({', '.join(presets)})"
 
 
 def _baselines_only(run: RunResults) -> bool:
@@ -630,7 +630,7 @@ def _readable_run_key(run_dir: Path) -> tuple[str, str, int] | None:
         run = read_run(run_dir)
     except (UserError, OSError, ValueError, KeyError, TypeError):
         return None  # written by an older version, or damaged
-    return None if _baselines_only(run) else (run.names[0], _settings_key(run), run.seed)
+    return None if _baselines_only(run) else (run.names.experiment, _settings_key(run), run.seed)
 
 
 def compare_runs(

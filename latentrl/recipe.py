@@ -27,7 +27,7 @@ import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from latentrl.errors import UserError
 
@@ -66,13 +66,20 @@ move) that moved it less than half as far is dropped from the planner's dynamics
 episode stays stuck, as against a wall; one-sided, so a single torque keeps its other sign."""
 
 
-def experiment_and_preset(experiment: str, preset: str, env_id: str | None) -> tuple[str, str]:
+class RunNames(NamedTuple):
+    """The names a run is known by in ``latentrl compare`` and W&B."""
+
+    experiment: str
+    preset: str
+
+
+def experiment_and_preset(experiment: str, preset: str, env_id: str | None) -> RunNames:
     """The names a run is grouped by (``latentrl compare``, W&B): its experiment and preset, or
     for a run of an env's default recipe (``latentrl run --env ID``, which no experiment file
     names) the env id and :data:`RECIPE_PRESET`."""
     if experiment == RECIPE_EXPERIMENT and env_id is not None:
-        return env_id, RECIPE_PRESET
-    return experiment, preset
+        return RunNames(env_id, RECIPE_PRESET)
+    return RunNames(experiment, preset)
 
 
 @dataclass(frozen=True)
