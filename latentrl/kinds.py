@@ -125,7 +125,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
             PC3,
             pc3_objective,
             "pc3",
-            lambda loss: 1,
+            lambda loss: loss.pc3.window,
             whole_windows=False,
         ),
     )

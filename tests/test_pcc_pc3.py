@@ -129,3 +129,25 @@ def test_an_experiment_file_made_for_e2c_runs_as_another_kind(kind: str) -> None
             "pendulum", "debug", overrides=[f"model.kind={kind}", "loss.multi_step.horizon=4"]
         )
     assert MultiStepConfig().horizon == 1
+
+
+def test_pc3_with_a_window_trains_its_multi_step_consistency_on_chained_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = collect(POINT_MASS_ID, 600, tmp_path / "chains", seed=0, chain_length=8, progress=False)
+    run = tmp_path / "run"
+    train = ["train", "--data", str(data), "--run-dir", str(run), "--wandb", "disabled"]
+    window = ["model.kind=pc3", "loss.pc3.window=4", "train.epochs=2", "train.probe_steps=50"]
+    assert main([*train, *_sets([*TINY, *window])]) == 0
+    assert "windows of 4 steps: " in capsys.readouterr().out
+    rows = [r for r in read_metrics(run) if "val/loss/total" in r]
+    assert rows[-1]["train/loss/multi_step"] < rows[0]["train/loss/multi_step"]
+    assert "val/loss/multi_step" not in rows[-1]  # validation scores single transitions
+    _, config = load_model(run)
+    assert config.loss.pc3.window == 4
+    # on single transitions the window has nothing to roll through: one line, exit status 2
+    singles = collect(POINT_MASS_ID, 300, tmp_path / "singles", seed=0, progress=False)
+    train = ["train", "--data", str(singles), "--run-dir", str(tmp_path / "r2")]
+    assert main([*train, "--wandb", "disabled", *_sets([*TINY, *window])]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "loss.pc3.window=4 needs chains of at least 4 transitions" in line

@@ -62,7 +62,7 @@ def multi_step_error(
     this one is a shard of (B and #valid are then the whole batch's)."""
     error = rollout_error(predicted, target_mean, target_logvar)
     whole = valid if batch_valid is None else batch_valid
-    weight = valid.to(error.dtype) * (whole.numel() / whole.sum().clamp_min(1))
+    weight = valid.to(error.dtype) * (whole.numel() / whole.sum().clamp_min(1).to(error.dtype))
     return error * weight
 
 

@@ -41,7 +41,7 @@ def random_step_prediction_nll(
     k = torch.randint(predicted.shape[1], (predicted.shape[0],), device=predicted.device)
     target = to_unit_interval(future[rows, k], dtype)
     nll = observation_nll(model, model.decode(predicted[rows, k]), target)
-    return nll * valid.to(nll.dtype) * (valid.numel() / valid.sum().clamp_min(1))
+    return nll * valid.to(nll.dtype) * (valid.numel() / valid.sum().clamp_min(1).to(nll.dtype))
 
 
 def term(fp: ForwardPass, config: MultiStepPredictionConfig) -> TermResult:

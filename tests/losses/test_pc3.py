@@ -14,7 +14,7 @@ from torch.distributions import Independent, Normal
 
 from latentrl.errors import UserError
 from latentrl.kinds import build_model, model_kind
-from latentrl.losses import PC3LossConfig, info_nce, pc3_objective
+from latentrl.losses import Continuation, LossConfig, PC3LossConfig, info_nce, pc3_objective
 from latentrl.models import ModelConfig
 from latentrl.models.pc3 import PC3
 
@@ -131,6 +131,70 @@ def test_without_latent_noise_the_next_latent_is_the_encoding(
     assert float(noisy["loss/consistency"]) != float(first["loss/consistency"])
 
 
+def test_the_multi_step_consistency_matches_a_step_by_step_rollout(
+    blob_transitions: Callable[..., tuple[torch.Tensor, ...]],
+    continuation: Callable[..., Continuation],
+) -> None:
+    x, u, x_next = blob_transitions(4)
+    model = tiny_pc3()
+    valid = torch.tensor([True, False, True, True])
+    steps = continuation(4, valid)
+    one_step = PC3LossConfig(latent_noise=0.0)
+    windowed = dataclasses.replace(one_step, window=3, lambda_multi=2.5)
+    torch.manual_seed(3)  # the same curvature draws in both
+    total_one, metrics_one = pc3_objective(model, x, u, x_next, one_step)
+    torch.manual_seed(3)
+    total, metrics = pc3_objective(model, x, u, x_next, windowed, steps)
+
+    with torch.no_grad():  # z^ rolled one step at a time, in units of F's std
+        variance = model.process_noise.logvar().exp()
+        errors = []
+        for i in valid.nonzero().flatten().tolist():
+            z = model.step(model.encoder(x[i : i + 1]).mean, u[i : i + 1].to(F64))
+            per_step = []
+            for k in range(2):
+                z = model.step(z, steps.action[i : i + 1, k].to(F64))
+                target = model.encoder(steps.next_obs[i : i + 1, k]).mean
+                per_step.append(float(0.5 * ((z - target).square() / variance).sum()))
+            errors.append(sum(per_step) / 2)
+    expected = sum(errors) / len(errors)  # the mean over the windows, not over every row
+    assert float(metrics["loss/multi_step"]) == pytest.approx(expected, rel=1e-10)
+    assert "loss/multi_step" not in metrics_one
+    assert float((total - total_one).detach()) == pytest.approx(2.5 * expected, rel=1e-10)
+
+
+def test_the_multi_step_targets_get_no_gradient_and_the_encoder_gets_it_through_z_t(
+    blob_transitions: Callable[..., tuple[torch.Tensor, ...]],
+    continuation: Callable[..., Continuation],
+) -> None:
+    x, u, x_next = blob_transitions(3)
+    model = tiny_pc3()
+    steps = continuation(3)
+    future = steps.next_obs.to(F64).requires_grad_()
+    config = PC3LossConfig(window=3, lambda_cpc=0.0, lambda_c=0.0, lambda_cur=0.0)
+    x_t = x.to(F64).requires_grad_()
+    config = dataclasses.replace(config, center_weight=0.0)
+    total, _ = pc3_objective(model, x_t, u, x_next, config, steps._replace(next_obs=future))
+    total.backward()
+    assert future.grad is None  # the encoded future is a fixed target
+    assert x_t.grad is not None and float(x_t.grad.abs().sum()) > 0
+
+
+def test_without_the_steps_after_each_row_the_window_is_left_out_and_sets_the_kinds_window(
+    blob_transitions: Callable[..., tuple[torch.Tensor, ...]],
+) -> None:
+    x, u, x_next = blob_transitions(3)
+    model = tiny_pc3()
+    torch.manual_seed(1)
+    total_one = pc3_objective(model, x, u, x_next, PC3LossConfig())[0]
+    torch.manual_seed(1)
+    total, metrics = pc3_objective(model, x, u, x_next, PC3LossConfig(window=4))
+    assert float(total) == float(total_one) and "loss/multi_step" not in metrics
+    kind = model_kind("pc3")
+    assert kind.window(LossConfig()) == 1
+    assert kind.window(LossConfig(pc3=PC3LossConfig(window=8))) == 8
+
+
 def test_the_kind_reads_loss_pc3_and_has_no_decoder() -> None:
     kind = model_kind("pc3")
     assert kind.loss_sections() == ("pc3", "goal_cost") and kind.model_class is PC3
@@ -144,6 +208,8 @@ def test_the_kind_reads_loss_pc3_and_has_no_decoder() -> None:
         ("center_weight", True, r"loss\.pc3\.center_weight must be a finite number"),
         ("latent_noise", -0.1, r"loss\.pc3\.latent_noise must be a finite number >= 0"),
         ("curvature_radius", math.inf, r"loss\.pc3\.curvature_radius must be a finite number > 0"),
+        ("window", 0, r"loss\.pc3\.window must be an int >= 1"),
+        ("lambda_multi", -2.0, r"loss\.pc3\.lambda_multi must be a finite number >= 0"),
     ],
 )
 def test_bad_settings_are_user_errors(field: str, value: object, message: str) -> None:
