@@ -170,10 +170,13 @@ def test_the_multi_step_targets_get_no_gradient_and_the_encoder_gets_it_through_
     x, u, x_next = blob_transitions(3)
     model = tiny_pc3()
     steps = continuation(3)
-    future = steps.next_obs.to(F64).requires_grad_()
-    config = PC3LossConfig(window=3, lambda_cpc=0.0, lambda_c=0.0, lambda_cur=0.0)
-    x_t = x.to(F64).requires_grad_()
-    config = dataclasses.replace(config, center_weight=0.0)
+    # images as floats in [0, 1], so that they can ask for a gradient
+    future = (steps.next_obs.to(F64) / 255).requires_grad_()
+    x_t = (x.to(F64) / 255).requires_grad_()
+    # the multi-step consistency alone
+    config = PC3LossConfig(
+        window=3, lambda_cpc=0.0, lambda_c=0.0, lambda_cur=0.0, center_weight=0.0
+    )
     total, _ = pc3_objective(model, x_t, u, x_next, config, steps._replace(next_obs=future))
     total.backward()
     assert future.grad is None  # the encoded future is a fixed target
