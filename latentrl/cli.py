@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train an E2C model on a dataset",
+        help="train a latent dynamics model (any model.kind) on a dataset",
         description="Train the model of an experiment file, a config file, or an env with the "
         "schema's defaults (collecting its dataset if needed, or training on --data), or "
         "continue an interrupted run with --run-dir DIR --resume. model.obs_shape and "
