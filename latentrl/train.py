@@ -169,7 +169,8 @@ def _train(
     experiment, preset = experiment_and_preset(config.name, config.preset, config.data.env_id)
     with logger:
         logger.echo(
-            f"training {experiment}/{preset} on {device}: {len(train_set)} train / "
+            f"training {experiment}/{preset}, model.kind={config.model.kind}, on {device}: "
+            f"{len(train_set)} train / "
             f"{len(val_set)} validation transitions, {model.num_parameters():,} parameters"
         )
         if window_start is not None:

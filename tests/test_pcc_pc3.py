@@ -74,6 +74,7 @@ def test_a_kind_trains_evaluates_and_compares_from_the_command_line(
     train = ["train", "--data", str(dataset), "--run-dir", str(run), "--wandb", "disabled"]
     assert main([*train, *_sets([f"model.kind={kind}", *TINY])]) == 0
     printed = capsys.readouterr().out
+    assert f", model.kind={kind}, on cpu: " in printed.splitlines()[0]
     epoch_lines = [line for line in printed.splitlines() if line.startswith("epoch ")]
     assert len(epoch_lines) == 3
     # the epoch line shows E2C's next-state column where the kind reports the prediction NLL
