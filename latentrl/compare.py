@@ -526,12 +526,26 @@ def _probe_range(runs: Sequence[RunResults]) -> str:
     return low if low == high else f"{low}-{high}"
 
 
-def settings_line(group: Group) -> str | None:
-    """``"NAME: key=value, ..."``: the settings that set the group apart, or None."""
+def settings_line(group: Group, name: str | None = None) -> str | None:
+    """``"NAME: key=value, ..."``: the settings that set the group apart, or None. ``name``:
+    what to call the group instead of its name."""
     if not group.differs:
         return None
     values = ", ".join(f"{k}={json.dumps(v)}" for k, v in group.differs.items())
-    return f"{group.name}: {values}"
+    return f"{group.name if name is None else name}: {values}"
+
+
+def tick_labels(names: Sequence[str]) -> tuple[str, list[str]]:
+    """``(shared, ticks)``: the words every name starts with, and each name without them, so
+    that groups of one experiment read ``A``, ``B``, ... under their bars and the experiment's
+    name is written once. Nothing is shared when a name would be left empty."""
+    words = [name.split(" ") for name in names]
+    shared = 0
+    while len(names) > 1 and all(
+        len(w) > shared + 1 and w[shared] == words[0][shared] for w in words
+    ):
+        shared += 1
+    return " ".join(words[0][:shared]), [" ".join(w[shared:]) for w in words]
 
 
 def plot_comparison(groups: Sequence[Group], path: Path) -> None:
@@ -545,6 +559,7 @@ def plot_comparison(groups: Sequence[Group], path: Path) -> None:
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(EVAL_METRICS), squeeze=False)[0]
     width = 0.8 / max(len(agents), 1)
+    shared, ticks = tick_labels([g.name for g in groups])
     for ax, metric in zip(axes, EVAL_METRICS, strict=True):
         for j, agent in enumerate(agents):
             stats = [g.agents[agent][metric.key] if agent in g.agents else NO_RUNS for g in groups]
@@ -553,13 +568,18 @@ def plot_comparison(groups: Sequence[Group], path: Path) -> None:
             errors = [0.0 if math.isnan(s.se) else s.se * metric.scale for s in stats]
             ax.bar(x, heights, width, yerr=errors, capsize=2, label=agent)
         ax.set_title(metric.title)
-        ax.set_xticks(range(len(groups)), [g.name for g in groups], rotation=20, ha="right")
+        if shared:
+            ax.set_xticks(range(len(groups)), ticks)
+        else:
+            ax.set_xticks(range(len(groups)), ticks, rotation=20, ha="right")
         if metric.key == "ms_per_step":
             ax.set_yscale("log")
     # under the panels, not in the tick labels: a long setting there ran into the next label
-    settings = [line for g in groups if (line := settings_line(g)) is not None]
-    if settings:
-        figure.supxlabel("\n".join(settings), fontsize="small")
+    settings = [
+        line for g, tick in zip(groups, ticks, strict=True) if (line := settings_line(g, tick))
+    ]
+    if shared or settings:
+        figure.supxlabel("\n".join([shared, *settings] if shared else settings), fontsize="small")
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside upper center", ncols=len(agents), frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from latentrl.cli import main
-from latentrl.compare import OF_ORACLE, compare_runs, earlier_seeds, read_run
+from latentrl.compare import OF_ORACLE, compare_runs, earlier_seeds, read_run, tick_labels
 from latentrl.config import apply_overrides, load_config, save_config, to_dict
 from latentrl.errors import UserError
 from latentrl.pipeline import EnvRecipe, experiment_config
@@ -275,6 +275,24 @@ def test_runs_of_one_preset_with_other_settings_are_separate_groups(tmp_path: Pa
     data = json.loads(result.json_path.read_text())
     assert data["pendulum (debug) C"]["differs"]["plan.r"] == 0.001
     assert data["pendulum (debug) A"]["seeds"] == [0, 1]
+
+
+def test_the_plot_names_the_shared_experiment_once_and_each_group_by_what_is_left() -> None:
+    assert tick_labels(["cartpole (recipe) A", "cartpole (recipe) B"]) == (
+        "cartpole (recipe)",
+        ["A", "B"],
+    )
+    assert tick_labels(["pendulum (full)", "pendulum (debug)"]) == (
+        "pendulum",
+        ["(full)", "(debug)"],
+    )
+    # shared words stop before a name would be left empty; other experiments share nothing
+    assert tick_labels(["pendulum (full)", "pendulum (full) A"]) == (
+        "pendulum",
+        ["(full)", "(full) A"],
+    )
+    assert tick_labels(["pendulum (full)", "planar (full)"])[0] == ""
+    assert tick_labels(["pendulum (full)"]) == ("", ["pendulum (full)"])
 
 
 def test_runs_of_two_presets_that_came_to_the_same_settings_are_one_group(
