@@ -578,8 +578,9 @@ def plot_comparison(groups: Sequence[Group], path: Path) -> None:
     settings = [
         line for g, tick in zip(groups, ticks, strict=True) if (line := settings_line(g, tick))
     ]
-    if shared or settings:
-        figure.supxlabel("\n".join([shared, *settings] if shared else settings), fontsize="small")
+    under_panels = [line for line in (shared, *settings) if line]
+    if under_panels:
+        figure.supxlabel("\n".join(under_panels), fontsize="small")
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside upper center", ncols=len(agents), frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
